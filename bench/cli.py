@@ -1,0 +1,178 @@
+"""`python -m bench ...`: the suite's subcommands.
+
+Each subcommand parses its flags here and calls one function of the package; a `BenchError` (bad input, a
+missing file, an unreachable server) becomes one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.errors import BenchError
+
+
+def _datasets_list(args: argparse.Namespace) -> int:
+    from bench.data.commands import format_dataset_table
+
+    print(format_dataset_table(cache_dir=args.cache_dir, local_dir=args.local_dir))
+    return 0
+
+
+def _datasets_fetch(args: argparse.Namespace) -> int:
+    from bench.data.download import fetch_dataset
+    from bench.data.registry import D4RL_DATASETS
+
+    if args.all == bool(args.names):
+        raise BenchError("datasets fetch: name one or more datasets, or pass --all (not both)")
+    names = list(D4RL_DATASETS) if args.all else args.names
+    for name in names:
+        path = fetch_dataset(name, cache_dir=args.cache_dir, base_url=args.base_url, force=args.force)
+        print(f"{name}: {path}")
+    return 0
+
+
+def _datasets_generate(args: argparse.Namespace) -> int:
+    from bench.data.generate import generate_random_dataset
+    from bench.data.registry import local_dataset_dir
+
+    out = args.out or local_dataset_dir(args.local_dir) / f"{args.env}-random.hdf5"
+    path = generate_random_dataset(
+        args.env, out, steps=args.steps, seed=args.seed, progress=not args.no_progress, overwrite=args.overwrite
+    )
+    print(f"wrote {path} (local data, not D4RL); train on it with --dataset local:{path}")
+    return 0
+
+
+def _nets_describe(args: argparse.Namespace) -> int:
+    from bench.nets.describe import describe_architecture
+
+    print(describe_architecture(args.arch, env=args.env, arch_file=args.arch_file))
+    return 0
+
+
+def _speed_nets(args: argparse.Namespace) -> int:
+    from bench.nets.speed import run_speed_benchmark
+
+    print(run_speed_benchmark(batch_size=args.batch_size, repeats=args.repeats, threads=args.threads))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from bench.agents.cql import CQLConfig
+    from bench.train import RunConfig, apply_overrides, train_cell
+
+    config = RunConfig(
+        dataset=args.dataset,
+        arch=args.arch,
+        seed=args.seed,
+        steps=args.steps,
+        epoch_steps=args.epoch_steps,
+        eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes,
+        checkpoint_every=args.checkpoint_every,
+        device=args.device,
+        normalize_reward=args.normalize_reward,
+        arch_file=str(args.arch_file) if args.arch_file else None,
+        cql=apply_overrides(CQLConfig(), args.set),
+    )
+    record = train_cell(
+        config,
+        args.out,
+        force=args.force,
+        progress=not args.no_progress,
+        cache_dir=args.cache_dir,
+        local_dir=args.local_dir,
+    )
+    seconds = record["seconds_per_epoch"]
+    steps_per_second = record["epoch_steps"] * len(seconds) / sum(seconds) if seconds else float("nan")
+    score = record["final_score"]
+    print(
+        f"{record['status']}: {config.arch} on {config.dataset} seed {config.seed}, "
+        f"final score {score if score is None else f'{score:.1f}'}, "
+        f"{steps_per_second:.1f} gradient steps/s on {record['device']['name']}; record: {args.out}"
+    )
+    return 0 if record["status"] == "done" else 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    datasets = sub.add_parser("datasets", help="list, fetch and validate datasets")
+    dsub = datasets.add_subparsers(dest="datasets_command", required=True)
+    p = dsub.add_parser("list", help="every known dataset, its environment and whether it is cached")
+    p.add_argument("--cache-dir", type=Path, help="D4RL cache (default: $D4RL_DATASET_DIR or ~/.d4rl/datasets)")
+    p.add_argument("--local-dir", type=Path, help="local datasets (default: $BENCH_LOCAL_DATASET_DIR)")
+    p.set_defaults(func=_datasets_list)
+    p = dsub.add_parser("fetch", help="download D4RL v2 files into the cache, resuming and validating")
+    p.add_argument("names", nargs="*", metavar="NAME", help="e.g. hopper-medium-v2")
+    p.add_argument("--all", action="store_true", help="all nine D4RL v2 MuJoCo datasets")
+    p.add_argument("--cache-dir", type=Path, help="default: $D4RL_DATASET_DIR or ~/.d4rl/datasets")
+    p.add_argument(
+        "--base-url",
+        help="mirror URL or local folder holding the .hdf5 files (default: $D4RL_BASE_URL or the D4RL server)",
+    )
+    p.add_argument("--force", action="store_true", help="download again even if a valid file is cached")
+    p.set_defaults(func=_datasets_fetch)
+
+    p = dsub.add_parser("generate", help="roll out a policy in the v4 env and write a D4RL-layout dataset")
+    p.add_argument("--env", required=True, choices=["hopper", "walker2d", "halfcheetah"])
+    p.add_argument("--policy", default="random", choices=["random"], help="behaviour policy")
+    p.add_argument("--steps", type=int, default=100_000, help="environment steps (= rows of the file)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, help="output .hdf5 (default: <local dir>/<env>-random.hdf5)")
+    p.add_argument("--local-dir", type=Path, help="local datasets (default: $BENCH_LOCAL_DATASET_DIR)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_datasets_generate)
+
+    nets = sub.add_parser("nets", help="inspect network architectures")
+    nsub = nets.add_subparsers(dest="nets_command", required=True)
+    p = nsub.add_parser("describe", help="layer table and parameter counts of an architecture")
+    p.add_argument("arch", help="architecture name (built-ins: bench/nets/architectures.yaml)")
+    p.add_argument("--env", default="walker2d", help="hopper, walker2d or halfcheetah (sets the sizes)")
+    p.add_argument("--arch-file", type=Path, help="YAML file of extra architectures")
+    p.set_defaults(func=_nets_describe)
+
+    p = sub.add_parser("run", help="train one (dataset, architecture, seed) cell and write its record")
+    p.add_argument("--dataset", required=True, help="d4rl:hopper-medium-v2, local:hopper-medium, minari:...")
+    p.add_argument("--arch", required=True, help="architecture name (python -m bench nets describe NAME)")
+    p.add_argument("--arch-file", type=Path, help="YAML file of extra architectures")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=1_000_000, help="gradient steps (a multiple of --epoch-steps)")
+    p.add_argument("--epoch-steps", type=int, default=1_000, help="gradient steps per epoch (tables use 1,000)")
+    p.add_argument("--eval-every", type=int, default=5_000, help="gradient steps between evaluations")
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--checkpoint-every", type=int, default=10, help="epochs between checkpoints")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    p.add_argument("--normalize-reward", action="store_true", help="CORL's reward range normalization")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="CQL setting, e.g. cql_alpha=5")
+    p.add_argument("--out", type=Path, required=True, help="record path (JSON); checkpoints go beside it")
+    p.add_argument("--force", action="store_true", help="overwrite a finished record, discard a checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--cache-dir", type=Path, help="D4RL cache folder")
+    p.add_argument("--local-dir", type=Path, help="local datasets folder")
+    p.set_defaults(func=_run)
+
+    speed = sub.add_parser("speed", help="speed benchmarks (ratios against a baseline in the same run)")
+    ssub = speed.add_subparsers(dest="speed_command", required=True)
+    p = ssub.add_parser("nets", help="forward+backward time of KAN layers and networks against MLPs")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=50)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.set_defaults(func=_speed_nets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,61 @@
+"""`python -m bench nets describe ARCH`: layer tables and parameter counts of an architecture's networks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tabulate import tabulate
+from torch import nn
+
+from bench.nets.kan import KANLinear
+from bench.nets.spec import NetworkSpec, build_network, count_parameters, get_architecture
+
+CRITICS = 2  # CQL's two critics (CQLConfig.num_critics)
+
+
+def describe_architecture(name: str, env: str = "walker2d", arch_file: Path | None = None) -> str:
+    """Actor and critic layer tables (layer, type, in -> out, parameters), totals and KAN options."""
+    from bench.data.registry import get_env_spec
+
+    arch = get_architecture(name, arch_file)
+    env_spec = get_env_spec(env)
+    obs_dim, act_dim = env_spec.obs_dim, env_spec.act_dim
+    actor = build_network(arch.actor, obs_dim, 2 * act_dim, arch.kan)
+    critic = build_network(arch.critic, obs_dim + act_dim, 1, arch.kan)
+    uses_kan = "kan" in (arch.actor.kind, arch.critic.kind)
+    lines = [f"Architecture {arch.name} on {env_spec.name} (obs {obs_dim}, actions {act_dim})"]
+    if arch.description:
+        lines.append(arch.description)
+    if uses_kan:
+        k = arch.kan
+        lines.append(f"KAN options: {k.summary()}; {k.params_per_edge} parameters per edge")
+    lines += [
+        "",
+        f"Actor {arch.actor}: obs -> mean and log-std of {act_dim} actions",
+        _layer_table(actor, arch.actor),
+        "(plus CORL's 2 trainable log-std scalars, not counted: the paper's counts leave them out)",
+        "",
+        f"Critic {arch.critic}, per critic: concat(obs, action) -> Q",
+        _layer_table(critic, arch.critic),
+        f"{CRITICS} critics: {CRITICS * count_parameters(critic):,} parameters (target copies not counted)",
+    ]
+    return "\n".join(lines)
+
+
+def _layer_table(network: nn.Module, spec: NetworkSpec) -> str:
+    rows = []
+    last = len(network.layers) - 1
+    for i, layer in enumerate(network.layers):
+        rows.append([i, _layer_type(layer, i == last), _shape(layer), f"{count_parameters(layer):,}"])
+    rows.append(["total", str(spec), "", f"{count_parameters(network):,}"])
+    return tabulate(rows, headers=["layer", "type", "in -> out", "parameters"], tablefmt="simple")
+
+
+def _layer_type(layer: nn.Module, is_last: bool) -> str:
+    if isinstance(layer, KANLinear):
+        return "KANLinear" if layer.options.base_activation else "KANLinear (spline-only)"
+    return "Linear" if is_last else "Linear + ReLU"
+
+
+def _shape(layer: nn.Module) -> str:
+    return f"{layer.in_features} -> {layer.out_features}"

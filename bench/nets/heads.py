@@ -1,0 +1,173 @@
+"""CQL's actor and critics around any body: CORL's `TanhGaussianPolicy` and `FullyConnectedQFunction`.
+
+Faithful to CORL's `algorithms/offline/cql.py` (corl-team/CORL):
+- actor: body -> 2 * act_dim (mean, raw log-std); log_std = clamp(multiplier * raw + offset, -20, 2) with a
+  trainable multiplier (1.0) and offset (-1.0), CORL's `Scalar`s; action = tanh(z) * max_action with
+  z ~ Normal(mean, std) by rsample, or z = mean when deterministic. The log-prob is that of tanh(z) (CORL's
+  `TransformedDistribution(Normal, TanhTransform)`), summed over action dims; like CORL it leaves out the
+  constant -act_dim * log(max_action) of the final scaling.
+- critics: body on concat(obs, action) -> 1. CORL keeps two `FullyConnectedQFunction`s; here all critics
+  are one ensemble network (stacked weights), so every layer is one batched matmul for all of them.
+- init (CORL's `init_module_weights`): with orthogonal_init, hidden Linear layers orthogonal with gain sqrt(2)
+  and bias 0; the last layer orthogonal with gain 1e-2 (xavier_uniform with gain 1e-2 without
+  orthogonal_init), bias 0. Per ensemble member. Note that CORL's `TanhGaussianPolicy` calls
+  `init_module_weights(self.base_network)` without passing its flag, so CORL's actor always gets the
+  non-orthogonal variant: pass orthogonal_init=False to the actor to match CORL exactly.
+- KAN bodies: orthogonal init has no KAN counterpart, so hidden KAN layers keep the efficient-kan init; the
+  last KAN layer's w_b and w_s are multiplied by 1e-2, which scales its output by 1e-2 as CORL's last-layer
+  gain does, so a fresh actor's mean and log-std start near 0 and fresh Q-values near 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bench.nets.kan import KAN, KANLinear, KANOptions
+from bench.nets.mlp import EnsembleLinear
+from bench.nets.spec import NetworkSpec, build_network
+
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+LAST_LAYER_GAIN = 1e-2
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+_ATANH_EPS = 1e-6
+
+
+def init_corl_(network: nn.Module, orthogonal_init: bool) -> None:
+    """CORL's `init_module_weights` on a body from `build_network` (see the module docstring)."""
+    layers = list(network.layers)
+    with torch.no_grad():
+        if isinstance(network, KAN):
+            last = layers[-1]
+            assert isinstance(last, KANLinear)
+            if last.base_weight is not None:
+                last.base_weight.mul_(LAST_LAYER_GAIN)
+            last.spline_scaler.mul_(LAST_LAYER_GAIN)
+            return
+        if orthogonal_init:
+            for layer in layers[:-1]:
+                _init_linear_(layer, math.sqrt(2.0), orthogonal=True)
+        _init_linear_(layers[-1], LAST_LAYER_GAIN, orthogonal=orthogonal_init)
+
+
+def _init_linear_(layer: nn.Module, gain: float, orthogonal: bool) -> None:
+    init = nn.init.orthogonal_ if orthogonal else nn.init.xavier_uniform_
+    if isinstance(layer, EnsembleLinear):
+        for member in range(layer.ensemble_size):
+            # Each member as an nn.Linear weight (out, in); stored transposed.
+            weight = torch.empty(layer.out_features, layer.in_features, device=layer.weight.device)
+            layer.weight[member].copy_(init(weight, gain=gain).T)
+    else:
+        init(layer.weight, gain=gain)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+
+
+def tanh_log_det_jacobian(z: Tensor) -> Tensor:
+    """log |d tanh(z) / dz| = log(1 - tanh(z)^2), in the stable form 2 * (log 2 - z - softplus(-2z))."""
+    return 2.0 * (math.log(2.0) - z - F.softplus(-2.0 * z))
+
+
+class TanhGaussianActor(nn.Module):
+    """CORL's tanh-Gaussian policy on any body; observations may have any leading dims (..., obs_dim)."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        spec: NetworkSpec,
+        kan: KANOptions,
+        max_action: float = 1.0,
+        orthogonal_init: bool = True,
+        log_std_multiplier: float = 1.0,
+        log_std_offset: float = -1.0,
+    ) -> None:
+        super().__init__()
+        self.obs_dim, self.act_dim, self.max_action = obs_dim, act_dim, max_action
+        self.network = build_network(spec, obs_dim, 2 * act_dim, kan)
+        init_corl_(self.network, orthogonal_init)
+        self.log_std_multiplier = nn.Parameter(torch.tensor(float(log_std_multiplier)))
+        self.log_std_offset = nn.Parameter(torch.tensor(float(log_std_offset)))
+
+    def distribution_params(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """(mean, log_std) of the pre-tanh Gaussian, log_std already scaled, shifted and clamped."""
+        mean, raw_log_std = self.network(obs).split(self.act_dim, dim=-1)
+        log_std = self.log_std_multiplier * raw_log_std + self.log_std_offset
+        return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+
+    def forward(
+        self, obs: Tensor, deterministic: bool = False, need_log_prob: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
+        """(action (..., act_dim), log-prob (...) or None); deterministic: tanh(mean) * max_action."""
+        mean, log_std = self.distribution_params(obs)
+        if deterministic:
+            z = mean
+            noise = torch.zeros_like(mean)
+        else:
+            noise = torch.randn_like(mean)
+            z = mean + noise * log_std.exp()
+        action = torch.tanh(z) * self.max_action
+        if not need_log_prob:
+            return action, None
+        # (z - mean) / std is the noise itself, so the Gaussian term needs no division.
+        gaussian = -0.5 * noise.square() - log_std - _HALF_LOG_2PI
+        return action, (gaussian - tanh_log_det_jacobian(z)).sum(-1)
+
+    def log_prob(self, obs: Tensor, actions: Tensor) -> Tensor:
+        """Log-prob of given actions (..., act_dim); obs (..., obs_dim) broadcast, or one dim short (CORL's
+        repeat over sampled actions). Actions are clipped to within 1e-6 of +-max_action (tanh saturates).
+        """
+        obs, actions = _broadcast_pair(obs, actions)
+        mean, log_std = self.distribution_params(obs)
+        y = (actions / self.max_action).clamp(-1.0 + _ATANH_EPS, 1.0 - _ATANH_EPS)
+        z = torch.atanh(y)
+        gaussian = -0.5 * ((z - mean) * torch.exp(-log_std)).square() - log_std - _HALF_LOG_2PI
+        return (gaussian - tanh_log_det_jacobian(z)).sum(-1)
+
+
+class EnsembleCritic(nn.Module):
+    """`num_critics` Q-functions in one ensemble network: forward(obs, actions) -> (num_critics, ...)."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        spec: NetworkSpec,
+        kan: KANOptions,
+        num_critics: int = 2,
+        orthogonal_init: bool = True,
+    ) -> None:
+        super().__init__()
+        self.obs_dim, self.act_dim, self.num_critics = obs_dim, act_dim, num_critics
+        self.network = build_network(spec, obs_dim + act_dim, 1, kan, ensemble_size=num_critics)
+        init_corl_(self.network, orthogonal_init)
+
+    def forward(self, obs: Tensor, actions: Tensor) -> Tensor:
+        """Every critic on the same inputs: obs (..., obs_dim) and actions (..., act_dim) with broadcastable
+        leading dims (obs may also be one dim short, as in CORL) -> Q-values (num_critics, ...).
+        """
+        obs, actions = _broadcast_pair(obs, actions)
+        lead = obs.shape[:-1]
+        x = torch.cat([obs, actions], dim=-1).reshape(1, -1, self.obs_dim + self.act_dim)
+        q = self.network(x.expand(self.num_critics, -1, -1))
+        return q.reshape(self.num_critics, *lead)
+
+    def forward_members(self, obs: Tensor, actions: Tensor) -> Tensor:
+        """Critic i on inputs [i]: obs (num_critics, ..., obs_dim), actions (num_critics, ..., act_dim)."""
+        obs, actions = _broadcast_pair(obs, actions)
+        if obs.shape[0] != self.num_critics:
+            raise ValueError(f"expected a leading dim of {self.num_critics} critics, got shape {tuple(obs.shape)}")
+        lead = obs.shape[:-1]
+        x = torch.cat([obs, actions], dim=-1).reshape(self.num_critics, -1, self.obs_dim + self.act_dim)
+        return self.network(x).reshape(lead)
+
+
+def _broadcast_pair(obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+    """Expand obs and actions to common leading dims; obs one dim short gets a dim before its last."""
+    if obs.dim() == actions.dim() - 1:
+        obs = obs.unsqueeze(-2)
+    lead = torch.broadcast_shapes(obs.shape[:-1], actions.shape[:-1])
+    return obs.expand(*lead, obs.shape[-1]), actions.expand(*lead, actions.shape[-1])

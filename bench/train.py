@@ -1,0 +1,448 @@
+"""One cell of the grid: dataset -> CQL agent -> periodic evaluation -> record.
+
+`train_cell` trains in epochs of `epoch_steps` gradient steps (1,000 in every table), times each epoch with
+evaluation and checkpointing excluded, evaluates every `eval_every` steps, checkpoints every
+`checkpoint_every` epochs, and writes one JSON record (SPEC section 7) atomically. A run started again with the
+same command resumes from its checkpoint and, on CPU, writes the same record as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+import traceback
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+import bench
+from bench.agents.cql import CQL, Batch, CQLConfig
+from bench.data.loader import OfflineDataset, load_dataset
+from bench.errors import BenchError
+from bench.evaluate import evaluate_policy
+from bench.fileio import atomic_write_json
+from bench.nets.spec import count_parameters, get_architecture
+
+RECORD_SCHEMA_VERSION = 1
+STATUSES = ("done", "failed", "diverged")
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a cell's result; stored whole in its record."""
+
+    dataset: str
+    arch: str
+    seed: int = 0
+    steps: int = 1_000_000
+    epoch_steps: int = 1_000
+    eval_every: int = 5_000
+    eval_episodes: int = 10
+    checkpoint_every: int = 10  # epochs; does not change the result
+    device: str = "auto"
+    normalize_states: bool = True
+    normalize_reward: bool = False
+    arch_file: str | None = None
+    cql: CQLConfig = field(default_factory=CQLConfig)
+
+    def validate(self) -> None:
+        for name in ("steps", "epoch_steps", "eval_every", "eval_episodes", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise BenchError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.steps % self.epoch_steps:
+            raise BenchError(
+                f"steps ({self.steps}) is not a multiple of the epoch size ({self.epoch_steps}); "
+                f"use e.g. --steps {max(1, round(self.steps / self.epoch_steps)) * self.epoch_steps}"
+            )
+        if self.eval_every % self.epoch_steps:
+            raise BenchError(f"eval_every ({self.eval_every}) is not a multiple of the epoch size ({self.epoch_steps})")
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise BenchError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def apply_overrides(config: CQLConfig, overrides: list[str]) -> CQLConfig:
+    """Apply `key=value` overrides (values parsed as YAML scalars) to a CQLConfig, checking names and types."""
+    hints = typing.get_type_hints(CQLConfig)
+    changes: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip().removeprefix("cql.")
+        if not sep or key not in hints:
+            known = ", ".join(sorted(hints))
+            raise BenchError(f"bad override {item!r}: expected KEY=VALUE with KEY one of {known}")
+        value = yaml.safe_load(text)
+        allowed = typing.get_args(hints[key]) or (hints[key],)
+        if isinstance(value, int) and not isinstance(value, bool) and float in allowed and int not in allowed:
+            value = float(value)
+        if not isinstance(value, allowed):
+            raise BenchError(f"bad override {item!r}: {key} takes {hints[key]}, got {value!r}")
+        changes[key] = value
+    try:
+        return dataclasses.replace(config, **changes)
+    except ValueError as exc:
+        raise BenchError(f"bad CQL setting: {exc}") from None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BenchError(f"device {name!r} asked for, but torch sees no CUDA device; use --device cpu or auto")
+    return device
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued device work, so the clock measures the work and not its launch."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def device_info(device: torch.device) -> dict[str, Any]:
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
+        cpuinfo = Path("/proc/cpuinfo")
+        if cpuinfo.exists():
+            for line in cpuinfo.read_text().splitlines():
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    return {
+        "type": device.type,
+        "name": name,
+        "torch_threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def library_versions() -> dict[str, str]:
+    import gymnasium
+    import h5py
+    import mujoco
+
+    return {
+        "bench": bench.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "gymnasium": gymnasium.__version__,
+        "mujoco": mujoco.__version__,
+        "h5py": h5py.__version__,
+    }
+
+
+def git_commit() -> str | None:
+    """HEAD of the checkout the package runs from, with '-dirty' when it has uncommitted changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("-dirty" if dirty else "")
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """The record at `path`, or None when there is none or it is partial/corrupt (then the cell is rerun)."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("status") not in STATUSES:
+        return None
+    return record
+
+
+def checkpoint_path(out: Path) -> Path:
+    return out.with_name(out.name.removesuffix(".json") + ".ckpt.pt")
+
+
+def config_fingerprint(config: RunConfig) -> str:
+    """Hash of everything that changes the result (checkpoint cadence and device choice do not)."""
+    data = config.to_dict()
+    data.pop("checkpoint_every")
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train_cell(
+    config: RunConfig,
+    out: Path,
+    *,
+    force: bool = False,
+    progress: bool = True,
+    cache_dir: Path | None = None,
+    local_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Train one (dataset, architecture, seed) cell and write its record to `out`; return the record.
+
+    A finished record at `out` is never overwritten unless `force`; a failed, diverged, partial or corrupt one
+    is replaced. A checkpoint beside `out` from the same configuration is resumed (`force` discards it).
+    """
+    config.validate()
+    out = Path(out)
+    existing = read_record(out)
+    if existing is not None and existing["status"] == "done" and not force:
+        raise BenchError(f"{out} already holds a finished record; pass --force to train again and overwrite it")
+    arch = get_architecture(config.arch, Path(config.arch_file) if config.arch_file else None)
+    device = resolve_device(config.device)
+    dataset = load_dataset(
+        config.dataset, cache_dir=cache_dir, local_dir=local_dir, normalize_reward=config.normalize_reward
+    )
+    env = dataset.env
+    ckpt_path = checkpoint_path(out)
+    if force:
+        ckpt_path.unlink(missing_ok=True)
+
+    seed_everything(config.seed)
+    agent = CQL(env.obs_dim, env.act_dim, arch, config.cql, device=device)
+    data = _dataset_tensors(dataset, config.normalize_states, device)
+    eval_seed = config.seed * config.eval_episodes
+
+    record: dict[str, Any] = {
+        "schema_version": RECORD_SCHEMA_VERSION,
+        "cell": {"dataset": config.dataset, "arch": config.arch, "seed": config.seed},
+        "status": "failed",
+        "config": config.to_dict(),
+        "config_fingerprint": config_fingerprint(config),
+        "architecture": {
+            "name": arch.name,
+            "actor": str(arch.actor),
+            "critic": str(arch.critic),
+            "kan": asdict(arch.kan),
+        },
+        "dataset": {
+            "name": dataset.name,
+            "source": dataset.source,
+            "env": env.name,
+            "env_id": env.env_id,
+            "transitions": len(dataset.transitions),
+            "label": "D4RL" if dataset.source == "d4rl" else f"{dataset.source} data, not D4RL",
+        },
+        "parameters": {
+            "actor": count_parameters(agent.actor),
+            "actor_network": count_parameters(agent.actor.network),
+            "critic": count_parameters(agent.critic) // config.cql.num_critics,
+            "critics_total": count_parameters(agent.critic),
+        },
+        "evaluation": {"episodes": config.eval_episodes, "seed": eval_seed, "env_id": env.env_id},
+        "epoch_steps": config.epoch_steps,
+        "steps_done": 0,
+        "curve": [],
+        "seconds_per_epoch": [],
+        "final_score": None,
+        "best_score": None,
+        "final_return": None,
+        "losses": {},
+        "device": device_info(device),
+        "versions": library_versions(),
+        "git_commit": git_commit(),
+        "started_at": now(),
+        "finished_at": None,
+        "error": None,
+    }
+
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if state.get("config_fingerprint") != record["config_fingerprint"]:
+            raise BenchError(
+                f"checkpoint {ckpt_path} was written by a different configuration; "
+                "delete it or pass --force to start this cell from scratch"
+            )
+        agent.load_state_dict(state["agent"])
+        set_rng_state(state["rng"], device)
+        for key in ("steps_done", "curve", "seconds_per_epoch", "started_at", "losses"):
+            record[key] = state[key]
+
+    epochs = config.steps // config.epoch_steps
+    bar = tqdm(
+        total=config.steps,
+        initial=record["steps_done"],
+        unit="step",
+        desc=f"{config.arch} {config.dataset} s{config.seed}",
+        disable=not progress,
+        dynamic_ncols=True,
+        file=sys.stderr,
+    )
+    try:
+        for epoch in range(record["steps_done"] // config.epoch_steps, epochs):
+            seconds, losses = _train_epoch(agent, data, config.epoch_steps, config.cql.batch_size, device)
+            record["steps_done"] = step = (epoch + 1) * config.epoch_steps
+            record["seconds_per_epoch"].append(seconds)
+            # JSON has no NaN or infinity: a non-finite mean is stored as null and named in the error.
+            record["losses"] = {k: v if math.isfinite(v) else None for k, v in losses.items()}
+            bad = sorted(k for k, v in losses.items() if not math.isfinite(v))
+            if bad:
+                record["status"] = "diverged"
+                record["error"] = f"non-finite {', '.join(bad)} in the epoch ending at step {step}"
+                break
+            if step % config.eval_every == 0 or step == config.steps:
+                record["curve"].append(_evaluate(agent, dataset, config, eval_seed, step, device))
+            bar.update(config.epoch_steps)
+            bar.set_postfix(
+                critic=f"{losses['critic_loss']:.3g}",
+                actor=f"{losses['policy_loss']:.3g}",
+                alpha=f"{losses['alpha']:.3g}",
+                score=f"{record['curve'][-1]['normalized_score']:.1f}" if record["curve"] else "-",
+                refresh=False,
+            )
+            if (epoch + 1) % config.checkpoint_every == 0 and step < config.steps:
+                save_checkpoint(
+                    ckpt_path,
+                    {
+                        "config_fingerprint": record["config_fingerprint"],
+                        "agent": agent.state_dict(),
+                        "rng": rng_state(device),
+                        **{k: record[k] for k in ("steps_done", "curve", "seconds_per_epoch", "started_at", "losses")},
+                    },
+                )
+        else:
+            record["status"] = "done"
+    except KeyboardInterrupt:
+        bar.close()
+        raise
+    except Exception as exc:
+        record["status"] = "failed"
+        record["error"] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+    bar.close()
+
+    scores = [point["normalized_score"] for point in record["curve"]]
+    if scores:
+        record["final_score"] = scores[-1]
+        record["best_score"] = max(scores)
+        record["final_return"] = record["curve"][-1]["return_mean"]
+    record["finished_at"] = now()
+    record = json.loads(json.dumps(record))  # the caller gets exactly what the file holds (tuples as lists)
+    atomic_write_json(out, record)
+    if record["status"] != "failed":
+        ckpt_path.unlink(missing_ok=True)
+    if record["status"] == "failed":
+        raise BenchError(f"run failed, record written to {out}: {record['error'].splitlines()[0]}")
+    return record
+
+
+def _dataset_tensors(dataset: OfflineDataset, normalize_states: bool, device: torch.device) -> dict[str, torch.Tensor]:
+    """The transitions on the device, states z-scored with the dataset's mean and std as CORL does."""
+    t = dataset.transitions
+    mean, std = (dataset.state_mean, dataset.state_std) if normalize_states else (0.0, 1.0)
+
+    def tensor(array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(array, dtype=np.float32), device=device)
+
+    return {
+        "observations": tensor((t.observations - mean) / std),
+        "actions": tensor(t.actions),
+        "rewards": tensor(t.rewards),
+        "next_observations": tensor((t.next_observations - mean) / std),
+        "dones": tensor(t.dones),
+    }
+
+
+def _train_epoch(
+    agent: CQL, data: dict[str, torch.Tensor], steps: int, batch_size: int, device: torch.device
+) -> tuple[float, dict[str, float]]:
+    """`steps` updates on uniformly sampled batches; returns wall seconds and the epoch's mean losses.
+
+    Loss values are summed on the device and read once at the end, so the loop never waits for the device.
+    """
+    size = data["observations"].shape[0]
+    totals: dict[str, torch.Tensor] = {}
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        idx = torch.randint(size, (batch_size,), device=device)
+        batch = Batch(*(data[k][idx] for k in Batch._fields))
+        for name, value in agent.update(batch).items():
+            value = value.detach()
+            totals[name] = totals[name] + value if name in totals else value.clone()
+    synchronize(device)
+    seconds = time.perf_counter() - start
+    means = torch.stack(list(totals.values())).div(steps).tolist()
+    return seconds, dict(zip(totals, means, strict=True))
+
+
+def _evaluate(
+    agent: CQL, dataset: OfflineDataset, config: RunConfig, seed: int, step: int, device: torch.device
+) -> dict[str, Any]:
+    """One point of the evaluation curve: deterministic policy, `eval_episodes` episodes in the v4 env."""
+    mean, std = (dataset.state_mean, dataset.state_std) if config.normalize_states else (None, None)
+
+    def policy(observations: np.ndarray) -> np.ndarray:
+        obs = torch.as_tensor(observations, dtype=torch.float32, device=device)
+        return agent.act(obs).cpu().numpy()
+
+    result = evaluate_policy(
+        dataset.env.name, policy, episodes=config.eval_episodes, seed=seed, state_mean=mean, state_std=std
+    )
+    return {
+        "step": step,
+        "normalized_score": float(np.mean(result.normalized_scores)),
+        "normalized_score_std": float(np.std(result.normalized_scores)),
+        "return_mean": float(np.mean(result.returns)),
+        "return_std": float(np.std(result.returns)),
+        "episode_returns": [float(r) for r in result.returns],
+        "episode_lengths": [int(n) for n in result.lengths],
+    }

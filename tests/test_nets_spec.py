@@ -1,0 +1,154 @@
+"""Network spec strings, architecture files, built-in architectures and `nets describe`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.cli import main
+from bench.errors import BenchError
+from bench.nets.describe import describe_architecture
+from bench.nets.kan import KAN, KANOptions
+from bench.nets.mlp import MLP
+from bench.nets.spec import (
+    NetworkSpec,
+    build_network,
+    count_parameters,
+    get_architecture,
+    load_architectures,
+    parse_network_spec,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "spec"),
+    [
+        ("mlp[256,256,256]", NetworkSpec("mlp", (256, 256, 256))),
+        ("kan[4]", NetworkSpec("kan", (4,))),
+        ("kan[4,4]", NetworkSpec("kan", (4, 4))),
+        ("mlp[]", NetworkSpec("mlp", ())),
+        ("kan[]", NetworkSpec("kan", ())),
+    ],
+)
+def test_spec_round_trip(text: str, spec: NetworkSpec) -> None:
+    assert parse_network_spec(text) == spec
+    assert str(spec) == text
+
+
+def test_spec_tolerates_spaces() -> None:
+    assert parse_network_spec(" kan[ 8 , 8 ] ") == NetworkSpec("kan", (8, 8))
+
+
+@pytest.mark.parametrize("text", ["mlp", "cnn[4]", "mlp[0]", "kan[4,]", "kan[-1]", "mlp[a]", "", "MLP[4]", "kan[4]]"])
+def test_bad_spec_strings(text: str) -> None:
+    with pytest.raises(BenchError, match="expected kind") as info:
+        parse_network_spec(text)
+    assert repr(text) in str(info.value)
+
+
+def test_build_network_builds_the_whole_network() -> None:
+    kan = build_network(parse_network_spec("kan[4]"), 17, 12, KANOptions())
+    assert isinstance(kan, KAN)
+    assert [(layer.in_features, layer.out_features) for layer in kan.layers] == [(17, 4), (4, 12)]
+    mlp = build_network(parse_network_spec("mlp[256,256,256]"), 23, 1, KANOptions())
+    assert isinstance(mlp, MLP)
+    assert [(layer.in_features, layer.out_features) for layer in mlp.layers] == [
+        (23, 256),
+        (256, 256),
+        (256, 256),
+        (256, 1),
+    ]
+    assert count_parameters(mlp) == 137_985
+    single = build_network(parse_network_spec("mlp[]"), 5, 3, KANOptions(), ensemble_size=2)
+    assert single(torch.randn(2, 7, 5)).shape == (2, 7, 3)
+    assert count_parameters(build_network(parse_network_spec("kan[]"), 5, 3, KANOptions())) == 150
+
+
+# Walker2d (obs 17, act 6) actor network and per-critic counts, as in architectures.yaml.
+BUILTIN_COUNTS = {
+    "corl-mlp": (139_276, 137_985),
+    "mlp": (7_692, 137_985),
+    "kan1-mlp": (1_160, 137_985),
+    "kan2-mlp": (1_320, 137_985),
+    "kan-kan": (1_160, 2_560),
+    "mlp-small": (6_092, 5_761),
+    "kan-small": (1_160, 5_761),
+}
+
+
+def test_builtin_architectures_and_their_counts() -> None:
+    archs = load_architectures()
+    assert set(archs) == set(BUILTIN_COUNTS)
+    for name, (actor_count, critic_count) in BUILTIN_COUNTS.items():
+        arch = archs[name]
+        assert arch.name == name and arch.description
+        assert count_parameters(build_network(arch.actor, 17, 12, arch.kan)) == actor_count
+        assert count_parameters(build_network(arch.critic, 23, 1, arch.kan)) == critic_count
+    assert archs["mlp"].actor == NetworkSpec("mlp", (256,))
+    assert archs["kan1-mlp"].kan == KANOptions()
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "archs.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_architecture_file_adds_architectures(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "my-kan:\n  actor: kan[6]\n  critic: mlp[64]\n  kan:\n    grid_size: 8\n    spline_order: 2\n"
+        "    grid_range: [-2, 2]\n    input_norm: tanh\n    base_activation: false\n",
+    )
+    arch = get_architecture("my-kan", arch_file=path)
+    assert arch.kan == KANOptions(8, 2, (-2.0, 2.0), "tanh", False)
+    assert arch.actor == NetworkSpec("kan", (6,)) and arch.description == ""
+    assert get_architecture("mlp", arch_file=path).actor == NetworkSpec("mlp", (256,))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("x:\n  actor: kan[4]\n  critic: mlp[8]\n  widht: 3\n", "architecture 'x': unknown key 'widht'"),
+        (
+            "x:\n  actor: kan[4]\n  critic: mlp[8]\n  kan: {grid: 3}\n",
+            "architecture 'x': unknown key 'kan.grid'",
+        ),
+        ("x:\n  actor: kan[4]\n", "missing key 'critic'"),
+        ("x:\n  actor: kan[4\n  critic: mlp[8]\n", "network spec 'kan[4'"),
+        ("x:\n  actor: kan[4]\n  critic: mlp[8]\n  kan: {input_norm: batch}\n", "input_norm 'batch'"),
+        ("- a\n- b\n", "expected a mapping"),
+        ("mlp:\n  actor: mlp[4]\n  critic: mlp[4]\n", "redefines the built-in architecture 'mlp'"),
+    ],
+)
+def test_bad_architecture_files(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(BenchError) as info:
+        get_architecture("x", arch_file=path)
+    assert expected in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_unknown_architecture_names_the_closest() -> None:
+    with pytest.raises(BenchError, match="unknown architecture 'kan-kn': did you mean kan-kan"):
+        get_architecture("kan-kn")
+    with pytest.raises(BenchError, match="cannot read architecture file"):
+        get_architecture("mlp", arch_file=Path("/nonexistent/archs.yaml"))
+
+
+def test_describe_shows_layers_and_paper_counts() -> None:
+    text = describe_architecture("mlp")
+    assert "7,692" in text and "137,985" in text and "275,970" in text
+    assert "17 -> 256" in text and "256 -> 12" in text
+    kan = describe_architecture("kan1-mlp", env="hopper")
+    assert "KANLinear" in kan and "11 -> 4" in kan and "G=5 k=3" in kan
+    assert f"{(11 * 4 + 4 * 6) * 10:,}" in kan
+
+
+def test_cli_describe(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["nets", "describe", "kan1-mlp"]) == 0
+    assert "1,160" in capsys.readouterr().out
+    assert main(["nets", "describe", "nope"]) == 2
+    assert "unknown architecture 'nope'" in capsys.readouterr().err

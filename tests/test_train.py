@@ -1,0 +1,200 @@
+"""One cell end to end on a generated D4RL-layout file with Hopper's sizes: record, determinism, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from bench import train
+from bench.cli import main
+from bench.errors import BenchError
+from bench.train import RunConfig, apply_overrides, train_cell
+from tests.d4rl_files import write_small_d4rl_file
+
+# Fields that hold wall-clock readings; everything else must repeat exactly for the same seed on CPU.
+TIMING_FIELDS = {"seconds_per_epoch", "started_at", "finished_at"}
+
+
+@pytest.fixture(scope="module")
+def hopper_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_small_d4rl_file(tmp_path_factory.mktemp("data") / "hopper-tiny.hdf5", env="hopper")
+
+
+def tiny_config(path: Path, **changes) -> RunConfig:
+    settings = dict(
+        dataset=f"local:{path}",
+        arch="mlp-small",
+        seed=0,
+        steps=6,
+        epoch_steps=2,
+        eval_every=4,
+        eval_episodes=2,
+        checkpoint_every=1,
+        device="cpu",
+        cql=apply_overrides(train.CQLConfig(), ["batch_size=16", "cql_n_actions=3"]),
+    )
+    settings.update(changes)
+    return RunConfig(**settings)
+
+
+def comparable(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in TIMING_FIELDS}
+
+
+def test_tiny_run_writes_a_complete_record(hopper_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cell.json"
+    record = train_cell(tiny_config(hopper_file), out, progress=False)
+    assert json.loads(out.read_text()) == record
+    assert record["status"] == "done"
+    assert record["cell"] == {"dataset": f"local:{hopper_file}", "arch": "mlp-small", "seed": 0}
+    assert record["config"]["cql"]["cql_alpha"] == 10.0 and record["config"]["cql"]["batch_size"] == 16
+    assert [p["step"] for p in record["curve"]] == [4, 6]
+    for point in record["curve"]:
+        assert len(point["episode_returns"]) == 2
+        assert math.isfinite(point["normalized_score"]) and math.isfinite(point["return_mean"])
+    assert record["final_score"] == record["curve"][-1]["normalized_score"]
+    assert record["best_score"] == max(p["normalized_score"] for p in record["curve"])
+    assert len(record["seconds_per_epoch"]) == 3 and all(s > 0 for s in record["seconds_per_epoch"])
+    params = record["parameters"]
+    assert params["actor_network"] == (11 * 64 + 64) + (64 * 64 + 64) + (64 * 6 + 6)
+    assert params["critic"] == (14 * 64 + 64) + (64 * 64 + 64) + (64 + 1)
+    assert params["critics_total"] == 2 * params["critic"]
+    assert record["dataset"]["source"] == "local" and "not D4RL" in record["dataset"]["label"]
+    assert record["device"]["type"] == "cpu" and record["versions"]["torch"]
+    assert {"git_commit", "started_at", "finished_at", "error", "losses"} <= record.keys()
+    assert not train.checkpoint_path(out).exists()
+
+
+def test_same_seed_same_record(hopper_file: Path, tmp_path: Path) -> None:
+    a = train_cell(tiny_config(hopper_file), tmp_path / "a.json", progress=False)
+    b = train_cell(tiny_config(hopper_file), tmp_path / "b.json", progress=False)
+    c = train_cell(tiny_config(hopper_file, seed=1), tmp_path / "c.json", progress=False)
+    assert comparable(a) == comparable(b)
+    assert a["losses"] != c["losses"]
+
+
+def test_killed_run_resumes_to_the_uninterrupted_record(
+    hopper_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference = train_cell(tiny_config(hopper_file), tmp_path / "ref.json", progress=False)
+    out = tmp_path / "killed.json"
+    real_epoch = train._train_epoch
+    calls = {"n": 0}
+
+    def dies_in_third_epoch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # what a kill between checkpoints looks like to the loop
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "_train_epoch", dies_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_cell(tiny_config(hopper_file), out, progress=False)
+    assert not out.exists() and train.checkpoint_path(out).exists()
+    monkeypatch.setattr(train, "_train_epoch", real_epoch)
+    resumed = train_cell(tiny_config(hopper_file), out, progress=False)
+    assert comparable(resumed) == comparable(reference)
+    assert not train.checkpoint_path(out).exists()
+
+
+def test_checkpoint_from_another_config_is_refused(
+    hopper_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "cell.json"
+    real_epoch = train._train_epoch
+    calls = {"n": 0}
+
+    def dies_in_second_epoch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "_train_epoch", dies_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_cell(tiny_config(hopper_file), out, progress=False)
+    monkeypatch.setattr(train, "_train_epoch", real_epoch)
+    with pytest.raises(BenchError, match="different configuration"):
+        train_cell(tiny_config(hopper_file, seed=5), out, progress=False)
+    assert train_cell(tiny_config(hopper_file, seed=5), out, progress=False, force=True)["status"] == "done"
+
+
+def test_non_finite_loss_ends_as_diverged(hopper_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_epoch = train._train_epoch
+
+    def nan_epoch(*args, **kwargs):
+        seconds, losses = real_epoch(*args, **kwargs)
+        return seconds, {**losses, "critic_loss": float("nan")}
+
+    monkeypatch.setattr(train, "_train_epoch", nan_epoch)
+    out = tmp_path / "nan.json"
+    record = train_cell(tiny_config(hopper_file), out, progress=False)
+    assert record["status"] == "diverged" and "non-finite" in record["error"]
+    assert record["steps_done"] == 2
+    assert json.loads(out.read_text())["status"] == "diverged"
+
+
+def test_finished_record_is_not_overwritten_without_force(hopper_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cell.json"
+    train_cell(tiny_config(hopper_file), out, progress=False)
+    with pytest.raises(BenchError, match="--force"):
+        train_cell(tiny_config(hopper_file), out, progress=False)
+    assert train_cell(tiny_config(hopper_file), out, progress=False, force=True)["status"] == "done"
+
+
+def test_corrupt_record_is_replaced(hopper_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cell.json"
+    out.write_text('{"status": "do')
+    assert train_cell(tiny_config(hopper_file), out, progress=False)["status"] == "done"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"steps": 5}, "multiple of the epoch size"),
+        ({"eval_every": 3}, "multiple of the epoch size"),
+        ({"arch": "no-such-arch"}, "no-such-arch"),
+        ({"dataset": "d4rl:hopper-medum-v2"}, "hopper-medium-v2"),
+        ({"device": "tpu"}, "device"),
+    ],
+)
+def test_bad_input_is_refused(hopper_file: Path, tmp_path: Path, changes: dict, message: str) -> None:
+    with pytest.raises(BenchError, match=message):
+        train_cell(tiny_config(hopper_file, **changes), tmp_path / "x.json", progress=False)
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_overrides_are_checked() -> None:
+    assert apply_overrides(train.CQLConfig(), ["cql_alpha=5"]).cql_alpha == 5.0
+    assert apply_overrides(train.CQLConfig(), ["cql_clip_diff_min=-200"]).cql_clip_diff_min == -200.0
+    with pytest.raises(BenchError, match="cql_alhpa"):
+        apply_overrides(train.CQLConfig(), ["cql_alhpa=5"])
+    with pytest.raises(BenchError, match="batch_size"):
+        apply_overrides(train.CQLConfig(), ["batch_size=big"])
+
+
+def test_cli_run_prints_speed_and_refuses_bad_input(
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "cli.json"
+    common = [
+        "run",
+        "--dataset",
+        f"local:{hopper_file}",
+        "--arch",
+        "mlp-small",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
+    small = ["--steps", "4", "--epoch-steps", "2", "--eval-every", "4", "--eval-episodes", "1"]
+    small += ["--set", "batch_size=16", "--set", "cql_n_actions=2"]
+    assert main([*common, *small, "--out", str(out)]) == 0
+    assert "gradient steps/s" in capsys.readouterr().out
+    assert main([*common, *small, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--force" in err
+    assert main([*common, "--steps", "3", "--epoch-steps", "2", "--out", str(tmp_path / "y.json")]) == 2
