@@ -34,14 +34,44 @@ def _datasets_fetch(args: argparse.Namespace) -> int:
 
 
 def _datasets_generate(args: argparse.Namespace) -> int:
-    from bench.data.generate import generate_random_dataset
     from bench.data.registry import local_dataset_dir
 
-    out = args.out or local_dataset_dir(args.local_dir) / f"{args.env}-random.hdf5"
-    path = generate_random_dataset(
-        args.env, out, steps=args.steps, seed=args.seed, progress=not args.no_progress, overwrite=args.overwrite
+    if args.policy == "random":
+        from bench.data.generate import generate_random_dataset
+
+        out = args.out or local_dataset_dir(args.local_dir) / f"{args.env}-random.hdf5"
+        path = generate_random_dataset(
+            args.env, out, steps=args.steps, seed=args.seed, progress=not args.no_progress, overwrite=args.overwrite
+        )
+        print(f"wrote {path} (local data, not D4RL); train on it with --dataset local:{path}")
+        return 0
+    from bench.data.local_suite import DEFAULT_SAC_STEPS, POLICIES_DIR, export_behaviour_policies, regenerate_datasets
+
+    policies_dir = args.policies_dir or POLICIES_DIR / args.env
+    if not args.from_policies:
+        from bench.agents.sac import SACRunConfig, train_sac
+
+        work_dir = args.work_dir or local_dataset_dir(args.local_dir) / "sac-runs" / args.env
+        config = SACRunConfig(env=args.env, steps=args.sac_steps or DEFAULT_SAC_STEPS[args.env], seed=args.seed)
+        if not (work_dir / "summary.json").exists():
+            train_sac(config, work_dir, progress=not args.no_progress, threads=args.threads)
+        info = export_behaviour_policies(work_dir, policies_dir)
+        print(
+            f"{args.env}: expert return {info['expert']['return_mean']:.1f}, medium return "
+            f"{info['medium']['return_mean']:.1f} ({100 * info['medium_to_expert_return']:.0f}% of expert); "
+            f"policies in {policies_dir}"
+        )
+    paths = regenerate_datasets(
+        args.env,
+        policies_dir=policies_dir,
+        out_dir=args.local_dir,
+        dataset_steps=args.dataset_steps,
+        seed=args.seed,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
-    print(f"wrote {path} (local data, not D4RL); train on it with --dataset local:{path}")
+    for path in paths:
+        print(f"wrote {path} (local data, not D4RL)")
     return 0
 
 
@@ -117,14 +147,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="download again even if a valid file is cached")
     p.set_defaults(func=_datasets_fetch)
 
-    p = dsub.add_parser("generate", help="roll out a policy in the v4 env and write a D4RL-layout dataset")
+    p = dsub.add_parser(
+        "generate",
+        help="make local D4RL-recipe datasets with SAC behaviour policies, or a random-policy dataset",
+    )
     p.add_argument("--env", required=True, choices=["hopper", "walker2d", "halfcheetah"])
-    p.add_argument("--policy", default="random", choices=["random"], help="behaviour policy")
-    p.add_argument("--steps", type=int, default=100_000, help="environment steps (= rows of the file)")
+    p.add_argument(
+        "--policy", default="sac", choices=["sac", "random"], help="sac: medium, medium-replay, medium-expert"
+    )
+    p.add_argument("--from-policies", action="store_true", help="skip training: use the committed policies")
+    p.add_argument("--policies-dir", type=Path, help="behaviour policies (default: behaviour_policies/<env>)")
+    p.add_argument(
+        "--work-dir", type=Path, help="SAC run folder with checkpoints (default: <local dir>/sac-runs/<env>)"
+    )
+    p.add_argument("--sac-steps", type=int, help="SAC environment steps (default: per environment)")
+    p.add_argument("--dataset-steps", type=int, default=200_000, help="rows of the medium and of the expert stream")
+    p.add_argument("--threads", type=int, default=1, help="torch threads for SAC training")
+    p.add_argument("--steps", type=int, default=100_000, help="random policy: environment steps (= rows)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, help="output .hdf5 (default: <local dir>/<env>-random.hdf5)")
+    p.add_argument("--out", type=Path, help="random policy: output .hdf5 (default: <local dir>/<env>-random.hdf5)")
     p.add_argument("--local-dir", type=Path, help="local datasets (default: $BENCH_LOCAL_DATASET_DIR)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.add_argument("--overwrite", action="store_true", help="replace existing dataset files")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_datasets_generate)
 

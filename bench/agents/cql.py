@@ -25,8 +25,8 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
+from bench.agents.sac import actor_and_temperature_losses, polyak_update
 from bench.nets.heads import EnsembleCritic, TanhGaussianActor
 from bench.nets.spec import Architecture
 
@@ -175,17 +175,16 @@ class CQL:
         obs, actions, rewards, next_obs, dones = batch
         batch_size, n = obs.shape[0], cfg.cql_n_actions
 
-        # Actor and temperature (SAC). Alpha is a constant for the actor, the critics' weights are frozen.
-        new_actions, log_pi = self.actor(obs)
-        if cfg.use_automatic_entropy_tuning:
-            alpha_loss = -(self.log_alpha * (log_pi + self.target_entropy).detach()).mean()
-            alpha = self.log_alpha.exp().detach() * cfg.alpha_multiplier
-        else:
-            alpha_loss = obs.new_zeros(())
-            alpha = obs.new_tensor(cfg.alpha_multiplier)
-        frozen = {name: p.detach() for name, p in self.critic.named_parameters()}
-        q_new = functional_call(self.critic, frozen, (obs, new_actions)).min(dim=0).values
-        policy_loss = (alpha * log_pi - q_new).mean()
+        # The SAC half: actor and temperature losses (alpha a constant for the actor, the critics frozen).
+        policy_loss, alpha_loss, alpha, log_pi = actor_and_temperature_losses(
+            self.actor,
+            self.critic,
+            self.log_alpha,
+            obs,
+            self.target_entropy,
+            cfg.alpha_multiplier,
+            cfg.use_automatic_entropy_tuning,
+        )
 
         # Every policy sample the critic loss needs, from one actor pass without gradients:
         # N at s (current), N at s' (next-state, used at s by the conservative term), and the backup action(s).
@@ -256,7 +255,7 @@ class CQL:
             "alpha_prime": alpha_prime.detach(),
             "q_data": q_data.detach().mean(),
             "target_q": td_target.mean(),
-            "log_pi": log_pi.detach().mean(),
+            "log_pi": log_pi.mean(),
         }
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
@@ -278,11 +277,8 @@ class CQL:
             self.update_target(self.config.soft_target_update_rate)
         return losses
 
-    @torch.no_grad()
     def update_target(self, tau: float) -> None:
-        """target <- (1 - tau) * target + tau * online, for all parameters at once."""
-        target = list(self.target_critic.parameters())
-        torch._foreach_lerp_(target, list(self.critic.parameters()), tau)
+        polyak_update(self.target_critic, self.critic, tau)
 
     @torch.no_grad()
     def act(self, observations: Tensor) -> Tensor:

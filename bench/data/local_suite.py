@@ -1,0 +1,209 @@
+"""The local D4RL-recipe suite: behaviour policies trained here, nine datasets regenerated from them.
+
+D4RL's recipe (Fu et al., 2020), followed per environment:
+- train SAC online; "expert" is the final policy, "medium" the snapshot whose return is nearest one third of
+  the expert's;
+- `<env>-medium`: one stream of the medium policy; `<env>-medium-replay`: the training stream up to the medium
+  snapshot; `<env>-medium-expert`: the medium stream followed by an expert stream.
+
+What is committed per environment (`behaviour_policies/<env>/`): the medium and expert actor weights, the
+actions of the training stream up to the medium snapshot, and `policies.json` (steps, seeds, returns, and a
+hash of the training stream). MuJoCo is deterministic, so stepping the environment from the same seed with
+the same actions rebuilds the training stream exactly; the hash checks that it did. Rollouts of the two
+policies sample actions from their own seeded generators, so regeneration gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.data.generate import collect_transitions
+from bench.data.hdf5 import write_d4rl_hdf5
+from bench.data.registry import get_env_spec, local_dataset_dir
+from bench.errors import BenchError
+
+POLICIES_DIR = Path(__file__).resolve().parents[2] / "behaviour_policies"
+LEVELS = ("medium", "medium-replay", "medium-expert")
+STREAM_KEYS = ("observations", "actions", "rewards", "next_observations", "terminals")
+# Rows of the medium and expert streams: a fifth of D4RL's 1,000,000, so the nine files regenerate in minutes
+# on two CPU cores and CQL's epochs still sample from hundreds of episodes.
+DEFAULT_DATASET_STEPS = 200_000
+EVAL_SEED = 20_000
+# SAC environment steps per environment, sized to train in at most about 90 minutes on two CPU cores
+# (about 100 updates/s with 2 x 256 networks on one thread, plus snapshot evaluations).
+DEFAULT_SAC_STEPS = {"hopper": 200_000, "walker2d": 300_000, "halfcheetah": 300_000}
+
+
+def stream_digest(arrays: dict[str, np.ndarray], n: int | None = None) -> str:
+    """SHA-256 of the first `n` rows of a stream (observations, actions, rewards, next observations, terminals)."""
+    n = len(arrays["actions"]) if n is None else n
+    digest = hashlib.sha256()
+    for key in STREAM_KEYS:
+        digest.update(np.ascontiguousarray(arrays[key][:n]).tobytes())
+    return digest.hexdigest()
+
+
+def choose_medium(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
+    """The snapshot whose evaluated return is nearest one third of the final (expert) snapshot's."""
+    if len(snapshots) < 2:
+        raise BenchError("need at least two policy snapshots to choose a medium policy; train for longer")
+    expert = snapshots[-1]
+    target = expert["return_mean"] / 3.0
+    return min(snapshots[:-1], key=lambda s: (abs(s["return_mean"] - target), s["step"]))
+
+
+def export_behaviour_policies(run_dir: Path, dest: Path) -> dict[str, Any]:
+    """Copy what regeneration needs from a finished SAC run (`train_sac`'s folder) into `dest`."""
+    run_dir, dest = Path(run_dir), Path(dest)
+    summary_path = run_dir / "summary.json"
+    if not summary_path.exists():
+        raise BenchError(f"{summary_path} not found: the SAC run in {run_dir} has not finished")
+    summary = json.loads(summary_path.read_text())
+    snapshots = summary["snapshots"]
+    expert, medium = snapshots[-1], choose_medium(snapshots)
+    config = summary["config"]
+    actions = np.load(run_dir / "training_actions.npy")[: medium["step"]]
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, snap in (("medium", medium), ("expert", expert)):
+        state = torch.load(run_dir / snap["path"], weights_only=True)
+        _atomic_torch_save(state, dest / f"{name}_actor.pt")
+    tmp = dest / ".replay_actions.tmp.npz"
+    np.savez_compressed(tmp, actions=actions)
+    os.replace(tmp, dest / "replay_actions.npz")
+    spec = get_env_spec(summary["env"])
+    info = {
+        "env": spec.name,
+        "env_id": spec.env_id,
+        "actor": config["sac"]["actor"],
+        "sac": config["sac"],
+        "sac_steps": config["steps"],
+        "sac_seed": config["seed"],
+        "snapshot_episodes": config["snapshot_episodes"],
+        "medium": _policy_info(medium, dest / "medium_actor.pt", spec.name, config["sac"]["actor"]),
+        "expert": _policy_info(expert, dest / "expert_actor.pt", spec.name, config["sac"]["actor"]),
+        "medium_to_expert_return": None,
+        "replay": {"steps": medium["step"], "seed": config["seed"], "stream_sha256": medium["stream_sha256"]},
+        "snapshots": [{k: s[k] for k in ("step", "return_mean", "normalized_score")} for s in snapshots],
+    }
+    info["medium_to_expert_return"] = info["medium"]["return_mean"] / info["expert"]["return_mean"]
+    (dest / "policies.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def regenerate_datasets(
+    env: str,
+    *,
+    policies_dir: Path | None = None,
+    out_dir: Path | None = None,
+    dataset_steps: int = DEFAULT_DATASET_STEPS,
+    seed: int = 0,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> list[Path]:
+    """Write `<env>-medium`, `<env>-medium-replay` and `<env>-medium-expert` from the committed policies."""
+    from bench.agents.sac import stochastic_policy
+
+    spec = get_env_spec(env)
+    policies_dir = Path(policies_dir) if policies_dir else POLICIES_DIR / spec.name
+    info_path = policies_dir / "policies.json"
+    if not info_path.exists():
+        raise BenchError(
+            f"{info_path} not found: no behaviour policies for {spec.name}; train them with "
+            f"`python -m bench datasets generate --env {spec.name}`"
+        )
+    info = json.loads(info_path.read_text())
+    out_dir = local_dataset_dir(out_dir)
+    paths = {level: out_dir / f"{spec.name}-{level}.hdf5" for level in LEVELS}
+    existing = [str(p) for p in paths.values() if p.exists()]
+    if existing and not overwrite:
+        raise BenchError(f"{', '.join(existing)} already exist; pass --overwrite to replace them")
+
+    medium_actor = load_behaviour_actor(policies_dir / "medium_actor.pt", spec.name, info["actor"])
+    expert_actor = load_behaviour_actor(policies_dir / "expert_actor.pt", spec.name, info["actor"])
+    # Distinct seeds per stream: the medium and expert rollouts must not start from the same states.
+    medium = collect_transitions(
+        spec.name, stochastic_policy(medium_actor, seed), steps=dataset_steps, seed=seed, progress=progress
+    )
+    expert = collect_transitions(
+        spec.name, stochastic_policy(expert_actor, seed + 1), steps=dataset_steps, seed=seed + 1, progress=progress
+    )
+    replay = replay_training_stream(spec.name, policies_dir, info, progress=progress)
+
+    attrs = {"env": spec.name, "source": "local", "env_id": spec.env_id, "generator": "bench.data.local_suite"}
+    write_d4rl_hdf5(paths["medium"], medium, {**attrs, "policy": "sac-medium", "seed": seed, "level": "medium"})
+    write_d4rl_hdf5(
+        paths["medium-replay"],
+        replay,
+        {**attrs, "policy": "sac-training-stream", "seed": info["replay"]["seed"], "level": "medium-replay"},
+    )
+    both = {key: np.concatenate([medium[key], expert[key]]) for key in medium}
+    write_d4rl_hdf5(
+        paths["medium-expert"],
+        both,
+        {**attrs, "policy": "sac-medium+sac-expert", "seed": seed, "level": "medium-expert"},
+    )
+    return list(paths.values())
+
+
+def replay_training_stream(
+    env: str, policies_dir: Path, info: dict[str, Any], *, progress: bool = False
+) -> dict[str, np.ndarray]:
+    """Step the environment from the training seed with the recorded actions; check the stream's hash."""
+    actions = np.load(Path(policies_dir) / "replay_actions.npz")["actions"]
+    replay = info["replay"]
+    if len(actions) != replay["steps"]:
+        raise BenchError(f"{policies_dir}/replay_actions.npz holds {len(actions)} actions, policies.json says {replay}")
+    position = iter(range(len(actions)))
+
+    def recorded(_obs: np.ndarray) -> np.ndarray:
+        return actions[next(position)]
+
+    stream = collect_transitions(env, recorded, steps=len(actions), seed=replay["seed"], progress=progress)
+    if stream_digest(stream) != replay["stream_sha256"]:
+        raise BenchError(
+            f"replaying {policies_dir}/replay_actions.npz did not rebuild the training stream (hash mismatch): "
+            "this MuJoCo build simulates differently from the one that trained the policies"
+        )
+    return stream
+
+
+def load_behaviour_actor(path: Path, env: str, actor_spec: str) -> torch.nn.Module:
+    """A SAC actor (`TanhGaussianActor`) with the weights in `path`, in evaluation mode."""
+    from bench.nets.heads import TanhGaussianActor
+    from bench.nets.kan import KANOptions
+    from bench.nets.spec import parse_network_spec
+
+    spec = get_env_spec(env)
+    actor = TanhGaussianActor(spec.obs_dim, spec.act_dim, parse_network_spec(actor_spec), KANOptions())
+    actor.load_state_dict(torch.load(path, weights_only=True))
+    return actor.eval()
+
+
+def _policy_info(snapshot: dict[str, Any], actor_path: Path, env: str, actor_spec: str) -> dict[str, Any]:
+    """Step and training-time evaluation of a snapshot, plus a fresh 10-episode evaluation of the exported actor."""
+    from bench.agents.sac import stochastic_policy
+    from bench.evaluate import evaluate_policy
+
+    actor = load_behaviour_actor(actor_path, env, actor_spec)
+    result = evaluate_policy(env, stochastic_policy(actor, seed=EVAL_SEED), episodes=10, seed=EVAL_SEED)
+    return {
+        "step": snapshot["step"],
+        "snapshot_return_mean": snapshot["return_mean"],
+        "return_mean": result.mean_return,
+        "return_std": float(np.std(result.returns)),
+        "normalized_score": result.mean_normalized_score,
+        "evaluation": f"10 episodes, sampled actions, seeds {EVAL_SEED}..{EVAL_SEED + 9}",
+    }
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)

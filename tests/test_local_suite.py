@@ -1,0 +1,144 @@
+"""SAC behaviour policies and the local D4RL-recipe datasets regenerated from them, on a tiny budget."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.agents import sac
+from bench.agents.sac import SACConfig, SACRunConfig, train_sac
+from bench.cli import main
+from bench.data.loader import load_dataset
+from bench.data.local_suite import choose_medium, export_behaviour_policies, regenerate_datasets
+from bench.errors import BenchError
+
+
+def tiny_config() -> SACRunConfig:
+    return SACRunConfig(
+        env="hopper",
+        steps=900,
+        snapshot_every=300,
+        snapshot_episodes=1,
+        checkpoint_every=200,
+        sac=SACConfig(actor="mlp[16,16]", critic="mlp[16,16]", batch_size=16, random_steps=200),
+    )
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("sac") / "run"
+    train_sac(tiny_config(), run_dir, progress=False, threads=1)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def policies(finished_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dest = tmp_path_factory.mktemp("policies")
+    export_behaviour_policies(finished_run, dest)
+    return dest
+
+
+def test_training_writes_snapshots_and_summary(finished_run: Path) -> None:
+    summary = json.loads((finished_run / "summary.json").read_text())
+    assert [s["step"] for s in summary["snapshots"]] == [300, 600, 900]
+    for snap in summary["snapshots"]:
+        assert (finished_run / snap["path"]).exists() and np.isfinite(snap["return_mean"])
+    assert np.load(finished_run / "training_actions.npy").shape == (900, 3)
+    assert not (finished_run / "checkpoint.pt").exists()
+    with pytest.raises(BenchError, match="finished"):
+        train_sac(tiny_config(), finished_run, progress=False)
+
+
+def test_killed_training_resumes_to_the_same_result(
+    finished_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_snapshot = sac._snapshot
+    calls = {"n": 0}
+
+    def dies_at_second_snapshot(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_snapshot(*args, **kwargs)
+
+    monkeypatch.setattr(sac, "_snapshot", dies_at_second_snapshot)
+    with pytest.raises(KeyboardInterrupt):
+        train_sac(tiny_config(), tmp_path / "run", progress=False, threads=1)
+    assert (tmp_path / "run" / "checkpoint.pt").exists()
+    monkeypatch.setattr(sac, "_snapshot", real_snapshot)
+    resumed = train_sac(tiny_config(), tmp_path / "run", progress=False, threads=1)
+    reference = json.loads((finished_run / "summary.json").read_text())
+    assert resumed["snapshots"] == reference["snapshots"]
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "run" / "training_actions.npy"), np.load(finished_run / "training_actions.npy")
+    )
+
+
+def test_medium_is_the_snapshot_nearest_a_third_of_the_expert() -> None:
+    snaps = [{"step": s, "return_mean": r} for s, r in [(1, 100.0), (2, 900.0), (3, 1300.0), (4, 3000.0)]]
+    assert choose_medium(snaps)["step"] == 2
+    with pytest.raises(BenchError, match="two policy snapshots"):
+        choose_medium(snaps[:1])
+
+
+def test_export_records_the_replay_and_both_policies(policies: Path) -> None:
+    info = json.loads((policies / "policies.json").read_text())
+    assert info["env"] == "hopper" and info["actor"] == "mlp[16,16]"
+    assert info["expert"]["step"] == 900 and info["medium"]["step"] in (300, 600)
+    assert info["replay"]["steps"] == info["medium"]["step"]
+    for name in ("medium_actor.pt", "expert_actor.pt", "replay_actions.npz"):
+        assert (policies / name).stat().st_size > 0
+
+
+def test_regeneration_is_byte_identical_and_loads(policies: Path, tmp_path: Path) -> None:
+    first = regenerate_datasets(
+        "hopper", policies_dir=policies, out_dir=tmp_path / "a", dataset_steps=400, progress=False
+    )
+    second = regenerate_datasets(
+        "hopper", policies_dir=policies, out_dir=tmp_path / "b", dataset_steps=400, progress=False
+    )
+    for a, b in zip(first, second, strict=True):
+        assert a.read_bytes() == b.read_bytes()
+    info = json.loads((policies / "policies.json").read_text())
+    sizes = {}
+    for path in first:
+        dataset = load_dataset(f"local:{path}")
+        assert dataset.source == "local" and dataset.env.name == "hopper"
+        sizes[path.stem] = dataset.attrs
+    assert sizes["hopper-medium-expert"]["policy"] == "sac-medium+sac-expert"
+    replay = load_dataset(f"local:{first[1]}")
+    assert replay.attrs["level"] == "medium-replay"
+    with pytest.raises(BenchError, match="--overwrite"):
+        regenerate_datasets("hopper", policies_dir=policies, out_dir=tmp_path / "a", dataset_steps=400, progress=False)
+    assert info["replay"]["steps"] > 0
+
+
+def test_replay_stream_matches_the_training_stream(finished_run: Path, policies: Path, tmp_path: Path) -> None:
+    from bench.data.local_suite import replay_training_stream
+
+    info = json.loads((policies / "policies.json").read_text())
+    stream = replay_training_stream("hopper", policies, info)
+    actions = np.load(finished_run / "training_actions.npy")[: info["replay"]["steps"]]
+    np.testing.assert_array_equal(stream["actions"], actions)
+
+    tampered = tmp_path / "tampered"
+    tampered.mkdir()
+    for name in ("medium_actor.pt", "expert_actor.pt", "policies.json"):
+        (tampered / name).write_bytes((policies / name).read_bytes())
+    changed = actions.copy()
+    changed[5] = -changed[5]
+    np.savez_compressed(tampered / "replay_actions.npz", actions=changed)
+    with pytest.raises(BenchError, match="hash mismatch"):
+        replay_training_stream("hopper", tampered, info)
+
+
+def test_cli_from_policies(policies: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    args = ["datasets", "generate", "--env", "hopper", "--from-policies", "--policies-dir", str(policies)]
+    args += ["--local-dir", str(tmp_path), "--dataset-steps", "300", "--no-progress"]
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("local data, not D4RL") == 3
+    assert main(["datasets", "generate", "--env", "walker2d", "--from-policies", "--policies-dir", str(tmp_path)]) == 2
+    assert "no behaviour policies" in capsys.readouterr().err
