@@ -29,3 +29,44 @@ test: lint
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Grids (configs/*.yaml) through `python -m bench grid run`; records go to $(RESULTS)/<grid name>/.
+# LAUNCHER=local|ray; WORKERS=N cells at once (default: 1 local, as many as the resources fit on Ray);
+# RAY_ADDRESS=host:port joins an existing Ray cluster. E.g. `make reproduce LAUNCHER=ray`.
+.PHONY: smoke reproduce
+LAUNCHER ?= local
+WORKERS ?=
+RAY_ADDRESS ?=
+RESULTS ?= results
+# The smoke grid's data, generated when missing and never committed (*.hdf5 is ignored): a random-policy
+# rollout of the real Hopper-v4 env, local data, not D4RL.
+SMOKE_DATA ?= .cache/smoke-data
+GRID_RUN = $(PY) -m bench grid run --launcher $(LAUNCHER) --results $(RESULTS) \
+	$(if $(WORKERS),--workers $(WORKERS)) $(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS))
+
+$(SMOKE_DATA)/hopper-random.hdf5: | $(STAMP)
+	$(PY) -m bench datasets generate --env hopper --policy random --steps 5000 --local-dir $(SMOKE_DATA) --no-progress
+
+# The whole pipeline on generated data: data -> CQL cells -> records -> tables and figures.
+smoke: setup $(SMOKE_DATA)/hopper-random.hdf5
+	$(GRID_RUN) configs/smoke.yaml --local-dir $(SMOKE_DATA)
+	$(PY) -m bench report $(RESULTS)/smoke --tables tables/smoke --figures figures/smoke --baseline mlp-small
+
+# Stops at once, naming every missing dataset and how to fetch or mirror it, before any cell runs.
+reproduce: setup
+	$(PY) -m bench grid check configs/paper.yaml
+	$(GRID_RUN) configs/paper.yaml
+
+# Tables and figures of a grid's records ($(RESULTS)/$(GRID)) with rliable statistics: `make tables GRID=paper`.
+# Every architecture is compared with BASELINE: the paper's MLP, or the small MLP of the smoke grid.
+.PHONY: tables figures
+GRID ?= smoke
+BASELINE ?= $(if $(filter smoke,$(GRID)),mlp-small,mlp)
+REPORT_SEED ?= 0
+REPORT = $(PY) -m bench report $(RESULTS)/$(GRID) --baseline $(BASELINE) --seed $(REPORT_SEED)
+
+tables: setup
+	$(REPORT) --only tables --tables tables/$(GRID)
+
+figures: setup
+	$(REPORT) --only figures --figures figures/$(GRID)

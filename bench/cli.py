@@ -126,6 +126,56 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if record["status"] == "done" else 3
 
 
+def _grid(args: argparse.Namespace) -> int:
+    from bench.grid.run import missing_datasets, plan_table, require_datasets, run_grid, status_table
+    from bench.grid.spec import load_grid
+    from bench.grid.store import ResultsStore
+
+    spec = load_grid(args.file)
+    if args.grid_command == "check":
+        require_datasets(spec, args.cache_dir, args.local_dir)
+        print(f"grid {spec.name}: all {len(spec.datasets)} datasets are here")
+        return 0
+    store = ResultsStore.for_grid(args.results, spec)
+    if args.grid_command == "status":
+        print(status_table(spec, store))
+        return 0
+    if args.dry_run:
+        print(plan_table(spec, store, missing_datasets(spec, args.cache_dir, args.local_dir)))
+        return 0
+    result = run_grid(
+        spec,
+        results=args.results,
+        launcher=args.launcher,
+        workers=args.workers,
+        ray_address=args.ray_address,
+        force=args.force,
+        cache_dir=args.cache_dir,
+        local_dir=args.local_dir,
+        progress=not args.no_progress,
+    )
+    return result.exit_code
+
+
+def _report(args: argparse.Namespace) -> int:
+    from bench.report.build import build_report
+
+    grid = args.results.resolve().name
+    tables = None if args.only == "figures" else args.tables or Path("tables") / grid
+    figures = None if args.only == "tables" else args.figures or Path("figures") / grid
+    summary = build_report(
+        args.results,
+        tables,
+        figures,
+        baseline=args.baseline,
+        reps=args.reps,
+        seed=args.seed,
+        allow_mixed=args.allow_mixed,
+    )
+    print(summary.format())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -199,6 +249,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local-dir", type=Path, help="local datasets folder")
     p.set_defaults(func=_run)
 
+    grid = sub.add_parser("grid", help="run a grid file (configs/*.yaml) of architectures x datasets x seeds")
+    gsub = grid.add_subparsers(dest="grid_command", required=True)
+    p = gsub.add_parser("run", help="run every unfinished cell, skipping finished ones; records in results/<grid>/")
+    p.add_argument("file", type=Path, metavar="FILE", help="grid file, e.g. configs/smoke.yaml")
+    p.add_argument("--launcher", choices=["local", "ray"], default="local", help="worker processes here, or Ray")
+    p.add_argument("--workers", type=int, help="cells at once (default: local 1, ray as many as the resources fit)")
+    p.add_argument("--ray-address", help="existing Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--dry-run", action="store_true", help="print the cells and what would run, then exit")
+    p.add_argument("--force", action="store_true", help="retrain every cell, finished ones included")
+    p.add_argument("--results", type=Path, default=Path("results"), help="records go to DIR/<grid name>/")
+    p.add_argument("--cache-dir", type=Path, help="D4RL cache folder")
+    p.add_argument("--local-dir", type=Path, help="local datasets folder")
+    p.add_argument("--no-progress", action="store_true", help="no per-cell progress bar (shown with 1 local worker)")
+    p.set_defaults(func=_grid)
+    p = gsub.add_parser("status", help="done / diverged / failed / running / missing per cell, and totals")
+    p.add_argument("file", type=Path, metavar="FILE", help="grid file")
+    p.add_argument("--results", type=Path, default=Path("results"), help="records are in DIR/<grid name>/")
+    p.set_defaults(func=_grid)
+    p = gsub.add_parser("check", help="fail fast, naming every dataset of the grid that is not on this machine")
+    p.add_argument("file", type=Path, metavar="FILE", help="grid file")
+    p.add_argument("--cache-dir", type=Path, help="D4RL cache folder")
+    p.add_argument("--local-dir", type=Path, help="local datasets folder")
+    p.set_defaults(func=_grid)
+
     speed = sub.add_parser("speed", help="speed benchmarks (ratios against a baseline in the same run)")
     ssub = speed.add_subparsers(dest="speed_command", required=True)
     p = ssub.add_parser("nets", help="forward+backward time of KAN layers and networks against MLPs")
@@ -206,6 +280,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=50)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.set_defaults(func=_speed_nets)
+
+    p = sub.add_parser("report", help="Tables 1-3 (LaTeX, Markdown) and figures with rliable statistics from records")
+    p.add_argument("results", type=Path, help="folder of run records, e.g. results/smoke (searched recursively)")
+    p.add_argument("--tables", type=Path, help="output folder of the tables (default: tables/<results folder name>)")
+    p.add_argument("--figures", type=Path, help="output folder of the figures (default: figures/<results folder name>)")
+    p.add_argument("--only", choices=["tables", "figures"], help="write only the tables or only the figures")
+    p.add_argument("--baseline", help="architecture the others are compared with (default: mlp)")
+    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples for the 95%% CIs")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (same seed, same CIs)")
+    p.add_argument(
+        "--allow-mixed", action="store_true", help="report records of different configurations together anyway"
+    )
+    p.set_defaults(func=_report)
     return parser
 
 

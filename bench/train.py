@@ -102,11 +102,21 @@ def apply_overrides(config: CQLConfig, overrides: list[str]) -> CQLConfig:
 
 
 def resolve_device(name: str) -> torch.device:
+    """`auto` is CUDA when torch sees a GPU, else CPU; an explicit CUDA device must exist (BenchError if not)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise BenchError(f"bad device {name!r}: use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BenchError(f"device {name!r} asked for, but torch sees no CUDA device; use --device cpu or auto")
+    # An ordinal past the visible GPUs would otherwise fail later as a CUDA error inside model construction.
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise BenchError(
+            f"device {name!r} asked for, but torch sees {torch.cuda.device_count()} CUDA device(s) "
+            "(check CUDA_VISIBLE_DEVICES); use --device cuda or auto"
+        )
     return device
 
 
@@ -152,7 +162,12 @@ def library_versions() -> dict[str, str]:
 
 
 def git_commit() -> str | None:
-    """HEAD of the checkout the package runs from, with '-dirty' when it has uncommitted changes."""
+    """HEAD of the checkout the package runs from, with '-dirty' when it has uncommitted changes.
+
+    Outside a git checkout (the Docker image) it is $BENCH_GIT_COMMIT, set when the image was built.
+    """
+    if os.environ.get("BENCH_GIT_COMMIT"):
+        return os.environ["BENCH_GIT_COMMIT"]
     root = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(
@@ -215,11 +230,13 @@ def rng_state(device: torch.device) -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
+    # Generator states must be CPU byte tensors, but a checkpoint loaded with map_location=<cuda device> puts them
+    # on the GPU; move them back or resuming on a GPU fails with "RNG state must be a torch.ByteTensor".
+    torch.set_rng_state(state["torch"].cpu())
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
     if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
 
 
 def seed_everything(seed: int) -> None:

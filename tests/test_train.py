@@ -198,3 +198,11 @@ def test_cli_run_prints_speed_and_refuses_bad_input(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--force" in err
     assert main([*common, "--steps", "3", "--epoch-steps", "2", "--out", str(tmp_path / "y.json")]) == 2
+
+
+def test_git_commit_comes_from_the_environment_outside_a_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BENCH_GIT_COMMIT", "0123abc")
+    assert train.git_commit() == "0123abc"
+    monkeypatch.delenv("BENCH_GIT_COMMIT")
+    commit = train.git_commit()
+    assert commit is None or len(commit.removesuffix("-dirty")) == 40

@@ -104,10 +104,10 @@ def load_architectures(path: Path | None = None) -> dict[str, Architecture]:
         return {}
     if not isinstance(data, dict):
         raise BenchError(f"architecture file {path}: expected a mapping of name -> {{actor, critic, ...}}")
-    return {str(name): _parse_architecture(path, str(name), entry) for name, entry in data.items()}
+    return {str(name): parse_architecture(path, str(name), entry) for name, entry in data.items()}
 
 
-def _parse_architecture(path: Path, name: str, entry: Any) -> Architecture:
+def parse_architecture(path: Path, name: str, entry: Any) -> Architecture:
     where = f"architecture file {path}, architecture {name!r}"
     if not isinstance(entry, dict):
         raise BenchError(f"{where}: expected a mapping with keys {', '.join(_ARCH_KEYS)}")

@@ -1,0 +1,317 @@
+"""Launchers run a grid's cells: worker processes on this machine, or Ray tasks on a local or remote cluster.
+
+Both run `run_cell` once per cell in a process of its own, so a crash of one cell, even a segfault, never
+takes the others down, and both report each cell's outcome to the grid loop as it arrives. Records are the
+same whichever launcher ran them: training is deterministic on CPU given the seed and the thread count.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from bench.errors import BenchError
+from bench.grid.spec import Cell, Resources
+from bench.grid.store import FINISHED, CellLock, error_path, first_line, write_error
+from bench.train import RunConfig, read_record, train_cell
+
+
+@dataclass(frozen=True)
+class CellTask:
+    """Everything a worker needs to train one cell (picklable: it crosses process and machine boundaries)."""
+
+    cell: Cell
+    config: RunConfig
+    out: Path  # absolute, so a worker with another working directory writes to the same place
+    force: bool = False
+    threads: int = 1
+    progress: bool = False
+    cache_dir: Path | None = None
+    local_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    """What became of a cell: done, diverged or failed; busy (locked by another process) or skipped (finished
+    by another process since the grid looked)."""
+
+    status: str
+    seconds: float = 0.0
+    error: str = ""
+    final_score: float | None = None
+
+
+Report = Callable[[CellTask, CellOutcome], None]
+Target = Callable[[CellTask], CellOutcome]
+
+
+class Launcher(Protocol):
+    name: str
+
+    @property
+    def parallelism(self) -> int:
+        """How many cells run at once (for the ETA)."""
+        ...
+
+    def run(self, tasks: Sequence[CellTask], report: Report) -> None:
+        """Run every task, calling `report` in this process as each one ends."""
+        ...
+
+
+def run_cell(task: CellTask) -> CellOutcome:
+    """Train one cell under its lock. A failing cell never raises: its outcome says failed, and the error is in
+    its failed record (a crash in training) or in `<record>.error` (a failure before training started)."""
+    torch.set_num_threads(task.threads)
+    start = time.perf_counter()
+    lock = CellLock(task.out)
+    if not lock.acquire():
+        return CellOutcome("busy")
+    try:
+        existing = read_record(task.out)
+        if existing is not None and existing["status"] in FINISHED and not task.force:
+            return CellOutcome("skipped", final_score=existing.get("final_score"))
+        error_path(task.out).unlink(missing_ok=True)
+        before = _file_id(task.out)
+        try:
+            record = train_cell(
+                task.config,
+                task.out,
+                force=task.force,
+                progress=task.progress,
+                cache_dir=task.cache_dir,
+                local_dir=task.local_dir,
+            )
+        except Exception as exc:  # the isolation point: whatever one cell raises, the grid goes on
+            written = read_record(task.out)
+            if _file_id(task.out) != before and written is not None and written["status"] == "failed":
+                error = first_line(written.get("error"))  # train_cell wrote the record, traceback included
+            else:
+                error = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
+                detail = "" if isinstance(exc, BenchError) else "\n" + traceback.format_exc()
+                write_error(task.out, error + detail)
+            return CellOutcome("failed", time.perf_counter() - start, first_line(error) or type(exc).__name__)
+        seconds = time.perf_counter() - start
+        return CellOutcome(record["status"], seconds, first_line(record.get("error")), record.get("final_score"))
+    finally:
+        lock.release()
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def record_lost_worker(task: CellTask, error: str) -> None:
+    """Keep the error of a cell whose worker died, unless another process has taken the cell over."""
+    with CellLock(task.out) as locked:
+        existing = read_record(task.out)
+        if locked and (existing is None or existing["status"] not in FINISHED):
+            write_error(task.out, f"{error}; a checkpoint beside the record, if any, resumes the next attempt")
+
+
+def _exit_description(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"worker process died from {name}"
+    return f"worker process exited with code {exitcode} without reporting"
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _child(target: Target, task: CellTask, conn: Connection) -> None:
+    try:
+        outcome = target(task)
+    except KeyboardInterrupt:
+        return  # the grid process is stopping every worker; the checkpoint resumes this cell next time
+    conn.send(outcome)
+    conn.close()
+
+
+class LocalLauncher:
+    """`workers` processes on this machine, a fresh spawned process per cell."""
+
+    name = "local"
+
+    def __init__(self, workers: int = 1, target: Target = run_cell) -> None:
+        if workers < 1:
+            raise BenchError(f"--workers must be at least 1, got {workers}")
+        self.workers = workers
+        self.target = target  # the function each worker runs; tests swap in one that crashes
+
+    @property
+    def parallelism(self) -> int:
+        return self.workers
+
+    def run(self, tasks: Sequence[CellTask], report: Report) -> None:
+        # "spawn": a forked child would inherit torch's thread pools and any CUDA state of this process.
+        ctx = multiprocessing.get_context("spawn")
+        pending = deque(tasks)
+        running: dict[int, tuple[Any, Connection, CellTask, float]] = {}
+        # A batch scheduler stops jobs with SIGTERM, which would end this process without stopping its workers.
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
+        try:
+            while pending or running:
+                while pending and len(running) < self.workers:
+                    task = pending.popleft()
+                    receiver, sender = ctx.Pipe(duplex=False)
+                    process = ctx.Process(target=_child, args=(self.target, task, sender), daemon=True)
+                    process.start()
+                    sender.close()
+                    running[process.sentinel] = (process, receiver, task, time.perf_counter())
+                for sentinel in wait(list(running)):
+                    process, receiver, task, started = running.pop(sentinel)
+                    process.join()
+                    report(task, self._outcome(process.exitcode, receiver, task, started))
+                    receiver.close()
+        finally:
+            # Interrupted: let each worker stop as Ctrl-C stops a run (lock released, checkpoint kept), then insist.
+            for process, _, _, _ in running.values():
+                if process.is_alive():
+                    os.kill(process.pid, signal.SIGINT)
+            for process, receiver, _, _ in running.values():
+                process.join(timeout=10)
+                if process.is_alive():
+                    process.terminate()
+                    process.join()
+                receiver.close()
+            if in_main_thread:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+    @staticmethod
+    def _outcome(exitcode: int | None, receiver: Connection, task: CellTask, started: float) -> CellOutcome:
+        seconds = time.perf_counter() - started  # the wall time of the whole cell, process start included
+        try:
+            return replace(receiver.recv(), seconds=seconds)
+        except EOFError:  # the worker died before it could send its outcome
+            pass
+        error = _exit_description(exitcode)
+        record_lost_worker(task, error)
+        return CellOutcome("failed", seconds, error)
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise BenchError(
+            "the Ray launcher needs the ray package: pip install ray==2.60.0 (it is in requirements.txt; "
+            "`make setup` installs it), or use --launcher local"
+        ) from None
+    return ray
+
+
+def local_cpus() -> int:
+    """CPUs this process may use (the affinity mask, which containers and taskset narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class RayLauncher:
+    """Each cell a Ray task asking for the grid's resources; fractional GPUs let several cells share one GPU.
+
+    Without an address (`--ray-address` or $RAY_ADDRESS) Ray starts on this machine with its CPU count; with
+    one it joins that cluster, whose nodes must see the results folder, the datasets and the code at the same
+    paths.
+    """
+
+    name = "ray"
+
+    def __init__(self, resources: Resources, workers: int | None = None, address: str | None = None) -> None:
+        if workers is not None and workers < 1:
+            raise BenchError(f"--workers must be at least 1, got {workers}")
+        self.resources = resources
+        self.workers = workers
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
+        self._slots = workers or 1
+
+    @property
+    def parallelism(self) -> int:
+        return self._slots
+
+    def run(self, tasks: Sequence[CellTask], report: Report) -> None:
+        ray = import_ray()
+        started = not ray.is_initialized()
+        if started:
+            if self.address:
+                ray.init(address=self.address, logging_level=logging.WARNING)
+            else:
+                ray.init(num_cpus=local_cpus(), include_dashboard=False, logging_level=logging.WARNING)
+        inflight: dict[Any, CellTask] = {}
+        try:
+            self._slots = self._fit(ray.cluster_resources(), strict=started and not self.address)
+            remote = ray.remote(run_cell).options(
+                num_cpus=self.resources.num_cpus, num_gpus=self.resources.num_gpus, max_retries=0
+            )
+            pending = deque(tasks)
+            while pending or inflight:
+                while pending and (self.workers is None or len(inflight) < self.workers):
+                    task = pending.popleft()
+                    inflight[remote.remote(task)] = task
+                ready, _ = ray.wait(list(inflight), num_returns=1)
+                for ref in ready:
+                    task = inflight.pop(ref)
+                    try:
+                        outcome = ray.get(ref)
+                    except ray.exceptions.RayError as exc:
+                        error = f"Ray task died: {type(exc).__name__}: {first_line(str(exc))}"
+                        record_lost_worker(task, error)
+                        outcome = CellOutcome("failed", error=error)
+                    report(task, outcome)
+        finally:
+            for ref in inflight:
+                ray.cancel(ref, force=True)
+            if started:
+                ray.shutdown()
+
+    def _fit(self, cluster: dict[str, float], strict: bool) -> int:
+        """Cells that fit on the cluster at once; an impossible request fails here instead of waiting forever."""
+        slots = []
+        for key, need in (("CPU", self.resources.num_cpus), ("GPU", self.resources.num_gpus)):
+            if need <= 0:
+                continue
+            have = cluster.get(key, 0.0)
+            if have < need:
+                message = (
+                    f"each cell asks for {need:g} {key} (resources.num_{key.lower()}s in the grid file) but the Ray "
+                    f"cluster has {have:g}; lower it in the grid file or use a cluster that has them"
+                )
+                if strict:
+                    raise BenchError(message)
+                logging.getLogger(__name__).warning(message)
+            slots.append(int(have // need) if have >= need else 1)
+        fits = max(1, min(slots)) if slots else 1
+        return min(fits, self.workers) if self.workers else fits
+
+
+def make_launcher(
+    name: str, resources: Resources, workers: int | None = None, ray_address: str | None = None
+) -> Launcher:
+    """The launcher called `name` ("local" or "ray"); local runs one worker unless told otherwise."""
+    if name == "local":
+        if ray_address:
+            raise BenchError("--ray-address needs --launcher ray")
+        return LocalLauncher(workers or 1)
+    if name == "ray":
+        return RayLauncher(resources, workers, ray_address)
+    raise BenchError(f"unknown launcher {name!r}: use local or ray")

@@ -1,0 +1,309 @@
+"""The grid loop: check the datasets, plan the cells, run the unfinished ones, report progress and failures.
+
+`run_grid` skips finished cells (done, or diverged: CQL's divergence repeats for the same seed on CPU), reruns
+failed, partial and missing ones, keeps going when a cell fails, and ends with the list of failures. Progress
+is one line per finished cell: cells finished / total, failures, and an ETA from the finished cells' durations.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from tabulate import tabulate
+
+from bench.data.registry import D4RL_DATASETS, d4rl_cache_dir, local_dataset_dir
+from bench.errors import BenchError
+from bench.grid.launchers import CellOutcome, CellTask, Launcher, local_cpus, make_launcher
+from bench.grid.spec import Cell, GridSpec
+from bench.grid.store import STATES, ResultsStore, error_path
+
+DIVERGED_NOTE = (
+    "diverged cells count as finished and are not retried: CQL's divergence repeats for the same seed on CPU "
+    "(--force retrains them)"
+)
+
+
+@dataclass
+class GridResult:
+    """What one `run_grid` call did; `failed` and `busy` list (cell, record path, first error line)."""
+
+    total: int
+    skipped: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    failed: list[tuple[Cell, Path, str]] = field(default_factory=list)
+    busy: list[tuple[Cell, Path, str]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every cell ran or was finished before, 3 when any failed (as `python -m bench run`)."""
+        return 3 if self.failed else 0
+
+
+def missing_datasets(spec: GridSpec, cache_dir: Path | None = None, local_dir: Path | None = None) -> list[str]:
+    """One line per dataset of the grid that is not on this machine, naming where it was looked for."""
+    problems = []
+    for name in spec.datasets:
+        source, _, rest = name.partition(":")
+        if source == "d4rl":
+            path = d4rl_cache_dir(cache_dir) / D4RL_DATASETS[rest].filename
+        elif source == "local":
+            path = Path(rest).expanduser() if rest.endswith(".hdf5") else local_dataset_dir(local_dir) / f"{rest}.hdf5"
+        else:
+            problem = _minari_problem(rest)
+            if problem:
+                problems.append(f"{name}: {problem}")
+            continue
+        if not path.is_file():
+            problems.append(f"{name}: {path} is missing")
+    return problems
+
+
+def _minari_problem(dataset_id: str) -> str:
+    try:
+        import minari
+    except ImportError:
+        return "needs the minari package (pip install minari)"
+    try:
+        local = minari.list_local_datasets()
+    except Exception:  # minari's storage layout varies between versions; loading the cell will tell
+        return ""
+    return "" if dataset_id in local else f"not downloaded (minari download {dataset_id})"
+
+
+def require_datasets(spec: GridSpec, cache_dir: Path | None = None, local_dir: Path | None = None) -> None:
+    """Stop before any cell runs when a dataset of the grid is missing, naming every missing one and the fix."""
+    problems = missing_datasets(spec, cache_dir, local_dir)
+    if not problems:
+        return
+    sources = {line.split(":", 1)[0] for line in problems}
+    fixes = []
+    if "d4rl" in sources:
+        missing = [line.split(":", 2)[1] for line in problems if line.startswith("d4rl:")]
+        names = "--all" if len(missing) == len(D4RL_DATASETS) else " ".join(missing)
+        fixes.append(
+            f"fetch the D4RL files with `python -m bench datasets fetch {names}` (into {d4rl_cache_dir(cache_dir)}; "
+            "--cache-dir or $D4RL_DATASET_DIR for another folder); if the D4RL server is down, add --base-url "
+            "<mirror URL or folder holding the .hdf5 files> (or set $D4RL_BASE_URL), or copy the files there"
+        )
+    if "local" in sources:
+        fixes.append(
+            f"generate local data with `python -m bench datasets generate --env ENV --local-dir DIR` "
+            f"(looked in {local_dataset_dir(local_dir)}; pass --local-dir or set $BENCH_LOCAL_DATASET_DIR)"
+        )
+    if "minari" in sources:
+        fixes.append("install minari and download the datasets (`minari download <id>`)")
+    lines = "\n".join(f"  {line}" for line in problems)
+    raise BenchError(
+        f"grid {spec.name!r} ({spec.path}) needs {len(problems)} dataset(s) that are not here:\n{lines}\n"
+        + "\n".join(f"To fix: {fix}." for fix in fixes)
+    )
+
+
+def plan_table(spec: GridSpec, store: ResultsStore, missing: list[str] | None = None) -> str:
+    """The dry run: every cell in run order, its state and record path; `missing` datasets as a warning."""
+    rows = []
+    for i, cell in enumerate(spec.cells(), 1):
+        state = store.state(cell, probe_lock=True)
+        action = "skip" if state.finished or state.state == "running" else "run"
+        rows.append([i, cell.dataset, cell.arch, cell.seed, state.state, action, state.path])
+    counts = Counter(row[5] for row in rows)
+    header = (
+        f"grid {spec.name} ({spec.path}): {len(spec.architectures)} architectures x {len(spec.datasets)} datasets x "
+        f"{len(spec.seeds)} seeds = {len(rows)} cells; {counts['run']} to run, {counts['skip']} to skip; "
+        f"{spec.steps:,} steps each, eval every {spec.eval_every:,} steps on {spec.eval_episodes} episodes"
+    )
+    table = tabulate(
+        rows, headers=["#", "dataset", "architecture", "seed", "state", "action", "record"], disable_numparse=True
+    )
+    warning = "".join(f"\nWarning, dataset not here: {line}" for line in missing or [])
+    return f"{header}\n{table}{warning}"
+
+
+def status_table(spec: GridSpec, store: ResultsStore) -> str:
+    """`grid status`: one row per cell (state, steps, final score, first error line) and the totals."""
+    rows = []
+    counts: Counter[str] = Counter()
+    for cell in spec.cells():
+        state = store.state(cell, probe_lock=True)
+        counts[state.state] += 1
+        record = state.record or {}
+        score = record.get("final_score")
+        steps = record.get("steps_done")
+        rows.append(
+            [
+                cell.dataset,
+                cell.arch,
+                cell.seed,
+                state.state,
+                "" if steps is None else f"{steps:,}/{spec.steps:,}",
+                "" if score is None else f"{score:.1f}",
+                state.note,
+            ]
+        )
+    table = tabulate(
+        rows,
+        headers=["dataset", "architecture", "seed", "state", "steps", "final score", "note"],
+        disable_numparse=True,
+    )
+    totals = ", ".join(f"{name} {counts[name]}" for name in STATES)
+    lines = [f"grid {spec.name}: records in {store.root}", table, "", f"{totals} (of {sum(counts.values())} cells)"]
+    if counts["diverged"]:
+        lines.append(f"Note: {DIVERGED_NOTE}.")
+    differences = store.grid_differences(spec)
+    if differences:
+        lines.append(f"Warning: {store.grid_file} was written for another configuration: {'; '.join(differences)}")
+    return "\n".join(lines)
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class Progress:
+    """Prints one line per finished cell: position, outcome, duration, failures so far and the ETA."""
+
+    def __init__(self, result: GridResult, launcher: Launcher, store: ResultsStore, out: TextIO) -> None:
+        self.result = result
+        self.launcher = launcher
+        self.store = store
+        self.out = out
+        self.finished = result.skipped
+        self.durations: list[float] = []
+
+    def __call__(self, task: CellTask, outcome: CellOutcome) -> None:
+        result = self.result
+        result.outcomes[outcome.status] += 1
+        path = self.store.record_path(task.cell)
+        if outcome.status == "failed":
+            # Where the whole error is: the failed record, or <record>.error when training never started.
+            result.failed.append((task.cell, error_path(path) if error_path(path).exists() else path, outcome.error))
+        elif outcome.status == "busy":
+            result.busy.append((task.cell, path, "running elsewhere (its lock is held by another process)"))
+        if outcome.status in ("done", "diverged"):
+            self.durations.append(outcome.seconds)
+        if outcome.status != "busy":
+            self.finished += 1
+        detail = {
+            "done": f"score {outcome.final_score:.1f}" if outcome.final_score is not None else "",
+            "diverged": outcome.error,
+            "failed": outcome.error,
+            "busy": "running elsewhere",
+            "skipped": "finished by another process",
+        }[outcome.status]
+        took = f" in {format_duration(outcome.seconds)}" if outcome.seconds else ""
+        print(
+            f"[{self.finished}/{result.total}] {outcome.status:<8} {task.cell}: {detail}{took} | "
+            f"{len(result.failed)} failed, ETA {self.eta()}",
+            file=self.out,
+            flush=True,
+        )
+
+    def eta(self) -> str:
+        remaining = self.result.total - self.finished - len(self.result.busy)
+        if remaining <= 0:
+            return "0s"
+        if not self.durations:
+            return "-"
+        mean = sum(self.durations) / len(self.durations)
+        return format_duration(mean * math.ceil(remaining / self.launcher.parallelism))
+
+
+def run_grid(
+    spec: GridSpec,
+    *,
+    results: Path = Path("results"),
+    launcher: str = "local",
+    workers: int | None = None,
+    ray_address: str | None = None,
+    force: bool = False,
+    cache_dir: Path | None = None,
+    local_dir: Path | None = None,
+    progress: bool = True,
+    out: TextIO | None = None,
+) -> GridResult:
+    """Run every unfinished cell of `spec` into results/<grid name>/ and return what happened.
+
+    Fails fast (BenchError, nothing run) when a dataset is missing or results/<name>/grid.yaml was written by a
+    configuration that gives other results (unless `force`, which also retrains finished cells).
+    """
+    out = out or sys.stdout
+    store = ResultsStore.for_grid(results, spec)
+    runner = make_launcher(launcher, spec.resources, workers, ray_address)
+    require_datasets(spec, cache_dir, local_dir)
+    if not force:
+        store.check_grid(spec)
+    store.write_grid(spec)
+
+    cells = spec.cells()
+    todo = [cell for cell in cells if force or not store.state(cell).finished]
+    result = GridResult(total=len(cells), skipped=len(cells) - len(todo))
+    # Absolute paths: a Ray worker may start in another folder; a cell's config never holds a relative arch file.
+    arch_file = store.arch_file.resolve()
+    cache_dir = d4rl_cache_dir(cache_dir).resolve()
+    local_dir = local_dataset_dir(local_dir).resolve()
+    bars = progress and runner.name == "local" and runner.parallelism == 1 and sys.stderr.isatty()
+    tasks = [
+        CellTask(
+            cell=cell,
+            config=spec.run_config(cell, arch_file),
+            out=store.record_path(cell).resolve(),
+            force=force,
+            threads=spec.resources.threads,
+            progress=bars,
+            cache_dir=cache_dir,
+            local_dir=local_dir,
+        )
+        for cell in todo
+    ]
+
+    where = f"{runner.name} launcher"
+    if runner.name == "local":
+        where += f", {runner.parallelism} worker(s) x {spec.resources.threads} torch thread(s)"
+        if runner.parallelism * spec.resources.threads > local_cpus():
+            where += f" (more than the {local_cpus()} CPUs here: workers will compete)"
+    print(
+        f"grid {spec.name}: {len(cells)} cells, {result.skipped} finished before, {len(tasks)} to run ({where}); "
+        f"records in {store.root}",
+        file=out,
+        flush=True,
+    )
+    start = time.perf_counter()
+    if tasks:
+        runner.run(tasks, Progress(result, runner, store, out))
+    print(_summary(spec, result, time.perf_counter() - start), file=out, flush=True)
+    return result
+
+
+def _summary(spec: GridSpec, result: GridResult, seconds: float) -> str:
+    counts = result.outcomes
+    finished = result.skipped + counts["done"] + counts["diverged"] + counts["skipped"]
+    lines = [
+        f"grid {spec.name}: {finished}/{result.total} cells finished ({result.skipped + counts['skipped']} before, "
+        f"{counts['done']} done and {counts['diverged']} diverged now), {len(result.failed)} failed, "
+        f"{len(result.busy)} running elsewhere; {format_duration(seconds)}"
+    ]
+    if counts["diverged"]:
+        lines.append(f"Note: {DIVERGED_NOTE}.")
+    if result.busy:
+        lines.append(f"{len(result.busy)} cell(s) are being trained by another process; run the grid again later:")
+        lines += [f"  {cell}: {path}" for cell, path, _ in result.busy]
+    if result.failed:
+        lines.append(f"{len(result.failed)} cell(s) failed (the next run of the grid retries them):")
+        for cell, path, error in result.failed:
+            lines += [
+                f"  {cell}",
+                f"    {'record' if path.suffix == '.json' else 'error file'}: {path}",
+                f"    error: {error}",
+            ]
+    return "\n".join(lines)

@@ -1,0 +1,433 @@
+"""Grid files: YAML that names the architectures, datasets, seeds and settings of a whole study.
+
+A grid file is flat; every key but the three lists has a default:
+
+    name: smoke                      # results go to results/<name>/ (default: the file's name)
+    description: one line
+    architectures:                   # built-in names and/or inline definitions (architectures.yaml format)
+      - mlp-small
+      - kan-wide:
+          actor: kan[8]
+          critic: mlp[64,64]
+          kan: {grid_range: [-2, 2]}
+    datasets: [local:hopper-random]  # names with their source prefix, as `python -m bench run --dataset`
+    seeds: [0, 1]
+    steps: 200                       # training budget (a multiple of epoch_steps)
+    epoch_steps: 100
+    eval_every: 200                  # evaluation cadence (a multiple of epoch_steps)
+    eval_episodes: 2
+    checkpoint_every: 10             # epochs; does not change results
+    device: auto                     # auto, cpu, cuda, cuda:N
+    normalize_reward: false
+    resources: {num_cpus: 1, num_gpus: 0}   # per cell; fractions allowed (Ray packs cells onto a GPU)
+    cql: {cql_alpha: 10.0}           # CQLConfig overrides
+
+Every problem is reported as a BenchError naming the file, the line and the key, found through the node marks
+of `yaml.compose`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import json
+import re
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.agents.cql import CQLConfig
+from bench.data.loader import SOURCES
+from bench.data.registry import get_dataset_spec
+from bench.errors import BenchError
+from bench.nets.spec import Architecture, load_architectures
+
+# The same parser as architecture files, so an inline definition accepts exactly the architectures.yaml format.
+from bench.nets.spec import parse_architecture as parse_architecture_entry
+from bench.train import RunConfig
+
+KEYS: dict[str, str] = {
+    "name": "the grid's name, also its results folder results/<name>/",
+    "description": "free text",
+    "architectures": "list of built-in architecture names or {name: {actor, critic, kan, description}}",
+    "datasets": "list of dataset names with a source prefix (d4rl:, local:, minari:)",
+    "seeds": "list of integer seeds",
+    "steps": "gradient steps per cell",
+    "epoch_steps": "gradient steps per epoch",
+    "eval_every": "gradient steps between evaluations",
+    "eval_episodes": "episodes per evaluation",
+    "checkpoint_every": "epochs between checkpoints",
+    "device": "auto, cpu, cuda or cuda:N",
+    "normalize_reward": "true or false",
+    "resources": "{num_cpus: N, num_gpus: N} per cell",
+    "cql": "CQL settings to override, {name: value}",
+}
+REQUIRED = ("architectures", "datasets", "seeds", "steps")
+RESOURCE_KEYS = ("num_cpus", "num_gpus")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_DEFAULTS = RunConfig(dataset="", arch="")
+
+Key = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one cell asks of the machine; Ray schedules on it, the local launcher sets torch threads from it."""
+
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+
+    @property
+    def threads(self) -> int:
+        """torch threads for one cell: a fractional CPU share still needs one thread."""
+        return max(1, int(self.num_cpus))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (dataset, architecture, seed) run of a grid."""
+
+    dataset: str
+    arch: str
+    seed: int
+
+    def __str__(self) -> str:
+        return f"{self.arch} on {self.dataset}, seed {self.seed}"
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """A parsed, validated grid file."""
+
+    name: str
+    path: Path
+    architectures: dict[str, Architecture]
+    inline: frozenset[str]  # the architectures defined in the grid file, not built in
+    datasets: tuple[str, ...]
+    seeds: tuple[int, ...]
+    steps: int
+    epoch_steps: int = _DEFAULTS.epoch_steps
+    eval_every: int = _DEFAULTS.eval_every
+    eval_episodes: int = _DEFAULTS.eval_episodes
+    checkpoint_every: int = _DEFAULTS.checkpoint_every
+    device: str = _DEFAULTS.device
+    normalize_reward: bool = _DEFAULTS.normalize_reward
+    resources: Resources = field(default_factory=Resources)
+    cql: CQLConfig = field(default_factory=CQLConfig)
+    description: str = ""
+
+    def cells(self) -> list[Cell]:
+        """Every cell, seed-major: a grid stopped half way holds whole seeds of every (dataset, architecture)."""
+        return [Cell(d, a, s) for s in self.seeds for d in self.datasets for a in self.architectures]
+
+    def run_config(self, cell: Cell, arch_file: Path | None = None) -> RunConfig:
+        """The cell's RunConfig; `arch_file` holds the inline architectures (unused for built-in ones)."""
+        return RunConfig(
+            dataset=cell.dataset,
+            arch=cell.arch,
+            seed=cell.seed,
+            steps=self.steps,
+            epoch_steps=self.epoch_steps,
+            eval_every=self.eval_every,
+            eval_episodes=self.eval_episodes,
+            checkpoint_every=self.checkpoint_every,
+            device=self.device,
+            normalize_reward=self.normalize_reward,
+            arch_file=str(arch_file) if arch_file is not None and cell.arch in self.inline else None,
+            cql=self.cql,
+        )
+
+    def settings(self) -> dict[str, Any]:
+        """The configuration every cell shares and that changes results (a RunConfig minus the cell's identity)."""
+        config = asdict(self.run_config(Cell("", "", 0)))
+        for key in ("dataset", "arch", "seed", "arch_file", "checkpoint_every"):
+            config.pop(key)
+        return config
+
+    def resolved(self) -> dict[str, Any]:
+        """The whole grid with every default and built-in definition spelled out (results/<name>/grid.yaml)."""
+        data = {
+            "name": self.name,
+            "source": str(self.path),
+            "description": self.description,
+            "architectures": {name: architecture_entry(a) for name, a in self.architectures.items()},
+            "inline_architectures": sorted(self.inline),
+            "datasets": list(self.datasets),
+            "seeds": list(self.seeds),
+            "settings": self.settings(),
+            "checkpoint_every": self.checkpoint_every,
+            "resources": asdict(self.resources),
+        }
+        return json.loads(json.dumps(data))  # tuples as lists, so YAML writes plain sequences
+
+
+def architecture_entry(arch: Architecture) -> dict[str, Any]:
+    """An architecture in the architectures.yaml format, every KAN option explicit."""
+    kan = asdict(arch.kan)
+    kan["grid_range"] = list(kan["grid_range"])
+    return {"actor": str(arch.actor), "critic": str(arch.critic), "kan": kan, "description": arch.description}
+
+
+def dataset_slug(name: str) -> str:
+    """A folder name for a dataset: 'd4rl:hopper-medium-v2' -> 'd4rl-hopper-medium-v2'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")
+
+
+class _Document:
+    """A YAML document's data plus the line of every mapping key and list item, for error messages."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise BenchError(f"cannot read grid file {path}: {exc.strerror or exc}") from None
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            self.data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f", line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or exc
+            raise BenchError(f"grid file {path}{where}: not valid YAML ({problem})") from None
+        self.lines: dict[Key, int] = {}
+        if node is not None:
+            self._index(node, ())
+
+    def _index(self, node: yaml.Node, key: Key) -> None:
+        self.lines.setdefault(key, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in node.value:
+                name = str(key_node.value)
+                if name in seen:
+                    raise self.error((*key, name), "appears twice in the same mapping; keep one", key_node)
+                seen.add(name)
+                self.lines[(*key, name)] = key_node.start_mark.line + 1
+                self._index(value_node, (*key, name))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._index(item, (*key, i))
+
+    def line(self, key: Key) -> int:
+        while key and key not in self.lines:
+            key = key[:-1]
+        return self.lines.get(key, 1)
+
+    def error(self, key: Key, message: str, node: yaml.Node | None = None) -> BenchError:
+        line = node.start_mark.line + 1 if node is not None else self.line(key)
+        return BenchError(f"grid file {self.path}, line {line}, key '{_dotted(key)}': {message}")
+
+
+def _dotted(key: Key) -> str:
+    text = ""
+    for part in key:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text or "(top level)"
+
+
+def load_grid(path: Path) -> GridSpec:
+    """Parse and validate the grid file at `path`."""
+    path = Path(path)
+    doc = _Document(path)
+    data = doc.data
+    if not isinstance(data, dict):
+        raise doc.error((), f"expected a mapping with keys {', '.join(REQUIRED)} (and optional settings)")
+    for key in data:
+        if str(key) not in KEYS:
+            close = difflib.get_close_matches(str(key), list(KEYS), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise doc.error((str(key),), f"unknown key; {hint}allowed: {', '.join(KEYS)}")
+    for key in REQUIRED:
+        if key not in data:
+            raise doc.error((), f"missing key {key!r} ({KEYS[key]})")
+
+    name = _string(doc, data, "name", default=path.stem)
+    if not _SAFE_NAME.match(name):
+        raise doc.error(("name",), f"{name!r} is not a folder name; use letters, digits, '.', '_' and '-'")
+    device = _string(doc, data, "device", default=_DEFAULTS.device)
+    if device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", device):
+        raise doc.error(("device",), f"{device!r}: use auto, cpu, cuda or cuda:N")
+    architectures, inline = _architectures(doc, data["architectures"])
+    spec = GridSpec(
+        name=name,
+        path=path,
+        description=_string(doc, data, "description", default=""),
+        architectures=architectures,
+        inline=inline,
+        datasets=_datasets(doc, data["datasets"]),
+        seeds=_seeds(doc, data["seeds"]),
+        steps=_integer(doc, data, "steps", _DEFAULTS.steps),
+        epoch_steps=_integer(doc, data, "epoch_steps", _DEFAULTS.epoch_steps),
+        eval_every=_integer(doc, data, "eval_every", _DEFAULTS.eval_every),
+        eval_episodes=_integer(doc, data, "eval_episodes", _DEFAULTS.eval_episodes),
+        checkpoint_every=_integer(doc, data, "checkpoint_every", _DEFAULTS.checkpoint_every),
+        device=device,
+        normalize_reward=_boolean(doc, data, "normalize_reward", _DEFAULTS.normalize_reward),
+        resources=_resources(doc, data.get("resources", {})),
+        cql=_cql(doc, data.get("cql", {})),
+    )
+    for key in ("steps", "eval_every"):
+        if getattr(spec, key) % spec.epoch_steps:
+            raise doc.error((key,), f"{getattr(spec, key)} is not a multiple of epoch_steps ({spec.epoch_steps})")
+    try:  # RunConfig's own checks, in case they grow beyond the ones above
+        spec.run_config(spec.cells()[0]).validate()
+    except BenchError as exc:
+        raise BenchError(f"grid file {path}: {exc}") from None
+    return spec
+
+
+def _type_name(value: Any) -> str:
+    return "nothing" if value is None else f"{type(value).__name__} {value!r}"
+
+
+def _string(doc: _Document, data: dict, key: str, default: str) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str) or (key == "name" and not value):
+        raise doc.error((key,), f"expected a non-empty string, got {_type_name(value)}")
+    return value.strip()
+
+
+def _integer(doc: _Document, data: dict, key: str, default: int) -> int:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise doc.error((key,), f"expected a positive integer, got {_type_name(value)}")
+    return value
+
+
+def _boolean(doc: _Document, data: dict, key: str, default: bool) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise doc.error((key,), f"expected true or false, got {_type_name(value)}")
+    return value
+
+
+def _non_empty_list(doc: _Document, value: Any, key: str) -> list:
+    if not isinstance(value, list):
+        raise doc.error((key,), f"expected a list ({KEYS[key]}), got {_type_name(value)}")
+    if not value:
+        raise doc.error((key,), f"the list is empty; name at least one ({KEYS[key]})")
+    return value
+
+
+def _architectures(doc: _Document, value: Any) -> tuple[dict[str, Architecture], frozenset[str]]:
+    builtin = load_architectures()
+    architectures: dict[str, Architecture] = {}
+    inline: set[str] = set()
+    for i, item in enumerate(_non_empty_list(doc, value, "architectures")):
+        key: Key = ("architectures", i)
+        if isinstance(item, str):
+            if item not in builtin:
+                close = difflib.get_close_matches(item, list(builtin), n=3, cutoff=0.5)
+                hint = f"did you mean {', '.join(close)}? " if close else ""
+                raise doc.error(
+                    key,
+                    f"unknown architecture {item!r}: {hint}built-ins: {', '.join(builtin)}; "
+                    "or define it inline as {name: {actor: ..., critic: ...}}",
+                )
+            name, arch = item, builtin[item]
+        elif isinstance(item, dict) and len(item) == 1:
+            name, entry = next(iter(item.items()))
+            name = str(name)
+            key = (*key, name)
+            if name in builtin:
+                raise doc.error(key, f"{name!r} is a built-in architecture; give the inline one another name")
+            try:
+                arch = parse_architecture_entry(doc.path, name, entry)
+            except BenchError as exc:
+                raise doc.error(key, str(exc).split(": ", 1)[-1]) from None
+            inline.add(name)
+        else:
+            raise doc.error(key, f"expected an architecture name or {{name: {{actor, critic}}}}, got {item!r}")
+        if not _SAFE_NAME.match(name):
+            raise doc.error(key, f"architecture name {name!r} cannot be a folder name; use letters, digits, . _ -")
+        if name in architectures:
+            raise doc.error(key, f"architecture {name!r} is listed twice")
+        architectures[name] = arch
+    return architectures, frozenset(inline)
+
+
+def _datasets(doc: _Document, value: Any) -> tuple[str, ...]:
+    names: list[str] = []
+    slugs: dict[str, str] = {}
+    for i, item in enumerate(_non_empty_list(doc, value, "datasets")):
+        key: Key = ("datasets", i)
+        if not isinstance(item, str) or not item.strip():
+            raise doc.error(key, f"expected a dataset name such as d4rl:hopper-medium-v2, got {_type_name(item)}")
+        name = item.strip()
+        source, sep, rest = name.partition(":")
+        if not sep or source not in SOURCES or not rest:
+            raise doc.error(
+                key,
+                f"{name!r} needs a source prefix: d4rl:<name> (e.g. d4rl:hopper-medium-v2), "
+                "local:<name> or local:<path>.hdf5, minari:<dataset id>",
+            )
+        if source == "d4rl":
+            try:
+                get_dataset_spec(rest)
+            except BenchError as exc:
+                raise doc.error(key, str(exc)) from None
+        slug = dataset_slug(name)
+        if slug in slugs:
+            what = "is listed twice" if slugs[slug] == name else f"gets the same results folder as {slugs[slug]!r}"
+            raise doc.error(key, f"dataset {name!r} {what}")
+        slugs[slug] = name
+        names.append(name)
+    return tuple(names)
+
+
+def _seeds(doc: _Document, value: Any) -> tuple[int, ...]:
+    seeds: list[int] = []
+    for i, item in enumerate(_non_empty_list(doc, value, "seeds")):
+        if isinstance(item, bool) or not isinstance(item, int) or item < 0:
+            raise doc.error(("seeds", i), f"expected a non-negative integer, got {_type_name(item)}")
+        if item in seeds:
+            raise doc.error(("seeds", i), f"seed {item} is listed twice")
+        seeds.append(item)
+    return tuple(seeds)
+
+
+def _resources(doc: _Document, value: Any) -> Resources:
+    if not isinstance(value, dict):
+        raise doc.error(("resources",), f"expected a mapping {{num_cpus: N, num_gpus: N}}, got {_type_name(value)}")
+    values: dict[str, float] = {}
+    for key, amount in value.items():
+        if key not in RESOURCE_KEYS:
+            raise doc.error(("resources", str(key)), f"unknown key; allowed: {', '.join(RESOURCE_KEYS)}")
+        if isinstance(amount, bool) or not isinstance(amount, int | float) or amount < 0:
+            raise doc.error(("resources", key), f"expected a number >= 0 (fractions allowed), got {_type_name(amount)}")
+        values[key] = float(amount)
+    if values.get("num_cpus", 1.0) <= 0:
+        raise doc.error(("resources", "num_cpus"), "a cell needs some CPU; use a number > 0 such as 1 or 0.5")
+    return Resources(**values)
+
+
+def _cql(doc: _Document, value: Any) -> CQLConfig:
+    if not isinstance(value, dict):
+        raise doc.error(("cql",), f"expected a mapping of CQL settings, got {_type_name(value)}")
+    hints = typing.get_type_hints(CQLConfig)
+    changes: dict[str, Any] = {}
+    for key, setting in value.items():
+        where: Key = ("cql", str(key))
+        if key not in hints:
+            close = difflib.get_close_matches(str(key), list(hints), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise doc.error(where, f"unknown CQL setting; {hint}known: {', '.join(hints)}")
+        allowed = typing.get_args(hints[key]) or (hints[key],)
+        if float in allowed and isinstance(setting, str):
+            # YAML 1.1 reads 3e-5 (no dot) as a string.
+            with contextlib.suppress(ValueError):
+                setting = float(setting)
+        if isinstance(setting, int) and not isinstance(setting, bool) and float in allowed and int not in allowed:
+            setting = float(setting)
+        if not isinstance(setting, allowed) or (isinstance(setting, bool) and bool not in allowed):
+            raise doc.error(where, f"takes {hints[key]}, got {_type_name(setting)}")
+        changes[key] = setting
+    try:
+        return dataclasses.replace(CQLConfig(), **changes)
+    except ValueError as exc:
+        raise doc.error(("cql",), str(exc)) from None

@@ -1,0 +1,218 @@
+"""The results store of a grid: results/<grid>/<dataset-slug>/<arch>/seed<k>.json, grid.yaml and cell locks.
+
+Records are written by `train_cell` (atomically); the store finds them, says what state each cell is in, keeps
+the resolved grid beside them (grid.yaml) and refuses to mix records of different configurations under one
+name. A lock file per cell (`flock` on `<record>.lock`) keeps two workers or two grid processes from training the
+same cell at once; the kernel drops the lock when its holder dies, even by a signal.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.errors import BenchError
+from bench.fileio import atomic_write_text
+from bench.grid.spec import Cell, GridSpec, architecture_entry, dataset_slug
+from bench.train import read_record
+
+# Diverged counts as finished: CQL's divergence repeats for the same seed on CPU, so a retry only burns time.
+FINISHED = ("done", "diverged")
+STATES = ("done", "diverged", "failed", "running", "missing")
+
+
+@dataclass(frozen=True)
+class CellState:
+    """Where a cell stands: done, diverged, failed, running (locked by a live process) or missing."""
+
+    cell: Cell
+    path: Path
+    state: str
+    record: dict[str, Any] | None = None
+    note: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
+
+
+def first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+class ResultsStore:
+    """The folder that holds one grid's records."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    @classmethod
+    def for_grid(cls, results: Path, spec: GridSpec) -> ResultsStore:
+        return cls(Path(results) / spec.name)
+
+    @property
+    def grid_file(self) -> Path:
+        return self.root / "grid.yaml"
+
+    @property
+    def arch_file(self) -> Path:
+        """The grid's inline architectures, in the architectures.yaml format, for `train_cell` to load."""
+        return self.root / "architectures.yaml"
+
+    def record_path(self, cell: Cell) -> Path:
+        return self.root / dataset_slug(cell.dataset) / cell.arch / f"seed{cell.seed}.json"
+
+    def state(self, cell: Cell, *, probe_lock: bool = False) -> CellState:
+        """The cell's state from its record and error file; `probe_lock` also reports a cell being trained."""
+        path = self.record_path(cell)
+        record = read_record(path)
+        if probe_lock and is_locked(path):
+            return CellState(cell, path, "running", record, "locked by a running worker")
+        error = read_error(path)
+        if record is not None and (record["status"] != "failed" or error is None):
+            return CellState(cell, path, record["status"], record, first_line(record.get("error")))
+        if error is not None:
+            return CellState(cell, path, "failed", record, first_line(error))
+        note = "partial or corrupt record, will be rerun" if path.exists() else ""
+        return CellState(cell, path, "missing", None, note)
+
+    def grid_differences(self, spec: GridSpec) -> list[str] | None:
+        """How the stored grid.yaml differs from `spec` in what changes results; None when there is no grid.yaml.
+
+        Only the shared settings and the definition of an architecture present in both count: adding or
+        dropping datasets, seeds or architectures, resources and checkpoint cadence leave records valid.
+        """
+        if not self.grid_file.exists():
+            return None
+        try:
+            old = yaml.safe_load(self.grid_file.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            return [f"{self.grid_file} cannot be read ({exc})"]
+        if not isinstance(old, dict):
+            return [f"{self.grid_file} is not a grid mapping"]
+        new = spec.resolved()
+        differences = _diff("settings", old.get("settings"), new["settings"])
+        old_archs = old.get("architectures") or {}
+        for name, entry in new["architectures"].items():
+            if name in old_archs:
+                before, after = dict(old_archs[name]), dict(entry)
+                before.pop("description", None)
+                after.pop("description", None)
+                differences += _diff(f"architectures.{name}", before, after)
+        return differences
+
+    def check_grid(self, spec: GridSpec) -> None:
+        """Refuse to run `spec` into a folder whose records were made by another configuration."""
+        differences = self.grid_differences(spec)
+        if differences:
+            shown = "; ".join(differences[:5]) + ("; ..." if len(differences) > 5 else "")
+            raise BenchError(
+                f"{self.grid_file} records another configuration for grid {spec.name!r} ({shown}); its records "
+                f"would mix with the new ones. Give the grid another name (name: in {spec.path}), pass another "
+                "--results folder, or pass --force to retrain every cell under the new configuration"
+            )
+
+    def write_grid(self, spec: GridSpec) -> None:
+        """Write grid.yaml and, for inline architectures, architectures.yaml."""
+        header = (
+            f"# The resolved grid {spec.name!r} (from {spec.path}), written by `python -m bench grid run`.\n"
+            "# The records in this folder were made with these settings.\n"
+        )
+        atomic_write_text(self.grid_file, header + yaml.safe_dump(spec.resolved(), sort_keys=False, width=120))
+        if spec.inline:
+            inline = {name: architecture_entry(spec.architectures[name]) for name in sorted(spec.inline)}
+            text = f"# Inline architectures of the grid file {spec.path}.\n" + yaml.safe_dump(inline, sort_keys=False)
+            atomic_write_text(self.arch_file, text)
+
+
+def _diff(prefix: str, old: Any, new: Any) -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in list(new) + [k for k in old if k not in new]:
+            out += _diff(f"{prefix}.{key}", old.get(key, "(absent)"), new.get(key, "(absent)"))
+        return out
+    return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
+
+
+def error_path(record: Path) -> Path:
+    """`<record>.error`: why a cell failed before `train_cell` could write a failed record (bad input, a
+    killed worker). Not JSON, so a report over the records never mistakes it for a run."""
+    return Path(record).with_suffix(".error")
+
+
+def read_error(record: Path) -> str | None:
+    try:
+        return error_path(record).read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def write_error(record: Path, error: str) -> None:
+    atomic_write_text(error_path(record), error.rstrip() + "\n")
+
+
+def lock_path(record: Path) -> Path:
+    return Path(record).with_name(Path(record).name.removesuffix(".json") + ".lock")
+
+
+class CellLock:
+    """An exclusive, non-blocking `flock` on `<record>.lock`; the lock file is removed on release."""
+
+    def __init__(self, record: Path) -> None:
+        self.path = lock_path(record)
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock; False when another process holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            # The previous holder unlinks the file on release: if it did so after we opened it, we hold a lock on
+            # a file nobody else can see, so try again on the current one.
+            try:
+                current = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                self._fd = fd
+                os.write(fd, f"{os.getpid()}\n".encode())
+                return True
+            os.close(fd)
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        self.path.unlink(missing_ok=True)  # while still holding the lock, so no one locks the old file after
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def is_locked(record: Path) -> bool:
+    """Whether a live process holds the cell's lock (a quick probe; for status displays only)."""
+    try:
+        fd = os.open(lock_path(record), os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

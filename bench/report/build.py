@@ -1,0 +1,169 @@
+"""The report's entry point: a results folder in, Tables 1-3 and the figures out, and a short summary back."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.report.figures import build_figures
+from bench.report.records import RecordSet, SkippedFile, load_records
+from bench.report.stats import Analysis, analyze
+from bench.report.tables import build_tables, write_table
+
+DEFAULT_BASELINE = "mlp"
+DEFAULT_REPS = 2000
+
+
+@dataclass
+class ReportSummary:
+    """What a report read and wrote; `format()` is the text `python -m bench report` prints."""
+
+    results_dir: Path
+    baseline: str
+    records: int
+    statuses: dict[str, int]
+    expected_runs: int
+    expected_source: str
+    scored_runs: int
+    expected_cells: int
+    missing_cells: list[str]
+    partial_cells: list[str]
+    aggregate_datasets: int
+    aggregate_seeds: int
+    iqm: dict[str, str]
+    skipped: list[SkippedFile] = field(default_factory=list)
+    ignored: list[SkippedFile] = field(default_factory=list)
+    tables: list[Path] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+    mixed_keys: list[str] = field(default_factory=list)
+
+    def format(self) -> str:
+        statuses = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items()))
+        lines = [
+            f"report of {self.results_dir}: {self.records} records ({statuses}); {self.scored_runs} of "
+            f"{self.expected_runs} expected runs have a score (expected cells from {self.expected_source})",
+        ]
+        if self.missing_cells:
+            shown = ", ".join(self.missing_cells[:6]) + (" ..." if len(self.missing_cells) > 6 else "")
+            lines.append(
+                f"missing cells (dash in the tables): {len(self.missing_cells)} of {self.expected_cells}: {shown}"
+            )
+        else:
+            lines.append(f"missing cells: none of {self.expected_cells}")
+        if self.partial_cells:
+            lines.append(f"cells with fewer seeds than the grid: {', '.join(self.partial_cells)}")
+        for item in self.skipped:
+            lines.append(f"skipped {item.path}: {item.reason}")
+        if self.ignored:
+            lines.append(f"ignored {len(self.ignored)} JSON file(s) that are not records, e.g. {self.ignored[0].path}")
+        if self.mixed_keys:
+            lines.append(f"warning: mixed configurations (--allow-mixed): {', '.join(self.mixed_keys)}")
+        if self.iqm:
+            iqm = "; ".join(f"{arch} {text}" for arch, text in self.iqm.items())
+            lines.append(
+                f"IQM [95% CI] over {self.aggregate_datasets} dataset(s) x {self.aggregate_seeds} seed(s): {iqm}"
+            )
+        else:
+            lines.append("no aggregates: no dataset has every seed of every architecture (see Table 1's notes)")
+        for kind, paths in (("tables", self.tables), ("figures", self.figures)):
+            if paths:
+                folder = paths[0].parent
+                lines.append(f"{kind}: {len(paths)} files in {folder}: {', '.join(p.name for p in paths)}")
+        return "\n".join(lines)
+
+
+def resolve_baseline(records: RecordSet, baseline: str | None) -> str:
+    """The baseline architecture (default `mlp`); it must be one of the grid's architectures."""
+    name = baseline or DEFAULT_BASELINE
+    if name not in records.architectures:
+        raise BenchError(
+            f"baseline architecture {name!r} is not among the architectures of {records.root} "
+            f"({', '.join(records.architectures)}); pass --baseline NAME (make tables BASELINE=NAME)"
+        )
+    return name
+
+
+def order_architectures(records: RecordSet, baseline: str) -> RecordSet:
+    """The grid file's order when there is one; otherwise the baseline first, then by name."""
+    if records.expected.source != "observed records":
+        return records
+    ordered = [baseline, *(a for a in records.architectures if a != baseline)]
+    return dataclasses.replace(records, expected=dataclasses.replace(records.expected, architectures=ordered))
+
+
+def summarize(analysis: Analysis, tables: list[Path], figures: list[Path]) -> ReportSummary:
+    rec = analysis.records
+    names = rec.display_names()
+    missing, partial = [], []
+    for dataset in rec.datasets:
+        for arch in rec.architectures:
+            if (dataset, arch) not in analysis.cells.index:
+                missing.append(f"{names[dataset]}/{arch}")
+            elif (n := int(analysis.cells.loc[(dataset, arch), "n"])) < len(rec.seeds):
+                partial.append(f"{names[dataset]}/{arch} n={n}")
+    return ReportSummary(
+        results_dir=rec.root,
+        baseline=analysis.baseline,
+        records=len(rec.runs),
+        statuses=dict(Counter(rec.runs["status"])),
+        expected_runs=rec.expected.cells,
+        expected_source=rec.expected.source,
+        scored_runs=int(rec.runs["score"].notna().sum()),
+        expected_cells=len(rec.datasets) * len(rec.architectures),
+        missing_cells=missing,
+        partial_cells=partial,
+        aggregate_datasets=len(analysis.selection.datasets),
+        aggregate_seeds=len(analysis.selection.seeds),
+        iqm={
+            arch: f"{m['IQM'].point:.1f} [{m['IQM'].low:.1f}, {m['IQM'].high:.1f}]"
+            for arch, m in analysis.aggregates.items()
+        },
+        skipped=rec.skipped,
+        ignored=rec.ignored,
+        tables=tables,
+        figures=figures,
+        mixed_keys=rec.mixed_keys,
+    )
+
+
+def analyze_folder(
+    results_dir: Path,
+    *,
+    baseline: str | None = DEFAULT_BASELINE,
+    reps: int = DEFAULT_REPS,
+    seed: int = 0,
+    allow_mixed: bool = False,
+) -> Analysis:
+    """Load the records under `results_dir` and compute every statistic the tables and figures show."""
+    if reps < 1:
+        raise BenchError(f"--reps must be positive, got {reps}")
+    records = load_records(Path(results_dir), allow_mixed=allow_mixed)
+    name = resolve_baseline(records, baseline)
+    return analyze(order_architectures(records, name), baseline=name, reps=reps, seed=seed)
+
+
+def build_report(
+    results_dir: Path,
+    tables_dir: Path | None,
+    figures_dir: Path | None,
+    *,
+    baseline: str | None = DEFAULT_BASELINE,
+    reps: int = DEFAULT_REPS,
+    seed: int = 0,
+    allow_mixed: bool = False,
+) -> ReportSummary:
+    """Read the records under `results_dir`, write Tables 1-3 to `tables_dir` and the figures to `figures_dir`.
+
+    Either output folder may be None to skip it; `baseline=None` means `mlp`.
+    Bootstrap CIs use `reps` resamples and are reproducible for a given `seed`.
+    """
+    analysis = analyze_folder(results_dir, baseline=baseline, reps=reps, seed=seed, allow_mixed=allow_mixed)
+    tables: list[Path] = []
+    if tables_dir is not None:
+        for table in build_tables(analysis):
+            tables += write_table(table, Path(tables_dir))
+    figures = build_figures(analysis, Path(figures_dir)) if figures_dir is not None else []
+    return summarize(analysis, tables, figures)

@@ -1,0 +1,483 @@
+"""Load a folder of run records (SPEC section 7) into tidy pandas frames, refusing to mix configurations.
+
+The folder is walked recursively for `*.json`; checkpoints, locks and temporary files are not records. A file
+that is not valid JSON is reported and skipped (an interrupted copy, a disk error); a JSON object that claims
+to be a record but lacks a key or holds a value of the wrong type is an error, because skipping it would drop a
+run without anyone noticing.
+
+How a run's status becomes a score (documented in the tables' footnotes):
+- done: the final evaluation's normalized score;
+- diverged: a real outcome of the algorithm, so it counts with its last evaluation score; a run that diverged
+  before its first evaluation has no score and counts as missing;
+- failed: a crash of the software, not of the algorithm, so it counts as missing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from bench.errors import BenchError
+
+SCHEMA_VERSION = 1
+STATUSES = ("done", "failed", "diverged")
+GRID_FILE = "grid.yaml"
+# Config keys that may differ between records of one report: the cell's identity, the checkpoint cadence
+# (it does not change the result), the device (Table 3 groups by device) and the architecture file's path
+# (the resolved architecture in the record's `architecture` block is compared instead).
+PER_CELL_CONFIG_KEYS = frozenset({"dataset", "arch", "seed", "checkpoint_every", "device", "arch_file"})
+
+RECORD_COLUMNS = [
+    "path",
+    "dataset",
+    "dataset_name",
+    "display_name",
+    "source",
+    "dataset_label",
+    "env",
+    "arch",
+    "seed",
+    "status",
+    "score",
+    "score_step",
+    "steps",
+    "steps_done",
+    "epoch_steps",
+    "actor_spec",
+    "critic_spec",
+    "actor_params",
+    "actor_params_total",
+    "critic_params",
+    "critics_total",
+    "seconds_per_1k",
+    "epochs_timed",
+    "device",
+    "device_type",
+    "torch_threads",
+    "error",
+]
+CURVE_COLUMNS = ["dataset", "arch", "seed", "step", "normalized_score"]
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A `.json` file under the results folder that is not read as a record, and why."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class ExpectedGrid:
+    """The cells a complete report holds: from the grid harness's `grid.yaml`, else inferred from the records."""
+
+    architectures: list[str]
+    datasets: list[str]
+    seeds: list[int]
+    source: str  # "grid.yaml" or "observed records"
+
+    @property
+    def cells(self) -> int:
+        return len(self.architectures) * len(self.datasets) * len(self.seeds)
+
+
+@dataclass
+class RecordSet:
+    """Every record of one results folder as tidy frames, plus what was skipped and what the grid expects."""
+
+    root: Path
+    runs: pd.DataFrame  # one row per record, RECORD_COLUMNS
+    curves: pd.DataFrame  # one row per evaluation of a done or diverged run, CURVE_COLUMNS
+    expected: ExpectedGrid
+    skipped: list[SkippedFile] = field(default_factory=list)
+    ignored: list[SkippedFile] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)  # the shared configuration (flattened, dotted keys)
+    mixed_keys: list[str] = field(default_factory=list)  # config keys that differ (only with allow_mixed)
+
+    def display_names(self) -> dict[str, str]:
+        """Dataset key -> the name shown in tables and figures (from the key alone when no record has it)."""
+        names = dict(zip(self.runs["dataset"], self.runs["display_name"], strict=True))
+        return {d: names.get(d, display_name(d, "")) for d in self.datasets}
+
+    @property
+    def architectures(self) -> list[str]:
+        return self.expected.architectures
+
+    @property
+    def datasets(self) -> list[str]:
+        return self.expected.datasets
+
+    @property
+    def seeds(self) -> list[int]:
+        return self.expected.seeds
+
+
+def load_records(results_dir: Path, *, allow_mixed: bool = False) -> RecordSet:
+    """Read every record under `results_dir` into a RecordSet; see the module docstring for the rules."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise BenchError(f"results folder {root} does not exist; run a grid first or name the folder of its records")
+    records: list[tuple[Path, dict[str, Any]]] = []
+    skipped: list[SkippedFile] = []
+    ignored: list[SkippedFile] = []
+    for path in sorted(root.rglob("*.json")):
+        if path.name.startswith(".") or not path.is_file():
+            continue  # temporary files of atomic writes
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            skipped.append(SkippedFile(path, f"corrupt JSON ({exc}); rerun the cell or delete the file"))
+            continue
+        if not isinstance(data, dict) or not {"schema_version", "cell"} & data.keys():
+            ignored.append(SkippedFile(path, "not a run record (no schema_version or cell)"))
+            continue
+        records.append((path, validate_record(path, data)))
+    if not records:
+        found = f"; skipped {len(skipped)} corrupt file(s), e.g. {skipped[0].path}" if skipped else ""
+        raise BenchError(f"no run records (*.json with schema_version {SCHEMA_VERSION}) under {root}{found}")
+
+    _refuse_duplicate_cells(records)
+    config, mixed = check_same_configuration(records, allow_mixed=allow_mixed)
+    runs = pd.DataFrame([run_row(path, record) for path, record in records], columns=RECORD_COLUMNS)
+    curves = pd.DataFrame(
+        [row for path, record in records for row in curve_rows(record)],
+        columns=CURVE_COLUMNS,
+    )
+    expected = expected_grid(root, runs, allow_mixed=allow_mixed)
+    return RecordSet(root, runs, curves, expected, skipped, ignored, config, mixed)
+
+
+def _require(path: Path, record: Mapping[str, Any], key: str, types: type | tuple[type, ...], where: str = "") -> Any:
+    """record[key], checked against `types`; a BenchError naming the file and key otherwise."""
+    name = f"{where}.{key}" if where else key
+    if key not in record:
+        raise BenchError(f"{path}: record has no key {name!r}; it is not a valid record, rerun the cell or remove it")
+    value = record[key]
+    allowed = types if isinstance(types, tuple) else (types,)
+    # bool is an int in Python; a record never means True by 1.
+    if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
+        kinds = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+        raise BenchError(
+            f"{path}: key {name!r} should be {kinds}, got {value!r}; the record is damaged, rerun the cell or remove it"
+        )
+    return value
+
+
+NUMBER = (int, float)
+OPTIONAL_NUMBER = (int, float, type(None))
+
+
+def validate_record(path: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """Check the keys and types the report reads; return the record unchanged."""
+    version = _require(path, record, "schema_version", int)
+    if version != SCHEMA_VERSION:
+        raise BenchError(
+            f"{path}: schema_version {version}, but this report reads version {SCHEMA_VERSION}; "
+            "report it with the version of the suite that wrote it, or rerun the cell"
+        )
+    cell = _require(path, record, "cell", dict)
+    _require(path, cell, "dataset", str, "cell")
+    _require(path, cell, "arch", str, "cell")
+    _require(path, cell, "seed", int, "cell")
+    status = _require(path, record, "status", str)
+    if status not in STATUSES:
+        raise BenchError(f"{path}: status {status!r} is not one of {', '.join(STATUSES)}; rerun the cell")
+    config = _require(path, record, "config", dict)
+    _require(path, config, "steps", int, "config")
+    architecture = _require(path, record, "architecture", dict)
+    _require(path, architecture, "actor", str, "architecture")
+    _require(path, architecture, "critic", str, "architecture")
+    dataset = _require(path, record, "dataset", dict)
+    for key in ("name", "source", "env"):
+        _require(path, dataset, key, str, "dataset")
+    parameters = _require(path, record, "parameters", dict)
+    for key in ("actor", "actor_network", "critic", "critics_total"):
+        _require(path, parameters, key, int, "parameters")
+    epoch_steps = _require(path, record, "epoch_steps", int)
+    if epoch_steps < 1:
+        raise BenchError(f"{path}: epoch_steps is {epoch_steps}; it must be positive, rerun the cell")
+    _require(path, record, "steps_done", int)
+    for i, point in enumerate(_require(path, record, "curve", list)):
+        if not isinstance(point, dict):
+            raise BenchError(f"{path}: curve[{i}] is not an object; the record is damaged, rerun the cell")
+        _require(path, point, "step", int, f"curve[{i}]")
+        _require(path, point, "normalized_score", NUMBER, f"curve[{i}]")
+    for i, seconds in enumerate(_require(path, record, "seconds_per_epoch", list)):
+        if isinstance(seconds, bool) or not isinstance(seconds, NUMBER) or not seconds > 0:
+            raise BenchError(f"{path}: seconds_per_epoch[{i}] is {seconds!r}, not a positive number; rerun the cell")
+    _require(path, record, "final_score", OPTIONAL_NUMBER)
+    device = _require(path, record, "device", dict)
+    _require(path, device, "type", str, "device")
+    _require(path, device, "name", str, "device")
+    return record
+
+
+def display_name(dataset: str, source: str) -> str:
+    """The row label of a dataset: D4RL names as D4RL prints them, other sources marked as not D4RL."""
+    prefix, sep, rest = dataset.partition(":")
+    name = rest if sep else dataset
+    if prefix == "local" or source == "local":
+        stem = Path(name).name.removesuffix(".hdf5").removesuffix(".h5")
+        return f"{stem} (local)"
+    if prefix == "minari" or source == "minari":
+        return f"{name} (Minari)"
+    return name
+
+
+def dataset_label(dataset: Mapping[str, Any]) -> str:
+    """How the data is labelled in captions: D4RL only when it is D4RL."""
+    label = dataset.get("label")
+    if isinstance(label, str) and label and (label != "D4RL" or dataset["source"] == "d4rl"):
+        return label
+    return "D4RL" if dataset["source"] == "d4rl" else f"{dataset['source']} data, not D4RL"
+
+
+def usable_score(record: Mapping[str, Any]) -> tuple[float, int | None]:
+    """(score, step of that evaluation) that the tables count for a run; (nan, None) when it counts as missing."""
+    curve = record["curve"]
+    if record["status"] == "failed" or not curve:
+        return math.nan, None
+    if record["status"] == "diverged":
+        return float(curve[-1]["normalized_score"]), int(curve[-1]["step"])
+    if record["final_score"] is None:
+        return math.nan, None
+    return float(record["final_score"]), int(curve[-1]["step"])
+
+
+def seconds_per_1k_steps(record: Mapping[str, Any]) -> float:
+    """Median seconds per epoch, scaled to an epoch of 1,000 gradient steps; nan without timed epochs.
+
+    The median because the first epochs carry one-off costs (allocation, compilation, cache warm-up).
+    """
+    seconds = pd.Series(record["seconds_per_epoch"], dtype=float)
+    if seconds.empty:
+        return math.nan
+    return float(seconds.median()) * 1000.0 / record["epoch_steps"]
+
+
+def device_label(device: Mapping[str, Any]) -> str:
+    """A device as named in Table 3; CPU timings depend on the thread count, so it is part of the name."""
+    threads = device.get("torch_threads")
+    if device["type"] == "cpu" and isinstance(threads, int):
+        return f"{device['name']} (CPU, {threads} torch thread{'s' if threads != 1 else ''})"
+    return f"{device['name']} ({device['type'].upper()})"
+
+
+def run_row(path: Path, record: Mapping[str, Any]) -> dict[str, Any]:
+    """One row of the runs frame."""
+    cell, dataset, params, device = record["cell"], record["dataset"], record["parameters"], record["device"]
+    score, score_step = usable_score(record)
+    return {
+        "path": str(path),
+        "dataset": cell["dataset"],
+        "dataset_name": dataset["name"],
+        "display_name": display_name(cell["dataset"], dataset["source"]),
+        "source": dataset["source"],
+        "dataset_label": dataset_label(dataset),
+        "env": dataset["env"],
+        "arch": cell["arch"],
+        "seed": cell["seed"],
+        "status": record["status"],
+        "score": score,
+        "score_step": score_step,
+        "steps": record["config"]["steps"],
+        "steps_done": record["steps_done"],
+        "epoch_steps": record["epoch_steps"],
+        "actor_spec": record["architecture"]["actor"],
+        "critic_spec": record["architecture"]["critic"],
+        "actor_params": params["actor_network"],
+        "actor_params_total": params["actor"],
+        "critic_params": params["critic"],
+        "critics_total": params["critics_total"],
+        "seconds_per_1k": seconds_per_1k_steps(record),
+        "epochs_timed": len(record["seconds_per_epoch"]),
+        "device": device_label(device),
+        "device_type": device["type"],
+        "torch_threads": device.get("torch_threads"),
+        "error": (record.get("error") or "").splitlines()[0] if record.get("error") else "",
+    }
+
+
+def curve_rows(record: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
+    """The evaluation curve of a run that counts (done or diverged), one row per evaluation."""
+    if record["status"] == "failed":
+        return []
+    cell = record["cell"]
+    return [
+        {
+            "dataset": cell["dataset"],
+            "arch": cell["arch"],
+            "seed": cell["seed"],
+            "step": point["step"],
+            "normalized_score": float(point["normalized_score"]),
+        }
+        for point in record["curve"]
+    ]
+
+
+def _refuse_duplicate_cells(records: list[tuple[Path, dict[str, Any]]]) -> None:
+    seen: dict[tuple[str, str, int], Path] = {}
+    for path, record in records:
+        cell = record["cell"]
+        key = (cell["dataset"], cell["arch"], cell["seed"])
+        if key in seen:
+            raise BenchError(
+                f"two records for the same cell (dataset {key[0]}, arch {key[1]}, seed {key[2]}): {seen[key]} and "
+                f"{path}; keep one of them (move the other out of the results folder)"
+            )
+        seen[key] = path
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one dict with dotted keys (`cql.cql_alpha`), so differences can be named."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def comparable_config(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a record's configuration that must be the same for every record of one report."""
+    return flatten({k: v for k, v in record["config"].items() if k not in PER_CELL_CONFIG_KEYS})
+
+
+def _differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    missing = object()
+    keys = sorted(set(a) | set(b))
+    return [k for k in keys if a.get(k, missing) != b.get(k, missing)]
+
+
+def _describe(keys: list[str], a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
+    shown = [f"{k} ({a.get(k, '<absent>')!r} vs {b.get(k, '<absent>')!r})" for k in keys[:4]]
+    more = f" and {len(keys) - 4} more" if len(keys) > 4 else ""
+    return ", ".join(shown) + more
+
+
+def check_same_configuration(
+    records: list[tuple[Path, dict[str, Any]]], *, allow_mixed: bool = False
+) -> tuple[dict[str, Any], list[str]]:
+    """The configuration shared by all records, and the keys that differ (non-empty only with `allow_mixed`).
+
+    Every record must agree on everything but PER_CELL_CONFIG_KEYS, and records of one architecture name must
+    agree on the resolved architecture; otherwise a BenchError names two conflicting files.
+    """
+    first_path, first = records[0]
+    reference = comparable_config(first)
+    mixed: set[str] = set()
+    arch_reference: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for path, record in records:
+        config = comparable_config(record)
+        keys = _differences(reference, config)
+        arch_name = record["cell"]["arch"]
+        resolved = flatten(record["architecture"], "architecture.")
+        arch_path, arch_resolved = arch_reference.setdefault(arch_name, (path, resolved))
+        arch_keys = _differences(arch_resolved, resolved)
+        if keys and not allow_mixed:
+            raise BenchError(
+                f"records from different configurations in one folder: {first_path} and {path} differ in "
+                f"{_describe(keys, reference, config)}. Keep each grid's records in its own folder, or pass "
+                "--allow-mixed to report them together (the tables then say which keys differ)"
+            )
+        if arch_keys and not allow_mixed:
+            raise BenchError(
+                f"architecture {arch_name!r} means different networks in {arch_path} and {path}: "
+                f"{_describe(arch_keys, arch_resolved, resolved)}. Rename one of them, or pass --allow-mixed"
+            )
+        mixed.update(keys)
+        mixed.update(arch_keys)
+    shared = {k: v for k, v in reference.items() if k not in mixed}
+    return shared, sorted(mixed)
+
+
+def _names(value: Any, key: str, path: Path) -> list[str]:
+    """A list of names from a grid file entry: a list of strings, of objects with `name`, or a mapping."""
+    if isinstance(value, Mapping):
+        return [str(k) for k in value]
+    if isinstance(value, list):
+        names = []
+        for item in value:
+            if isinstance(item, str):
+                names.append(item)
+            elif isinstance(item, Mapping) and isinstance(item.get("name"), str):
+                names.append(item["name"])
+            else:
+                raise BenchError(f"{path}: entry {item!r} of {key!r} is neither a name nor an object with a name")
+        return names
+    raise BenchError(f"{path}: {key!r} should be a list or a mapping, got {value!r}")
+
+
+def _seeds(value: Any, path: Path) -> list[int]:
+    """Seeds from a grid file: a list of integers, or a count n meaning seeds 0..n-1."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return list(range(value))
+    if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+        return list(value)
+    raise BenchError(f"{path}: 'seeds' should be a positive count or a list of integers, got {value!r}")
+
+
+def read_grid_file(path: Path) -> ExpectedGrid:
+    """The expected cells from the grid harness's resolved grid file (`architectures`, `datasets`, `seeds`)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise BenchError(f"{path}: cannot read the grid file ({exc}); fix or delete it") from None
+    if not isinstance(data, Mapping):
+        raise BenchError(f"{path}: the grid file should be a mapping with architectures, datasets and seeds")
+    missing = [k for k in ("architectures", "datasets", "seeds") if k not in data]
+    if missing:
+        raise BenchError(
+            f"{path}: the grid file has no {', '.join(repr(k) for k in missing)}; the report needs them to know "
+            "which cells are missing (delete the file to infer the cells from the records instead)"
+        )
+    return ExpectedGrid(
+        architectures=_names(data["architectures"], "architectures", path),
+        datasets=_names(data["datasets"], "datasets", path),
+        seeds=_seeds(data["seeds"], path),
+        source=GRID_FILE,
+    )
+
+
+def _ordered_union(first: list[Any], extra: Iterable[Any]) -> list[Any]:
+    return first + sorted(set(extra) - set(first))
+
+
+def expected_grid(root: Path, runs: pd.DataFrame, *, allow_mixed: bool = False) -> ExpectedGrid:
+    """The full set of expected cells: the grid file when present, else every observed dataset x arch x seed.
+
+    Records for cells outside the grid file belong to another grid: an error unless `allow_mixed`, which adds
+    them to the expected set.
+    """
+    observed_archs = sorted(runs["arch"].unique())
+    observed_datasets = sorted(runs["dataset"].unique())
+    observed_seeds = sorted(int(s) for s in runs["seed"].unique())
+    grid_path = root / GRID_FILE
+    if not grid_path.exists():
+        return ExpectedGrid(observed_archs, observed_datasets, observed_seeds, "observed records")
+    grid = read_grid_file(grid_path)
+    for column, listed in (("arch", grid.architectures), ("dataset", grid.datasets), ("seed", grid.seeds)):
+        outside = runs[~runs[column].isin(listed)]
+        if not outside.empty and not allow_mixed:
+            row = outside.iloc[0]
+            value = row[column] if isinstance(row[column], str) else int(row[column])
+            raise BenchError(
+                f"{row['path']} is for {column} {value!r}, which {grid_path} does not list "
+                f"({', '.join(map(str, listed))}); it belongs to another grid: move it out of {root}, "
+                "or pass --allow-mixed to report it anyway"
+            )
+    return ExpectedGrid(
+        architectures=_ordered_union(grid.architectures, observed_archs),
+        datasets=_ordered_union(grid.datasets, observed_datasets),
+        seeds=_ordered_union(grid.seeds, observed_seeds),
+        source=GRID_FILE,
+    )

@@ -1,0 +1,204 @@
+"""The GPU-only code paths of a cell (device choice, CUDA synchronization for timing, device naming, RNG state on
+resume), checked on CPU by faking what torch.cuda reports; the last tests run for real when a GPU is present."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench import train
+from bench.cli import main
+from bench.errors import BenchError
+from bench.train import RunConfig, apply_overrides, device_info, resolve_device, synchronize, train_cell
+from tests.d4rl_files import write_small_d4rl_file
+
+HAS_CUDA = torch.cuda.is_available()
+needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device (runs on the GPU box / in the image)")
+
+
+def fake_cuda(monkeypatch: pytest.MonkeyPatch, available: bool, count: int = 1) -> None:
+    """Make torch.cuda report `count` GPUs (or none) without touching a driver."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count if available else 0)
+
+
+@pytest.mark.parametrize(("available", "expected"), [(True, "cuda"), (False, "cpu")])
+def test_auto_picks_cuda_only_when_present(monkeypatch: pytest.MonkeyPatch, available: bool, expected: str) -> None:
+    fake_cuda(monkeypatch, available)
+    assert resolve_device("auto") == torch.device(expected)
+
+
+@pytest.mark.parametrize("name", ["cuda", "cuda:0"])
+def test_cuda_without_a_gpu_is_refused_with_the_fix(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    fake_cuda(monkeypatch, False)
+    with pytest.raises(BenchError, match="no CUDA device") as info:
+        resolve_device(name)
+    assert "--device cpu" in str(info.value) and "auto" in str(info.value)
+
+
+def test_explicit_devices_resolve(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_cuda(monkeypatch, True, count=2)
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("cuda") == torch.device("cuda")
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+
+
+def test_gpu_ordinal_past_the_visible_gpus_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_cuda(monkeypatch, True, count=1)
+    with pytest.raises(BenchError, match="1 CUDA device") as info:
+        resolve_device("cuda:1")
+    assert "CUDA_VISIBLE_DEVICES" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["cuda:x", "cudax", "gpu"])
+def test_malformed_device_is_a_bench_error(name: str) -> None:
+    with pytest.raises(BenchError, match="bad device"):
+        resolve_device(name)
+
+
+def test_cli_run_on_cuda_without_a_gpu_exits_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    fake_cuda(monkeypatch, False)
+    out = tmp_path / "cell.json"
+    args = ["run", "--dataset", "d4rl:hopper-medium-v2", "--arch", "mlp-small", "--device", "cuda", "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--device cpu" in err
+    assert not out.exists()
+
+
+def test_synchronize_waits_only_for_cuda_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[torch.device] = []
+    monkeypatch.setattr(torch.cuda, "synchronize", calls.append)
+    synchronize(torch.device("cpu"))
+    assert calls == []
+    synchronize(torch.device("cuda", 0))
+    assert calls == [torch.device("cuda", 0)]
+
+
+def test_epoch_timing_is_bracketed_by_synchronization(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The clock starts after queued work is done and stops after the epoch's work is done, not just launched."""
+    from bench.agents.cql import CQL, CQLConfig
+    from bench.nets.spec import get_architecture
+
+    events: list[str] = []
+    monkeypatch.setattr(train, "synchronize", lambda device: events.append("sync"))
+    real_counter = train.time.perf_counter
+    monkeypatch.setattr(train.time, "perf_counter", lambda: events.append("clock") or real_counter())
+
+    torch.manual_seed(0)
+    config = CQLConfig(batch_size=8, cql_n_actions=2)
+    agent = CQL(3, 2, get_architecture("mlp-small"), config)
+    data = {
+        "observations": torch.randn(32, 3),
+        "actions": torch.rand(32, 2) * 2 - 1,
+        "rewards": torch.randn(32),
+        "next_observations": torch.randn(32, 3),
+        "dones": torch.zeros(32),
+    }
+    seconds, losses = train._train_epoch(agent, data, 2, config.batch_size, torch.device("cpu"))
+    assert events == ["sync", "clock", "sync", "clock"]
+    assert seconds > 0 and "critic_loss" in losses
+
+
+def test_device_info_names_the_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[torch.device] = []
+
+    def device_name(device: torch.device) -> str:
+        asked.append(device)
+        return "NVIDIA A100-SXM4-80GB"
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", device_name)
+    info = device_info(torch.device("cuda", 0))
+    assert info["type"] == "cuda" and info["name"] == "NVIDIA A100-SXM4-80GB"
+    assert asked == [torch.device("cuda", 0)]
+
+
+def test_device_info_names_the_cpu_without_asking_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_gpu(device: torch.device) -> str:
+        raise AssertionError("device_info asked CUDA for the name of a CPU")
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", no_gpu)
+    info = device_info(torch.device("cpu"))
+    assert info["type"] == "cpu" and info["name"] and info["torch_threads"] >= 1
+
+
+class _OnGpu:
+    """A tensor as `torch.load(map_location="cuda")` returns it: only `.cpu()` gives the CPU tensor back."""
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.tensor = tensor
+
+    def cpu(self) -> torch.Tensor:
+        return self.tensor
+
+
+def test_rng_state_from_a_gpu_checkpoint_is_restored_on_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Resuming on a GPU: generator states mapped onto the GPU by torch.load go back to the CPU before restoring."""
+    cuda_states: list[tuple[torch.Tensor, torch.device]] = []
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: cuda_states.append((state, device)))
+    torch.manual_seed(3)
+    state = train.rng_state(torch.device("cpu"))
+    expected = torch.rand(4), np.random.rand(), random.random()
+    cuda_state = torch.zeros(16, dtype=torch.uint8)
+    device = torch.device("cuda", 0)
+
+    train.set_rng_state({**state, "torch": _OnGpu(state["torch"]), "cuda": _OnGpu(cuda_state)}, device)
+    assert torch.equal(torch.rand(4), expected[0])
+    assert (np.random.rand(), random.random()) == expected[1:]
+    assert len(cuda_states) == 1 and cuda_states[0][0] is cuda_state and cuda_states[0][1] == device
+
+
+@pytest.fixture(scope="module")
+def hopper_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_small_d4rl_file(tmp_path_factory.mktemp("data") / "hopper-tiny.hdf5", env="hopper")
+
+
+@needs_cuda
+def test_cell_trains_checkpoints_and_resumes_on_the_gpu(
+    hopper_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = RunConfig(
+        dataset=f"local:{hopper_file}",
+        arch="mlp-small",
+        steps=6,
+        epoch_steps=2,
+        eval_every=4,
+        eval_episodes=1,
+        checkpoint_every=1,
+        device="auto",
+        cql=apply_overrides(train.CQLConfig(), ["batch_size=16", "cql_n_actions=3"]),
+    )
+    out = tmp_path / "gpu.json"
+    real_epoch = train._train_epoch
+    calls = {"n": 0}
+
+    def dies_in_third_epoch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "_train_epoch", dies_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_cell(config, out, progress=False)
+    assert train.checkpoint_path(out).exists()
+    monkeypatch.setattr(train, "_train_epoch", real_epoch)
+    record = train_cell(config, out, progress=False)  # loads the checkpoint onto the GPU
+    assert record["status"] == "done" and record["steps_done"] == 6
+    assert record["device"]["type"] == "cuda"
+    assert record["device"]["name"] == torch.cuda.get_device_name(torch.device("cuda"))
+
+
+@needs_cuda
+def test_synchronize_on_a_real_gpu() -> None:
+    device = resolve_device("auto")
+    x = torch.randn(512, 512, device=device)
+    y = x @ x
+    synchronize(device)
+    assert torch.isfinite(y).all()

@@ -1,0 +1,238 @@
+"""`python -m bench grid run|status|check` on tiny grids: dry run, resume, failures, locks, launchers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.cli import main
+from bench.errors import BenchError
+from bench.grid.launchers import CellOutcome, CellTask, LocalLauncher, RayLauncher
+from bench.grid.spec import Resources, load_grid
+from bench.grid.store import CellLock, ResultsStore, error_path
+from tests.d4rl_files import write_small_d4rl_file
+
+# Wall-clock fields; everything else in a record repeats exactly for the same seed on CPU.
+TIMING_FIELDS = {"seconds_per_epoch", "started_at", "finished_at"}
+
+
+@pytest.fixture(scope="module")
+def hopper_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_small_d4rl_file(tmp_path_factory.mktemp("data") / "hopper-tiny.hdf5", env="hopper")
+
+
+def tiny_grid(
+    folder: Path,
+    datasets: list[str],
+    archs: tuple[str, ...] = ("mlp-small",),
+    seeds: tuple[int, ...] = (0,),
+    **changes,
+) -> Path:
+    """A grid of a few seconds per cell: 4 gradient steps on batches of 16, one evaluation episode."""
+    data = {
+        "name": "tiny",
+        "architectures": list(archs),
+        "datasets": datasets,
+        "seeds": list(seeds),
+        "steps": 4,
+        "epoch_steps": 2,
+        "eval_every": 4,
+        "eval_episodes": 1,
+        "checkpoint_every": 1,
+        "device": "cpu",
+        "cql": {"batch_size": 16, "cql_n_actions": 2},
+        **changes,
+    }
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def comparable(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in TIMING_FIELDS}
+
+
+def read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_dry_run_lists_the_cells_and_writes_nothing(
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    grid = tiny_grid(tmp_path, [f"local:{hopper_file}"], archs=("mlp-small", "kan-small"), seeds=(0, 1))
+    results = tmp_path / "results"
+    assert main(["grid", "run", str(grid), "--dry-run", "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "2 architectures x 1 datasets x 2 seeds = 4 cells; 4 to run, 0 to skip" in out
+    rows = [line for line in out.splitlines() if line[:1].isdigit()]
+    assert [row.split()[2:4] for row in rows] == [
+        ["mlp-small", "0"],
+        ["kan-small", "0"],
+        ["mlp-small", "1"],
+        ["kan-small", "1"],
+    ]
+    assert "tiny/local-" in rows[0] and rows[0].rstrip().endswith("mlp-small/seed0.json")
+    assert not results.exists()
+
+
+def test_run_skips_finished_cells_and_reruns_a_corrupt_one(
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    grid = tiny_grid(tmp_path, [f"local:{hopper_file}"], archs=("mlp-small", "kan-small"))
+    args = ["grid", "run", str(grid), "--results", str(tmp_path / "results"), "--workers", "2"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "2 cells, 0 finished before, 2 to run (local launcher, 2 worker(s)" in out
+    assert "[1/2] done" in out and "[2/2] done" in out and "ETA" in out
+    store = ResultsStore(tmp_path / "results" / "tiny")
+    spec = load_grid(grid)
+    paths = [store.record_path(cell) for cell in spec.cells()]
+    first = [read(path) for path in paths]
+    assert [r["status"] for r in first] == ["done", "done"]
+    assert [r["cell"]["arch"] for r in first] == ["mlp-small", "kan-small"]
+    assert first[0]["device"]["torch_threads"] == 1
+    assert store.grid_file.exists() and yaml.safe_load(store.grid_file.read_text())["name"] == "tiny"
+    assert not list(store.root.rglob("*.lock")) and not list(store.root.rglob("*.ckpt.pt"))
+
+    assert main(["grid", "status", str(grid), "--results", str(tmp_path / "results")]) == 0
+    status = capsys.readouterr().out
+    assert "done 2, diverged 0, failed 0, running 0, missing 0 (of 2 cells)" in status
+
+    assert main(args) == 0
+    assert "2 finished before, 0 to run" in capsys.readouterr().out
+
+    paths[1].write_text("garbage, not JSON")
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "1 finished before, 1 to run" in out and "kan-small" in out and "mlp-small" not in out.split("to run")[1]
+    assert comparable(read(paths[1])) == comparable(first[1])  # same seed, another process: the same record
+    assert read(paths[0]) == first[0]  # untouched
+
+
+def test_a_failing_cell_does_not_stop_the_others(
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "hopper-broken.hdf5"
+    broken.write_bytes(b"not an HDF5 file")
+    grid = tiny_grid(tmp_path, [f"local:{broken}", f"local:{hopper_file}"])
+    args = ["grid", "run", str(grid), "--results", str(tmp_path / "results")]
+    assert main(args) == 3
+    out = capsys.readouterr().out
+    store = ResultsStore(tmp_path / "results" / "tiny")
+    bad, good = (store.record_path(cell) for cell in load_grid(grid).cells())
+    assert read(good)["status"] == "done"
+    assert not bad.exists() and error_path(bad).exists()
+    summary = out.split("1 cell(s) failed")[1]
+    assert f"error file: {error_path(bad)}" in summary
+    assert f"error: {error_path(bad).read_text().splitlines()[0]}" in summary
+    assert str(broken) in summary
+
+    assert main(["grid", "status", str(grid), "--results", str(tmp_path / "results")]) == 0
+    status = capsys.readouterr().out
+    assert "done 1, diverged 0, failed 1, running 0, missing 0" in status
+
+    assert main(args) == 3  # the failed cell is retried, the finished one is not
+    assert "1 finished before, 1 to run" in capsys.readouterr().out
+
+
+def crash_on_seed_one(task: CellTask) -> CellOutcome:
+    """A worker target that segfaults for seed 1 (spawned children import it from this module)."""
+    if task.cell.seed == 1:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return CellOutcome("done", seconds=0.1, final_score=1.0)
+
+
+def test_a_segfaulting_worker_is_isolated(tmp_path: Path) -> None:
+    spec = load_grid(tiny_grid(tmp_path, ["local:hopper-random"], seeds=(0, 1)))
+    store = ResultsStore.for_grid(tmp_path / "results", spec)
+    tasks = [CellTask(cell, spec.run_config(cell), store.record_path(cell)) for cell in spec.cells()]
+    outcomes: dict[int, CellOutcome] = {}
+    LocalLauncher(2, target=crash_on_seed_one).run(
+        tasks, lambda task, outcome: outcomes.update({task.cell.seed: outcome})
+    )
+    assert outcomes[0].status == "done"
+    assert outcomes[1].status == "failed" and "SIGSEGV" in outcomes[1].error
+    assert "SIGSEGV" in error_path(store.record_path(spec.cells()[1])).read_text()
+    assert store.state(spec.cells()[1]).state == "failed"
+
+
+def test_a_locked_cell_is_left_to_its_holder(
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    grid = tiny_grid(tmp_path, [f"local:{hopper_file}"], seeds=(0, 1))
+    results = tmp_path / "results"
+    store = ResultsStore(results / "tiny")
+    held, free = (store.record_path(cell) for cell in load_grid(grid).cells())
+    with CellLock(held) as locked:  # what another grid process training this cell holds
+        assert locked
+        assert main(["grid", "status", str(grid), "--results", str(results)]) == 0
+        assert "running 1, missing 1" in capsys.readouterr().out
+        assert main(["grid", "run", str(grid), "--results", str(results)]) == 0
+        out = capsys.readouterr().out
+    assert "busy" in out and "running elsewhere" in out
+    assert "1 cell(s) are being trained by another process" in out
+    assert not held.exists() and read(free)["status"] == "done"
+
+
+def test_missing_datasets_stop_the_grid_before_any_cell(
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    grid = tiny_grid(tmp_path, [f"local:{hopper_file}", "d4rl:hopper-medium-v2", "local:walker2d-medium"])
+    flags = ["--cache-dir", str(tmp_path / "cache"), "--local-dir", str(tmp_path / "local")]
+    for command in (["run", str(grid), "--results", str(tmp_path / "results")], ["check", str(grid)]):
+        assert main(["grid", *command, *flags]) == 2
+        err = capsys.readouterr().err
+        assert "needs 2 dataset(s) that are not here" in err
+        assert f"d4rl:hopper-medium-v2: {tmp_path / 'cache' / 'hopper_medium-v2.hdf5'} is missing" in err
+        assert "local:walker2d-medium" in err and "datasets fetch hopper-medium-v2" in err and "--base-url" in err
+    assert not (tmp_path / "results").exists()
+
+    assert main(["grid", "check", str(tiny_grid(tmp_path, [f"local:{hopper_file}"]))]) == 0
+    assert "all 1 datasets are here" in capsys.readouterr().out
+
+
+def test_results_of_another_configuration_are_not_mixed(
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results"
+    spec = load_grid(tiny_grid(tmp_path, [f"local:{hopper_file}"]))
+    ResultsStore.for_grid(results, spec).write_grid(spec)
+    grid = tiny_grid(tmp_path, [f"local:{hopper_file}"], steps=8)
+    assert main(["grid", "run", str(grid), "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert "grid.yaml records another configuration" in err and "settings.steps: 4 -> 8" in err
+    assert "another name" in err and "--force" in err
+
+
+def test_ray_needs_resources_the_cluster_has() -> None:
+    launcher = RayLauncher(Resources(num_cpus=1, num_gpus=0.25))
+    with pytest.raises(BenchError, match="num_gpus"):
+        launcher._fit({"CPU": 2.0}, strict=True)
+    assert launcher._fit({"CPU": 8.0, "GPU": 1.0}, strict=True) == 4
+    assert RayLauncher(Resources(num_cpus=2), workers=1)._fit({"CPU": 8.0}, strict=True) == 1
+
+
+@pytest.mark.slow
+def test_ray_launcher_writes_the_same_records_as_the_local_one(
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ray = pytest.importorskip("ray")
+    grid = tiny_grid(tmp_path, [f"local:{hopper_file}"], seeds=(0, 1))
+    cells = load_grid(grid).cells()
+    local, remote = ResultsStore(tmp_path / "local" / "tiny"), ResultsStore(tmp_path / "ray" / "tiny")
+    assert main(["grid", "run", str(grid), "--results", str(tmp_path / "local"), "--workers", "2"]) == 0
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        assert main(["grid", "run", str(grid), "--results", str(tmp_path / "ray"), "--launcher", "ray"]) == 0
+    finally:
+        ray.shutdown()
+    assert "ray launcher" in capsys.readouterr().out
+    for cell in cells:
+        a, b = read(local.record_path(cell)), read(remote.record_path(cell))
+        assert a["status"] == "done"
+        assert comparable(a) == comparable(b)

@@ -1,0 +1,229 @@
+"""Grid files: parsing, validation with the line at fault, cell enumeration, the shipped configs."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.data.registry import D4RL_DATASETS, get_env_spec
+from bench.errors import BenchError
+from bench.grid.spec import Cell, dataset_slug, load_grid
+from bench.nets.spec import build_network, count_parameters, get_architecture
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+GOOD = """\
+name: tiny
+architectures:
+  - mlp-small
+  - wide-kan:
+      actor: kan[8]
+      critic: mlp[32,32]
+      kan: {grid_range: [-2, 2]}
+  - kan-small
+datasets:
+  - local:hopper-random
+  - d4rl:walker2d-medium-v2
+seeds: [3, 1]
+steps: 40
+epoch_steps: 10
+eval_every: 20
+eval_episodes: 2
+device: cpu
+resources: {num_cpus: 0.5, num_gpus: 0.25}
+cql:
+  cql_alpha: 5
+  policy_lr: 1e-4
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "grid.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_good_grid_is_parsed_and_enumerated_in_a_stable_order(tmp_path: Path) -> None:
+    spec = load_grid(write(tmp_path, GOOD))
+    assert spec.name == "tiny"
+    assert list(spec.architectures) == ["mlp-small", "wide-kan", "kan-small"]
+    assert spec.inline == {"wide-kan"}
+    assert str(spec.architectures["wide-kan"].actor) == "kan[8]"
+    assert spec.architectures["wide-kan"].kan.grid_range == (-2.0, 2.0)
+    assert spec.cql.cql_alpha == 5.0 and spec.cql.policy_lr == 1e-4
+    assert spec.resources.num_gpus == 0.25 and spec.resources.threads == 1
+
+    cells = spec.cells()
+    assert len(cells) == 3 * 2 * 2
+    assert cells == load_grid(write(tmp_path, GOOD, "again.yaml")).cells()
+    # Seed-major, then datasets, then architectures, each in file order.
+    assert cells[:4] == [
+        Cell("local:hopper-random", "mlp-small", 3),
+        Cell("local:hopper-random", "wide-kan", 3),
+        Cell("local:hopper-random", "kan-small", 3),
+        Cell("d4rl:walker2d-medium-v2", "mlp-small", 3),
+    ]
+    assert {c.seed for c in cells[6:]} == {1}
+    assert len(set(cells)) == len(cells)
+
+
+def test_run_config_and_resolved_grid(tmp_path: Path) -> None:
+    spec = load_grid(write(tmp_path, GOOD))
+    inline = spec.run_config(Cell("local:hopper-random", "wide-kan", 1), tmp_path / "architectures.yaml")
+    assert inline.arch_file == str(tmp_path / "architectures.yaml")
+    builtin = spec.run_config(Cell("local:hopper-random", "mlp-small", 1), tmp_path / "architectures.yaml")
+    assert builtin.arch_file is None
+    assert (builtin.steps, builtin.epoch_steps, builtin.eval_every, builtin.eval_episodes) == (40, 10, 20, 2)
+    assert builtin.device == "cpu" and builtin.cql.cql_alpha == 5.0
+    builtin.validate()
+
+    resolved = spec.resolved()
+    assert yaml.safe_load(yaml.safe_dump(resolved)) == resolved
+    assert resolved["architectures"]["mlp-small"]["actor"] == "mlp[64,64]"
+    assert resolved["architectures"]["wide-kan"]["kan"]["grid_range"] == [-2.0, 2.0]
+    assert resolved["settings"]["steps"] == 40 and resolved["settings"]["cql"]["cql_alpha"] == 5.0
+    assert "checkpoint_every" not in resolved["settings"] and "seed" not in resolved["settings"]
+    assert resolved["datasets"] == ["local:hopper-random", "d4rl:walker2d-medium-v2"]
+    assert resolved["seeds"] == [3, 1]
+
+
+def test_defaults_and_name_from_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "architectures: [mlp]\ndatasets: [d4rl:hopper-medium-v2]\nseeds: [0]\nsteps: 2000\n")
+    spec = load_grid(path)
+    assert spec.name == "grid"
+    assert (spec.epoch_steps, spec.eval_every, spec.eval_episodes, spec.device) == (1000, 5000, 10, "auto")
+    assert spec.resources.num_cpus == 1.0 and spec.resources.num_gpus == 0.0
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("d4rl:hopper-medium-v2", "d4rl-hopper-medium-v2"),
+        ("local:hopper-random", "local-hopper-random"),
+        ("local:/tmp/data/hopper tiny.hdf5", "local-tmp-data-hopper-tiny.hdf5"),
+        ("minari:mujoco/hopper/medium-v0", "minari-mujoco-hopper-medium-v0"),
+    ],
+)
+def test_dataset_slug(name: str, expected: str) -> None:
+    assert dataset_slug(name) == expected
+
+
+TAIL = "datasets: [local:a]\nseeds: [0]\nsteps: 4\n"
+HEAD = "architectures: [mlp-small]\ndatasets: [local:hopper-random]\nseeds: [0]\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key", "message"),
+    [
+        (HEAD + "steps: 4\nstepz: 5\n", 5, "stepz", "did you mean 'steps'"),
+        (
+            "architectures:\n  - mlp-small\n  - mlp-smal\ndatasets: [local:hopper-random]\nseeds: [0]\nsteps: 4\n",
+            3,
+            "architectures[1]",
+            "unknown architecture 'mlp-smal'",
+        ),
+        ("architectures: [mlp-small]\ndatasets: [local:hopper-random]\nseeds: []\nsteps: 4\n", 3, "seeds", "empty"),
+        ("architectures: []\ndatasets: [local:hopper-random]\nseeds: [0]\nsteps: 4\n", 1, "architectures", "empty"),
+        (HEAD + "steps: many\n", 4, "steps", "positive integer"),
+        (HEAD + "steps: 4\neval_episodes: 2.5\n", 5, "eval_episodes", "positive integer"),
+        (HEAD + "steps: 4\ndevice: tpu\n", 5, "device", "auto, cpu"),
+        (HEAD + "steps: 4\nnormalize_reward: yes please\n", 5, "normalize_reward", "true or false"),
+        (
+            "architectures: mlp-small\ndatasets: [local:hopper-random]\nseeds: [0]\nsteps: 4\n",
+            1,
+            "architectures",
+            "list",
+        ),
+        ("architectures: [mlp-small]\ndatasets: [hopper-random]\nseeds: [0]\nsteps: 4\n", 2, "datasets[0]", "prefix"),
+        (
+            "architectures: [mlp-small]\ndatasets:\n  - d4rl:hopper-medum-v2\nseeds: [0]\nsteps: 4\n",
+            3,
+            "datasets[0]",
+            "hopper-medium-v2",
+        ),
+        ("architectures: [mlp-small]\ndatasets: [local:a, local:a]\nseeds: [0]\nsteps: 4\n", 2, "datasets[1]", "twice"),
+        ("architectures: [mlp-small]\ndatasets: [local:a]\nseeds: [0, -1]\nsteps: 4\n", 3, "seeds[1]", "non-negative"),
+        (HEAD + "steps: 5\nepoch_steps: 2\n", 4, "steps", "multiple of epoch_steps"),
+        (HEAD + "steps: 4\nepoch_steps: 2\neval_every: 3\n", 6, "eval_every", "multiple of epoch_steps"),
+        (HEAD + "steps: 4\ncql:\n  batch_size: 16\n  cql_alhpa: 5\n", 7, "cql.cql_alhpa", "did you mean 'cql_alpha'"),
+        (HEAD + "steps: 4\ncql: {batch_size: big}\n", 5, "cql.batch_size", "int"),
+        (HEAD + "steps: 4\ncql: {cql_lagrange: 1}\n", 5, "cql.cql_lagrange", "bool"),
+        (HEAD + "steps: 4\nresources: {num_gpu: 1}\n", 5, "resources.num_gpu", "num_gpus"),
+        (HEAD + "steps: 4\nresources: {num_cpus: 0}\n", 5, "resources.num_cpus", "> 0"),
+        (HEAD + "steps: 4\nsteps: 8\n", 5, "steps", "twice"),
+        (HEAD + "steps: 4\nname: my grid\n", 5, "name", "folder name"),
+        (
+            "architectures:\n  - mine:\n      actor: kan[x]\n      critic: mlp[4]\n" + TAIL,
+            2,
+            "architectures[0].mine",
+            "kan[x]",
+        ),
+        (
+            "architectures:\n  - mine: {actor: 'kan[4]', critc: 'mlp[4]'}\ndatasets: [local:a]\nseeds: [0]\nsteps: 4\n",
+            2,
+            "architectures[0].mine",
+            "critc",
+        ),
+        (
+            "architectures:\n  - mlp: {actor: 'kan[4]', critic: 'mlp[4]'}\ndatasets: [local:a]\nseeds: [0]\nsteps: 4\n",
+            2,
+            "architectures[0].mlp",
+            "built-in",
+        ),
+        ("architectures: [mlp-small]\ndatasets: [local:a]\nseeds: [0]\n", 1, "(top level)", "missing key 'steps'"),
+    ],
+)
+def test_bad_grid_is_refused_with_file_line_and_key(
+    tmp_path: Path, text: str, line: int, key: str, message: str
+) -> None:
+    path = write(tmp_path, text, "bad.yaml")
+    with pytest.raises(BenchError) as info:
+        load_grid(path)
+    error = str(info.value)
+    assert f"grid file {path}" in error
+    assert f"line {line}," in error
+    assert f"key '{key}'" in error
+    assert message in error
+
+
+def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "architectures: [mlp-small\nseeds: [0]\n", "broken.yaml")
+    with pytest.raises(BenchError, match=rf"grid file {re.escape(str(path))}, line \d+: not valid YAML"):
+        load_grid(path)
+    with pytest.raises(BenchError, match="cannot read grid file"):
+        load_grid(tmp_path / "nope.yaml")
+
+
+def test_paper_grid() -> None:
+    spec = load_grid(CONFIGS / "paper.yaml")
+    assert spec.name == "paper"
+    assert list(spec.architectures) == ["corl-mlp", "mlp", "kan1-mlp", "kan2-mlp", "kan-kan"]
+    assert {name.removeprefix("d4rl:") for name in spec.datasets} == set(D4RL_DATASETS)
+    assert spec.seeds == (0, 1, 2, 3, 4)
+    assert (spec.steps, spec.epoch_steps, spec.eval_every, spec.eval_episodes) == (1_000_000, 1_000, 5_000, 10)
+    assert spec.cql == type(spec.cql)()  # CORL's settings, untouched
+    assert len(spec.cells()) == 5 * 9 * 5
+
+
+def test_paper_grid_comment_has_the_walker2d_parameter_counts() -> None:
+    text = (CONFIGS / "paper.yaml").read_text()
+    walker = get_env_spec("walker2d")
+    for name in ("corl-mlp", "mlp", "kan1-mlp", "kan2-mlp", "kan-kan"):
+        arch = get_architecture(name)
+        actor = count_parameters(build_network(arch.actor, walker.obs_dim, 2 * walker.act_dim, arch.kan))
+        critic = count_parameters(build_network(arch.critic, walker.obs_dim + walker.act_dim, 1, arch.kan))
+        row = next(line for line in text.splitlines() if line.startswith(f"#   {name} "))
+        numbers = [int(n.replace(",", "")) for n in re.findall(r"(?<=\s)\d{1,3}(?:,\d{3})*(?=\s|$)", row)]
+        assert numbers == [actor, critic], row
+
+
+def test_smoke_grid() -> None:
+    spec = load_grid(CONFIGS / "smoke.yaml")
+    assert spec.name == "smoke"
+    assert list(spec.architectures) == ["mlp-small", "kan-small"]
+    assert spec.datasets == ("local:hopper-random",)
+    assert len(spec.cells()) == 4 and spec.device == "cpu"

@@ -1,0 +1,108 @@
+"""`build_report` and `python -m bench report` end to end on fixture records: every file, the summary, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.errors import BenchError
+from bench.report import build_report
+from bench.report.figures import FIGURES
+from tests.report_fixtures import make_record, record_path, scores_without, write_fixture
+
+REPS = 200
+HOPPER = "d4rl:hopper-medium-v2"
+HALFCHEETAH = "d4rl:halfcheetah-medium-v2"
+FIGURE_STEMS = [
+    "aggregate_metrics",
+    "performance_profiles",
+    "probability_of_improvement",
+    "learning_curves",
+    "parameters_vs_iqm",
+]
+TABLE_STEMS = ["table1_score", "table2_parameters", "table3_time"]
+
+
+def assert_figures(folder: Path) -> None:
+    assert len(FIGURES) == len(FIGURE_STEMS)
+    for stem in FIGURE_STEMS:
+        png, pdf = folder / f"{stem}.png", folder / f"{stem}.pdf"
+        assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and png.stat().st_size > 5_000, png
+        assert pdf.read_bytes().startswith(b"%PDF-") and pdf.stat().st_size > 1_000, pdf
+    captions = (folder / "captions.md").read_text()
+    assert all(f"## {stem}" in captions for stem in FIGURE_STEMS)
+
+
+def test_cli_writes_every_table_and_figure_and_prints_a_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results" / "fixture"
+    write_fixture(results)
+    (results / "d4rl-hopper-medium-v2" / "kan" / "seed9.json").write_text("{ truncated")
+    tables, figures = tmp_path / "tables", tmp_path / "figures"
+    argv = ["report", str(results), "--tables", str(tables), "--figures", str(figures), "--reps", str(REPS)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"report of {results}: 12 records (12 done); 12 of 12 expected runs have a score" in out
+    assert "missing cells: none of 4" in out
+    assert "skipped " in out and "seed9.json: corrupt JSON" in out
+    assert "IQM [95% CI] over 2 dataset(s) x 3 seed(s): mlp " in out
+    assert f"tables: 6 files in {tables}" in out and f"figures: 11 files in {figures}" in out
+    for stem in TABLE_STEMS:
+        assert (tables / f"{stem}.tex").stat().st_size > 0 and (tables / f"{stem}.md").stat().st_size > 0
+    assert_figures(figures)
+
+    # The same seed gives the same tables, byte for byte; another seed moves the CIs.
+    first = {p.name: p.read_bytes() for p in tables.iterdir()}
+    assert main([*argv, "--only", "tables"]) == 0
+    assert {p.name: p.read_bytes() for p in tables.iterdir()} == first
+    assert main([*argv, "--seed", "1", "--only", "tables"]) == 0
+    assert (tables / "table1_score.md").read_bytes() != first["table1_score.md"]
+
+
+def test_default_output_folders_are_named_after_the_grid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_fixture(tmp_path / "results" / "smoke")
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "results/smoke", "--reps", "50", "--only", "tables"]) == 0
+    assert (tmp_path / "tables" / "smoke" / "table1_score.md").exists()
+    assert not (tmp_path / "figures").exists()
+
+
+def test_mixed_configurations_are_refused_by_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_fixture(tmp_path)
+    odd = make_record(HOPPER, "kan", 1, 59.0, config_changes={"steps": 1_000_000})
+    record_path(tmp_path, odd).write_text(json.dumps(odd))
+    argv = ["report", str(tmp_path), "--tables", str(tmp_path / "t"), "--only", "tables", "--reps", "50"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: records from different configurations") and "seed1.json" in err
+    assert main([*argv, "--allow-mixed"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: mixed configurations (--allow-mixed): steps" in out
+    assert (
+        "Records with different configurations are mixed (--allow-mixed): steps."
+        in (tmp_path / "t" / "table1_score.md").read_text()
+    )
+
+
+def test_an_unknown_baseline_is_an_error_naming_the_choices(tmp_path: Path) -> None:
+    write_fixture(tmp_path)
+    with pytest.raises(
+        BenchError, match=r"baseline architecture 'corl-mlp' is not among .*\(kan, mlp\); pass --baseline"
+    ):
+        build_report(tmp_path, None, None, baseline="corl-mlp", reps=REPS)
+
+
+def test_a_grid_without_complete_datasets_still_writes_every_figure(tmp_path: Path) -> None:
+    write_fixture(tmp_path / "r", scores_without((HOPPER, "kan", 2), (HALFCHEETAH, "mlp", 0)))
+    summary = build_report(tmp_path / "r", tmp_path / "t", tmp_path / "f", reps=REPS)
+    assert summary.iqm == {} and summary.partial_cells == ["halfcheetah-medium-v2/mlp n=2", "hopper-medium-v2/kan n=2"]
+    assert "no aggregates" in summary.format()
+    assert_figures(tmp_path / "f")
+    table1 = (tmp_path / "t" / "table1_score.md").read_text()
+    assert "| IQM [95% CI] | — | — |" in table1 and "Mean and IQM: —, no dataset has a score" in table1

@@ -1,0 +1,180 @@
+"""Loading records for the report: tidy frames, corrupt files, mixed configurations, the expected grid."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from bench.errors import BenchError
+from bench.report.records import load_records
+from tests.report_fixtures import (
+    make_record,
+    record_path,
+    write_fixture,
+    write_grid_file,
+    write_records,
+)
+
+HALFCHEETAH = "d4rl:halfcheetah-medium-v2"
+HOPPER = "d4rl:hopper-medium-v2"
+
+
+def test_fixture_loads_into_one_row_per_record(tmp_path: Path) -> None:
+    write_fixture(tmp_path)
+    records = load_records(tmp_path)
+    runs = records.runs
+    assert len(runs) == 12 and records.skipped == [] and records.ignored == []
+    assert records.architectures == ["kan", "mlp"] and records.seeds == [0, 1, 2]
+    assert records.expected.source == "observed records" and records.expected.cells == 12
+    row = runs[(runs["dataset"] == HALFCHEETAH) & (runs["arch"] == "mlp") & (runs["seed"] == 0)].iloc[0]
+    assert row["score"] == pytest.approx(46.8) and row["score_step"] == 2000
+    assert row["actor_params"] == 7_692 and row["actor_params_total"] == 7_694 and row["critic_params"] == 137_985
+    assert row["seconds_per_1k"] == pytest.approx(2.0)  # median of 0.2 s per 100-step epoch, scaled
+    assert row["display_name"] == "halfcheetah-medium-v2" and row["dataset_label"] == "D4RL"
+    assert row["device"] == "Test CPU 9000 (CPU, 2 torch threads)"
+    assert len(records.curves) == 12 * 2  # evaluations at steps 1000 and 2000
+
+
+def test_corrupt_json_is_reported_and_skipped_other_files_ignored(tmp_path: Path) -> None:
+    write_fixture(tmp_path)
+    broken = tmp_path / "d4rl-hopper-medium-v2" / "kan" / "seed7.json"
+    broken.write_text('{"schema_version": 1, "cell": {"dataset"')
+    (tmp_path / "d4rl-hopper-medium-v2" / "kan" / "seed0.lock").write_text("")
+    (tmp_path / "d4rl-hopper-medium-v2" / "kan" / "seed0.ckpt.pt").write_bytes(b"\x80\x04")
+    (tmp_path / ".seed0.json.abc.tmp").write_text("{")
+    (tmp_path / "status.json").write_text(json.dumps({"cells": 12}))
+    records = load_records(tmp_path)
+    assert len(records.runs) == 12
+    assert [s.path for s in records.skipped] == [broken]
+    assert "corrupt JSON" in records.skipped[0].reason
+    assert [s.path for s in records.ignored] == [tmp_path / "status.json"]
+
+
+def test_only_corrupt_files_is_an_error_naming_one(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text("not json")
+    with pytest.raises(BenchError, match=r"no run records.*a\.json"):
+        load_records(tmp_path)
+
+
+def test_missing_folder_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(BenchError, match="does not exist"):
+        load_records(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize(
+    ("changes", "key"),
+    [
+        ({"steps": 4000}, "steps"),
+        ({"eval_episodes": 5}, "eval_episodes"),
+        ({"cql.cql_alpha": 5.0}, "cql.cql_alpha"),
+        ({"normalize_reward": True}, "normalize_reward"),
+    ],
+)
+def test_records_of_another_configuration_are_refused(tmp_path: Path, changes: dict, key: str) -> None:
+    paths = write_fixture(tmp_path)
+    odd = make_record(HOPPER, "kan", 2, 60.0, config_changes=changes)
+    odd_path = record_path(tmp_path, odd)
+    odd_path.write_text(json.dumps(odd))
+    with pytest.raises(BenchError, match="different configurations") as error:
+        load_records(tmp_path)
+    message = str(error.value)
+    named = re.findall(r"(/\S+\.json)", message)
+    assert len(named) == 2 and str(odd_path) in named and set(named) <= {str(p) for p in paths}
+    assert key in message
+    assert "--allow-mixed" in message
+
+    mixed = load_records(tmp_path, allow_mixed=True)
+    assert mixed.mixed_keys == [key]
+
+
+def test_device_and_checkpoint_cadence_may_differ(tmp_path: Path) -> None:
+    write_fixture(tmp_path)
+    other = make_record(HOPPER, "kan", 2, 60.0, config_changes={"device": "cuda", "checkpoint_every": 1})
+    record_path(tmp_path, other).write_text(json.dumps(other))
+    assert load_records(tmp_path).mixed_keys == []
+
+
+def test_one_name_for_two_networks_is_refused(tmp_path: Path) -> None:
+    write_fixture(tmp_path)
+    odd = make_record(HOPPER, "kan", 1, 60.0)
+    odd["architecture"]["actor"] = "kan[8]"
+    record_path(tmp_path, odd).write_text(json.dumps(odd))
+    with pytest.raises(BenchError, match=r"architecture 'kan' means different networks.*kan\[8\]"):
+        load_records(tmp_path)
+
+
+def test_two_records_for_one_cell_are_refused(tmp_path: Path) -> None:
+    write_fixture(tmp_path)
+    copy = tmp_path / "old" / "copy.json"
+    copy.parent.mkdir()
+    copy.write_text(json.dumps(make_record(HOPPER, "mlp", 0, 50.0)))
+    with pytest.raises(BenchError, match=r"two records for the same cell .*copy\.json"):
+        load_records(tmp_path)
+
+
+def test_a_damaged_record_names_its_file_and_key(tmp_path: Path) -> None:
+    record = make_record(HOPPER, "mlp", 0, 50.0)
+    del record["parameters"]["actor_network"]
+    path = write_records(tmp_path, [record])[0]
+    with pytest.raises(BenchError, match=rf"{path}: record has no key 'parameters.actor_network'"):
+        load_records(tmp_path)
+    record = make_record(HOPPER, "mlp", 0, 50.0)
+    record["curve"][1]["normalized_score"] = "high"
+    write_records(tmp_path, [record])
+    with pytest.raises(BenchError, match=r"'curve\[1\]\.normalized_score' should be int or float, got 'high'"):
+        load_records(tmp_path)
+    record = make_record(HOPPER, "mlp", 0, 50.0)
+    record["schema_version"] = 2
+    write_records(tmp_path, [record])
+    with pytest.raises(BenchError, match="schema_version 2"):
+        load_records(tmp_path)
+
+
+def test_status_decides_what_counts(tmp_path: Path) -> None:
+    write_records(
+        tmp_path,
+        [
+            make_record(HOPPER, "mlp", 0, 50.0),
+            make_record(HOPPER, "mlp", 1, 30.0, status="diverged", last_step=1000),
+            make_record(HOPPER, "mlp", 2, None, status="diverged", last_step=500),
+            make_record(HOPPER, "kan", 0, 40.0, status="failed", last_step=1000),
+        ],
+    )
+    runs = load_records(tmp_path).runs.set_index(["arch", "seed"])
+    assert runs.loc[("mlp", 0), "score"] == 50.0
+    # diverged: an outcome of the algorithm, its last evaluation counts (at step 1000, not the budget)
+    assert runs.loc[("mlp", 1), "score"] == 30.0 and runs.loc[("mlp", 1), "score_step"] == 1000
+    assert math.isnan(runs.loc[("mlp", 2), "score"])  # diverged before the first evaluation
+    assert math.isnan(runs.loc[("kan", 0), "score"])  # failed: a software error, missing
+    records = load_records(tmp_path)
+    assert set(records.curves["seed"][records.curves["arch"] == "kan"]) == set()
+
+
+def test_grid_file_sets_the_expected_cells(tmp_path: Path) -> None:
+    write_fixture(tmp_path)
+    write_grid_file(tmp_path, datasets=(HOPPER, HALFCHEETAH, "d4rl:walker2d-medium-v2"), archs=("mlp", "kan"))
+    records = load_records(tmp_path)
+    assert records.expected.source == "grid.yaml"
+    assert records.architectures == ["mlp", "kan"]  # the grid's order
+    assert records.datasets == [HOPPER, HALFCHEETAH, "d4rl:walker2d-medium-v2"]
+    assert records.expected.cells == 3 * 2 * 3
+    assert records.display_names()["d4rl:walker2d-medium-v2"] == "walker2d-medium-v2"
+
+
+def test_records_outside_the_grid_file_are_refused(tmp_path: Path) -> None:
+    write_fixture(tmp_path)
+    write_grid_file(tmp_path, seeds=(0, 1))
+    with pytest.raises(BenchError, match=r"seed2\.json is for seed 2, which .*grid\.yaml does not list"):
+        load_records(tmp_path)
+    assert load_records(tmp_path, allow_mixed=True).seeds == [0, 1, 2]
+
+
+def test_a_grid_file_without_the_lists_is_an_error(tmp_path: Path) -> None:
+    write_fixture(tmp_path)
+    (tmp_path / "grid.yaml").write_text("name: x\nseeds: [0]\n")
+    with pytest.raises(BenchError, match=r"grid\.yaml: the grid file has no 'architectures', 'datasets'"):
+        load_records(tmp_path)

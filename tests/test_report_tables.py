@@ -1,0 +1,256 @@
+"""Tables 1-3 from fixture records with known numbers: exact cells, missing data, and well-formed LaTeX."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bench.report.build import analyze_folder
+from bench.report.stats import Analysis
+from bench.report.tables import (
+    Table,
+    latex_text,
+    parameter_table,
+    score_table,
+    time_table,
+    to_latex,
+    to_markdown,
+)
+from tests.report_fixtures import (
+    DATASETS,
+    make_record,
+    record_path,
+    scores_without,
+    write_fixture,
+    write_grid_file,
+    write_records,
+)
+
+REPS = 200
+HALFCHEETAH = "d4rl:halfcheetah-medium-v2"
+HOPPER = "d4rl:hopper-medium-v2"
+
+
+def analysis_of(root: Path, **kwargs) -> Analysis:
+    return analyze_folder(root, baseline="mlp", reps=REPS, seed=0, **kwargs)
+
+
+def markdown_rows(table: Table) -> dict[str, list[str]]:
+    """First cell -> the other cells, as the Markdown shows them."""
+    rows = {}
+    for line in to_markdown(table).splitlines():
+        if line.startswith("| ") and not line.startswith("| :"):
+            cells = [c.strip() for c in line.strip("|").split(" | ")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def complete(tmp_path_factory: pytest.TempPathFactory) -> Analysis:
+    root = tmp_path_factory.mktemp("complete")
+    write_fixture(root)
+    return analysis_of(root)
+
+
+def test_table1_prints_the_known_cells(complete: Analysis) -> None:
+    table = score_table(complete)
+    rows = markdown_rows(table)
+    assert rows["Dataset"] == ["mlp", "kan"]  # the baseline first
+    assert rows["halfcheetah-medium-v2"] == ["**47.0 ± 0.2**", "45.0 ± 1.0"]
+    assert rows["hopper-medium-v2"] == ["**60.0 ± 5.0**", "59.0 ± 1.0"]
+    assert rows["Mean"] == ["**53.5**", "52.0"]
+    iqm = {arch: complete.aggregates[arch]["IQM"] for arch in ("mlp", "kan")}
+    expected = [f"{i.point:.1f} [{i.low:.1f}, {i.high:.1f}]" for i in iqm.values()]
+    assert [c.strip("*") for c in rows["IQM [95% CI]"]] == expected
+    markdown = to_markdown(table)
+    assert markdown.startswith("**Table 1: Normalized D4RL score.** Final evaluation (step 2,000)")
+    assert "200 resamples, seed 0" in markdown and "Data: D4RL." in markdown
+    assert "—" not in markdown and "†" not in markdown  # nothing missing, nothing partial
+
+
+def test_table2_counts_and_reductions(complete: Analysis) -> None:
+    rows = markdown_rows(parameter_table(complete))
+    lines = [line for line in to_markdown(parameter_table(complete)).splitlines() if line.startswith("| ")]
+    assert "| hopper | mlp | mlp[256] | 4,614 | baseline | mlp[256,256,256] | 135,681 | baseline |" in lines
+    assert "|  | kan | kan[4] | 680 | 85.3% | mlp[256,256,256] | 135,681 | 0.0% |" in lines
+    assert rows["halfcheetah"] == ["mlp", "mlp[256]", "7,692", "baseline", "mlp[256,256,256]", "137,985", "baseline"]
+    assert "|  | kan | kan[4] | 1,160 | 84.9% | mlp[256,256,256] | 137,985 | 0.0% |" in lines
+    notes = " ".join(parameter_table(complete).notes)
+    assert "two trainable log-std scalars" in notes and "excluded" in notes
+
+
+def test_table2_shows_more_parameters_as_a_negative_reduction(tmp_path: Path) -> None:
+    big = make_record(HOPPER, "big", 0, 50.0)
+    big["parameters"].update(actor_network=9_228, actor=9_230, critic=67_840, critics_total=135_680)
+    write_records(tmp_path, [make_record(HOPPER, "mlp", 0, 50.0), big])
+    lines = to_markdown(parameter_table(analysis_of(tmp_path))).splitlines()
+    assert "|  | big | mlp[64] | 9,228 | −100.0% | mlp[64] | 67,840 | 50.0% |" in lines
+    assert r"$-$100.0\%" in to_latex(parameter_table(analysis_of(tmp_path)))
+
+
+def test_table3_seconds_ratio_device_and_scaling(complete: Analysis) -> None:
+    table = time_table(complete)
+    rows = markdown_rows(table)
+    assert rows["mlp"] == ["2.00 ± 0.00", "1.00×", "6"]
+    assert rows["kan"] == ["6.00 ± 0.18", "3.00×", "6"]
+    assert "Device: Test CPU 9000 (CPU, 2 torch threads)." in table.caption
+    assert "epochs of 100 steps; each run's median is scaled to 1,000 steps" in table.caption
+
+
+def test_table3_groups_several_devices(tmp_path: Path) -> None:
+    gpu = {"type": "cuda", "name": "Test GPU", "torch_threads": 2, "cpus": 2}
+    write_records(
+        tmp_path,
+        [
+            make_record(HOPPER, "mlp", 0, 50.0),
+            make_record(HOPPER, "kan", 0, 50.0),
+            make_record(HOPPER, "mlp", 1, 50.0, median_seconds=0.05, device=gpu),
+            make_record(HOPPER, "kan", 1, 50.0, median_seconds=0.1, device=gpu),
+        ],
+    )
+    table = time_table(analysis_of(tmp_path))
+    assert table.header[0] == "Device" and "Records come from 2 devices" in table.caption
+    lines = [line for line in to_markdown(table).splitlines() if line.startswith("| ")]
+    assert "| Test CPU 9000 (CPU, 2 torch threads) | mlp | 2.00 | 1.00× | 1 |" in lines
+    assert "|  | kan | 6.00 | 3.00× | 1 |" in lines
+    assert "| Test GPU (CUDA) | mlp | 0.50 | 1.00× | 1 |" in lines
+    assert "|  | kan | 1.00 | 2.00× | 1 |" in lines
+
+
+def test_missing_cells_render_a_dash_and_a_footnote(tmp_path: Path) -> None:
+    write_fixture(tmp_path)
+    walker = "d4rl:walker2d-medium-v2"
+    write_grid_file(tmp_path, datasets=(*DATASETS, walker))
+    failed = make_record(walker, "kan", 0, 70.0, status="failed", last_step=1000)
+    write_records(tmp_path, [make_record(walker, "mlp", s, 70.0 + s) for s in (0, 1, 2)] + [failed])
+    analysis = analysis_of(tmp_path)
+    table = score_table(analysis)
+    rows = markdown_rows(table)
+    assert rows["walker2d-medium-v2"] == ["71.0 ± 1.0", "—"]  # nothing to compare: no bold
+    assert rows["halfcheetah-medium-v2"] == ["**47.0 ± 0.2**", "45.0 ± 1.0"]
+    notes = "\n".join(table.notes)
+    assert "— no score: 1 of 6 cells (walker2d-medium-v2/kan)" in notes
+    assert "15 of 18 runs have a score, 2 without a record, 1 failed (expected cells from grid.yaml)" in notes
+    assert "Mean and IQM over the 2 of 3 datasets with all 3 seeds" in notes
+    assert "left out: walker2d-medium-v2 (seeds with a score: kan 0/3)" in notes
+    assert rows["Mean"] == ["**53.5**", "52.0"]  # over the two complete datasets only
+    assert "—" in to_markdown(table) and "---" in to_latex(table)
+
+
+def test_partial_seeds_are_marked_with_n(tmp_path: Path) -> None:
+    write_fixture(tmp_path, scores_without((HOPPER, "kan", 2)))
+    table = score_table(analysis_of(tmp_path))
+    rows = markdown_rows(table)
+    assert rows["hopper-medium-v2"] == ["**60.0 ± 5.0**", "58.5 ± 0.7†"]
+    notes = "\n".join(table.notes)
+    assert "† fewer seeds than the grid's 3, mean over n: hopper-medium-v2/kan n=2." in notes
+    assert "11 of 12 runs have a score, 1 without a record" in notes
+    assert "Mean and IQM over the 1 of 2 datasets" in notes
+    assert r"58.5 $\pm$ 0.7\textsuperscript{\dag}" in to_latex(table)
+
+
+def test_diverged_runs_count_with_their_last_evaluation(tmp_path: Path) -> None:
+    write_fixture(tmp_path)
+    diverged = make_record(HOPPER, "kan", 2, 30.0, status="diverged", last_step=1000)
+    record_path(tmp_path, diverged).write_text(json.dumps(diverged))
+    table = score_table(analysis_of(tmp_path))
+    rows = markdown_rows(table)
+    assert rows["hopper-medium-v2"][1] == "49.0 ± 16.5‡"  # (58 + 59 + 30) / 3
+    notes = "\n".join(table.notes)
+    assert "‡ includes diverged runs (non-finite losses), counted with their last evaluation score" in notes
+    assert "hopper-medium-v2/kan (1 of 3)" in notes
+
+
+def test_local_data_is_labelled_local_never_d4rl(tmp_path: Path) -> None:
+    local = "local:/data/hopper-random.hdf5"
+    write_records(tmp_path, [make_record(local, a, s, 5.0 + s) for a in ("mlp", "kan") for s in (0, 1)])
+    table = score_table(analysis_of(tmp_path))
+    assert table.title == "Normalized score"
+    assert "Data: local data, not D4RL." in table.caption
+    assert "Data: D4RL" not in table.caption
+    assert "hopper-random (local)" in markdown_rows(table)
+
+
+def test_d4rl_and_local_rows_together_keep_their_labels(tmp_path: Path) -> None:
+    local = "local:hopper-medium"
+    write_records(tmp_path, [make_record(d, "mlp", s, 50.0) for d in (HOPPER, local) for s in (0, 1)])
+    table = score_table(analysis_of(tmp_path))
+    assert table.title == "Normalized score"
+    assert "Data: D4RL; local data, not D4RL (rows marked (local) or (Minari) are not D4RL)." in table.caption
+    assert list(markdown_rows(table))[1:3] == ["hopper-medium-v2", "hopper-medium (local)"]
+
+
+# A LaTeX structure check that needs no TeX engine.
+ENVIRONMENT = re.compile(r"\\(begin|end)\{([^}]*)\}")
+
+
+def check_latex(text: str) -> None:
+    assert text.isascii(), "the .tex files are plain ASCII (symbols as macros)"
+    assert "\\usepackage{booktabs}" in text.splitlines()[1]  # the comment that says what is needed
+    body = "\n".join(line for line in text.splitlines() if not line.startswith("%"))
+    unescaped = re.sub(r"\\[{}&%$#_]", "", body)
+    depth = 0
+    for ch in unescaped:
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        assert depth >= 0, "a closing brace without an opening one"
+    assert depth == 0, "unbalanced braces"
+    stack = []
+    for kind, name in ENVIRONMENT.findall(body):
+        if kind == "begin":
+            stack.append(name)
+        else:
+            assert stack and stack.pop() == name, f"\\end{{{name}}} does not close the open environment"
+    assert not stack
+    for rule in ("\\toprule", "\\midrule", "\\bottomrule"):
+        assert rule in body
+    columns = len(re.search(r"\\begin\{tabular\}\{([lrc]+)\}", body).group(1))
+    tabular = body.split("\\toprule", 1)[1].split("\\bottomrule", 1)[0]
+    rows = [line for line in tabular.splitlines() if line.endswith("\\\\")]
+    assert rows
+    for row in rows:
+        assert len(re.findall(r"(?<!\\)&", row)) == columns - 1, row
+    assert re.search(r"(?<!\\)[%_&]", re.sub(r"\\[%_&]", "", tabular.replace("&", ""))) is None
+
+
+def test_latex_is_well_formed(complete: Analysis, tmp_path: Path) -> None:
+    write_fixture(tmp_path, scores_without((HOPPER, "kan", 2), (HALFCHEETAH, "mlp", 0), (HOPPER, "mlp", 1)))
+    ragged = analysis_of(tmp_path)
+    for analysis in (complete, ragged):
+        for make in (score_table, parameter_table, time_table):
+            check_latex(to_latex(make(analysis)))
+
+
+def test_latex_escapes_specials() -> None:
+    assert latex_text("a_b 95% #1 & {x} ~ ^ $ \\") == (
+        r"a\_b 95\% \#1 \& \{x\} \textasciitilde{} \textasciicircum{} \$ \textbackslash{}"
+    )
+    assert latex_text("1.0 ± 0.2† — 3.00× −5%") == r"1.0 $\pm$ 0.2\textsuperscript{\dag} --- 3.00$\times$ $-$5\%"
+
+
+ENGINES = [e for e in ("pdflatex", "lualatex", "xelatex", "tectonic") if shutil.which(e)]
+
+
+@pytest.mark.skipif(not ENGINES, reason="no TeX engine installed (pdflatex, lualatex, xelatex or tectonic)")
+def test_latex_compiles(complete: Analysis, tmp_path: Path) -> None:
+    names = []
+    for make in (score_table, parameter_table, time_table):
+        table = make(complete)
+        (tmp_path / f"{table.stem}.tex").write_text(to_latex(table))
+        names.append(table.stem)
+    inputs = "\n".join(f"\\input{{{name}}}" for name in names)
+    document = (
+        f"\\documentclass{{article}}\n\\usepackage{{booktabs}}\n\\begin{{document}}\n{inputs}\n\\end{{document}}\n"
+    )
+    (tmp_path / "doc.tex").write_text(document)
+    engine = ENGINES[0]
+    command = [engine, "doc.tex"] if engine == "tectonic" else [engine, "-interaction=nonstopmode", "-halt-on-error"]
+    if engine != "tectonic":
+        command.append("doc.tex")
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert (tmp_path / "doc.pdf").stat().st_size > 0
