@@ -297,3 +297,16 @@ def test_downloaded_file_is_bit_identical_data(server, hopper_bytes: bytes, tmp_
     fetched = read_d4rl_arrays(path)
     for key, value in source.items():
         np.testing.assert_array_equal(fetched[key], value)
+
+
+def test_concurrent_fetch_of_the_same_file_is_refused(hopper_bytes: bytes, tmp_path: Path) -> None:
+    import fcntl
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    with open(cache / f"{FILENAME}.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(BenchError, match="another process is fetching hopper-medium-v2"):
+            fetch_dataset("hopper-medium-v2", cache_dir=cache, base_url=str(tmp_path), progress=False)
+    (tmp_path / FILENAME).write_bytes(hopper_bytes)
+    assert fetch_dataset("hopper-medium-v2", cache_dir=cache, base_url=str(tmp_path), progress=False).exists()

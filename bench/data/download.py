@@ -7,6 +7,8 @@ put the file in place by hand.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import http.client
 import os
 import shutil
@@ -15,6 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from tqdm import tqdm
@@ -65,6 +68,31 @@ def fetch_dataset(
     spec = get_dataset_spec(name)
     cache = d4rl_cache_dir(cache_dir)
     target = cache / spec.filename
+    cache.mkdir(parents=True, exist_ok=True)
+    with _exclusive(target.with_name(target.name + ".lock"), spec):
+        return _fetch_locked(spec, target, base_url=base_url, force=force, progress=progress, timeout=timeout)
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path, spec: DatasetSpec) -> Iterator[None]:
+    """One fetch per file at a time: two processes appending to one `.part` would corrupt it."""
+    with open(lock_path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BenchError(
+                f"another process is fetching {spec.name} into {lock_path.parent} (lock {lock_path} is held); "
+                "wait for it to finish, then run the command again"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _fetch_locked(
+    spec: DatasetSpec, target: Path, *, base_url: str | None, force: bool, progress: bool, timeout: float
+) -> Path:
     if target.exists() and not force:
         try:
             _validate(target, spec)
@@ -75,7 +103,6 @@ def fetch_dataset(
             warnings.warn(f"cached file failed validation, moved to {aside}, fetching again: {exc}", stacklevel=2)
 
     base = resolve_base_url(base_url)
-    cache.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     scheme = urllib.parse.urlparse(base).scheme.lower()
     if scheme in ("http", "https"):
