@@ -193,13 +193,22 @@ def _policy_info(snapshot: dict[str, Any], actor_path: Path, env: str, actor_spe
 
     actor = load_behaviour_actor(actor_path, env, actor_spec)
     result = evaluate_policy(env, stochastic_policy(actor, seed=EVAL_SEED), episodes=10, seed=EVAL_SEED)
+
+    @torch.no_grad()
+    def deterministic(obs: np.ndarray) -> np.ndarray:
+        return actor(torch.as_tensor(obs), deterministic=True, need_log_prob=False)[0].numpy()
+
+    # The datasets hold sampled actions; CQL is scored with deterministic ones, so both are worth knowing.
+    greedy = evaluate_policy(env, deterministic, episodes=10, seed=EVAL_SEED)
     return {
         "step": snapshot["step"],
         "snapshot_return_mean": snapshot["return_mean"],
         "return_mean": result.mean_return,
         "return_std": float(np.std(result.returns)),
         "normalized_score": result.mean_normalized_score,
-        "evaluation": f"10 episodes, sampled actions, seeds {EVAL_SEED}..{EVAL_SEED + 9}",
+        "deterministic_return_mean": greedy.mean_return,
+        "deterministic_normalized_score": greedy.mean_normalized_score,
+        "evaluation": f"10 episodes, seeds {EVAL_SEED}..{EVAL_SEED + 9}; return_mean with sampled actions",
     }
 
 
