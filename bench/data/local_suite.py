@@ -15,9 +15,11 @@ policies sample actions from their own seeded generators, so regeneration gives 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +70,16 @@ def export_behaviour_policies(run_dir: Path, dest: Path) -> dict[str, Any]:
     summary = json.loads(summary_path.read_text())
     snapshots = summary["snapshots"]
     expert, medium = snapshots[-1], choose_medium(snapshots)
-    config = summary["config"]
     actions = np.load(run_dir / "training_actions.npy")[: medium["step"]]
     dest.mkdir(parents=True, exist_ok=True)
+    with single_threaded_torch():
+        return _export(run_dir, dest, summary, medium, expert, actions)
+
+
+def _export(
+    run_dir: Path, dest: Path, summary: dict[str, Any], medium: dict, expert: dict, actions: np.ndarray
+) -> dict[str, Any]:
+    snapshots, config = summary["snapshots"], summary["config"]
     for name, snap in (("medium", medium), ("expert", expert)):
         state = torch.load(run_dir / snap["path"], weights_only=True)
         _atomic_torch_save(state, dest / f"{name}_actor.pt")
@@ -97,6 +106,18 @@ def export_behaviour_policies(run_dir: Path, dest: Path) -> dict[str, Any]:
     return info
 
 
+@contextlib.contextmanager
+def single_threaded_torch() -> Iterator[None]:
+    """One torch thread: matmul results can change in the last bit with the thread count, and a rollout
+    amplifies any change, so byte-identical regeneration needs a fixed thread count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def regenerate_datasets(
     env: str,
     *,
@@ -108,6 +129,19 @@ def regenerate_datasets(
     overwrite: bool = False,
 ) -> list[Path]:
     """Write `<env>-medium`, `<env>-medium-replay` and `<env>-medium-expert` from the committed policies."""
+    with single_threaded_torch():
+        return _regenerate_datasets(env, policies_dir, out_dir, dataset_steps, seed, progress, overwrite)
+
+
+def _regenerate_datasets(
+    env: str,
+    policies_dir: Path | None,
+    out_dir: Path | None,
+    dataset_steps: int,
+    seed: int,
+    progress: bool,
+    overwrite: bool,
+) -> list[Path]:
     from bench.agents.sac import stochastic_policy
 
     spec = get_env_spec(env)
