@@ -182,6 +182,8 @@ def test_dockerignore_keeps_environments_data_and_caches_out() -> None:
         "bench/cli.py",
         "bench/nets/architectures.yaml",
         "configs/paper.yaml",
+        "behaviour_policies/hopper/medium_actor.pt",
+        "behaviour_policies/hopper/replay_actions.npz",
         "tests/test_docker.py",
     ):
         assert not dockerignored(path, patterns), f"{path} is needed in the image but .dockerignore drops it"
