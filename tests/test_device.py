@@ -15,6 +15,7 @@ from bench.cli import main
 from bench.errors import BenchError
 from bench.train import RunConfig, apply_overrides, device_info, resolve_device, synchronize, train_cell
 from tests.d4rl_files import write_small_d4rl_file
+from tests.interrupts import interrupted_on_call
 
 HAS_CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device (runs on the GPU box / in the image)")
@@ -175,20 +176,12 @@ def test_cell_trains_checkpoints_and_resumes_on_the_gpu(
         cql=apply_overrides(train.CQLConfig(), ["batch_size=16", "cql_n_actions=3"]),
     )
     out = tmp_path / "gpu.json"
-    real_epoch = train._train_epoch
-    calls = {"n": 0}
-
-    def dies_in_third_epoch(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(train, "_train_epoch", dies_in_third_epoch)
+    real = train._train_epoch
+    monkeypatch.setattr(train, "_train_epoch", interrupted_on_call(real, 3))
     with pytest.raises(KeyboardInterrupt):
         train_cell(config, out, progress=False)
     assert train.checkpoint_path(out).exists()
-    monkeypatch.setattr(train, "_train_epoch", real_epoch)
+    monkeypatch.setattr(train, "_train_epoch", real)
     record = train_cell(config, out, progress=False)  # loads the checkpoint onto the GPU
     assert record["status"] == "done" and record["steps_done"] == 6
     assert record["device"]["type"] == "cuda"

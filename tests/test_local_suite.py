@@ -14,6 +14,7 @@ from bench.cli import main
 from bench.data.loader import load_dataset
 from bench.data.local_suite import choose_medium, export_behaviour_policies, regenerate_datasets
 from bench.errors import BenchError
+from tests.interrupts import interrupted_on_call
 
 
 def tiny_config() -> SACRunConfig:
@@ -55,20 +56,12 @@ def test_training_writes_snapshots_and_summary(finished_run: Path) -> None:
 def test_killed_training_resumes_to_the_same_result(
     finished_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_snapshot = sac._snapshot
-    calls = {"n": 0}
-
-    def dies_at_second_snapshot(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real_snapshot(*args, **kwargs)
-
-    monkeypatch.setattr(sac, "_snapshot", dies_at_second_snapshot)
+    real = sac._snapshot
+    monkeypatch.setattr(sac, "_snapshot", interrupted_on_call(real, 2))
     with pytest.raises(KeyboardInterrupt):
         train_sac(tiny_config(), tmp_path / "run", progress=False, threads=1)
     assert (tmp_path / "run" / "checkpoint.pt").exists()
-    monkeypatch.setattr(sac, "_snapshot", real_snapshot)
+    monkeypatch.setattr(sac, "_snapshot", real)
     resumed = train_sac(tiny_config(), tmp_path / "run", progress=False, threads=1)
     reference = json.loads((finished_run / "summary.json").read_text())
     assert resumed["snapshots"] == reference["snapshots"]

@@ -13,6 +13,7 @@ from bench.cli import main
 from bench.errors import BenchError
 from bench.train import RunConfig, apply_overrides, train_cell
 from tests.d4rl_files import write_small_d4rl_file
+from tests.interrupts import interrupted_on_call
 
 # Fields that hold wall-clock readings; everything else must repeat exactly for the same seed on CPU.
 TIMING_FIELDS = {"seconds_per_epoch", "started_at", "finished_at"}
@@ -81,20 +82,12 @@ def test_killed_run_resumes_to_the_uninterrupted_record(
 ) -> None:
     reference = train_cell(tiny_config(hopper_file), tmp_path / "ref.json", progress=False)
     out = tmp_path / "killed.json"
-    real_epoch = train._train_epoch
-    calls = {"n": 0}
-
-    def dies_in_third_epoch(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt  # what a kill between checkpoints looks like to the loop
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(train, "_train_epoch", dies_in_third_epoch)
+    real = train._train_epoch
+    monkeypatch.setattr(train, "_train_epoch", interrupted_on_call(real, 3))
     with pytest.raises(KeyboardInterrupt):
         train_cell(tiny_config(hopper_file), out, progress=False)
     assert not out.exists() and train.checkpoint_path(out).exists()
-    monkeypatch.setattr(train, "_train_epoch", real_epoch)
+    monkeypatch.setattr(train, "_train_epoch", real)
     resumed = train_cell(tiny_config(hopper_file), out, progress=False)
     assert comparable(resumed) == comparable(reference)
     assert not train.checkpoint_path(out).exists()
@@ -104,19 +97,11 @@ def test_checkpoint_from_another_config_is_refused(
     hopper_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "cell.json"
-    real_epoch = train._train_epoch
-    calls = {"n": 0}
-
-    def dies_in_second_epoch(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(train, "_train_epoch", dies_in_second_epoch)
+    real = train._train_epoch
+    monkeypatch.setattr(train, "_train_epoch", interrupted_on_call(real, 2))
     with pytest.raises(KeyboardInterrupt):
         train_cell(tiny_config(hopper_file), out, progress=False)
-    monkeypatch.setattr(train, "_train_epoch", real_epoch)
+    monkeypatch.setattr(train, "_train_epoch", real)
     with pytest.raises(BenchError, match="different configuration"):
         train_cell(tiny_config(hopper_file, seed=5), out, progress=False)
     assert train_cell(tiny_config(hopper_file, seed=5), out, progress=False, force=True)["status"] == "done"
