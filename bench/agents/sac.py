@@ -281,7 +281,7 @@ def train_sac(config: SACRunConfig, out_dir: Path, *, progress: bool = True, thr
         "snapshots": snapshots,
         "episodes": len(episode_returns),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "train_seconds_this_session": round(time.time() - start_time, 1),
+        "seconds_since_last_start": round(time.time() - start_time, 1),
     }
     np.save(out_dir / "training_actions.npy", buffer["actions"])
     tmp = summary_path.with_suffix(".tmp")
