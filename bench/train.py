@@ -35,7 +35,7 @@ from bench.agents.cql import CQL, Batch, CQLConfig
 from bench.data.loader import OfflineDataset, load_dataset
 from bench.errors import BenchError
 from bench.evaluate import evaluate_policy
-from bench.fileio import atomic_write_json
+from bench.fileio import atomic_torch_save, atomic_write_json
 from bench.nets.spec import count_parameters, get_architecture
 
 RECORD_SCHEMA_VERSION = 1
@@ -212,12 +212,6 @@ def config_fingerprint(config: RunConfig) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
 def rng_state(device: torch.device) -> dict[str, Any]:
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
@@ -367,14 +361,14 @@ def train_cell(
                 refresh=False,
             )
             if (epoch + 1) % config.checkpoint_every == 0 and step < config.steps:
-                save_checkpoint(
-                    ckpt_path,
+                atomic_torch_save(
                     {
                         "config_fingerprint": record["config_fingerprint"],
                         "agent": agent.state_dict(),
                         "rng": rng_state(device),
                         **{k: record[k] for k in ("steps_done", "curve", "seconds_per_epoch", "started_at", "losses")},
                     },
+                    ckpt_path,
                 )
         else:
             record["status"] = "done"

@@ -12,8 +12,6 @@ replayed exactly in the simulator without retraining.
 from __future__ import annotations
 
 import copy
-import json
-import os
 import random
 import sys
 import time
@@ -29,6 +27,7 @@ from torch.func import functional_call
 from tqdm import tqdm
 
 from bench.errors import BenchError
+from bench.fileio import atomic_torch_save, atomic_write_json
 from bench.nets.heads import EnsembleCritic, TanhGaussianActor
 from bench.nets.kan import KANOptions
 from bench.nets.spec import parse_network_spec
@@ -215,7 +214,7 @@ def train_sac(config: SACRunConfig, out_dir: Path, *, progress: bool = True, thr
     ckpt_path = out_dir / "checkpoint.pt"
     if ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=False)
-        if state["config"] != _config_dict(config):
+        if state["config"] != asdict(config):
             raise BenchError(f"{ckpt_path} belongs to another configuration; delete {out_dir} to start again")
         agent.load_state_dict(state["agent"])
         step = state["step"]
@@ -277,22 +276,16 @@ def train_sac(config: SACRunConfig, out_dir: Path, *, progress: bool = True, thr
     env.close()
     summary = {
         "env": config.env,
-        "config": _config_dict(config),
+        "config": asdict(config),
         "snapshots": snapshots,
         "episodes": len(episode_returns),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds_since_last_start": round(time.time() - start_time, 1),
     }
     np.save(out_dir / "training_actions.npy", buffer["actions"])
-    tmp = summary_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, summary_path)
+    atomic_write_json(summary_path, summary)
     ckpt_path.unlink(missing_ok=True)
     return summary
-
-
-def _config_dict(config: SACRunConfig) -> dict[str, Any]:
-    return asdict(config)
 
 
 def _snapshot(agent: SAC, config: SACRunConfig, step: int, out_dir: Path) -> dict[str, Any]:
@@ -300,7 +293,7 @@ def _snapshot(agent: SAC, config: SACRunConfig, step: int, out_dir: Path) -> dic
     from bench.evaluate import evaluate_policy
 
     path = out_dir / "snapshots" / f"actor_{step:07d}.pt"
-    torch.save(agent.actor.state_dict(), path)
+    atomic_torch_save(agent.actor.state_dict(), path)
     policy = stochastic_policy(agent.actor, seed=10_000 + step)
     result = evaluate_policy(config.env, policy, episodes=config.snapshot_episodes, seed=10_000 + step)
     return {
@@ -314,7 +307,7 @@ def _snapshot(agent: SAC, config: SACRunConfig, step: int, out_dir: Path) -> dic
 
 def _save_checkpoint(path, config, agent, step, buffer, snapshots, episode_returns, env) -> None:
     state = {
-        "config": _config_dict(config),
+        "config": asdict(config),
         "agent": agent.state_dict(),
         "step": step,
         "buffer": {k: v[:step].copy() for k, v in buffer.items()},
@@ -328,9 +321,7 @@ def _save_checkpoint(path, config, agent, step, buffer, snapshots, episode_retur
             "action_space": env.action_space.np_random.bit_generator.state,
         },
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save(state, path)
 
 
 __all__ = [

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from bench.data.generate import collect_transitions
 from bench.data.hdf5 import write_d4rl_hdf5
 from bench.data.registry import get_env_spec, local_dataset_dir
 from bench.errors import BenchError
+from bench.fileio import atomic_torch_save, atomic_write_json, atomic_write_npz
 
 POLICIES_DIR = Path(__file__).resolve().parents[2] / "behaviour_policies"
 LEVELS = ("medium", "medium-replay", "medium-expert")
@@ -82,10 +82,8 @@ def _export(
     snapshots, config = summary["snapshots"], summary["config"]
     for name, snap in (("medium", medium), ("expert", expert)):
         state = torch.load(run_dir / snap["path"], weights_only=True)
-        _atomic_torch_save(state, dest / f"{name}_actor.pt")
-    tmp = dest / ".replay_actions.tmp.npz"
-    np.savez_compressed(tmp, actions=actions)
-    os.replace(tmp, dest / "replay_actions.npz")
+        atomic_torch_save(state, dest / f"{name}_actor.pt")
+    atomic_write_npz(dest / "replay_actions.npz", actions=actions)
     spec = get_env_spec(summary["env"])
     info = {
         "env": spec.name,
@@ -102,7 +100,7 @@ def _export(
         "snapshots": [{k: s[k] for k in ("step", "return_mean", "normalized_score")} for s in snapshots],
     }
     info["medium_to_expert_return"] = info["medium"]["return_mean"] / info["expert"]["return_mean"]
-    (dest / "policies.json").write_text(json.dumps(info, indent=2) + "\n")
+    atomic_write_json(dest / "policies.json", info)
     return info
 
 
@@ -244,9 +242,3 @@ def _policy_info(snapshot: dict[str, Any], actor_path: Path, env: str, actor_spe
         "deterministic_normalized_score": greedy.mean_normalized_score,
         "evaluation": f"10 episodes, seeds {EVAL_SEED}..{EVAL_SEED + 9}; return_mean with sampled actions",
     }
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
