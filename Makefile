@@ -33,7 +33,7 @@ clean-venv:
 # Grids (configs/*.yaml) through `python -m bench grid run`; records go to $(RESULTS)/<grid name>/.
 # LAUNCHER=local|ray; WORKERS=N cells at once (default: 1 local, as many as the resources fit on Ray);
 # RAY_ADDRESS=host:port joins an existing Ray cluster. E.g. `make reproduce LAUNCHER=ray`.
-.PHONY: smoke reproduce
+.PHONY: smoke demo reproduce reproduce-local local-data
 LAUNCHER ?= local
 WORKERS ?=
 RAY_ADDRESS ?=
@@ -52,16 +52,40 @@ smoke: setup $(SMOKE_DATA)/hopper-random.hdf5
 	$(GRID_RUN) configs/smoke.yaml --local-dir $(SMOKE_DATA)
 	$(PY) -m bench report $(RESULTS)/smoke --tables tables/smoke --figures figures/smoke --baseline mlp-small
 
+# The nine local D4RL-recipe datasets, regenerated from the committed behaviour policies (behaviour_policies/)
+# when missing or when the policies change; local data, not D4RL, never committed. Each env's medium-expert file
+# is written last, so its presence means the env's three files are complete.
+LOCAL_DATA ?= .cache/local-data
+LOCAL_ENVS := halfcheetah hopper walker2d
+LOCAL_FILES := $(foreach env,$(LOCAL_ENVS),$(LOCAL_DATA)/$(env)-medium-expert.hdf5)
+
+$(LOCAL_DATA)/%-medium-expert.hdf5: behaviour_policies/%/policies.json | $(STAMP)
+	$(PY) -m bench datasets generate --env $* --from-policies --local-dir $(LOCAL_DATA) --overwrite --no-progress
+
+local-data: $(LOCAL_FILES)
+
+# MLP vs KAN actor on the local medium datasets, small enough for a 2-core CPU: regenerate the data, run
+# configs/demo.yaml (two cells at a time), then the tables and figures.
+DEMO_WORKERS ?= 2
+demo: setup $(LOCAL_FILES)
+	$(PY) -m bench grid run --launcher $(LAUNCHER) --results $(RESULTS) --workers $(or $(WORKERS),$(DEMO_WORKERS)) \
+		$(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS)) configs/demo.yaml --local-dir $(LOCAL_DATA)
+	$(PY) -m bench report $(RESULTS)/demo --tables tables/demo --figures figures/demo --baseline mlp-small
+
 # Stops at once, naming every missing dataset and how to fetch or mirror it, before any cell runs.
 reproduce: setup
 	$(PY) -m bench grid check configs/paper.yaml
 	$(GRID_RUN) configs/paper.yaml
 
+# The paper's grid on the local datasets (configs/local.yaml), for machines without the D4RL files.
+reproduce-local: setup $(LOCAL_FILES)
+	$(GRID_RUN) configs/local.yaml --local-dir $(LOCAL_DATA)
+
 # Tables and figures of a grid's records ($(RESULTS)/$(GRID)) with rliable statistics: `make tables GRID=paper`.
-# Every architecture is compared with BASELINE: the paper's MLP, or the small MLP of the smoke grid.
+# Every architecture is compared with BASELINE: the paper's MLP, or the small MLP of the smoke and demo grids.
 .PHONY: tables figures
 GRID ?= smoke
-BASELINE ?= $(if $(filter smoke,$(GRID)),mlp-small,mlp)
+BASELINE ?= $(if $(filter smoke demo,$(GRID)),mlp-small,mlp)
 REPORT_SEED ?= 0
 REPORT = $(PY) -m bench report $(RESULTS)/$(GRID) --baseline $(BASELINE) --seed $(REPORT_SEED)
 

@@ -34,8 +34,10 @@ def _datasets_fetch(args: argparse.Namespace) -> int:
 
 
 def _datasets_generate(args: argparse.Namespace) -> int:
-    from bench.data.registry import local_dataset_dir
+    from bench.data.registry import ENVS, local_dataset_dir
 
+    if args.env is None and (args.policy == "random" or not args.from_policies):
+        raise BenchError("datasets generate: pass --env ENV (only --from-policies regenerates every env at once)")
     if args.policy == "random":
         from bench.data.generate import generate_random_dataset
 
@@ -45,33 +47,55 @@ def _datasets_generate(args: argparse.Namespace) -> int:
         )
         print(f"wrote {path} (local data, not D4RL); train on it with --dataset local:{path}")
         return 0
-    from bench.data.local_suite import DEFAULT_SAC_STEPS, POLICIES_DIR, export_behaviour_policies, regenerate_datasets
+    from bench.data.local_suite import (
+        DEFAULT_SAC_STEPS,
+        LEVELS,
+        POLICIES_DIR,
+        export_behaviour_policies,
+        regenerate_datasets,
+    )
 
-    policies_dir = args.policies_dir or POLICIES_DIR / args.env
-    if not args.from_policies:
+    policies_root = args.policies_dir or POLICIES_DIR
+    envs = [args.env] if args.env else list(ENVS)
+    if args.from_policies:
+        missing = [env for env in envs if not (policies_root / env / "policies.json").exists()]
+        if missing:
+            raise BenchError(
+                f"no behaviour policies for {', '.join(missing)} in {policies_root} (each needs <env>/policies.json); "
+                f"train them with `python -m bench datasets generate --env ENV`"
+            )
+    else:
         from bench.agents.sac import SACRunConfig, train_sac
 
         work_dir = args.work_dir or local_dataset_dir(args.local_dir) / "sac-runs" / args.env
         config = SACRunConfig(env=args.env, steps=args.sac_steps or DEFAULT_SAC_STEPS[args.env], seed=args.seed)
         if not (work_dir / "summary.json").exists():
             train_sac(config, work_dir, progress=not args.no_progress, threads=args.threads)
-        info = export_behaviour_policies(work_dir, policies_dir)
+        info = export_behaviour_policies(work_dir, policies_root / args.env)
         print(
             f"{args.env}: expert return {info['expert']['return_mean']:.1f}, medium return "
             f"{info['medium']['return_mean']:.1f} ({100 * info['medium_to_expert_return']:.0f}% of expert); "
-            f"policies in {policies_dir}"
+            f"policies in {policies_root / args.env}"
         )
-    paths = regenerate_datasets(
-        args.env,
-        policies_dir=policies_dir,
-        out_dir=args.local_dir,
-        dataset_steps=args.dataset_steps,
-        seed=args.seed,
-        progress=not args.no_progress,
-        overwrite=args.overwrite,
-    )
-    for path in paths:
-        print(f"wrote {path} (local data, not D4RL)")
+    if not args.overwrite:
+        # Check every env first, so a refusal never leaves some envs regenerated and others not.
+        out_dir = local_dataset_dir(args.local_dir)
+        existing = [out_dir / f"{env}-{level}.hdf5" for env in envs for level in LEVELS]
+        existing = [str(path) for path in existing if path.exists()]
+        if existing:
+            raise BenchError(f"{', '.join(existing)} already exist; pass --overwrite to replace them")
+    for env in envs:
+        paths = regenerate_datasets(
+            env,
+            policies_dir=policies_root / env,
+            out_dir=args.local_dir,
+            dataset_steps=args.dataset_steps,
+            seed=args.seed,
+            progress=not args.no_progress,
+            overwrite=args.overwrite,
+        )
+        for path in paths:
+            print(f"wrote {path} (local data, not D4RL)")
     return 0
 
 
@@ -201,12 +225,20 @@ def build_parser() -> argparse.ArgumentParser:
         "generate",
         help="make local D4RL-recipe datasets with SAC behaviour policies, or a random-policy dataset",
     )
-    p.add_argument("--env", required=True, choices=["hopper", "walker2d", "halfcheetah"])
+    p.add_argument(
+        "--env", choices=["hopper", "walker2d", "halfcheetah"], help="required unless --from-policies (then: all)"
+    )
     p.add_argument(
         "--policy", default="sac", choices=["sac", "random"], help="sac: medium, medium-replay, medium-expert"
     )
-    p.add_argument("--from-policies", action="store_true", help="skip training: use the committed policies")
-    p.add_argument("--policies-dir", type=Path, help="behaviour policies (default: behaviour_policies/<env>)")
+    p.add_argument(
+        "--from-policies",
+        action="store_true",
+        help="skip training: use the committed policies (all envs without --env)",
+    )
+    p.add_argument(
+        "--policies-dir", type=Path, help="folder of <env>/ behaviour-policy folders (default: behaviour_policies)"
+    )
     p.add_argument(
         "--work-dir", type=Path, help="SAC run folder with checkpoints (default: <local dir>/sac-runs/<env>)"
     )

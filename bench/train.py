@@ -291,6 +291,7 @@ def train_cell(
             "env": env.name,
             "env_id": env.env_id,
             "transitions": len(dataset.transitions),
+            "sha256": dataset.sha256,
             "label": "D4RL" if dataset.source == "d4rl" else f"{dataset.source} data, not D4RL",
         },
         "parameters": {
@@ -322,6 +323,11 @@ def train_cell(
             raise BenchError(
                 f"checkpoint {ckpt_path} was written by a different configuration; "
                 "delete it or pass --force to start this cell from scratch"
+            )
+        if state.get("dataset_sha256", dataset.sha256) != dataset.sha256:
+            raise BenchError(
+                f"checkpoint {ckpt_path} was trained on other data than {config.dataset} holds now (the file was "
+                "replaced or regenerated since); pass --force to start this cell from scratch on the current data"
             )
         agent.load_state_dict(state["agent"])
         set_rng_state(state["rng"], device)
@@ -364,6 +370,7 @@ def train_cell(
                 atomic_torch_save(
                     {
                         "config_fingerprint": record["config_fingerprint"],
+                        "dataset_sha256": dataset.sha256,
                         "agent": agent.state_dict(),
                         "rng": rng_state(device),
                         **{k: record[k] for k in ("steps_done", "curve", "seconds_per_epoch", "started_at", "losses")},

@@ -7,6 +7,7 @@ seeds. Its expected table cells are worked out by hand in the constants below.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -124,6 +125,7 @@ def make_record(
             "env": env,
             "env_id": f"{env.capitalize()}-v4",
             "transitions": 1000,
+            "sha256": hashlib.sha256(dataset.encode()).hexdigest(),
             "label": "D4RL" if source == "d4rl" else f"{source} data, not D4RL",
         },
         "parameters": {

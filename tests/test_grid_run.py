@@ -209,6 +209,27 @@ def test_results_of_another_configuration_are_not_mixed(
     assert "another name" in err and "--force" in err
 
 
+def test_records_of_regenerated_data_are_not_mixed(
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "hopper-data.hdf5"
+    data.write_bytes(hopper_file.read_bytes())
+    grid = tiny_grid(tmp_path, [f"local:{data}"], seeds=(0, 1))
+    args = ["grid", "run", str(grid), "--results", str(tmp_path / "results")]
+    assert main(args) == 0
+    store = ResultsStore(tmp_path / "results" / "tiny")
+    paths = [store.record_path(cell) for cell in load_grid(grid).cells()]
+    paths[1].unlink()
+    write_small_d4rl_file(data, env="hopper", seed=1)  # regenerated under the same name
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "1 finished record(s) of grid 'tiny' were trained on other data" in err and str(paths[0]) in err
+    assert not paths[1].exists()  # nothing ran
+    assert main([*args, "--force"]) == 0
+    assert read(paths[0])["dataset"]["sha256"] == read(paths[1])["dataset"]["sha256"]
+
+
 def test_ray_needs_resources_the_cluster_has() -> None:
     launcher = RayLauncher(Resources(num_cpus=1, num_gpus=0.25))
     with pytest.raises(BenchError, match="num_gpus"):

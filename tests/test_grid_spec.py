@@ -227,3 +227,18 @@ def test_smoke_grid() -> None:
     assert list(spec.architectures) == ["mlp-small", "kan-small"]
     assert spec.datasets == ("local:hopper-random",)
     assert len(spec.cells()) == 4 and spec.device == "cpu"
+
+
+def test_local_grid_is_the_paper_grid_on_the_local_datasets() -> None:
+    paper, local = load_grid(CONFIGS / "paper.yaml"), load_grid(CONFIGS / "local.yaml")
+    assert local.name == "local"
+    assert local.datasets == tuple(name.replace("d4rl:", "local:").removesuffix("-v2") for name in paper.datasets)
+    assert local.resolved()["settings"] == paper.resolved()["settings"]
+    assert list(local.architectures) == list(paper.architectures)
+
+
+def test_demo_grid() -> None:
+    spec = load_grid(CONFIGS / "demo.yaml")
+    assert spec.name == "demo" and list(spec.architectures) == ["mlp-small", "kan-small"]
+    assert spec.datasets == ("local:halfcheetah-medium", "local:hopper-medium", "local:walker2d-medium")
+    assert len(spec.cells()) == 2 * 3 * 3 and spec.device == "cpu" and spec.resources.num_gpus == 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -129,9 +131,34 @@ def test_replay_stream_matches_the_training_stream(finished_run: Path, policies:
 
 
 def test_cli_from_policies(policies: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    args = ["datasets", "generate", "--env", "hopper", "--from-policies", "--policies-dir", str(policies)]
-    args += ["--local-dir", str(tmp_path), "--dataset-steps", "300", "--no-progress"]
-    assert main(args) == 0
+    root = tmp_path / "policies"
+    shutil.copytree(policies, root / "hopper")
+    common = ["--policies-dir", str(root), "--dataset-steps", "300", "--no-progress"]
+    args = ["datasets", "generate", "--env", "hopper", "--from-policies", "--local-dir", str(tmp_path / "a")]
+    assert main(args + common) == 0
     assert capsys.readouterr().out.count("local data, not D4RL") == 3
-    assert main(["datasets", "generate", "--env", "walker2d", "--from-policies", "--policies-dir", str(tmp_path)]) == 2
-    assert "no behaviour policies" in capsys.readouterr().err
+    assert main(args + common) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+    # Without --env every env is regenerated, so every env needs its policies; nothing is written otherwise.
+    assert main(["datasets", "generate", "--from-policies", "--local-dir", str(tmp_path / "b"), *common]) == 2
+    err = capsys.readouterr().err
+    assert "no behaviour policies for walker2d, halfcheetah" in err and not (tmp_path / "b").exists()
+    assert main(["datasets", "generate", "--policy", "random", "--from-policies"]) == 2
+    assert "pass --env" in capsys.readouterr().err
+
+
+def test_cli_from_policies_every_env(policies: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # Each env needs policies of its own observation and action sizes: a tiny SAC run for each.
+    root = tmp_path / "policies"
+    shutil.copytree(policies, root / "hopper")
+    for env in ("walker2d", "halfcheetah"):
+        run_dir = tmp_path / "runs" / env
+        train_sac(dataclasses.replace(tiny_config(), env=env), run_dir, progress=False, threads=1)
+        export_behaviour_policies(run_dir, root / env)
+    args = ["datasets", "generate", "--from-policies", "--policies-dir", str(root), "--local-dir", str(tmp_path)]
+    assert main([*args, "--dataset-steps", "300", "--no-progress"]) == 0
+    assert capsys.readouterr().out.count("local data, not D4RL") == 9
+    for env in ("hopper", "walker2d", "halfcheetah"):
+        for level in ("medium", "medium-replay", "medium-expert"):
+            assert load_dataset(f"local:{env}-{level}", local_dir=tmp_path).env.name == env

@@ -116,6 +116,19 @@ def test_two_records_for_one_cell_are_refused(tmp_path: Path) -> None:
         load_records(tmp_path)
 
 
+def test_records_of_one_dataset_on_different_data_are_refused(tmp_path: Path) -> None:
+    write_fixture(tmp_path)
+    old = make_record(HOPPER, "kan", 1, 60.0)
+    del old["dataset"]["sha256"]  # records from before the digest are not compared
+    record_path(tmp_path, old).write_text(json.dumps(old))
+    assert len(load_records(tmp_path).runs) > 0
+    stale = make_record(HOPPER, "kan", 1, 60.0)
+    stale["dataset"]["sha256"] = "f" * 64
+    record_path(tmp_path, stale).write_text(json.dumps(stale))
+    with pytest.raises(BenchError, match=r"trained on different data: .* \(sha256 ffffffffffff\)"):
+        load_records(tmp_path)
+
+
 def test_a_damaged_record_names_its_file_and_key(tmp_path: Path) -> None:
     record = make_record(HOPPER, "mlp", 0, 50.0)
     del record["parameters"]["actor_network"]

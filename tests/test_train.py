@@ -10,6 +10,7 @@ import pytest
 
 from bench import train
 from bench.cli import main
+from bench.data.loader import load_dataset
 from bench.errors import BenchError
 from bench.train import RunConfig, apply_overrides, train_cell
 from tests.d4rl_files import write_small_d4rl_file
@@ -64,6 +65,7 @@ def test_tiny_run_writes_a_complete_record(hopper_file: Path, tmp_path: Path) ->
     assert params["critic"] == (14 * 64 + 64) + (64 * 64 + 64) + (64 + 1)
     assert params["critics_total"] == 2 * params["critic"]
     assert record["dataset"]["source"] == "local" and "not D4RL" in record["dataset"]["label"]
+    assert record["dataset"]["sha256"] == load_dataset(f"local:{hopper_file}").sha256
     assert record["device"]["type"] == "cpu" and record["versions"]["torch"]
     assert {"git_commit", "started_at", "finished_at", "error", "losses"} <= record.keys()
     assert not train.checkpoint_path(out).exists()
@@ -105,6 +107,24 @@ def test_checkpoint_from_another_config_is_refused(
     with pytest.raises(BenchError, match="different configuration"):
         train_cell(tiny_config(hopper_file, seed=5), out, progress=False)
     assert train_cell(tiny_config(hopper_file, seed=5), out, progress=False, force=True)["status"] == "done"
+
+
+def test_checkpoint_of_other_data_is_refused(
+    hopper_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "hopper-data.hdf5"
+    data.write_bytes(hopper_file.read_bytes())
+    out = tmp_path / "cell.json"
+    real = train._train_epoch
+    monkeypatch.setattr(train, "_train_epoch", interrupted_on_call(real, 2))
+    with pytest.raises(KeyboardInterrupt):
+        train_cell(tiny_config(data), out, progress=False)
+    monkeypatch.setattr(train, "_train_epoch", real)
+    write_small_d4rl_file(data, env="hopper", seed=1)  # regenerated under the same name
+    with pytest.raises(BenchError, match="other data"):
+        train_cell(tiny_config(data), out, progress=False)
+    record = train_cell(tiny_config(data), out, progress=False, force=True)
+    assert record["dataset"]["sha256"] == load_dataset(f"local:{data}").sha256
 
 
 def test_non_finite_loss_ends_as_diverged(hopper_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -44,6 +44,7 @@ class OfflineDataset:
     state_std: np.ndarray
     path: Path | None
     attrs: dict[str, Any] = field(default_factory=dict)
+    sha256: str = ""  # of the transitions as loaded, before reward normalization (`Transitions.sha256`)
 
     def __len__(self) -> int:
         return len(self.transitions)
@@ -95,6 +96,7 @@ def load_dataset(
         transitions = qlearning_transitions(arrays, default_episode_length=env.max_episode_steps, source=label)
     if len(transitions) == 0:
         raise BenchError(f"{label}: no transitions left after the Q-learning view (too few steps)")
+    sha256 = transitions.sha256()
     if normalize_reward:
         transitions = reward_range_normalization(transitions, env.max_episode_steps)
     mean, std = state_normalization(transitions.observations)
@@ -107,6 +109,7 @@ def load_dataset(
         state_std=std,
         path=path,
         attrs=attrs,
+        sha256=sha256,
     )
 
 

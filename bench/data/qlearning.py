@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +34,15 @@ class Transitions:
 
     def __len__(self) -> int:
         return len(self.rewards)
+
+    def sha256(self) -> str:
+        """SHA-256 of the five arrays (dtype, shape and bytes): which data a run trained on, whatever the file."""
+        digest = hashlib.sha256()
+        for item in dataclasses.fields(self):
+            array = np.ascontiguousarray(getattr(self, item.name))
+            digest.update(f"{item.name}:{array.dtype.str}:{array.shape};".encode())
+            digest.update(array.tobytes())
+        return digest.hexdigest()
 
 
 def _fallback_final_timesteps(terminals: np.ndarray, n: int, episode_length: int, terminate_on_end: bool) -> np.ndarray:

@@ -105,6 +105,40 @@ def require_datasets(spec: GridSpec, cache_dir: Path | None = None, local_dir: P
     )
 
 
+def stale_records(
+    spec: GridSpec, store: ResultsStore, cache_dir: Path | None = None, local_dir: Path | None = None
+) -> list[tuple[Cell, Path]]:
+    """Finished records whose `dataset.sha256` differs from the data their dataset's file holds now."""
+    from bench.data.loader import load_dataset
+
+    finished: dict[str, list[tuple[Cell, Path, str]]] = {}
+    for cell in spec.cells():
+        state = store.state(cell)
+        digest = (state.record or {}).get("dataset", {}).get("sha256")
+        if state.finished and digest:
+            finished.setdefault(cell.dataset, []).append((cell, state.path, digest))
+    stale = []
+    for dataset, records in finished.items():
+        current = load_dataset(dataset, cache_dir=cache_dir, local_dir=local_dir).sha256
+        stale += [(cell, path) for cell, path, digest in records if digest != current]
+    return stale
+
+
+def require_same_data(
+    spec: GridSpec, store: ResultsStore, cache_dir: Path | None = None, local_dir: Path | None = None
+) -> None:
+    """Refuse to add cells beside finished ones that trained on other data (a dataset regenerated since)."""
+    stale = stale_records(spec, store, cache_dir, local_dir)
+    if stale:
+        lines = "\n".join(f"  {cell}: {path}" for cell, path in stale[:10])
+        more = f"\n  ... and {len(stale) - 10} more" if len(stale) > 10 else ""
+        raise BenchError(
+            f"{len(stale)} finished record(s) of grid {spec.name!r} were trained on other data than the dataset "
+            f"files hold now (regenerated or replaced since):\n{lines}{more}\nTo fix: pass --force to retrain "
+            "every cell on the current data, or --results DIR to keep the old records apart."
+        )
+
+
 def plan_table(spec: GridSpec, store: ResultsStore, missing: list[str] | None = None) -> str:
     """The dry run: every cell in run order, its state and record path; `missing` datasets as a warning."""
     rows = []
@@ -243,6 +277,7 @@ def run_grid(
     require_datasets(spec, cache_dir, local_dir)
     if not force:
         store.check_grid(spec)
+        require_same_data(spec, store, cache_dir, local_dir)
     store.write_grid(spec)
 
     cells = spec.cells()

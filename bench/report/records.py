@@ -3,7 +3,8 @@
 The folder is walked recursively for `*.json`; checkpoints, locks and temporary files are not records. A file
 that is not valid JSON is reported and skipped (an interrupted copy, a disk error); a JSON object that claims
 to be a record but lacks a key or holds a value of the wrong type is an error, because skipping it would drop a
-run without anyone noticing.
+run without anyone noticing. Records of one dataset that trained on different data (their `dataset.sha256`
+differs: the file was regenerated between runs) are refused, like records of different configurations.
 
 How a run's status becomes a score (documented in the tables' footnotes):
 - done: the final evaluation's normalized score;
@@ -144,6 +145,7 @@ def load_records(results_dir: Path, *, allow_mixed: bool = False) -> RecordSet:
         raise BenchError(f"no run records (*.json with schema_version {SCHEMA_VERSION}) under {root}{found}")
 
     _refuse_duplicate_cells(records)
+    _refuse_mixed_data(records)
     config, mixed = check_same_configuration(records, allow_mixed=allow_mixed)
     runs = pd.DataFrame([run_row(path, record) for path, record in records], columns=RECORD_COLUMNS)
     curves = pd.DataFrame(
@@ -197,6 +199,8 @@ def validate_record(path: Path, record: dict[str, Any]) -> dict[str, Any]:
     dataset = _require(path, record, "dataset", dict)
     for key in ("name", "source", "env"):
         _require(path, dataset, key, str, "dataset")
+    if "sha256" in dataset:  # records written before the digest existed have none
+        _require(path, dataset, "sha256", str, "dataset")
     parameters = _require(path, record, "parameters", dict)
     for key in ("actor", "actor_network", "critic", "critics_total"):
         _require(path, parameters, key, int, "parameters")
@@ -333,6 +337,23 @@ def _refuse_duplicate_cells(records: list[tuple[Path, dict[str, Any]]]) -> None:
                 f"{path}; keep one of them (move the other out of the results folder)"
             )
         seen[key] = path
+
+
+def _refuse_mixed_data(records: list[tuple[Path, dict[str, Any]]]) -> None:
+    """Records of one dataset must have trained on the same data (records without a digest are not compared)."""
+    seen: dict[str, tuple[str, Path]] = {}
+    for path, record in records:
+        digest = record["dataset"].get("sha256")
+        if not digest:
+            continue
+        dataset = record["cell"]["dataset"]
+        first_digest, first_path = seen.setdefault(dataset, (digest, path))
+        if digest != first_digest:
+            raise BenchError(
+                f"records of {dataset} trained on different data: {first_path} (sha256 {first_digest[:12]}) and "
+                f"{path} (sha256 {digest[:12]}); the dataset file was replaced or regenerated between runs. "
+                "Retrain the stale cells on the current file (grid run --force) or keep them in another folder"
+            )
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
