@@ -32,17 +32,18 @@ clean-venv:
 
 # Grids (configs/*.yaml) through `python -m bench grid run`; records go to $(RESULTS)/<grid name>/.
 # LAUNCHER=local|ray; WORKERS=N cells at once (default: 1 local, as many as the resources fit on Ray);
-# RAY_ADDRESS=host:port joins an existing Ray cluster. E.g. `make reproduce LAUNCHER=ray`.
+# RAY_ADDRESS=host:port joins an existing Ray cluster; FORCE=1 retrains finished cells. E.g. `make reproduce LAUNCHER=ray`.
 .PHONY: smoke demo reproduce reproduce-local local-data
 LAUNCHER ?= local
 WORKERS ?=
 RAY_ADDRESS ?=
+FORCE ?=
 RESULTS ?= results
 # The smoke grid's data, generated when missing and never committed (*.hdf5 is ignored): a random-policy
 # rollout of the real Hopper-v4 env, local data, not D4RL.
 SMOKE_DATA ?= .cache/smoke-data
 GRID_RUN = $(PY) -m bench grid run --launcher $(LAUNCHER) --results $(RESULTS) \
-	$(if $(WORKERS),--workers $(WORKERS)) $(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS))
+	$(if $(WORKERS),--workers $(WORKERS)) $(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS)) $(if $(FORCE),--force)
 
 $(SMOKE_DATA)/hopper-random.hdf5: | $(STAMP)
 	$(PY) -m bench datasets generate --env hopper --policy random --steps 5000 --local-dir $(SMOKE_DATA) --no-progress
@@ -66,10 +67,9 @@ local-data: $(LOCAL_FILES)
 
 # MLP vs KAN actor on the local medium datasets, small enough for a 2-core CPU: regenerate the data, run
 # configs/demo.yaml (two cells at a time), then the tables and figures.
-DEMO_WORKERS ?= 2
+demo: WORKERS := $(or $(WORKERS),2)
 demo: setup $(LOCAL_FILES)
-	$(PY) -m bench grid run --launcher $(LAUNCHER) --results $(RESULTS) --workers $(or $(WORKERS),$(DEMO_WORKERS)) \
-		$(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS)) configs/demo.yaml --local-dir $(LOCAL_DATA)
+	$(GRID_RUN) configs/demo.yaml --local-dir $(LOCAL_DATA)
 	$(PY) -m bench report $(RESULTS)/demo --tables tables/demo --figures figures/demo --baseline mlp-small
 
 # Stops at once, naming every missing dataset and how to fetch or mirror it, before any cell runs.

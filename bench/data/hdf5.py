@@ -7,8 +7,6 @@ and `metadata/*`. Every problem found while reading raises a BenchError naming t
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import h5py
 import numpy as np
 
 from bench.errors import BenchError
+from bench.fileio import atomic_output
 
 REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals")
 OPTIONAL_STEP_KEYS = ("timeouts", "next_observations")
@@ -46,23 +45,11 @@ def write_d4rl_hdf5(
     Keys containing "/" (e.g. "infos/qpos") become groups. `attrs` become root attributes. Dataset
     timestamps are off (track_times=False) so that regenerating a file gives a byte-identical file.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with h5py.File(tmp, "w") as f:
-            for key, value in (attrs or {}).items():
-                f.attrs[key] = value
-            for key, array in arrays.items():
-                f.create_dataset(key, data=_as_stored(key, np.asarray(array)), track_times=False)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+        for key, value in (attrs or {}).items():
+            f.attrs[key] = value
+        for key, array in arrays.items():
+            f.create_dataset(key, data=_as_stored(key, np.asarray(array)), track_times=False)
 
 
 def _corrupt(path: Path, detail: object) -> BenchError:
