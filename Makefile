@@ -17,12 +17,12 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 lint: setup
-	$(PY) -m ruff check bench tests
-	$(PY) -m ruff format --check bench tests
+	$(PY) -m ruff check bench tests benchmarks
+	$(PY) -m ruff format --check bench tests benchmarks
 
 format: setup
-	$(PY) -m ruff format bench tests
-	$(PY) -m ruff check --fix bench tests
+	$(PY) -m ruff format bench tests benchmarks
+	$(PY) -m ruff check --fix bench tests benchmarks
 
 test: lint
 	$(PY) -m pytest -q

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import warnings
 
 import numpy as np
@@ -155,27 +154,6 @@ def test_tiny_inputs() -> None:
     assert qlearning_transitions(one).observations.shape == (0, 2)
     with pytest.raises(ValueError, match="at least 2"):
         qlearning_transitions(one, default_episode_length=1)
-
-
-def test_a_million_transitions_is_fast() -> None:
-    rng = np.random.default_rng(0)
-    n = 1_000_000
-    arrays = {
-        "observations": rng.normal(size=(n, 11)).astype(np.float32),
-        "actions": rng.normal(size=(n, 3)).astype(np.float32),
-        "rewards": rng.normal(size=n).astype(np.float32),
-        "terminals": rng.random(n) < 0.002,
-    }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", MissingTimeoutsWarning)
-        start = time.perf_counter()
-        qlearning_transitions(arrays)
-        fallback_seconds = time.perf_counter() - start
-    arrays["timeouts"] = rng.random(n) < 0.001
-    start = time.perf_counter()
-    qlearning_transitions(arrays)
-    timeouts_seconds = time.perf_counter() - start
-    assert fallback_seconds < 1.0 and timeouts_seconds < 1.0
 
 
 def test_state_normalization_is_corl_compute_mean_std() -> None:
