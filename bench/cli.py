@@ -72,9 +72,11 @@ def _datasets_generate(args: argparse.Namespace) -> int:
         if not (work_dir / "summary.json").exists():
             train_sac(config, work_dir, progress=not args.no_progress, threads=args.threads)
         info = export_behaviour_policies(work_dir, policies_root / args.env)
+        ratio = info["medium_to_expert_return"]
+        band = "" if 0.25 <= ratio <= 0.45 else " (outside D4RL's 25-45%: no snapshot of this run is nearer a third)"
         print(
             f"{args.env}: expert return {info['expert']['return_mean']:.1f}, medium return "
-            f"{info['medium']['return_mean']:.1f} ({100 * info['medium_to_expert_return']:.0f}% of expert); "
+            f"{info['medium']['return_mean']:.1f} ({100 * ratio:.0f}% of expert{band}); "
             f"policies in {policies_root / args.env}"
         )
     if not args.overwrite:

@@ -14,7 +14,12 @@ from bench.agents import sac
 from bench.agents.sac import SACConfig, SACRunConfig, train_sac
 from bench.cli import main
 from bench.data.loader import load_dataset
-from bench.data.local_suite import choose_medium, export_behaviour_policies, regenerate_datasets
+from bench.data.local_suite import (
+    choose_medium,
+    export_behaviour_policies,
+    medium_candidates,
+    regenerate_datasets,
+)
 from bench.errors import BenchError
 from tests.interrupts import interrupted_on_call
 
@@ -72,11 +77,15 @@ def test_killed_training_resumes_to_the_same_result(
     )
 
 
-def test_medium_is_the_snapshot_nearest_a_third_of_the_expert() -> None:
-    snaps = [{"step": s, "return_mean": r} for s, r in [(1, 100.0), (2, 900.0), (3, 1300.0), (4, 3000.0)]]
-    assert choose_medium(snaps)["step"] == 2
+def test_medium_is_the_shortlisted_snapshot_nearest_a_third_of_the_expert() -> None:
+    snaps = [{"step": s, "return_mean": r} for s, r in [(1, 100.0), (2, 900.0), (3, 1300.0), (4, 700.0), (5, 3000.0)]]
+    # Shortlist by training-time return (target 1000): 900, 1300, 700, then 100.
+    assert [s["step"] for s in medium_candidates(snaps, count=3)] == [2, 3, 4]
+    # The longer evaluation decides: here snapshot 2 was lucky in training and is weaker than it looked.
+    returns = {1: 120.0, 2: 600.0, 3: 1150.0, 4: 400.0, 5: 2700.0}
+    assert choose_medium(medium_candidates(snaps, count=3), returns, returns[5])["step"] == 3
     with pytest.raises(BenchError, match="two policy snapshots"):
-        choose_medium(snaps[:1])
+        medium_candidates(snaps[:1])
 
 
 def test_export_records_the_replay_and_both_policies(policies: Path) -> None:
@@ -84,6 +93,12 @@ def test_export_records_the_replay_and_both_policies(policies: Path) -> None:
     assert info["env"] == "hopper" and info["actor"] == "mlp[16,16]"
     assert info["expert"]["step"] == 900 and info["medium"]["step"] in (300, 600)
     assert info["replay"]["steps"] == info["medium"]["step"]
+    candidates = info["medium_candidates"]
+    assert sorted(c["step"] for c in candidates) == [300, 600]  # every snapshot but the expert, at this budget
+    target = info["expert"]["return_mean"] / 3
+    chosen = next(c for c in candidates if c["step"] == info["medium"]["step"])
+    assert chosen["return_mean"] == info["medium"]["return_mean"]
+    assert all(abs(chosen["return_mean"] - target) <= abs(c["return_mean"] - target) for c in candidates)
     for name in ("medium_actor.pt", "expert_actor.pt", "replay_actions.npz"):
         assert (policies / name).stat().st_size > 0
 

@@ -2,7 +2,7 @@
 
 D4RL's recipe (Fu et al., 2020), followed per environment:
 - train SAC online; "expert" is the final policy, "medium" the snapshot whose return is nearest one third of
-  the expert's;
+  the expert's (both returns from 10-episode evaluations of a shortlist of snapshots);
 - `<env>-medium`: one stream of the medium policy; `<env>-medium-replay`: the training stream up to the medium
   snapshot; `<env>-medium-expert`: the medium stream followed by an expert stream.
 
@@ -29,6 +29,7 @@ from bench.data.generate import collect_transitions
 from bench.data.hdf5 import write_d4rl_hdf5
 from bench.data.registry import get_env_spec, local_dataset_dir
 from bench.errors import BenchError
+from bench.evaluate import EvaluationResult, evaluate_policy
 from bench.fileio import atomic_torch_save, atomic_write_json, atomic_write_npz
 
 POLICIES_DIR = Path(__file__).resolve().parents[2] / "behaviour_policies"
@@ -38,6 +39,9 @@ STREAM_KEYS = ("observations", "actions", "rewards", "next_observations", "termi
 # on two CPU cores and CQL's epochs still sample from hundreds of episodes.
 DEFAULT_DATASET_STEPS = 200_000
 EVAL_SEED = 20_000
+EVAL_EPISODES = 10
+# Snapshots shortlisted by their training-time return, then evaluated on EVAL_EPISODES to pick the medium one.
+MEDIUM_CANDIDATES = 5
 # SAC environment steps per environment, sized to train in at most about 90 minutes on two CPU cores
 # (about 100 updates/s with 2 x 256 networks on one thread, plus snapshot evaluations).
 DEFAULT_SAC_STEPS = {"hopper": 200_000, "walker2d": 300_000, "halfcheetah": 300_000}
@@ -52,32 +56,64 @@ def stream_digest(arrays: dict[str, np.ndarray], n: int | None = None) -> str:
     return digest.hexdigest()
 
 
-def choose_medium(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
-    """The snapshot whose evaluated return is nearest one third of the final (expert) snapshot's."""
+def medium_candidates(snapshots: list[dict[str, Any]], count: int = MEDIUM_CANDIDATES) -> list[dict[str, Any]]:
+    """The `count` snapshots (the final one excluded) whose training-time return is nearest a third of the final's.
+
+    Training-time returns are means of a few episodes, too noisy to pick the medium policy alone: a walker that
+    falls in one of five episodes moves its mean by a fifth. They only shortlist candidates for a longer
+    evaluation (`choose_medium`).
+    """
     if len(snapshots) < 2:
         raise BenchError("need at least two policy snapshots to choose a medium policy; train for longer")
-    expert = snapshots[-1]
-    target = expert["return_mean"] / 3.0
-    return min(snapshots[:-1], key=lambda s: (abs(s["return_mean"] - target), s["step"]))
+    target = snapshots[-1]["return_mean"] / 3.0
+    return sorted(snapshots[:-1], key=lambda s: (abs(s["return_mean"] - target), s["step"]))[:count]
+
+
+def choose_medium(candidates: list[dict[str, Any]], returns: dict[int, float], expert_return: float) -> dict[str, Any]:
+    """The candidate whose evaluated return (`returns[step]`) is nearest one third of `expert_return`."""
+    target = expert_return / 3.0
+    return min(candidates, key=lambda s: (abs(returns[s["step"]] - target), s["step"]))
 
 
 def export_behaviour_policies(run_dir: Path, dest: Path) -> dict[str, Any]:
-    """Copy what regeneration needs from a finished SAC run (`train_sac`'s folder) into `dest`."""
+    """Choose the medium policy of a finished SAC run (`train_sac`'s folder) and copy what regeneration needs
+    into `dest`: the expert is the final snapshot; the medium one is chosen among `medium_candidates` by a
+    10-episode evaluation, the one nearest a third of the expert's 10-episode return.
+    """
     run_dir, dest = Path(run_dir), Path(dest)
     summary_path = run_dir / "summary.json"
     if not summary_path.exists():
         raise BenchError(f"{summary_path} not found: the SAC run in {run_dir} has not finished")
     summary = json.loads(summary_path.read_text())
     snapshots = summary["snapshots"]
-    expert, medium = snapshots[-1], choose_medium(snapshots)
-    actions = np.load(run_dir / "training_actions.npy")[: medium["step"]]
-    dest.mkdir(parents=True, exist_ok=True)
+    env, actor_spec = summary["env"], summary["config"]["sac"]["actor"]
+    expert, candidates = snapshots[-1], medium_candidates(snapshots)
     with single_threaded_torch():
-        return _export(run_dir, dest, summary, medium, expert, actions)
+        sampled = {
+            snap["step"]: _evaluate(load_behaviour_actor(run_dir / snap["path"], env, actor_spec), env)
+            for snap in [expert, *candidates]
+        }
+        returns = {step: result.mean_return for step, result in sampled.items()}
+        medium = choose_medium(candidates, returns, returns[expert["step"]])
+        actions = np.load(run_dir / "training_actions.npy")[: medium["step"]]
+        dest.mkdir(parents=True, exist_ok=True)
+        info = _export(run_dir, dest, summary, medium, expert, actions, sampled)
+    info["medium_candidates"] = [
+        {"step": s["step"], "snapshot_return_mean": s["return_mean"], "return_mean": returns[s["step"]]}
+        for s in candidates
+    ]
+    atomic_write_json(dest / "policies.json", info)
+    return info
 
 
 def _export(
-    run_dir: Path, dest: Path, summary: dict[str, Any], medium: dict, expert: dict, actions: np.ndarray
+    run_dir: Path,
+    dest: Path,
+    summary: dict[str, Any],
+    medium: dict,
+    expert: dict,
+    actions: np.ndarray,
+    sampled: dict[int, EvaluationResult],
 ) -> dict[str, Any]:
     snapshots, config = summary["snapshots"], summary["config"]
     for name, snap in (("medium", medium), ("expert", expert)):
@@ -85,22 +121,22 @@ def _export(
         atomic_torch_save(state, dest / f"{name}_actor.pt")
     atomic_write_npz(dest / "replay_actions.npz", actions=actions)
     spec = get_env_spec(summary["env"])
+    actor_spec = config["sac"]["actor"]
     info = {
         "env": spec.name,
         "env_id": spec.env_id,
-        "actor": config["sac"]["actor"],
+        "actor": actor_spec,
         "sac": config["sac"],
         "sac_steps": config["steps"],
         "sac_seed": config["seed"],
         "snapshot_episodes": config["snapshot_episodes"],
-        "medium": _policy_info(medium, dest / "medium_actor.pt", spec.name, config["sac"]["actor"]),
-        "expert": _policy_info(expert, dest / "expert_actor.pt", spec.name, config["sac"]["actor"]),
+        "medium": _policy_info(medium, dest / "medium_actor.pt", spec.name, actor_spec, sampled[medium["step"]]),
+        "expert": _policy_info(expert, dest / "expert_actor.pt", spec.name, actor_spec, sampled[expert["step"]]),
         "medium_to_expert_return": None,
         "replay": {"steps": medium["step"], "seed": config["seed"], "stream_sha256": medium["stream_sha256"]},
         "snapshots": [{k: s[k] for k in ("step", "return_mean", "normalized_score")} for s in snapshots],
     }
     info["medium_to_expert_return"] = info["medium"]["return_mean"] / info["expert"]["return_mean"]
-    atomic_write_json(dest / "policies.json", info)
     return info
 
 
@@ -218,27 +254,33 @@ def load_behaviour_actor(path: Path, env: str, actor_spec: str) -> torch.nn.Modu
     return actor.eval()
 
 
-def _policy_info(snapshot: dict[str, Any], actor_path: Path, env: str, actor_spec: str) -> dict[str, Any]:
-    """Step and training-time evaluation of a snapshot, plus a fresh 10-episode evaluation of the exported actor."""
+def _evaluate(actor: torch.nn.Module, env: str) -> EvaluationResult:
+    """The evaluation reported for a behaviour policy: 10 episodes with sampled actions, as in the datasets."""
     from bench.agents.sac import stochastic_policy
-    from bench.evaluate import evaluate_policy
 
+    return evaluate_policy(env, stochastic_policy(actor, seed=EVAL_SEED), episodes=EVAL_EPISODES, seed=EVAL_SEED)
+
+
+def _policy_info(
+    snapshot: dict[str, Any], actor_path: Path, env: str, actor_spec: str, sampled: EvaluationResult
+) -> dict[str, Any]:
+    """Step, training-time and 10-episode evaluations (`sampled`, and one with deterministic actions)."""
     actor = load_behaviour_actor(actor_path, env, actor_spec)
-    result = evaluate_policy(env, stochastic_policy(actor, seed=EVAL_SEED), episodes=10, seed=EVAL_SEED)
 
     @torch.no_grad()
     def deterministic(obs: np.ndarray) -> np.ndarray:
         return actor(torch.as_tensor(obs), deterministic=True, need_log_prob=False)[0].numpy()
 
     # The datasets hold sampled actions; CQL is scored with deterministic ones, so both are worth knowing.
-    greedy = evaluate_policy(env, deterministic, episodes=10, seed=EVAL_SEED)
+    greedy = evaluate_policy(env, deterministic, episodes=EVAL_EPISODES, seed=EVAL_SEED)
     return {
         "step": snapshot["step"],
         "snapshot_return_mean": snapshot["return_mean"],
-        "return_mean": result.mean_return,
-        "return_std": float(np.std(result.returns)),
-        "normalized_score": result.mean_normalized_score,
+        "return_mean": sampled.mean_return,
+        "return_std": float(np.std(sampled.returns)),
+        "normalized_score": sampled.mean_normalized_score,
         "deterministic_return_mean": greedy.mean_return,
         "deterministic_normalized_score": greedy.mean_normalized_score,
-        "evaluation": f"10 episodes, seeds {EVAL_SEED}..{EVAL_SEED + 9}; return_mean with sampled actions",
+        "evaluation": f"{EVAL_EPISODES} episodes, seeds {EVAL_SEED}..{EVAL_SEED + EVAL_EPISODES - 1}; "
+        "return_mean with sampled actions",
     }
