@@ -73,7 +73,7 @@ def _datasets_generate(args: argparse.Namespace) -> int:
             train_sac(config, work_dir, progress=not args.no_progress, threads=args.threads)
         info = export_behaviour_policies(work_dir, policies_root / args.env)
         ratio = info["medium_to_expert_return"]
-        band = "" if 0.25 <= ratio <= 0.45 else " (outside D4RL's 25-45%: no snapshot of this run is nearer a third)"
+        band = "" if 0.25 <= ratio <= 0.45 else " (outside D4RL's 25-45%: no shortlisted snapshot came nearer a third)"
         print(
             f"{args.env}: expert return {info['expert']['return_mean']:.1f}, medium return "
             f"{info['medium']['return_mean']:.1f} ({100 * ratio:.0f}% of expert{band}); "

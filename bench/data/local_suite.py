@@ -97,13 +97,7 @@ def export_behaviour_policies(run_dir: Path, dest: Path) -> dict[str, Any]:
         medium = choose_medium(candidates, returns, returns[expert["step"]])
         actions = np.load(run_dir / "training_actions.npy")[: medium["step"]]
         dest.mkdir(parents=True, exist_ok=True)
-        info = _export(run_dir, dest, summary, medium, expert, actions, sampled)
-    info["medium_candidates"] = [
-        {"step": s["step"], "snapshot_return_mean": s["return_mean"], "return_mean": returns[s["step"]]}
-        for s in candidates
-    ]
-    atomic_write_json(dest / "policies.json", info)
-    return info
+        return _export(run_dir, dest, summary, medium, expert, candidates, actions, sampled)
 
 
 def _export(
@@ -112,6 +106,7 @@ def _export(
     summary: dict[str, Any],
     medium: dict,
     expert: dict,
+    candidates: list[dict],
     actions: np.ndarray,
     sampled: dict[int, EvaluationResult],
 ) -> dict[str, Any]:
@@ -135,8 +130,13 @@ def _export(
         "medium_to_expert_return": None,
         "replay": {"steps": medium["step"], "seed": config["seed"], "stream_sha256": medium["stream_sha256"]},
         "snapshots": [{k: s[k] for k in ("step", "return_mean", "normalized_score")} for s in snapshots],
+        "medium_candidates": [
+            {"step": s["step"], "snapshot_return_mean": s["return_mean"], "return_mean": sampled[s["step"]].mean_return}
+            for s in candidates
+        ],
     }
     info["medium_to_expert_return"] = info["medium"]["return_mean"] / info["expert"]["return_mean"]
+    atomic_write_json(dest / "policies.json", info)
     return info
 
 
