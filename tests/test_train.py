@@ -79,17 +79,22 @@ def test_same_seed_same_record(hopper_file: Path, tmp_path: Path) -> None:
     assert a["losses"] != c["losses"]
 
 
+def kill_in_epoch(call: int, config: RunConfig, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run `config` into `out` and kill it at its `call`-th epoch, leaving the last checkpoint behind."""
+    real = train._train_epoch
+    monkeypatch.setattr(train, "_train_epoch", interrupted_on_call(real, call))
+    with pytest.raises(KeyboardInterrupt):
+        train_cell(config, out, progress=False)
+    monkeypatch.setattr(train, "_train_epoch", real)
+
+
 def test_killed_run_resumes_to_the_uninterrupted_record(
     hopper_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reference = train_cell(tiny_config(hopper_file), tmp_path / "ref.json", progress=False)
     out = tmp_path / "killed.json"
-    real = train._train_epoch
-    monkeypatch.setattr(train, "_train_epoch", interrupted_on_call(real, 3))
-    with pytest.raises(KeyboardInterrupt):
-        train_cell(tiny_config(hopper_file), out, progress=False)
+    kill_in_epoch(3, tiny_config(hopper_file), out, monkeypatch)
     assert not out.exists() and train.checkpoint_path(out).exists()
-    monkeypatch.setattr(train, "_train_epoch", real)
     resumed = train_cell(tiny_config(hopper_file), out, progress=False)
     assert comparable(resumed) == comparable(reference)
     assert not train.checkpoint_path(out).exists()
@@ -99,11 +104,7 @@ def test_checkpoint_from_another_config_is_refused(
     hopper_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "cell.json"
-    real = train._train_epoch
-    monkeypatch.setattr(train, "_train_epoch", interrupted_on_call(real, 2))
-    with pytest.raises(KeyboardInterrupt):
-        train_cell(tiny_config(hopper_file), out, progress=False)
-    monkeypatch.setattr(train, "_train_epoch", real)
+    kill_in_epoch(2, tiny_config(hopper_file), out, monkeypatch)
     with pytest.raises(BenchError, match="different configuration"):
         train_cell(tiny_config(hopper_file, seed=5), out, progress=False)
     assert train_cell(tiny_config(hopper_file, seed=5), out, progress=False, force=True)["status"] == "done"
@@ -115,11 +116,7 @@ def test_checkpoint_of_other_data_is_refused(
     data = tmp_path / "hopper-data.hdf5"
     data.write_bytes(hopper_file.read_bytes())
     out = tmp_path / "cell.json"
-    real = train._train_epoch
-    monkeypatch.setattr(train, "_train_epoch", interrupted_on_call(real, 2))
-    with pytest.raises(KeyboardInterrupt):
-        train_cell(tiny_config(data), out, progress=False)
-    monkeypatch.setattr(train, "_train_epoch", real)
+    kill_in_epoch(2, tiny_config(data), out, monkeypatch)
     write_small_d4rl_file(data, env="hopper", seed=1)  # regenerated under the same name
     with pytest.raises(BenchError, match="other data"):
         train_cell(tiny_config(data), out, progress=False)
