@@ -32,7 +32,8 @@ clean-venv:
 
 # Grids (configs/*.yaml) through `python -m bench grid run`; records go to $(RESULTS)/<grid name>/.
 # LAUNCHER=local|ray; WORKERS=N cells at once (default: 1 local, as many as the resources fit on Ray);
-# RAY_ADDRESS=host:port joins an existing Ray cluster; FORCE=1 retrains finished cells. E.g. `make reproduce LAUNCHER=ray`.
+# RAY_ADDRESS=host:port joins an existing Ray cluster; FORCE=1 retrains finished cells.
+# E.g. `make reproduce LAUNCHER=ray`.
 .PHONY: smoke demo reproduce reproduce-local local-data
 LAUNCHER ?= local
 WORKERS ?=
