@@ -49,8 +49,8 @@ def _datasets_generate(args: argparse.Namespace) -> int:
         return 0
     from bench.data.local_suite import (
         DEFAULT_SAC_STEPS,
-        LEVELS,
         POLICIES_DIR,
+        dataset_paths,
         export_behaviour_policies,
         regenerate_datasets,
     )
@@ -81,9 +81,8 @@ def _datasets_generate(args: argparse.Namespace) -> int:
         )
     if not args.overwrite:
         # Check every env first, so a refusal never leaves some envs regenerated and others not.
-        out_dir = local_dataset_dir(args.local_dir)
-        existing = [out_dir / f"{env}-{level}.hdf5" for env in envs for level in LEVELS]
-        existing = [str(path) for path in existing if path.exists()]
+        paths = [path for env in envs for path in dataset_paths(env, args.local_dir).values()]
+        existing = [str(path) for path in paths if path.exists()]
         if existing:
             raise BenchError(f"{', '.join(existing)} already exist; pass --overwrite to replace them")
     for env in envs:

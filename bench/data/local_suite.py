@@ -152,6 +152,12 @@ def single_threaded_torch() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+def dataset_paths(env: str, out_dir: Path | None = None) -> dict[str, Path]:
+    """Level -> the local dataset file `<out_dir>/<env>-<level>.hdf5` for the three levels."""
+    folder = local_dataset_dir(out_dir)
+    return {level: folder / f"{env}-{level}.hdf5" for level in LEVELS}
+
+
 def regenerate_datasets(
     env: str,
     *,
@@ -187,8 +193,7 @@ def _regenerate_datasets(
             f"`python -m bench datasets generate --env {spec.name}`"
         )
     info = json.loads(info_path.read_text())
-    out_dir = local_dataset_dir(out_dir)
-    paths = {level: out_dir / f"{spec.name}-{level}.hdf5" for level in LEVELS}
+    paths = dataset_paths(spec.name, out_dir)
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing and not overwrite:
         raise BenchError(f"{', '.join(existing)} already exist; pass --overwrite to replace them")
