@@ -2,98 +2,34 @@
 
 from __future__ import annotations
 
-import threading
+import hashlib
+import shlex
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bench.data.download import fetch_dataset
+from bench.data.download import fetch_command, fetch_dataset, verify_datasets
 from bench.data.hdf5 import read_d4rl_arrays
 from bench.errors import BenchError
-from tests.d4rl_files import make_d4rl_arrays, write_small_d4rl_file
+from tests.d4rl_files import (
+    ServerState,
+    corrupt_tail,
+    flip_bytes_in_array,
+    http_server,
+    make_d4rl_arrays,
+    write_small_d4rl_file,
+)
 
 NAME = "hopper-medium-v2"
 FILENAME = "hopper_medium-v2.hdf5"
 
 
-@dataclass
-class ServerState:
-    """What the test server serves and how it misbehaves; every request's Range header is logged."""
-
-    files: dict[str, bytes] = field(default_factory=dict)
-    ranges: list[str | None] = field(default_factory=list)
-    drop_after: int | None = None  # first request: send this many bytes, then close the connection
-    stall_after: int | None = None  # first request: send this many bytes, then stall until released
-    ignore_range: bool = False
-    status: int | None = None  # answer every request with this error status
-    release: threading.Event = field(default_factory=threading.Event)
-
-
-def make_handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            range_header = self.headers.get("Range")
-            state.ranges.append(range_header)
-            first = len(state.ranges) == 1
-            if state.status is not None:
-                self.send_error(state.status)
-                return
-            data = state.files.get(self.path.rsplit("/", 1)[-1])
-            if data is None:
-                self.send_error(404)
-                return
-            start = 0
-            if range_header and not state.ignore_range:
-                start = int(range_header.removeprefix("bytes=").split("-")[0])
-                if start >= len(data):
-                    self.send_response(416)
-                    self.send_header("Content-Range", f"bytes */{len(data)}")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                self.send_response(206)
-                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-            else:
-                self.send_response(200)
-            body = data[start:]
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if first and state.drop_after is not None:
-                self.wfile.write(body[: state.drop_after])
-                self.wfile.flush()
-                self.close_connection = True
-                return
-            if first and state.stall_after is not None:
-                self.wfile.write(body[: state.stall_after])
-                self.wfile.flush()
-                state.release.wait(5)
-                self.close_connection = True
-                return
-            self.wfile.write(body)
-
-    return Handler
-
-
 @pytest.fixture
 def server() -> Iterator[tuple[str, ServerState]]:
-    state = ServerState()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/d4rl", state
-    finally:
-        state.release.set()
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
+    with http_server() as served:
+        yield served
 
 
 @pytest.fixture
@@ -133,6 +69,7 @@ def test_interrupted_transfer_resumes_with_a_range_request(server, hopper_bytes:
     assert f"{url}/{FILENAME}" in message
     assert "resume" in message and str(part) in message
     assert str(cache / FILENAME) in message and "--base-url" in message
+    assert f"`python -m bench datasets fetch {NAME} --cache-dir {cache} --base-url {url}`" in message
     assert part.stat().st_size == 1000
     assert not (cache / FILENAME).exists()
 
@@ -310,3 +247,184 @@ def test_concurrent_fetch_of_the_same_file_is_refused(hopper_bytes: bytes, tmp_p
             fetch_dataset("hopper-medium-v2", cache_dir=cache, base_url=str(tmp_path), progress=False)
     (tmp_path / FILENAME).write_bytes(hopper_bytes)
     assert fetch_dataset("hopper-medium-v2", cache_dir=cache, base_url=str(tmp_path), progress=False).exists()
+
+
+# --- a full-size .part with broken HDF5 internals ----------------------------------------------------------
+
+
+def test_corrupt_complete_part_is_moved_aside_and_the_next_fetch_starts_clean(
+    server, hopper_bytes: bytes, tmp_path: Path
+) -> None:
+    url, state = server
+    state.files[FILENAME] = hopper_bytes
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    part, invalid = cache / f"{FILENAME}.part", cache / f"{FILENAME}.invalid"
+    broken = corrupt_tail(hopper_bytes, keep=0.4, seed=0)
+    part.write_bytes(broken)
+    with pytest.raises(BenchError) as excinfo:
+        fetch_dataset(NAME, cache_dir=cache, base_url=url, progress=False)
+    message = str(excinfo.value)
+    assert state.ranges == [f"bytes={len(broken)}-"]  # 416: the .part has the server's length
+    assert "corrupt or incomplete" in message and str(invalid) in message and "\n" not in message
+    assert not part.exists() and invalid.read_bytes() == broken
+    assert not (cache / FILENAME).exists()
+
+    path = fetch_dataset(NAME, cache_dir=cache, base_url=url, progress=False)
+    assert state.ranges[1:] == [None]
+    assert path.read_bytes() == hopper_bytes
+
+
+def test_corrupt_cached_file_is_moved_aside_and_fetched_again(server, hopper_bytes: bytes, tmp_path: Path) -> None:
+    url, state = server
+    state.files[FILENAME] = hopper_bytes
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / FILENAME).write_bytes(corrupt_tail(hopper_bytes, keep=0.4, seed=1))
+    with pytest.warns(UserWarning, match="failed validation.*corrupt or incomplete"):
+        path = fetch_dataset(NAME, cache_dir=cache, base_url=url, progress=False)
+    assert path.read_bytes() == hopper_bytes
+
+
+def test_force_discards_an_existing_part(server, hopper_bytes: bytes, tmp_path: Path) -> None:
+    url, state = server
+    state.files[FILENAME] = hopper_bytes
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / f"{FILENAME}.part").write_bytes(corrupt_tail(hopper_bytes[:2000], keep=0.4, seed=0))
+    path = fetch_dataset(NAME, cache_dir=cache, base_url=url, progress=False, force=True)
+    assert state.ranges == [None]
+    assert path.read_bytes() == hopper_bytes
+
+
+# --- the resume hint repeats the whole command --------------------------------------------------------------
+
+
+def test_resume_hint_names_the_base_url_from_the_environment(
+    server, hopper_bytes: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, state = server
+    state.files[FILENAME] = hopper_bytes
+    state.drop_after = 1000
+    cache = tmp_path / "my cache"
+    monkeypatch.setenv("D4RL_BASE_URL", url)
+    monkeypatch.setenv("D4RL_DATASET_DIR", str(cache))
+    with pytest.raises(BenchError) as excinfo:
+        fetch_dataset(NAME, progress=False, sha256=hashlib.sha256(hopper_bytes).hexdigest())
+    command = str(excinfo.value).split("`")[1]
+    words = shlex.split(command)
+    assert words[:6] == ["python", "-m", "bench", "datasets", "fetch", NAME]
+    assert words[words.index("--base-url") + 1] == url
+    assert words[words.index("--cache-dir") + 1] == str(cache)
+    assert words[words.index("--sha256") + 1] == hashlib.sha256(hopper_bytes).hexdigest()
+
+
+def test_fetch_command_spells_out_every_option(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("D4RL_DATASET_DIR", raising=False)
+    assert fetch_command([NAME]) == f"python -m bench datasets fetch {NAME}"
+    assert fetch_command([], all_datasets=True, cache_dir=tmp_path, base_url="/mirror dir") == (
+        f"python -m bench datasets fetch --all --cache-dir {tmp_path} --base-url '/mirror dir'"
+    )
+
+
+# --- SHA-256: recorded beside the file, checked on request, verified later ---------------------------------
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_fetched_file_gets_its_sha256_recorded_beside_it(server, hopper_bytes: bytes, tmp_path: Path) -> None:
+    url, state = server
+    state.files[FILENAME] = hopper_bytes
+    cache = tmp_path / "cache"
+    fetch_dataset(NAME, cache_dir=cache, base_url=url, progress=False)
+    assert (cache / f"{FILENAME}.sha256").read_text() == f"{sha256_of(hopper_bytes)}  {FILENAME}\n"
+    # A cached file without a record (copied by hand, or fetched by an older version) gets one on the next fetch.
+    (cache / f"{FILENAME}.sha256").unlink()
+    fetch_dataset(NAME, cache_dir=cache, base_url=url, progress=False)
+    assert (cache / f"{FILENAME}.sha256").read_text() == f"{sha256_of(hopper_bytes)}  {FILENAME}\n"
+    assert len(state.ranges) == 1
+
+
+def test_flipped_bytes_pass_validation_but_not_the_expected_sha256(server, hopper_bytes: bytes, tmp_path: Path) -> None:
+    url, state = server
+    flipped = flip_bytes_in_array(hopper_bytes, tmp_path / "src" / FILENAME, "observations", 4096)
+    (tmp_path / "flipped.hdf5").write_bytes(flipped)
+    read_d4rl_arrays(tmp_path / "flipped.hdf5", expected_obs_dim=11, expected_act_dim=3)  # structure is fine
+    state.files[FILENAME] = flipped
+    cache = tmp_path / "cache"
+    good = sha256_of(hopper_bytes)
+    with pytest.raises(BenchError) as excinfo:
+        fetch_dataset(NAME, cache_dir=cache, base_url=url, progress=False, sha256=good.upper())
+    message = str(excinfo.value)
+    invalid = cache / f"{FILENAME}.invalid"
+    assert good in message and sha256_of(flipped) in message and str(invalid) in message
+    assert "not placed in the cache" in message
+    assert invalid.read_bytes() == flipped
+    assert not (cache / FILENAME).exists() and not (cache / f"{FILENAME}.sha256").exists()
+
+    state.files[FILENAME] = hopper_bytes
+    path = fetch_dataset(NAME, cache_dir=cache, base_url=url, progress=False, sha256=good)
+    assert path.read_bytes() == hopper_bytes
+
+
+def test_cached_file_with_another_sha256_is_moved_aside_and_fetched_again(
+    server, hopper_bytes: bytes, tmp_path: Path
+) -> None:
+    url, state = server
+    state.files[FILENAME] = flip_bytes_in_array(hopper_bytes, tmp_path / "src" / FILENAME, "observations")
+    cache = tmp_path / "cache"
+    fetch_dataset(NAME, cache_dir=cache, base_url=url, progress=False)  # cached, flipped bytes and all
+    state.files[FILENAME] = hopper_bytes
+    with pytest.warns(UserWarning, match="SHA-256"):
+        path = fetch_dataset(NAME, cache_dir=cache, base_url=url, progress=False, sha256=sha256_of(hopper_bytes))
+    assert path.read_bytes() == hopper_bytes
+    assert (cache / f"{FILENAME}.sha256").read_text().split()[0] == sha256_of(hopper_bytes)
+    # The matching cached file is kept: no further download.
+    requests = len(state.ranges)
+    fetch_dataset(NAME, cache_dir=cache, base_url=url, progress=False, sha256=sha256_of(hopper_bytes))
+    assert len(state.ranges) == requests
+
+
+def test_malformed_sha256_argument_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(BenchError, match="64 hexadecimal digits"):
+        fetch_dataset(NAME, cache_dir=tmp_path, base_url=str(tmp_path), progress=False, sha256="abc123")
+
+
+def test_verify_recomputes_and_compares(hopper_bytes: bytes, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    fetch_dataset(NAME, cache_dir=cache, base_url=str(tmp_path / "src"), progress=False)
+    good = sha256_of(hopper_bytes)
+    [result] = verify_datasets(None, cache_dir=cache)
+    assert (result.name, result.path, result.sha256, result.ok) == (NAME, cache / FILENAME, good, True)
+    [result] = verify_datasets([NAME], cache_dir=cache, sha256=good)
+    assert result.ok and good in result.line()
+
+    # Bytes changed after the fetch: the recomputed hash differs from the recorded one.
+    flipped = flip_bytes_in_array(hopper_bytes, cache / FILENAME, "observations")
+    (cache / FILENAME).write_bytes(flipped)
+    [result] = verify_datasets([f"d4rl:{NAME}"], cache_dir=cache)
+    assert not result.ok and sha256_of(flipped) in result.line() and good in result.line()
+
+    # Another machine's hash, given on the command line.
+    (cache / FILENAME).write_bytes(hopper_bytes)
+    [result] = verify_datasets([NAME], cache_dir=cache, sha256=sha256_of(flipped))
+    assert not result.ok and "--sha256" in result.line()
+
+    (cache / f"{FILENAME}.sha256").unlink()
+    [result] = verify_datasets([NAME], cache_dir=cache)
+    assert not result.ok and "no recorded SHA-256" in result.line() and good in result.line()
+
+
+def test_verify_errors(tmp_path: Path) -> None:
+    with pytest.raises(BenchError, match="no D4RL files"):
+        verify_datasets(None, cache_dir=tmp_path)
+    with pytest.raises(BenchError, match="not in the cache"):
+        verify_datasets(["walker2d-medium-v2"], cache_dir=tmp_path)
+    with pytest.raises(BenchError, match="one dataset"):
+        verify_datasets(None, cache_dir=tmp_path, sha256="0" * 64)
+    (tmp_path / FILENAME).write_bytes(b"data")
+    (tmp_path / f"{FILENAME}.sha256").write_text("not a hash\n")
+    [result] = verify_datasets([NAME], cache_dir=tmp_path)
+    assert not result.ok and str(tmp_path / f"{FILENAME}.sha256") in result.line()

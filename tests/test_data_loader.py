@@ -21,7 +21,7 @@ from bench.data.qlearning import (
 )
 from bench.data.registry import ENVS
 from bench.errors import BenchError
-from tests.d4rl_files import make_d4rl_arrays, write_small_d4rl_file
+from tests.d4rl_files import corrupt_tail, make_d4rl_arrays, write_small_d4rl_file
 
 
 def hopper_arrays(**changes: np.ndarray) -> dict[str, np.ndarray]:
@@ -74,14 +74,23 @@ def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
 # --- validation ----------------------------------------------------------------------------------------
 
 
-def test_truncated_file(tmp_path: Path) -> None:
-    good = write_small_d4rl_file(tmp_path / "good.hdf5")
-    bad = tmp_path / "hopper_medium-v2.hdf5"
-    bad.write_bytes(good.read_bytes()[:3000])
-    with pytest.raises(BenchError) as excinfo:
-        read_d4rl_arrays(bad)
-    message = str(excinfo.value)
-    assert str(bad) in message and "corrupt or incomplete" in message and "delete it" in message
+def broken_copy(good: Path, bad: Path, damage: str) -> Path:
+    data = good.read_bytes()
+    bad.write_bytes(data[:3000] if damage == "truncated" else corrupt_tail(data, keep=0.4, seed=0))
+    return bad
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random tail"])
+def test_broken_file(tmp_path: Path, damage: str) -> None:
+    bad = broken_copy(write_small_d4rl_file(tmp_path / "good.hdf5"), tmp_path / "hopper_medium-v2.hdf5", damage)
+    for read in (read_d4rl_arrays, read_shapes):
+        with pytest.raises(BenchError) as excinfo:
+            read(bad)
+        message = str(excinfo.value)
+        assert str(bad) in message and "corrupt or incomplete" in message and "delete it" in message
+        assert "\n" not in message
+    with pytest.raises(BenchError, match="corrupt or incomplete"):
+        load_dataset("d4rl:hopper-medium-v2", cache_dir=tmp_path)
 
 
 def test_missing_file(tmp_path: Path) -> None:

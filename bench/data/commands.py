@@ -1,4 +1,8 @@
-"""`python -m bench datasets list`: the known datasets, where they are cached and what is there."""
+"""`python -m bench datasets list`: the known datasets, where they are cached and what is there.
+
+The listing reads no data: file sizes, HDF5 shapes and attributes, and the SHA-256 recorded at fetch time
+(`python -m bench datasets verify` recomputes it).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from bench.data.download import recorded_sha256
 from bench.data.hdf5 import read_attrs, read_shapes
 from bench.data.registry import D4RL_DATASETS, ENVS, d4rl_cache_dir, local_dataset_dir
 from bench.errors import BenchError
@@ -29,6 +34,17 @@ def _where(argument: Path | None, variable: str) -> str:
     return "default"
 
 
+def _recorded(path: Path) -> str:
+    """The SHA-256 recorded when `path` was fetched, as the listing shows it (no hashing here)."""
+    if not path.is_file():
+        return ""
+    try:
+        digest = recorded_sha256(path)
+    except BenchError:
+        return "unreadable .sha256 record"
+    return digest or "not recorded"
+
+
 def _d4rl_rows(cache: Path) -> list[list[str]]:
     rows = []
     for spec in D4RL_DATASETS.values():
@@ -46,6 +62,7 @@ def _d4rl_rows(cache: Path) -> list[list[str]]:
                 repr(spec.env.ref_max_score),
                 f"{spec.nominal_size:,}",
                 cached,
+                _recorded(path),
             ]
         )
     return rows
@@ -76,7 +93,7 @@ def _local_row(path: Path) -> list[str]:
 
 
 def format_dataset_table(cache_dir: Path | None = None, local_dir: Path | None = None) -> str:
-    """The nine D4RL datasets with their constants and cache state, then the local datasets found."""
+    """The nine D4RL datasets with their constants, cache state and recorded SHA-256, then the local datasets."""
     cache = d4rl_cache_dir(cache_dir)
     local = local_dataset_dir(local_dir)
     lines = [
@@ -95,6 +112,7 @@ def format_dataset_table(cache_dir: Path | None = None, local_dir: Path | None =
                 "ref max return",
                 "nominal size",
                 "cached",
+                "sha256 (recorded at fetch)",
             ],
             disable_numparse=True,
         ),

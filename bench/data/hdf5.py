@@ -7,7 +7,8 @@ and `metadata/*`. Every problem found while reading raises a BenchError naming t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,10 @@ STEP_KEYS = REQUIRED_KEYS + OPTIONAL_STEP_KEYS
 _FLOAT_KEYS = ("observations", "actions", "rewards", "next_observations")
 _BOOL_KEYS = ("terminals", "timeouts")
 _VECTOR_KEYS = ("rewards", "terminals", "timeouts")
+
+# The types h5py raises HDF5 library errors as (h5py/_errors.pyx); RuntimeError is its fallback, e.g.
+# "Object visitation failed (bad heap free list)" when a resumed download appended garbage.
+_HDF5_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError)
 
 
 def _as_stored(key: str, array: np.ndarray) -> np.ndarray:
@@ -53,19 +58,23 @@ def write_d4rl_hdf5(
 
 
 def _corrupt(path: Path, detail: object) -> BenchError:
+    one_line = " ".join(str(detail).split())
     return BenchError(
-        f"{path}: cannot read the HDF5 file, it is corrupt or incomplete ({detail}); "
+        f"{path}: cannot read the HDF5 file, it is corrupt or incomplete ({one_line}); "
         f"delete it and fetch or generate it again"
     )
 
 
-def _open(path: Path) -> h5py.File:
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[h5py.File]:
+    """`path` open for reading; an HDF5 error anywhere in the block becomes a BenchError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise BenchError(f"{path}: no such dataset file")
     try:
-        return h5py.File(path, "r")
-    except OSError as exc:
+        with h5py.File(path, "r") as f:
+            yield f
+    except _HDF5_ERRORS as exc:
         raise _corrupt(path, exc) from exc
 
 
@@ -152,7 +161,7 @@ def read_d4rl_arrays(
     Q-learning view warns about it.
     """
     path = Path(path)
-    with _open(path) as f:
+    with _reading(path) as f:
         names: list[str] = []
         f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
         wanted = names if include_extra else [n for n in names if n in STEP_KEYS]
@@ -160,7 +169,7 @@ def read_d4rl_arrays(
         for name in wanted:
             try:
                 arrays[name] = f[name][()]
-            except (OSError, ValueError) as exc:
+            except _HDF5_ERRORS as exc:
                 raise _corrupt(path, f"key '{name}': {exc}") from exc
     return validate_d4rl_arrays(
         arrays, source=str(path), expected_obs_dim=expected_obs_dim, expected_act_dim=expected_act_dim
@@ -179,14 +188,14 @@ def _plain(value: Any) -> Any:
 
 def read_attrs(path: Path) -> dict[str, Any]:
     """The root attributes of an HDF5 file as plain Python values (str, int, float, lists)."""
-    with _open(Path(path)) as f:
+    with _reading(path) as f:
         return {key: _plain(value) for key, value in f.attrs.items()}
 
 
 def read_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     """The shape of every dataset in the file, without reading any data (for listings)."""
     shapes: dict[str, tuple[int, ...]] = {}
-    with _open(Path(path)) as f:
+    with _reading(path) as f:
         f.visititems(
             lambda name, obj: shapes.__setitem__(name, tuple(obj.shape)) if isinstance(obj, h5py.Dataset) else None
         )
