@@ -11,7 +11,7 @@ from bench.cli import main
 from bench.errors import BenchError
 from bench.report import build_report
 from bench.report.figures import FIGURES
-from tests.report_fixtures import make_record, record_path, scores_without, write_fixture
+from tests.report_fixtures import make_record, record_path, scores_without, smoke_records, write_fixture, write_records
 
 REPS = 200
 HOPPER = "d4rl:hopper-medium-v2"
@@ -106,3 +106,13 @@ def test_a_grid_without_complete_datasets_still_writes_every_figure(tmp_path: Pa
     assert_figures(tmp_path / "f")
     table1 = (tmp_path / "t" / "table1_score.md").read_text()
     assert "| IQM [95% CI] | — | — |" in table1 and "Mean and IQM: —, no dataset has a score" in table1
+
+
+def test_a_smoke_shaped_grid_writes_every_figure_with_bootstrap_intervals(tmp_path: Path) -> None:
+    write_records(tmp_path / "r", smoke_records())
+    summary = build_report(tmp_path / "r", None, tmp_path / "f", baseline="mlp-small", reps=REPS)
+    assert summary.iqm == {"mlp-small": "4.8 [4.1, 5.5]", "kan-small": "6.6 [6.0, 7.2]"}
+    assert_figures(tmp_path / "f")
+    captions = (tmp_path / "f" / "captions.md").read_text()
+    assert "Student-t" not in captions and f"95% stratified-bootstrap CI band ({REPS} resamples, seed 0)" in captions
+    assert "only 2 seeds: the CIs are wide or degenerate" in captions

@@ -19,7 +19,15 @@ from bench.report.stats import (
     score_matrix,
     select_complete,
 )
-from tests.report_fixtures import SCORES, scores_without, write_fixture
+from tests.report_fixtures import (
+    SCORES,
+    SMOKE_DATASET,
+    SMOKE_STEPS,
+    scores_without,
+    smoke_records,
+    write_fixture,
+    write_records,
+)
 
 REPS = 200
 HALFCHEETAH = "d4rl:halfcheetah-medium-v2"
@@ -139,11 +147,29 @@ def test_score_matrix_refuses_gaps(tmp_path: Path) -> None:
     assert selection.datasets == [HALFCHEETAH]
 
 
-def test_learning_curves_average_seeds_with_a_t_band(tmp_path: Path) -> None:
+@pytest.mark.parametrize("seed", [0, 5])
+def test_learning_curves_average_seeds_with_the_bootstrap_ci_of_the_aggregates(tmp_path: Path, seed: int) -> None:
     write_fixture(tmp_path)
-    curves = learning_curves(analyze_folder(tmp_path, baseline="mlp", reps=REPS, seed=0).records.curves)
+    curves = learning_curves(
+        analyze_folder(tmp_path, baseline="mlp", reps=REPS, seed=0).records.curves, reps=REPS, seed=seed
+    )
     curve = curves[(HOPPER, "mlp")]
     assert curve.n == 3 and list(curve.steps) == [1000, 2000]
     assert curve.mean[1] == pytest.approx(60.0) and curve.mean[0] == pytest.approx(50.0)
-    # 95% t interval with 2 degrees of freedom: 4.303 * 5 / sqrt(3)
-    assert curve.high[1] - curve.mean[1] == pytest.approx(4.302653 * 5.0 / np.sqrt(3), rel=1e-5)
+    # The same seeded stratified bootstrap as rliable's sample-efficiency curves: (seeds, 1 dataset, steps).
+    scores = np.array([[s - 10.0, s] for s in SCORES[(HOPPER, "mlp")]])[:, np.newaxis, :]
+    points, intervals = direct("curve", scores, lambda x: x.mean(axis=0).mean(axis=0), seed)
+    np.testing.assert_array_equal(curve.mean, points["curve"])
+    np.testing.assert_array_equal(curve.low, intervals["curve"][0])
+    np.testing.assert_array_equal(curve.high, intervals["curve"][1])
+    # A percentile interval stays within the seeds' scores (55, 60, 65), unlike a t interval over 3 seeds.
+    assert 55.0 <= curve.low[1] < 60.0 < curve.high[1] <= 65.0
+
+
+def test_a_single_evaluation_has_the_ci_of_the_aggregate_mean(tmp_path: Path) -> None:
+    write_records(tmp_path, smoke_records())
+    analysis = analyze_folder(tmp_path, baseline="mlp-small", reps=REPS, seed=2)
+    for arch in ("mlp-small", "kan-small"):
+        curve, mean = analysis.curves[(SMOKE_DATASET, arch)], analysis.aggregates[arch]["Mean"]
+        assert list(curve.steps) == [SMOKE_STEPS]
+        assert (curve.mean[0], curve.low[0], curve.high[0]) == pytest.approx((mean.point, mean.low, mean.high))

@@ -1,12 +1,14 @@
 """The report's figures, each written as PDF and PNG, plus `captions.md` saying what each one shows.
 
 Figures are built with matplotlib's object API on an Agg canvas (no pyplot, so no global figure state and no
-display needed). Every architecture keeps one colour across all figures.
+display needed). Every architecture keeps one colour across all figures, and every interval is the same seeded
+95% percentile bootstrap over seeds (rliable's stratified bootstrap, see `bench.report.stats`).
 """
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,25 +18,30 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import NullFormatter
+from matplotlib.transforms import offset_copy
 
 from bench.fileio import atomic_write_text
-from bench.report.stats import AGGREGATE_METRICS, OPTIMALITY_GAP_GAMMA, Analysis, Interval
+from bench.report.stats import AGGREGATE_METRICS, OPTIMALITY_GAP_GAMMA, Analysis, CurveSummary, Interval
 
 PNG_DPI = 150
 NO_AGGREGATE = (
     "No aggregate: no dataset has a score for every seed of every architecture\n"
     "(the stratified bootstrap needs the same seeds for every cell); see Table 1's notes."
 )
+# Single evaluations of several architectures at one step are drawn this many points apart, so that one error
+# bar does not hide another.
+DODGE_POINTS = 8.0
 
 
 @dataclass(frozen=True)
 class FigureOutput:
-    """One written figure: its file stem, the files and the caption that goes into captions.md."""
+    """One written figure: its file stem, the figure itself, the caption that goes into captions.md, the files."""
 
     stem: str
-    paths: list[Path]
+    figure: Figure
     caption: str
+    paths: list[Path]
 
 
 def colors(architectures: Sequence[str]) -> dict[str, tuple[float, float, float, float]]:
@@ -57,44 +64,88 @@ def save(figure: Figure, directory: Path, stem: str) -> list[Path]:
     return [pdf, png]
 
 
-def placeholder(directory: Path, stem: str, title: str, reason: str) -> list[Path]:
+def written(figure: Figure, directory: Path, stem: str, caption: str) -> FigureOutput:
+    return FigureOutput(stem, figure, caption, save(figure, directory, stem))
+
+
+def placeholder(title: str, reason: str) -> Figure:
     """A figure that says why there is nothing to plot, so every expected file exists and explains itself."""
     figure = new_figure(6, 2.5)
     ax = figure.add_subplot()
     ax.set_axis_off()
     ax.set_title(title)
     ax.text(0.5, 0.5, reason, ha="center", va="center", wrap=True, transform=ax.transAxes)
-    return save(figure, directory, stem)
+    return figure
+
+
+def zero_width(interval: Interval) -> bool:
+    """A CI without width: every bootstrap resample gave the same value (too few seeds to vary, or no overlap)."""
+    return math.isclose(interval.low, interval.high, rel_tol=1e-9, abs_tol=1e-12)
 
 
 def _interval_rows(
-    ax: Axes, intervals: dict[str, Interval], order: Sequence[str], palette: dict, *, label_y: bool = True
+    ax: Axes,
+    intervals: dict[str, Interval],
+    order: Sequence[str],
+    palette: dict,
+    *,
+    zero_width_label: Callable[[Interval], str],
+    xlim: tuple[float, float] | None = None,
+    label_y: bool = True,
 ) -> None:
-    """Horizontal CI bars with a tick at the point estimate, one row per architecture (top to bottom)."""
-    for y, arch in enumerate(reversed(order)):
+    """Horizontal CI bars with a tick at the point estimate, one row per architecture (top to bottom).
+
+    A CI of zero width gets no bar (it would be invisible) but `zero_width_label` beside its tick, so that a
+    degenerate interval does not read as certainty.
+    """
+    rows = list(enumerate(reversed(order)))
+    for y, arch in rows:
         interval = intervals[arch]
-        ax.barh(
-            y,
-            interval.high - interval.low,
-            left=interval.low,
-            height=0.6,
-            color=palette[arch],
-            alpha=0.75,
-        )
-        # A marker rather than a line: it stays visible when the interval has no width (e.g. P = 1 everywhere).
+        if not zero_width(interval):
+            ax.barh(y, interval.high - interval.low, left=interval.low, height=0.6, color=palette[arch], alpha=0.75)
         ax.plot(interval.point, y, marker="|", markersize=22, markeredgewidth=2, color="black")
+    ax.set_ylim(-0.6, len(order) - 0.4)  # the rows' room even when no bar is drawn
+    if xlim is not None:
+        ax.set_xlim(*xlim)
+    middle = sum(ax.get_xlim()) / 2
+    for y, arch in rows:
+        interval = intervals[arch]
+        if zero_width(interval):
+            towards_left = interval.point > middle  # write towards the middle of the axes, where there is room
+            ax.annotate(
+                zero_width_label(interval),
+                (interval.point, y),
+                xytext=(-10 if towards_left else 10, 0),
+                textcoords="offset points",
+                ha="right" if towards_left else "left",
+                va="center",
+                fontsize="small",
+                color="firebrick",
+            )
     if label_y:  # axes that share y share their tick labels: only the first one sets them
         ax.set_yticks(range(len(order)), list(reversed(order)))
     ax.grid(axis="x", alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
 
 
-def _data_note(analysis: Analysis) -> str:
-    selection = analysis.selection
-    return (
-        f"{plural(len(selection.datasets), 'dataset')} x {plural(len(selection.seeds), 'seed')}; "
-        f"95% stratified-bootstrap CIs ({analysis.reps} resamples, seed {analysis.seed})"
+def _bootstrap_note(analysis: Analysis) -> str:
+    return f"95% stratified-bootstrap CIs ({analysis.reps} resamples, seed {analysis.seed})"
+
+
+def _data_note(analysis: Analysis, sep: str = "; ") -> str:
+    """Which data the aggregates cover and how their CIs were made; `sep` goes before a few-seeds warning."""
+    seeds = len(analysis.selection.seeds)
+    note = (
+        f"{plural(len(analysis.selection.datasets), 'dataset')} x {plural(seeds, 'seed')}; {_bootstrap_note(analysis)}"
     )
+    if seeds < 3:  # the same warning as Table 1's notes
+        only = "Only" if sep.endswith("\n") else "only"
+        note += f"{sep}{only} {plural(seeds, 'seed')}: the CIs are wide or degenerate; read them with care"
+    return note
+
+
+def _suptitle(figure: Figure, title: str, analysis: Analysis) -> None:
+    figure.suptitle(title + "\n" + _data_note(analysis, sep="\n"), fontsize="medium")
 
 
 def plural(count: int, noun: str) -> str:
@@ -106,20 +157,27 @@ def aggregate_figure(analysis: Analysis, directory: Path, palette: dict) -> Figu
     caption = (
         "Aggregate normalized score per architecture: IQM, mean, median and optimality gap (gamma = "
         f"{OPTIMALITY_GAP_GAMMA:g}: the average shortfall below {OPTIMALITY_GAP_GAMMA:g}, lower is better); "
-        f"bars are 95% stratified-bootstrap CIs, the black tick the point estimate. {_data_note(analysis)}."
+        "bars are 95% stratified-bootstrap CIs, the black tick the point estimate; a CI of zero width (every "
+        f"resample gave the same value) has no bar and is labelled so. {_data_note(analysis)}."
     )
     order = [a for a in analysis.records.architectures if a in analysis.aggregates]
     if not order:
-        paths = placeholder(directory, stem, "Aggregate metrics", NO_AGGREGATE)
-        return FigureOutput(stem, paths, caption)
-    figure = new_figure(3.0 * len(AGGREGATE_METRICS), 0.5 * len(order) + 1.4)
+        return written(placeholder("Aggregate metrics", NO_AGGREGATE), directory, stem, caption)
+    figure = new_figure(3.0 * len(AGGREGATE_METRICS), 0.5 * len(order) + 1.6)
     axes = figure.subplots(1, len(AGGREGATE_METRICS), sharey=True)
     for i, (ax, metric) in enumerate(zip(axes, AGGREGATE_METRICS, strict=True)):
-        _interval_rows(ax, {a: analysis.aggregates[a][metric] for a in order}, order, palette, label_y=i == 0)
+        _interval_rows(
+            ax,
+            {a: analysis.aggregates[a][metric] for a in order},
+            order,
+            palette,
+            zero_width_label=lambda _: "zero-width CI",
+            label_y=i == 0,
+        )
         ax.set_title(metric + (" (lower is better)" if metric == "Optimality gap" else ""))
         ax.set_xlabel("Normalized score")
-    figure.suptitle(f"Aggregate metrics\n{_data_note(analysis)}", fontsize="medium")
-    return FigureOutput(stem, save(figure, directory, stem), caption)
+    _suptitle(figure, "Aggregate metrics", analysis)
+    return written(figure, directory, stem, caption)
 
 
 def profile_figure(analysis: Analysis, directory: Path, palette: dict) -> FigureOutput:
@@ -129,8 +187,7 @@ def profile_figure(analysis: Analysis, directory: Path, palette: dict) -> Figure
         f"final normalized score exceeds tau, with 95% stratified-bootstrap CI bands. {_data_note(analysis)}."
     )
     if not analysis.profiles:
-        paths = placeholder(directory, stem, "Performance profiles", NO_AGGREGATE)
-        return FigureOutput(stem, paths, caption)
+        return written(placeholder("Performance profiles", NO_AGGREGATE), directory, stem, caption)
     figure = new_figure(6.0, 4.0)
     ax = figure.add_subplot()
     for arch, profile in analysis.profiles.items():
@@ -142,8 +199,8 @@ def profile_figure(analysis: Analysis, directory: Path, palette: dict) -> Figure
     ax.grid(alpha=0.3)
     ax.legend(frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
-    figure.suptitle(f"Performance profiles\n{_data_note(analysis)}", fontsize="medium")
-    return FigureOutput(stem, save(figure, directory, stem), caption)
+    _suptitle(figure, "Performance profiles", analysis)
+    return written(figure, directory, stem, caption)
 
 
 def improvement_figure(analysis: Analysis, directory: Path, palette: dict) -> FigureOutput:
@@ -152,7 +209,9 @@ def improvement_figure(analysis: Analysis, directory: Path, palette: dict) -> Fi
     caption = (
         f"Probability of improvement over {baseline}: P(X > {baseline}) is the probability that a run of X on a "
         f"dataset scores higher than a run of {baseline} on the same dataset (ties count half), averaged over "
-        f"datasets; bars are 95% stratified-bootstrap CIs. Above 0.5 favours X. {_data_note(analysis)}."
+        "datasets; bars are 95% stratified-bootstrap CIs. Above 0.5 favours X. A CI of zero width (every resample "
+        "gave the same P, as when every run of X beats every run of the baseline and there are few seeds) has no "
+        f"bar and is labelled so on the figure: it is not certainty. {_data_note(analysis)}."
     )
     if not analysis.improvement:
         reason = (
@@ -160,17 +219,37 @@ def improvement_figure(analysis: Analysis, directory: Path, palette: dict) -> Fi
             if analysis.selection.empty
             else f"No comparison: {baseline} or the other architectures have no complete scores."
         )
-        return FigureOutput(stem, placeholder(directory, stem, "Probability of improvement", reason), caption)
+        return written(placeholder("Probability of improvement", reason), directory, stem, caption)
     order = list(analysis.improvement)
-    figure = new_figure(7.5, 0.55 * len(order) + 1.6)
+    seeds = plural(len(analysis.selection.seeds), "seed")
+    figure = new_figure(7.5, 0.55 * len(order) + 1.8)
     ax = figure.add_subplot()
-    _interval_rows(ax, analysis.improvement, order, palette)
+    _interval_rows(
+        ax,
+        analysis.improvement,
+        order,
+        palette,
+        zero_width_label=lambda i: (
+            f"zero-width CI: all {analysis.reps} resamples give P = {i.point:.2f}\n({seeds}); this is not certainty"
+        ),
+        xlim=(-0.03, 1.03),
+    )
     ax.set_yticks(range(len(order)), [f"P({a} > {baseline})" for a in reversed(order)])
     ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
-    ax.set_xlim(-0.03, 1.03)
     ax.set_xlabel("Probability of improvement")
-    figure.suptitle(f"Probability of improvement over {baseline}\n{_data_note(analysis)}", fontsize="medium")
-    return FigureOutput(stem, save(figure, directory, stem), caption)
+    _suptitle(figure, f"Probability of improvement over {baseline}", analysis)
+    return written(figure, directory, stem, caption)
+
+
+def _dodges(curves: dict[str, CurveSummary]) -> dict[str, float]:
+    """Horizontal offsets in points for single evaluations that share a step, centred on the step."""
+    by_step: dict[float, list[str]] = defaultdict(list)
+    for arch, curve in curves.items():
+        if len(curve.steps) == 1:
+            by_step[float(curve.steps[0])].append(arch)
+    return {
+        arch: (i - (len(archs) - 1) / 2) * DODGE_POINTS for archs in by_step.values() for i, arch in enumerate(archs)
+    }
 
 
 def curves_figure(analysis: Analysis, directory: Path, palette: dict) -> FigureOutput:
@@ -179,28 +258,37 @@ def curves_figure(analysis: Analysis, directory: Path, palette: dict) -> FigureO
     names = rec.display_names()
     caption = (
         "Learning curves: mean normalized score over seeds against gradient steps, one panel per dataset, with a "
-        "95% Student-t CI band across seeds (none for a single seed). n in the legend is the number of seeds; a "
-        "curve ends at the last evaluation every one of its runs reached (a diverged run ends early)."
+        f"{_bootstrap_note(analysis).replace('CIs', 'CI band')} over seeds, the same bootstrap as the other "
+        "figures (no width for a single seed). A cell evaluated once is a point with its CI as error bar (points "
+        "at one step are drawn side by side). n in the legend is the number of seeds; a curve ends at the last "
+        "evaluation every one of its runs reached (a diverged run ends early)."
     )
     datasets = [d for d in rec.datasets if any((d, a) in analysis.curves for a in rec.architectures)]
     if not datasets:
-        reason = "No run has an evaluation yet."
-        return FigureOutput(stem, placeholder(directory, stem, "Learning curves", reason), caption)
+        return written(placeholder("Learning curves", "No run has an evaluation yet."), directory, stem, caption)
     columns = min(3, len(datasets))
     rows = math.ceil(len(datasets) / columns)
     figure = new_figure(4.2 * columns, 3.2 * rows)
     axes = np.atleast_1d(figure.subplots(rows, columns, squeeze=False)).ravel()
     for ax, dataset in zip(axes, datasets, strict=False):
-        for arch in rec.architectures:
-            curve = analysis.curves.get((dataset, arch))
-            if curve is None:
-                continue
+        curves = {a: c for a in rec.architectures if (c := analysis.curves.get((dataset, a))) is not None}
+        dodges = _dodges(curves)
+        for arch, curve in curves.items():
             color = palette[arch]
-            ax.plot(curve.steps, curve.mean, color=color, label=f"{arch} (n={curve.n})", linewidth=1.8, marker=".")
-            ax.fill_between(curve.steps, curve.low, curve.high, color=color, alpha=0.2, linewidth=0)
-            if len(curve.steps) == 1:  # a band over one step has no width: show the interval as an error bar
+            label = f"{arch} (n={curve.n}{', no CI' if curve.n == 1 else ''})"
+            if arch in dodges:  # one evaluation: a point with its interval, not a curve
                 error = [curve.mean - curve.low, curve.high - curve.mean]
-                ax.errorbar(curve.steps, curve.mean, yerr=error, color=color, capsize=4, linewidth=1.2)
+                drawn = ax.errorbar(curve.steps, curve.mean, yerr=error, fmt="o", color=color, capsize=4, label=label)
+                # Shifted on screen only, after the axes took the data limits from the unshifted points.
+                shifted = offset_copy(ax.transData, fig=figure, x=dodges[arch], y=0, units="points")
+                for artist in drawn.get_children():
+                    artist.set_transform(shifted)
+            else:
+                ax.plot(curve.steps, curve.mean, color=color, label=label, linewidth=1.8, marker=".")
+                ax.fill_between(curve.steps, curve.low, curve.high, color=color, alpha=0.2, linewidth=0)
+        last = max(float(c.steps[-1]) for c in curves.values())
+        # Training starts at step 0; a lone evaluation gets room to its right instead of sitting on the edge.
+        ax.set_xlim(0, last * (1.2 if len(dodges) == len(curves) else 1.04))
         ax.set_title(names[dataset], fontsize="medium")
         ax.set_xlabel("Gradient steps")
         ax.set_ylabel("Normalized score")
@@ -209,7 +297,7 @@ def curves_figure(analysis: Analysis, directory: Path, palette: dict) -> FigureO
         ax.legend(frameon=False, fontsize="small")
     for ax in axes[len(datasets) :]:
         ax.set_axis_off()
-    return FigureOutput(stem, save(figure, directory, stem), caption)
+    return written(figure, directory, stem, caption)
 
 
 def mean_parameters(analysis: Analysis, arch: str, column: str) -> float:
@@ -219,44 +307,110 @@ def mean_parameters(analysis: Analysis, arch: str, column: str) -> float:
     return float(chosen.groupby("dataset")[column].first().mean())
 
 
+def log_range(values: Sequence[float]) -> tuple[float, float]:
+    """x limits of a log axis around `values` that hold at least one decade (a power of ten) to label."""
+    low, high = math.log10(min(values)), math.log10(max(values))
+    pad = max(0.15 * (high - low), 0.1)
+    low, high = low - pad, high + pad
+    if math.floor(high) < low:  # no power of ten in view: reach out to the nearer one
+        if low - math.floor(low) <= math.ceil(high) - high:
+            low = math.floor(low)
+        else:
+            high = math.ceil(high)
+    return 10**low, 10**high
+
+
+@dataclass(frozen=True)
+class TickLabel:
+    """A labelled tick of a log axis and the colour of its label."""
+
+    value: float
+    text: str
+    color: str | tuple[float, ...]
+
+
+def count_ticks(ax: Axes, counts: dict[str, float], palette: dict) -> list[TickLabel]:
+    """Label a log axis at the decades in view and at each architecture's count (in its colour)."""
+    left, right = log_range(list(counts.values()))
+    ax.set_xlim(left, right)
+    archs: dict[float, list[str]] = defaultdict(list)
+    for arch, count in counts.items():
+        archs[count].append(arch)
+    for power in range(math.ceil(math.log10(left)), math.floor(math.log10(right)) + 1):
+        archs.setdefault(float(10**power), [])
+    ticks = [
+        # A count shared by several architectures stays black, as the decades do.
+        TickLabel(value, f"{value:,.0f}", palette[archs[value][0]] if len(archs[value]) == 1 else "black")
+        for value in sorted(archs)
+    ]
+    set_tick_labels(ax, ticks)
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    return ticks
+
+
+def set_tick_labels(ax: Axes, ticks: Sequence[TickLabel], lines: Sequence[int] | None = None) -> None:
+    """x ticks with their labels, each label `lines[i]` lines below the axis's first line of labels."""
+    lines = lines or [0] * len(ticks)
+    ax.set_xticks([t.value for t in ticks], ["\n" * line + t.text for t, line in zip(ticks, lines, strict=True)])
+    for label, tick in zip(ax.get_xticklabels(), ticks, strict=True):
+        label.set_color(tick.color)
+
+
+def stagger_tick_labels(figure: Figure, axes_ticks: Sequence[tuple[Axes, list[TickLabel]]], gap: float = 4) -> None:
+    """Move x tick labels that would overlap a label to their left down a line (or more) until they do not.
+
+    The labels' extents are measured on the laid-out figure; `gap` is the least space between labels in pixels.
+    """
+    figure.draw_without_rendering()
+    for ax, ticks in axes_ticks:
+        boxes = [label.get_window_extent() for label in ax.get_xticklabels()]
+        line_ends: list[float] = []  # right edge of the last label on each line
+        lines = []
+        for box in boxes:  # ticks are sorted by value, so left to right
+            line = next((i for i, end in enumerate(line_ends) if end + gap <= box.x0), len(line_ends))
+            if line == len(line_ends):
+                line_ends.append(box.x1)
+            line_ends[line] = box.x1
+            lines.append(line)
+        set_tick_labels(ax, ticks, lines)
+
+
 def parameters_figure(analysis: Analysis, directory: Path, palette: dict) -> FigureOutput:
     stem = "parameters_vs_iqm"
     envs = analysis.records.runs.loc[analysis.records.runs["dataset"].isin(analysis.selection.datasets), "env"]
     per_env = " (mean over the datasets' environments)" if envs.nunique() > 1 else ""
     caption = (
         "IQM of the normalized score (95% stratified-bootstrap CI as error bar) against trainable parameters on a "
-        f"log axis: left the actor network, right the actor network plus one critic network{per_env}. "
-        f"{_data_note(analysis)}."
+        f"log axis: left the actor network, right the actor network plus one critic network{per_env}. The axis "
+        f"labels the powers of ten and each architecture's count, in its colour. {_data_note(analysis)}."
     )
     order = [a for a in analysis.records.architectures if a in analysis.aggregates]
     if not order:
-        paths = placeholder(directory, stem, "Parameters against IQM", NO_AGGREGATE)
-        return FigureOutput(stem, paths, caption)
-    figure = new_figure(10.0, 4.0)
+        return written(placeholder("Parameters against IQM", NO_AGGREGATE), directory, stem, caption)
+    figure = new_figure(10.0, 4.2)
     axes = figure.subplots(1, 2, sharey=True)
-    counts: list[Callable[[str], float]] = [
-        lambda a: mean_parameters(analysis, a, "actor_params"),
-        lambda a: mean_parameters(analysis, a, "actor_params") + mean_parameters(analysis, a, "critic_params"),
+    actor = {a: mean_parameters(analysis, a, "actor_params") for a in order}
+    panels = [
+        ("Actor parameters", actor),
+        ("Actor + one critic parameters", {a: actor[a] + mean_parameters(analysis, a, "critic_params") for a in order}),
     ]
-    labels = ["Actor parameters", "Actor + one critic parameters"]
-    for ax, count, label in zip(axes, counts, labels, strict=True):
+    axes_ticks = []
+    for ax, (label, counts) in zip(axes, panels, strict=True):
         for arch in order:
             iqm = analysis.aggregates[arch]["IQM"]
-            x = count(arch)
             error = [[iqm.point - iqm.low], [iqm.high - iqm.point]]
-            ax.errorbar(x, iqm.point, yerr=error, fmt="o", color=palette[arch], capsize=4, markersize=7)
-            text = f"{arch}\n{x:,.0f}"
-            ax.annotate(text, (x, iqm.point), textcoords="offset points", xytext=(6, 4), fontsize="small")
+            ax.errorbar(counts[arch], iqm.point, yerr=error, fmt="o", color=palette[arch], capsize=4, label=arch)
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.margins(x=0.25)
+        axes_ticks.append((ax, count_ticks(ax, counts, palette)))
         ax.set_xlabel(label + (" (mean over environments)" if per_env else ""))
         ax.grid(alpha=0.3, which="major")
         ax.spines[["top", "right"]].set_visible(False)
     axes[0].set_ylabel("IQM normalized score")
-    figure.suptitle(f"Parameters against IQM\n{_data_note(analysis)}", fontsize="medium")
-    return FigureOutput(stem, save(figure, directory, stem), caption)
+    axes[0].legend(frameon=False, fontsize="small")
+    _suptitle(figure, "Parameters against IQM", analysis)
+    stagger_tick_labels(figure, axes_ticks)
+    figure.align_xlabels(axes)  # a panel whose tick labels take two lines keeps its label level with the other
+    return written(figure, directory, stem, caption)
 
 
 def write_captions(outputs: Sequence[FigureOutput], analysis: Analysis, directory: Path) -> Path:

@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 from rliable import library as rly
 from rliable import metrics
-from scipy import stats as scipy_stats
 
 from bench.report.records import RecordSet
 
@@ -215,19 +214,14 @@ def time_statistics(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"n": grouped.count(), "mean": grouped.mean(), "std": grouped.std(ddof=1)})
 
 
-def t_interval(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and Student-t 95% CI across `axis` (seeds); the band collapses to the mean for a single seed."""
-    n = values.shape[axis]
-    mean = values.mean(axis=axis)
-    if n < 2:
-        return mean, mean, mean
-    half = scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * values.std(axis=axis, ddof=1) / np.sqrt(n)
-    return mean, mean - half, mean + half
+def _mean_per_step(scores: np.ndarray) -> np.ndarray:
+    """rliable's aggregate mean at every step of a (num_seeds, num_datasets, num_steps) array."""
+    return scores.mean(axis=0).mean(axis=0)
 
 
 @dataclass(frozen=True)
 class CurveSummary:
-    """Mean learning curve of one (dataset, arch) cell over its seeds, with a 95% CI band."""
+    """Mean learning curve of one (dataset, arch) cell over its seeds, with a 95% stratified-bootstrap CI band."""
 
     steps: np.ndarray
     mean: np.ndarray
@@ -236,19 +230,23 @@ class CurveSummary:
     n: int
 
 
-def learning_curves(curves: pd.DataFrame) -> dict[tuple[str, str], CurveSummary]:
-    """Per (dataset, arch): the mean over seeds at the evaluation steps every seed reached.
+def learning_curves(curves: pd.DataFrame, *, reps: int, seed: int) -> dict[tuple[str, str], CurveSummary]:
+    """Per (dataset, arch): the mean over seeds at the evaluation steps every seed reached, with its CI.
 
-    A diverged run stops early; the curve then ends at the last step all of the cell's runs evaluated, so no
-    point is an average over a different set of seeds than its neighbours.
+    The CI is the same seeded percentile bootstrap over seeds that the aggregates use (rliable's stratified
+    bootstrap of a (num_seeds, 1, num_steps) array, as rliable does for sample-efficiency curves), so a curve's
+    last point and the aggregate mean of a single dataset agree. A diverged run stops early; the curve then ends
+    at the last step all of the cell's runs evaluated, so no point is an average over a different set of seeds
+    than its neighbours.
     """
     result: dict[tuple[str, str], CurveSummary] = {}
     for (dataset, arch), group in curves.groupby(["dataset", "arch"]):
         table = group.pivot_table(index="step", columns="seed", values="normalized_score").dropna()
         if table.empty:
             continue
-        mean, low, high = t_interval(table.to_numpy(dtype=float), axis=1)
-        result[(dataset, arch)] = CurveSummary(table.index.to_numpy(), mean, low, high, table.shape[1])
+        scores = table.to_numpy(dtype=float).T[:, np.newaxis, :]
+        points, cis = _bootstrap(f"{dataset},{arch}", scores, _mean_per_step, reps=reps, seed=seed)
+        result[(dataset, arch)] = CurveSummary(table.index.to_numpy(), points, cis[0], cis[1], table.shape[1])
     return result
 
 
@@ -289,6 +287,6 @@ def analyze(records: RecordSet, *, baseline: str, reps: int, seed: int) -> Analy
         aggregates=aggregates,
         improvement=improvement,
         profiles=profiles,
-        curves=learning_curves(records.curves),
+        curves=learning_curves(records.curves, reps=reps, seed=seed),
         times=time_statistics(runs),
     )
