@@ -14,13 +14,13 @@ from bench.agents import sac
 from bench.agents.sac import SACConfig, SACRunConfig, train_sac
 from bench.cli import main
 from bench.data.loader import load_dataset
-from bench.data.local_suite import (
+from bench.errors import BenchError
+from bench.suite.recipe import (
     choose_medium,
     export_behaviour_policies,
     medium_candidates,
     regenerate_datasets,
 )
-from bench.errors import BenchError
 from tests.interrupts import interrupted_on_call
 
 
@@ -127,7 +127,7 @@ def test_regeneration_is_byte_identical_and_loads(policies: Path, tmp_path: Path
 
 
 def test_replay_stream_matches_the_training_stream(finished_run: Path, policies: Path, tmp_path: Path) -> None:
-    from bench.data.local_suite import replay_training_stream
+    from bench.suite.recipe import replay_training_stream
 
     info = json.loads((policies / "policies.json").read_text())
     stream = replay_training_stream("hopper", policies, info)

@@ -1,12 +1,13 @@
-"""Rollouts of any policy written as D4RL-layout HDF5 datasets (the local D4RL-recipe suite).
+"""Rollouts of any policy written as D4RL-layout HDF5 datasets; the local D4RL recipe (`bench/suite/`) builds on them.
 
-`collect_transitions` records one continuous stream of episodes the way D4RL's files lay them out;
-`generate_random_dataset` writes a uniform-random-policy stream, the smoke dataset for CI and for machines
-without the D4RL files. Behaviour policies (SAC checkpoints) use the same collector.
+`collect_transitions` records one continuous stream of episodes the way D4RL's files lay them out, and
+`stream_digest` hashes one; `generate_random_dataset` writes a uniform-random-policy stream, the smoke dataset
+for CI and for machines without the D4RL files. Behaviour policies (SAC checkpoints) use the same collector.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from bench.errors import BenchError
 from bench.evaluate import make_env
 
 Policy = Callable[[np.ndarray], np.ndarray]
+STREAM_KEYS = ("observations", "actions", "rewards", "next_observations", "terminals")
 
 
 def collect_transitions(
@@ -57,6 +59,15 @@ def collect_transitions(
     finally:
         gym_env.close()
     return data
+
+
+def stream_digest(arrays: dict[str, np.ndarray], n: int | None = None) -> str:
+    """SHA-256 of the first `n` rows of a stream (observations, actions, rewards, next observations, terminals)."""
+    n = len(arrays["actions"]) if n is None else n
+    digest = hashlib.sha256()
+    for key in STREAM_KEYS:
+        digest.update(np.ascontiguousarray(arrays[key][:n]).tobytes())
+    return digest.hexdigest()
 
 
 def generate_random_dataset(

@@ -16,7 +16,6 @@ policies sample actions from their own seeded generators, so regeneration gives 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,16 +24,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.data.generate import collect_transitions
+from bench.agents.sac import stochastic_policy
+from bench.data.generate import collect_transitions, stream_digest
 from bench.data.hdf5 import write_d4rl_hdf5
 from bench.data.registry import get_env_spec, local_dataset_dir
 from bench.errors import BenchError
 from bench.evaluate import EvaluationResult, evaluate_policy
 from bench.fileio import atomic_torch_save, atomic_write_json, atomic_write_npz
+from bench.nets.heads import TanhGaussianActor
+from bench.nets.kan import KANOptions
+from bench.nets.spec import parse_network_spec
 
 POLICIES_DIR = Path(__file__).resolve().parents[2] / "behaviour_policies"
 LEVELS = ("medium", "medium-replay", "medium-expert")
-STREAM_KEYS = ("observations", "actions", "rewards", "next_observations", "terminals")
 # Rows of the medium and expert streams: a fifth of D4RL's 1,000,000, so the nine files regenerate in minutes
 # on two CPU cores and CQL's epochs still sample from hundreds of episodes.
 DEFAULT_DATASET_STEPS = 200_000
@@ -45,15 +47,6 @@ MEDIUM_CANDIDATES = 5
 # SAC environment steps per environment, sized to train in at most about 90 minutes on two CPU cores
 # (about 100 updates/s with 2 x 256 networks on one thread, plus snapshot evaluations).
 DEFAULT_SAC_STEPS = {"hopper": 200_000, "walker2d": 300_000, "halfcheetah": 300_000}
-
-
-def stream_digest(arrays: dict[str, np.ndarray], n: int | None = None) -> str:
-    """SHA-256 of the first `n` rows of a stream (observations, actions, rewards, next observations, terminals)."""
-    n = len(arrays["actions"]) if n is None else n
-    digest = hashlib.sha256()
-    for key in STREAM_KEYS:
-        digest.update(np.ascontiguousarray(arrays[key][:n]).tobytes())
-    return digest.hexdigest()
 
 
 def medium_candidates(snapshots: list[dict[str, Any]], count: int = MEDIUM_CANDIDATES) -> list[dict[str, Any]]:
@@ -182,8 +175,6 @@ def _regenerate_datasets(
     progress: bool,
     overwrite: bool,
 ) -> list[Path]:
-    from bench.agents.sac import stochastic_policy
-
     spec = get_env_spec(env)
     policies_dir = Path(policies_dir) if policies_dir else POLICIES_DIR / spec.name
     info_path = policies_dir / "policies.json"
@@ -209,7 +200,7 @@ def _regenerate_datasets(
     )
     replay = replay_training_stream(spec.name, policies_dir, info, progress=progress)
 
-    attrs = {"env": spec.name, "source": "local", "env_id": spec.env_id, "generator": "bench.data.local_suite"}
+    attrs = {"env": spec.name, "source": "local", "env_id": spec.env_id, "generator": "bench.suite.recipe"}
     write_d4rl_hdf5(paths["medium"], medium, {**attrs, "policy": "sac-medium", "seed": seed, "level": "medium"})
     write_d4rl_hdf5(
         paths["medium-replay"],
@@ -249,10 +240,6 @@ def replay_training_stream(
 
 def load_behaviour_actor(path: Path, env: str, actor_spec: str) -> torch.nn.Module:
     """A SAC actor (`TanhGaussianActor`) with the weights in `path`, in evaluation mode."""
-    from bench.nets.heads import TanhGaussianActor
-    from bench.nets.kan import KANOptions
-    from bench.nets.spec import parse_network_spec
-
     spec = get_env_spec(env)
     actor = TanhGaussianActor(spec.obs_dim, spec.act_dim, parse_network_spec(actor_spec), KANOptions())
     actor.load_state_dict(torch.load(path, weights_only=True))
@@ -261,8 +248,6 @@ def load_behaviour_actor(path: Path, env: str, actor_spec: str) -> torch.nn.Modu
 
 def _evaluate(actor: torch.nn.Module, env: str) -> EvaluationResult:
     """The evaluation reported for a behaviour policy: 10 episodes with sampled actions, as in the datasets."""
-    from bench.agents.sac import stochastic_policy
-
     return evaluate_policy(env, stochastic_policy(actor, seed=EVAL_SEED), episodes=EVAL_EPISODES, seed=EVAL_SEED)
 
 
