@@ -10,12 +10,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+import bench.grid.run
+from bench import train
 from bench.cli import main
 from bench.errors import BenchError
 from bench.grid.launchers import CellOutcome, CellTask, LocalLauncher, RayLauncher
 from bench.grid.spec import Resources, load_grid
 from bench.grid.store import CellLock, ResultsStore, error_path
+from bench.report.records import load_records
 from tests.d4rl_files import write_small_d4rl_file
+from tests.interrupts import interrupted_on_call
 
 # Wall-clock fields; everything else in a record repeats exactly for the same seed on CPU.
 TIMING_FIELDS = {"seconds_per_epoch", "started_at", "finished_at"}
@@ -101,7 +105,7 @@ def test_run_skips_finished_cells_and_reruns_a_corrupt_one(
 
     assert main(["grid", "status", str(grid), "--results", str(tmp_path / "results")]) == 0
     status = capsys.readouterr().out
-    assert "done 2, diverged 0, failed 0, running 0, missing 0 (of 2 cells)" in status
+    assert "done 2, diverged 0, failed 0, running 0, partial 0, missing 0 (of 2 cells)" in status
 
     assert main(args) == 0
     assert "2 finished before, 0 to run" in capsys.readouterr().out
@@ -134,7 +138,7 @@ def test_a_failing_cell_does_not_stop_the_others(
 
     assert main(["grid", "status", str(grid), "--results", str(tmp_path / "results")]) == 0
     status = capsys.readouterr().out
-    assert "done 1, diverged 0, failed 1, running 0, missing 0" in status
+    assert "done 1, diverged 0, failed 1, running 0, partial 0, missing 0" in status
 
     assert main(args) == 3  # the failed cell is retried, the finished one is not
     assert "1 finished before, 1 to run" in capsys.readouterr().out
@@ -171,12 +175,119 @@ def test_a_locked_cell_is_left_to_its_holder(
     with CellLock(held) as locked:  # what another grid process training this cell holds
         assert locked
         assert main(["grid", "status", str(grid), "--results", str(results)]) == 0
-        assert "running 1, missing 1" in capsys.readouterr().out
+        assert "running 1, partial 0, missing 1" in capsys.readouterr().out
         assert main(["grid", "run", str(grid), "--results", str(results)]) == 0
         out = capsys.readouterr().out
     assert "busy" in out and "running elsewhere" in out
     assert "1 cell(s) are being trained by another process" in out
     assert not held.exists() and read(free)["status"] == "done"
+
+
+def test_a_killed_cell_is_partial_until_the_next_run_resumes_it(
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    grid = tiny_grid(
+        tmp_path, [f"local:{hopper_file}"], seeds=(0, 1), steps=200, epoch_steps=50, eval_every=200, checkpoint_every=1
+    )
+    results = tmp_path / "results"
+    spec = load_grid(grid)
+    store = ResultsStore.for_grid(results, spec)
+    killed = spec.cells()[0]
+    # Killed in its fourth epoch of four: the checkpoint of step 150 stays behind, no record.
+    monkeypatch.setattr(train, "_train_epoch", interrupted_on_call(train._train_epoch, 4))
+    with pytest.raises(KeyboardInterrupt):
+        train.train_cell(spec.run_config(killed), store.record_path(killed), progress=False)
+    monkeypatch.undo()
+
+    assert main(["grid", "status", str(grid), "--results", str(results)]) == 0
+    status = capsys.readouterr().out
+    row = next(line for line in status.splitlines() if " partial " in line)
+    assert "150/200" in row and "resumes from it" in row and row.split()[2] == "0"
+    assert "running 0, partial 1, missing 1 (of 2 cells)" in status
+
+    assert main(["grid", "run", str(grid), "--dry-run", "--results", str(results)]) == 0
+    plan = capsys.readouterr().out
+    assert "2 to run (1 from a checkpoint), 0 to skip" in plan
+    assert "resume from step 150" in next(line for line in plan.splitlines() if line.startswith("1 "))
+
+    assert main(["grid", "run", str(grid), "--results", str(results)]) == 0
+    assert "2 to run, 1 resuming from a checkpoint (local launcher" in capsys.readouterr().out
+    assert read(store.record_path(killed))["steps_done"] == 200
+
+
+class FinishedElsewhere:
+    """A launcher whose every cell another grid process finished after this one planned the run."""
+
+    name = "local"
+    parallelism = 1
+
+    def run(self, tasks: list[CellTask], report) -> None:
+        for task in tasks:
+            report(task, CellOutcome("skipped", final_score=1.0))
+
+
+def test_cells_finished_by_another_process_are_counted_once(
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bench.grid.run, "make_launcher", lambda *args: FinishedElsewhere())
+    grid = tiny_grid(tmp_path, [f"local:{hopper_file}"], seeds=(0, 1))
+    assert main(["grid", "run", str(grid), "--results", str(tmp_path / "results")]) == 0
+    out = capsys.readouterr().out
+    assert "2 cells, 0 finished before, 2 to run" in out
+    assert "[2/2] skipped" in out
+    summary = out.strip().splitlines()[-1]
+    assert "2/2 cells finished (0 before, 0 done and 0 diverged now, 2 by another process meanwhile)" in summary
+
+
+def test_overrides_reach_their_cells_records_and_report(
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every episode ends by a terminal, so their returns differ and reward-range normalization has a range.
+    plain_file = write_small_d4rl_file(tmp_path / "hopper-plain.hdf5", env="hopper", terminal_episodes={0, 1, 2, 3})
+    normalized = tmp_path / "hopper-normalized.hdf5"
+    normalized.write_bytes(plain_file.read_bytes())
+    grid = tiny_grid(
+        tmp_path,
+        [f"local:{plain_file}", f"local:{normalized}"],
+        archs=("mlp-small", "kan-small"),
+        dataset_overrides={f"local:{normalized}": {"normalize_reward": True}},
+        architecture_overrides={"kan-small": {"policy_lr": 1e-4}},
+    )
+    results = tmp_path / "results"
+    assert main(["grid", "run", str(grid), "--results", str(results), "--workers", "2"]) == 0
+    spec = load_grid(grid)
+    store = ResultsStore.for_grid(results, spec)
+    for cell in spec.cells():
+        record = read(store.record_path(cell))
+        expected = {}
+        if cell.dataset == f"local:{normalized}":
+            expected["normalize_reward"] = True
+        if cell.arch == "kan-small":
+            expected["cql.policy_lr"] = 1e-4
+        assert record["status"] == "done"
+        assert record["config"]["normalize_reward"] is ("normalize_reward" in expected)
+        assert record["config"]["cql"]["policy_lr"] == expected.get("cql.policy_lr", 3e-5)
+        assert record["grid_overrides"]["applied"] == expected
+        assert record["grid_overrides"]["dataset_overrides"] == {f"local:{normalized}": {"normalize_reward": True}}
+    resolved = yaml.safe_load(store.grid_file.read_text())
+    assert resolved["architecture_overrides"] == {"kan-small": {"policy_lr": 1e-4}}
+    # Normalized rewards train differently: the same seed on the same transitions gives other critic losses.
+    plain, scaled = (read(store.record_path(c)) for c in spec.cells()[:3:2])
+    assert plain["losses"]["critic_loss"] != scaled["losses"]["critic_loss"]
+
+    # The report takes the grid's overrides as one configuration, and its settings as the grid-wide ones.
+    records = load_records(store.root)
+    assert records.mixed_keys == [] and records.config["normalize_reward"] is False
+    # A record of the same cell from a grid without the override is another configuration.
+    other = tmp_path / "mixed"
+    (other / "a").mkdir(parents=True)
+    (other / "b").mkdir()
+    overridden = read(store.record_path(spec.cells()[2]))
+    (other / "a" / "seed0.json").write_text(json.dumps(overridden))
+    plain_grid = dict(overridden, grid_overrides={}, cell=dict(overridden["cell"], seed=1))
+    (other / "b" / "seed1.json").write_text(json.dumps(plain_grid))
+    with pytest.raises(BenchError, match="different configurations"):
+        load_records(other)
 
 
 def test_missing_datasets_stop_the_grid_before_any_cell(
@@ -240,14 +351,16 @@ def test_ray_needs_resources_the_cluster_has() -> None:
 
 @pytest.mark.slow
 def test_ray_launcher_writes_the_same_records_as_the_local_one(
-    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ray = pytest.importorskip("ray")
+    # A local instance without token authentication, so Ray writes no token into the user's ~/.ray.
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     grid = tiny_grid(tmp_path, [f"local:{hopper_file}"], seeds=(0, 1))
     cells = load_grid(grid).cells()
     local, remote = ResultsStore(tmp_path / "local" / "tiny"), ResultsStore(tmp_path / "ray" / "tiny")
     assert main(["grid", "run", str(grid), "--results", str(tmp_path / "local"), "--workers", "2"]) == 0
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
     try:
         assert main(["grid", "run", str(grid), "--results", str(tmp_path / "ray"), "--launcher", "ray"]) == 0
     finally:

@@ -175,6 +175,57 @@ HEAD = "architectures: [mlp-small]\ndatasets: [local:hopper-random]\nseeds: [0]\
             "built-in",
         ),
         ("architectures: [mlp-small]\ndatasets: [local:a]\nseeds: [0]\n", 1, "(top level)", "missing key 'steps'"),
+        (
+            HEAD + "steps: 4\ndataset_overrides:\n  local:hopper-randm: {normalize_reward: true}\n",
+            6,
+            "dataset_overrides.local:hopper-randm",
+            "did you mean 'local:hopper-random'",
+        ),
+        (
+            HEAD + "steps: 4\narchitecture_overrides:\n  mlp-smal: {policy_lr: 1e-4}\n",
+            6,
+            "architecture_overrides.mlp-smal",
+            "did you mean 'mlp-small'",
+        ),
+        (
+            HEAD + "steps: 4\narchitecture_overrides:\n  mlp-small:\n    polcy_lr: 1e-4\n",
+            7,
+            "architecture_overrides.mlp-small.polcy_lr",
+            "did you mean 'policy_lr'",
+        ),
+        (
+            HEAD + "steps: 4\ndataset_overrides:\n  local:hopper-random: {normalize_reward: 1}\n",
+            6,
+            "dataset_overrides.local:hopper-random.normalize_reward",
+            "true or false",
+        ),
+        (
+            HEAD + "steps: 4\narchitecture_overrides: {mlp-small: {batch_size: big}}\n",
+            5,
+            "architecture_overrides.mlp-small.batch_size",
+            "int",
+        ),
+        (
+            HEAD + "steps: 4\narchitecture_overrides: {mlp-small: {}}\n",
+            5,
+            "architecture_overrides.mlp-small",
+            "mapping",
+        ),
+        (HEAD + "steps: 4\ndataset_overrides: [local:hopper-random]\n", 5, "dataset_overrides", "mapping"),
+        (
+            HEAD + "steps: 4\narchitecture_overrides:\n  mlp-small: {soft_target_update_rate: 2.0}\n",
+            6,
+            "architecture_overrides.mlp-small",
+            "soft_target_update_rate",
+        ),
+        (
+            HEAD
+            + "steps: 4\ndataset_overrides:\n  local:hopper-random: {policy_lr: 1e-4}\n"
+            + "architecture_overrides:\n  mlp-small: {policy_lr: 3e-4}\n",
+            8,
+            "architecture_overrides.mlp-small.policy_lr",
+            "dataset_overrides also sets policy_lr for local:hopper-random (line 6)",
+        ),
     ],
 )
 def test_bad_grid_is_refused_with_file_line_and_key(
@@ -188,6 +239,48 @@ def test_bad_grid_is_refused_with_file_line_and_key(
     assert f"line {line}," in error
     assert f"key '{key}'" in error
     assert message in error
+
+
+OVERRIDES = """\
+dataset_overrides:
+  d4rl:walker2d-medium-v2: {normalize_reward: true, cql_alpha: 2}
+architecture_overrides:
+  wide-kan:
+    policy_lr: 3e-4   # YAML reads 3e-4 as a string; the setting is a float
+"""
+
+
+def test_dataset_and_architecture_overrides_reach_exactly_their_cells(tmp_path: Path) -> None:
+    spec = load_grid(write(tmp_path, GOOD + OVERRIDES))
+    assert spec.dataset_overrides == {"d4rl:walker2d-medium-v2": {"normalize_reward": True, "cql_alpha": 2.0}}
+    assert spec.architecture_overrides == {"wide-kan": {"policy_lr": 3e-4}}
+    for cell in spec.cells():
+        config = spec.run_config(cell)
+        walker, wide = cell.dataset == "d4rl:walker2d-medium-v2", cell.arch == "wide-kan"
+        assert config.normalize_reward is walker
+        assert config.cql.cql_alpha == (2.0 if walker else 5.0)
+        assert config.cql.policy_lr == (3e-4 if wide else 1e-4)
+        assert config.cql.batch_size == 256
+
+    record = spec.record_overrides(Cell("d4rl:walker2d-medium-v2", "wide-kan", 1))
+    assert record["applied"] == {"normalize_reward": True, "cql.cql_alpha": 2.0, "cql.policy_lr": 3e-4}
+    assert record["replaced"] == {"normalize_reward": False, "cql.cql_alpha": 5.0, "cql.policy_lr": 1e-4}
+    untouched = spec.record_overrides(Cell("local:hopper-random", "mlp-small", 3))
+    assert untouched["applied"] == untouched["replaced"] == {}
+    assert untouched["dataset_overrides"] == spec.dataset_overrides
+
+    resolved = spec.resolved()
+    assert yaml.safe_load(yaml.safe_dump(resolved)) == resolved
+    assert resolved["settings"]["normalize_reward"] is False and resolved["settings"]["cql"]["policy_lr"] == 1e-4
+    assert resolved["dataset_overrides"] == {"d4rl:walker2d-medium-v2": {"normalize_reward": True, "cql_alpha": 2.0}}
+    assert resolved["architecture_overrides"] == {"wide-kan": {"policy_lr": 3e-4}}
+
+
+def test_a_dataset_and_an_architecture_may_override_different_settings(tmp_path: Path) -> None:
+    text = GOOD + "dataset_overrides:\n  local:hopper-random: {normalize_reward: true}\n"
+    text += "architecture_overrides:\n  kan-small: {policy_lr: 3e-4}\n"
+    config = load_grid(write(tmp_path, text)).run_config(Cell("local:hopper-random", "kan-small", 1))
+    assert config.normalize_reward and config.cql.policy_lr == 3e-4
 
 
 def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
@@ -207,6 +300,11 @@ def test_paper_grid() -> None:
     assert (spec.steps, spec.epoch_steps, spec.eval_every, spec.eval_episodes) == (1_000_000, 1_000, 5_000, 10)
     assert spec.cql == type(spec.cql)()  # CORL's settings, untouched
     assert len(spec.cells()) == 5 * 9 * 5
+    # CORL's per-dataset configs differ from its defaults in one place: hopper/medium_v2.yaml normalizes rewards.
+    assert spec.dataset_overrides == {"d4rl:hopper-medium-v2": {"normalize_reward": True}}
+    assert spec.architecture_overrides == {}
+    normalized = {cell.dataset for cell in spec.cells() if spec.run_config(cell).normalize_reward}
+    assert normalized == {"d4rl:hopper-medium-v2"}
 
 
 def test_paper_grid_comment_has_the_walker2d_parameter_counts() -> None:
@@ -235,6 +333,8 @@ def test_local_grid_is_the_paper_grid_on_the_local_datasets() -> None:
     assert local.datasets == tuple(name.replace("d4rl:", "local:").removesuffix("-v2") for name in paper.datasets)
     assert local.resolved()["settings"] == paper.resolved()["settings"]
     assert list(local.architectures) == list(paper.architectures)
+    renamed = {name.replace("d4rl:", "local:").removesuffix("-v2"): v for name, v in paper.dataset_overrides.items()}
+    assert local.dataset_overrides == renamed and local.architecture_overrides == paper.architecture_overrides
 
 
 def test_demo_grid() -> None:

@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from bench.errors import BenchError
 from bench.grid.spec import Cell, GridSpec, load_grid
-from bench.grid.store import CellLock, ResultsStore, error_path, is_locked, lock_path, write_error
+from bench.grid.store import CellLock, ResultsStore, checkpoint_step, error_path, is_locked, lock_path, write_error
 from bench.nets.spec import load_architectures
 
 GRID = """\
@@ -77,6 +78,47 @@ def test_cell_states(tmp_path: Path) -> None:
     assert store.state(cell).state == "failed"
 
 
+@pytest.mark.parametrize(
+    ("name", "checkpoint"),
+    [
+        ("seed0.ckpt.pt", {"steps_done": 150, "agent": {"w": torch.zeros(3)}}),  # one cell's
+        ("seed1+seed0.ckpt.pt", {"records": [{"steps_done": 100}, {"steps_done": 150}]}),  # a seed group's
+    ],
+)
+def test_a_killed_cell_with_a_checkpoint_is_partial(tmp_path: Path, name: str, checkpoint: dict) -> None:
+    spec = grid(tmp_path)
+    store = ResultsStore.for_grid(tmp_path / "results", spec)
+    cell = Cell("local:hopper-random", "mlp-small", 0)
+    path = store.record_path(cell)
+    path.parent.mkdir(parents=True)
+    torch.save(checkpoint, path.with_name(name))
+    state = store.state(cell)
+    assert (state.state, state.resume_step, state.finished) == ("partial", 150, False)
+    assert state.note == "checkpoint at step 150: the next run resumes from it"
+    assert checkpoint_step(store.record_path(Cell("local:hopper-random", "mlp-small", 1))) == (
+        100 if "+" in name else None
+    )
+
+    write_error(path, "worker process died from SIGKILL")  # the launcher saw its worker die
+    state = store.state(cell)
+    assert state.state == "failed" and state.resume_step == 150
+    assert state.note == "worker process died from SIGKILL; the next run resumes from step 150 (checkpoint)"
+    error_path(path).unlink()
+
+    path.write_text(json.dumps(record("done")))  # a finished record: the checkpoint does not count
+    assert store.state(cell).state == "done" and store.state(cell).resume_step is None
+
+
+def test_an_unreadable_checkpoint_leaves_the_cell_missing(tmp_path: Path) -> None:
+    spec = grid(tmp_path)
+    store = ResultsStore.for_grid(tmp_path / "results", spec)
+    cell = spec.cells()[0]
+    path = store.record_path(cell)
+    path.parent.mkdir(parents=True)
+    path.with_name("seed0.ckpt.pt").write_bytes(b"torn")
+    assert store.state(cell).state == "missing"
+
+
 def test_grid_yaml_refuses_to_mix_configurations(tmp_path: Path) -> None:
     spec = grid(tmp_path)
     store = ResultsStore.for_grid(tmp_path / "results", spec)
@@ -101,6 +143,24 @@ def test_grid_yaml_refuses_to_mix_configurations(tmp_path: Path) -> None:
 
     redefined = grid(tmp_path, GRID.replace("'kan[2]'", "'kan[3]'"), "redefined.yaml")
     assert store.grid_differences(redefined) == ["architectures.mine.actor: 'kan[2]' -> 'kan[3]'"]
+
+    # Overrides change the results of their cells; those of datasets or architectures not in the old grid do not.
+    overridden = grid(
+        tmp_path,
+        GRID.replace("- mlp-small", "- mlp-small\n  - kan-small")
+        + "dataset_overrides:\n  d4rl:hopper-medium-v2: {normalize_reward: true}\n"
+        + "architecture_overrides:\n  mine: {policy_lr: 1e-4}\n  kan-small: {policy_lr: 1e-4}\n",
+        "overridden.yaml",
+    )
+    assert store.grid_differences(overridden) == [
+        "architecture_overrides.mine.policy_lr: '(absent)' -> 0.0001",
+        "dataset_overrides.d4rl:hopper-medium-v2.normalize_reward: '(absent)' -> True",
+    ]
+    store.write_grid(overridden)
+    assert store.grid_differences(overridden) == []
+    assert "dataset_overrides.d4rl:hopper-medium-v2.normalize_reward: True -> '(absent)'" in store.grid_differences(
+        spec
+    )
 
 
 def test_write_grid_keeps_inline_architectures_loadable(tmp_path: Path) -> None:

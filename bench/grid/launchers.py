@@ -11,6 +11,9 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -41,6 +44,7 @@ class CellTask:
     progress: bool = False
     cache_dir: Path | None = None
     local_dir: Path | None = None
+    grid_overrides: dict[str, Any] | None = None  # GridSpec.record_overrides, kept in the record
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,7 @@ def run_cell(task: CellTask) -> CellOutcome:
                 progress=task.progress,
                 cache_dir=task.cache_dir,
                 local_dir=task.local_dir,
+                grid_overrides=task.grid_overrides,
             )
         except Exception as exc:  # the isolation point: whatever one cell raises, the grid goes on
             written = read_record(task.out)
@@ -222,6 +227,103 @@ def import_ray() -> Any:
     return ray
 
 
+# Ray's GCS client in a child process: a refused token is one exception there, where `ray.init` retries it twenty
+# times with a log line each, and a misconfiguration that aborts Ray's C++ code cannot take the grid down.
+_GCS_PROBE = """
+import sys
+from ray._raylet import GcsClient
+try:
+    GcsClient(address=sys.argv[1])
+except Exception as exc:
+    print(type(exc).__name__, (str(exc).strip().splitlines() or [""])[0], sep="\\t")
+else:
+    print("ok")
+"""
+TOKEN_HELP = (
+    "the head's token (`ray get-auth-token` on the head prints it) in RAY_AUTH_TOKEN, in a file named by "
+    "RAY_AUTH_TOKEN_PATH, or in ~/.ray/auth_token"
+)
+RAY_HEAD_HELP = (
+    "check the address and port (the head's `ray start --head --port`, 6379 by default), that the head runs "
+    "(`ray status` on it) and that this machine can reach it"
+)
+
+
+def ray_token_source() -> str:
+    """Where Ray takes its authentication token from, in Ray's order; '' when there is none.
+
+    BenchError when RAY_AUTH_TOKEN_PATH names an unreadable or empty file: Ray aborts the process on that.
+    """
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return "RAY_AUTH_TOKEN"
+    if os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        path = Path(os.environ["RAY_AUTH_TOKEN_PATH"]).expanduser()
+        try:
+            readable = bool(path.read_text(encoding="utf-8").strip())
+        except (OSError, UnicodeDecodeError):
+            readable = False
+        if not readable:
+            raise BenchError(
+                f"RAY_AUTH_TOKEN_PATH names {path}, which cannot be read or is empty: point it at a file holding "
+                "the Ray head's token, or unset it"
+            )
+        return f"{path} (RAY_AUTH_TOKEN_PATH)"
+    default = Path.home() / ".ray" / "auth_token"
+    try:
+        return str(default) if default.read_text(encoding="utf-8").strip() else ""
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def check_ray_head(address: str, timeout: float = 90.0) -> None:
+    """Before `ray.init(address=...)`: reach the head at `address` (HOST:PORT) and pass its authentication, or
+    raise a one-line BenchError that says what to check. Other address forms (auto, ray://) are left to Ray."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or "/" in address or not port.isdigit():
+        return
+    token_mode = os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "token"
+    source = ray_token_source() if token_mode else ""
+    if token_mode and not source:
+        raise BenchError(f"RAY_AUTH_MODE=token, but no Ray authentication token is set: put {TOKEN_HELP}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as exc:
+        raise BenchError(f"cannot reach a Ray head at {address} ({exc.strerror or exc}): {RAY_HEAD_HELP}") from None
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", _GCS_PROBE, address], capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"no Ray cluster answered at {address} in {timeout:g} s: {RAY_HEAD_HELP}") from None
+    kind, _, detail = probe.stdout.strip().partition("\t")
+    if kind == "ok":
+        return
+    if kind == "AuthenticationError" and not token_mode:
+        raise BenchError(
+            f"the Ray cluster at {address} uses token authentication: set RAY_AUTH_MODE=token and put {TOKEN_HELP}"
+        )
+    if kind == "AuthenticationError":
+        raise BenchError(f"the Ray cluster at {address} refused the token from {source}: put {TOKEN_HELP}")
+    if not kind:  # the probe itself died; the first line of its error says why
+        kind, detail = f"exit code {probe.returncode}", first_line(probe.stderr)
+    raise BenchError(
+        f"no Ray cluster answered at {address} ({kind}{': ' + detail if detail else ''}); is it the head's GCS port, "
+        f"not the dashboard's or the client server's? {RAY_HEAD_HELP}"
+    )
+
+
+def join_ray_cluster(ray: Any, address: str) -> None:
+    """`ray.init(address=address)`, a failure to connect as one line that says what to check."""
+    check_ray_head(address)
+    try:
+        ray.init(address=address, logging_level=logging.WARNING)
+    except Exception as exc:  # ConnectionError, RuntimeError, ray's own: all mean the cluster was not joined
+        raise BenchError(
+            f"cannot join the Ray cluster at {address} ({type(exc).__name__}: {first_line(str(exc))}): "
+            f"{RAY_HEAD_HELP}; with token authentication, set RAY_AUTH_MODE=token and put {TOKEN_HELP}"
+        ) from None
+
+
 def local_cpus() -> int:
     """CPUs this process may use (the affinity mask, which containers and taskset narrow)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -231,7 +333,8 @@ class RayLauncher:
     """Each cell a Ray task asking for the grid's resources; fractional GPUs let several cells share one GPU.
 
     Without an address (`--ray-address` or $RAY_ADDRESS) Ray starts on this machine with its CPU count; with
-    one it joins that cluster, whose nodes must see the results folder, the datasets and the code at the same
+    one it joins that cluster (`join_ray_cluster`: a head that cannot be reached or refuses this process is one
+    line saying what to set), whose nodes must see the results folder, the datasets and the code at the same
     paths.
     """
 
@@ -254,9 +357,10 @@ class RayLauncher:
         started = not ray.is_initialized()
         if started:
             if self.address:
-                ray.init(address=self.address, logging_level=logging.WARNING)
+                join_ray_cluster(ray, self.address)
             else:
-                ray.init(num_cpus=local_cpus(), include_dashboard=False, logging_level=logging.WARNING)
+                # "local": a new instance even when `ray start` left its address in Ray's temp folder.
+                ray.init(address="local", num_cpus=local_cpus(), include_dashboard=False, logging_level=logging.WARNING)
         inflight: dict[Any, CellTask] = {}
         try:
             self._slots = self._fit(ray.cluster_resources(), strict=started and not self.address)

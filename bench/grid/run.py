@@ -142,14 +142,22 @@ def require_same_data(
 def plan_table(spec: GridSpec, store: ResultsStore, missing: list[str] | None = None) -> str:
     """The dry run: every cell in run order, its state and record path; `missing` datasets as a warning."""
     rows = []
+    resuming = 0
     for i, cell in enumerate(spec.cells(), 1):
         state = store.state(cell, probe_lock=True)
-        action = "skip" if state.finished or state.state == "running" else "run"
+        if state.finished or state.state == "running":
+            action = "skip"
+        elif state.resume_step is not None:
+            action = f"resume from step {state.resume_step:,}"
+            resuming += 1
+        else:
+            action = "run"
         rows.append([i, cell.dataset, cell.arch, cell.seed, state.state, action, state.path])
-    counts = Counter(row[5] for row in rows)
+    skip = sum(row[5] == "skip" for row in rows)
+    from_checkpoint = f" ({resuming} from a checkpoint)" if resuming else ""
     header = (
         f"grid {spec.name} ({spec.path}): {len(spec.architectures)} architectures x {len(spec.datasets)} datasets x "
-        f"{len(spec.seeds)} seeds = {len(rows)} cells; {counts['run']} to run, {counts['skip']} to skip; "
+        f"{len(spec.seeds)} seeds = {len(rows)} cells; {len(rows) - skip} to run{from_checkpoint}, {skip} to skip; "
         f"{spec.steps:,} steps each, eval every {spec.eval_every:,} steps on {spec.eval_episodes} episodes"
     )
     table = tabulate(
@@ -168,7 +176,8 @@ def status_table(spec: GridSpec, store: ResultsStore) -> str:
         counts[state.state] += 1
         record = state.record or {}
         score = record.get("final_score")
-        steps = record.get("steps_done")
+        # Where the cell stands: a finished record's steps, else the checkpoint's that the next run resumes from.
+        steps = record.get("steps_done") if state.finished or state.resume_step is None else state.resume_step
         rows.append(
             [
                 cell.dataset,
@@ -281,7 +290,9 @@ def run_grid(
     store.write_grid(spec)
 
     cells = spec.cells()
-    todo = [cell for cell in cells if force or not store.state(cell).finished]
+    states = {cell: store.state(cell) for cell in cells}
+    todo = [cell for cell in cells if force or not states[cell].finished]
+    resuming = sum(states[cell].resume_step is not None for cell in todo) if not force else 0
     result = GridResult(total=len(cells), skipped=len(cells) - len(todo))
     # Absolute paths: a Ray worker may start in another folder; a cell's config never holds a relative arch file.
     arch_file = store.arch_file.resolve()
@@ -293,6 +304,7 @@ def run_grid(
             cell=cell,
             config=spec.run_config(cell, arch_file),
             out=store.record_path(cell).resolve(),
+            grid_overrides=spec.record_overrides(cell),
             force=force,
             threads=spec.resources.threads,
             progress=bars,
@@ -307,9 +319,10 @@ def run_grid(
         where += f", {runner.parallelism} worker(s) x {spec.resources.threads} torch thread(s)"
         if runner.parallelism * spec.resources.threads > local_cpus():
             where += f" (more than the {local_cpus()} CPUs here: workers will compete)"
+    from_checkpoint = f", {resuming} resuming from a checkpoint" if resuming else ""
     print(
-        f"grid {spec.name}: {len(cells)} cells, {result.skipped} finished before, {len(tasks)} to run ({where}); "
-        f"records in {store.root}",
+        f"grid {spec.name}: {len(cells)} cells, {result.skipped} finished before, {len(tasks)} to run"
+        f"{from_checkpoint} ({where}); records in {store.root}",
         file=out,
         flush=True,
     )
@@ -323,9 +336,11 @@ def run_grid(
 def _summary(spec: GridSpec, result: GridResult, seconds: float) -> str:
     counts = result.outcomes
     finished = result.skipped + counts["done"] + counts["diverged"] + counts["skipped"]
+    # "before" is what the opening line counted; cells another process finished since are counted apart.
+    elsewhere = f", {counts['skipped']} by another process meanwhile" if counts["skipped"] else ""
     lines = [
-        f"grid {spec.name}: {finished}/{result.total} cells finished ({result.skipped + counts['skipped']} before, "
-        f"{counts['done']} done and {counts['diverged']} diverged now), {len(result.failed)} failed, "
+        f"grid {spec.name}: {finished}/{result.total} cells finished ({result.skipped} before, "
+        f"{counts['done']} done and {counts['diverged']} diverged now{elsewhere}), {len(result.failed)} failed, "
         f"{len(result.busy)} running elsewhere; {format_duration(seconds)}"
     ]
     if counts["diverged"]:

@@ -21,6 +21,13 @@ A grid file is flat; every key but the three lists has a default:
     normalize_reward: false
     resources: {num_cpus: 1, num_gpus: 0}   # per cell; fractions allowed (Ray packs cells onto a GPU)
     cql: {cql_alpha: 10.0}           # CQLConfig overrides
+    dataset_overrides:               # settings for the cells of some datasets only
+      local:hopper-random: {normalize_reward: true}
+    architecture_overrides:          # settings for the cells of some architectures only
+      kan-wide: {policy_lr: 1e-4}
+
+An override names `normalize_reward` or a CQL setting. A cell takes the grid-wide settings, then its dataset's
+and its architecture's overrides; a setting given by both for one cell is refused (no precedence to guess).
 
 Every problem is reported as a BenchError naming the file, the line and the key, found through the node marks
 of `yaml.compose`.
@@ -65,11 +72,15 @@ KEYS: dict[str, str] = {
     "normalize_reward": "true or false",
     "resources": "{num_cpus: N, num_gpus: N} per cell",
     "cql": "CQL settings to override, {name: value}",
+    "dataset_overrides": "settings for some datasets only, {dataset: {setting: value}}",
+    "architecture_overrides": "settings for some architectures only, {architecture: {setting: value}}",
 }
 REQUIRED = ("architectures", "datasets", "seeds", "steps")
 RESOURCE_KEYS = ("num_cpus", "num_gpus")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DEFAULTS = RunConfig(dataset="", arch="")
+# What a per-dataset or per-architecture override may set: the run setting below and every CQL setting.
+RUN_OVERRIDES = ("normalize_reward",)
 
 Key = tuple[str | int, ...]
 
@@ -119,13 +130,46 @@ class GridSpec:
     resources: Resources = field(default_factory=Resources)
     cql: CQLConfig = field(default_factory=CQLConfig)
     description: str = ""
+    # {dataset or architecture: {setting: value}}, settings by their grid file names (normalize_reward, policy_lr)
+    dataset_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    architecture_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def cells(self) -> list[Cell]:
         """Every cell, seed-major: a grid stopped half way holds whole seeds of every (dataset, architecture)."""
         return [Cell(d, a, s) for s in self.seeds for d in self.datasets for a in self.architectures]
 
+    def overrides(self, cell: Cell) -> dict[str, Any]:
+        """The settings the cell takes from its dataset's and its architecture's overrides (never both for one
+        setting: `load_grid` refuses that, with the lines at fault)."""
+        by_dataset = self.dataset_overrides.get(cell.dataset, {})
+        by_arch = self.architecture_overrides.get(cell.arch, {})
+        both = sorted(by_dataset.keys() & by_arch.keys())
+        if both:
+            raise BenchError(f"{cell}: dataset_overrides and architecture_overrides both set {', '.join(both)}")
+        return {**by_dataset, **by_arch}
+
+    def record_overrides(self, cell: Cell) -> dict[str, Any]:
+        """What the cell's record keeps of the overrides: the settings it took (`applied`) and the grid-wide
+        values they replace (`replaced`), by the record's config keys (`cql.policy_lr`), and the grid's two maps,
+        so a report tells a cell's intended settings from a mix of configurations."""
+        applied: dict[str, Any] = {}
+        replaced: dict[str, Any] = {}
+        for name, value in self.overrides(cell).items():
+            key = name if name in RUN_OVERRIDES else f"cql.{name}"
+            applied[key] = value
+            replaced[key] = getattr(self, name) if name in RUN_OVERRIDES else getattr(self.cql, name)
+        return {
+            "applied": applied,
+            "replaced": replaced,
+            "dataset_overrides": self.dataset_overrides,
+            "architecture_overrides": self.architecture_overrides,
+        }
+
     def run_config(self, cell: Cell, arch_file: Path | None = None) -> RunConfig:
-        """The cell's RunConfig; `arch_file` holds the inline architectures (unused for built-in ones)."""
+        """The cell's RunConfig, its overrides applied; `arch_file` holds the inline architectures (unused for
+        built-in ones)."""
+        overrides = self.overrides(cell)
+        run = {name: overrides.pop(name) for name in RUN_OVERRIDES if name in overrides}
         return RunConfig(
             dataset=cell.dataset,
             arch=cell.arch,
@@ -136,13 +180,14 @@ class GridSpec:
             eval_episodes=self.eval_episodes,
             checkpoint_every=self.checkpoint_every,
             device=self.device,
-            normalize_reward=self.normalize_reward,
+            normalize_reward=run.get("normalize_reward", self.normalize_reward),
             arch_file=str(arch_file) if arch_file is not None and cell.arch in self.inline else None,
-            cql=self.cql,
+            cql=dataclasses.replace(self.cql, **overrides) if overrides else self.cql,
         )
 
     def settings(self) -> dict[str, Any]:
-        """The configuration every cell shares and that changes results (a RunConfig minus the cell's identity)."""
+        """The grid-wide configuration that changes results (a RunConfig minus the cell's identity), before
+        overrides."""
         config = asdict(self.run_config(Cell("", "", 0)))
         for key in ("dataset", "arch", "seed", "arch_file", "checkpoint_every"):
             config.pop(key)
@@ -159,6 +204,8 @@ class GridSpec:
             "datasets": list(self.datasets),
             "seeds": list(self.seeds),
             "settings": self.settings(),
+            "dataset_overrides": self.dataset_overrides,
+            "architecture_overrides": self.architecture_overrides,
             "checkpoint_every": self.checkpoint_every,
             "resources": asdict(self.resources),
         }
@@ -253,13 +300,14 @@ def load_grid(path: Path) -> GridSpec:
     if device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", device):
         raise doc.error(("device",), f"{device!r}: use auto, cpu, cuda or cuda:N")
     architectures, inline = _architectures(doc, data["architectures"])
+    datasets = _datasets(doc, data["datasets"])
     spec = GridSpec(
         name=name,
         path=path,
         description=_string(doc, data, "description", default=""),
         architectures=architectures,
         inline=inline,
-        datasets=_datasets(doc, data["datasets"]),
+        datasets=datasets,
         seeds=_seeds(doc, data["seeds"]),
         steps=_integer(doc, data, "steps", _DEFAULTS.steps),
         epoch_steps=_integer(doc, data, "epoch_steps", _DEFAULTS.epoch_steps),
@@ -270,7 +318,10 @@ def load_grid(path: Path) -> GridSpec:
         normalize_reward=_boolean(doc, data, "normalize_reward", _DEFAULTS.normalize_reward),
         resources=_resources(doc, data.get("resources", {})),
         cql=_cql(doc, data.get("cql", {})),
+        dataset_overrides=_overrides(doc, data, "dataset_overrides", list(datasets), "dataset"),
+        architecture_overrides=_overrides(doc, data, "architecture_overrides", list(architectures), "architecture"),
     )
+    _check_overrides(doc, spec)
     for key in ("steps", "eval_every"):
         if getattr(spec, key) % spec.epoch_steps:
             raise doc.error((key,), f"{getattr(spec, key)} is not a multiple of epoch_steps ({spec.epoch_steps})")
@@ -417,17 +468,91 @@ def _cql(doc: _Document, value: Any) -> CQLConfig:
             close = difflib.get_close_matches(str(key), list(hints), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise doc.error(where, f"unknown CQL setting; {hint}known: {', '.join(hints)}")
-        allowed = typing.get_args(hints[key]) or (hints[key],)
-        if float in allowed and isinstance(setting, str):
-            # YAML 1.1 reads 3e-5 (no dot) as a string.
-            with contextlib.suppress(ValueError):
-                setting = float(setting)
-        if isinstance(setting, int) and not isinstance(setting, bool) and float in allowed and int not in allowed:
-            setting = float(setting)
-        if not isinstance(setting, allowed) or (isinstance(setting, bool) and bool not in allowed):
-            raise doc.error(where, f"takes {hints[key]}, got {_type_name(setting)}")
-        changes[key] = setting
+        changes[key] = _cql_value(doc, where, hints[key], setting)
     try:
         return dataclasses.replace(CQLConfig(), **changes)
     except ValueError as exc:
         raise doc.error(("cql",), str(exc)) from None
+
+
+def _cql_value(doc: _Document, where: Key, hint: Any, setting: Any) -> Any:
+    """A CQL setting's value checked against its type hint, ints and YAML's '3e-5' strings made floats."""
+    allowed = typing.get_args(hint) or (hint,)
+    if float in allowed and isinstance(setting, str):
+        # YAML 1.1 reads 3e-5 (no dot) as a string.
+        with contextlib.suppress(ValueError):
+            setting = float(setting)
+    if isinstance(setting, int) and not isinstance(setting, bool) and float in allowed and int not in allowed:
+        setting = float(setting)
+    if not isinstance(setting, allowed) or (isinstance(setting, bool) and bool not in allowed):
+        raise doc.error(where, f"takes {hint}, got {_type_name(setting)}")
+    return setting
+
+
+def _overrides(doc: _Document, data: dict, key: str, names: list[str], what: str) -> dict[str, dict[str, Any]]:
+    """`dataset_overrides` or `architecture_overrides`: {name of one of the grid's `what`: {setting: value}}."""
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise doc.error((key,), f"expected a mapping {{{what}: {{setting: value}}}}, got {_type_name(value)}")
+    hints = typing.get_type_hints(CQLConfig)
+    allowed = [*RUN_OVERRIDES, *hints]
+    overrides: dict[str, dict[str, Any]] = {}
+    for name, settings in value.items():
+        name = str(name)
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            listed = ", ".join(names)
+            raise doc.error((key, name), f"{name!r} is not one of the grid's {what}s; {hint}they are: {listed}")
+        if not isinstance(settings, dict) or not settings:
+            raise doc.error((key, name), f"expected a mapping {{setting: value}}, got {_type_name(settings)}")
+        checked: dict[str, Any] = {}
+        for setting, setting_value in settings.items():
+            where: Key = (key, name, str(setting))
+            if setting not in allowed:
+                close = difflib.get_close_matches(str(setting), allowed, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise doc.error(where, f"unknown setting; {hint}an override sets one of: {', '.join(allowed)}")
+            checked[setting] = (
+                _override_boolean(doc, where, setting_value)
+                if setting in RUN_OVERRIDES
+                else _cql_value(doc, where, hints[setting], setting_value)
+            )
+        overrides[name] = checked
+    return overrides
+
+
+def _override_boolean(doc: _Document, where: Key, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise doc.error(where, f"expected true or false, got {_type_name(value)}")
+    return value
+
+
+def _check_overrides(doc: _Document, spec: GridSpec) -> None:
+    """Refuse a setting that a dataset and an architecture both override (which would win is a guess), and
+    override values CQLConfig rejects in some cell."""
+    for dataset, by_dataset in spec.dataset_overrides.items():
+        for arch, by_arch in spec.architecture_overrides.items():
+            both = [name for name in by_arch if name in by_dataset]
+            if both:
+                raise doc.error(
+                    ("architecture_overrides", arch, both[0]),
+                    f"dataset_overrides also sets {both[0]} for {dataset} "
+                    f"(line {doc.line(('dataset_overrides', dataset, both[0]))}), so the cells of {arch} on "
+                    f"{dataset} would take two values; set it in one of the two places",
+                )
+    for key, overrides in (
+        ("dataset_overrides", spec.dataset_overrides),
+        ("architecture_overrides", spec.architecture_overrides),
+    ):
+        for name, settings in overrides.items():
+            try:
+                dataclasses.replace(spec.cql, **{k: v for k, v in settings.items() if k not in RUN_OVERRIDES})
+            except ValueError as exc:
+                raise doc.error((key, name), str(exc)) from None
+    for dataset in spec.dataset_overrides:
+        for arch in spec.architecture_overrides:
+            try:
+                spec.run_config(Cell(dataset, arch, 0))
+            except ValueError as exc:
+                raise doc.error(("architecture_overrides", arch), f"{exc} (with the overrides of {dataset})") from None

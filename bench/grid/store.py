@@ -2,8 +2,9 @@
 
 Records are written by `train_cell` (atomically); the store finds them, says what state each cell is in, keeps
 the resolved grid beside them (grid.yaml) and refuses to mix records of different configurations under one
-name. A lock file per cell (`flock` on `<record>.lock`) keeps two workers or two grid processes from training the
-same cell at once; the kernel drops the lock when its holder dies, even by a signal.
+name. A cell without a record whose checkpoint survived (a killed run) is partial: the next run resumes it from
+the checkpoint's step. A lock file per cell (`flock` on `<record>.lock`) keeps two workers or two grid processes
+from training the same cell at once; the kernel drops the lock when its holder dies, even by a signal.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from bench.errors import BenchError
@@ -23,22 +25,44 @@ from bench.train import read_record
 
 # Diverged counts as finished: CQL's divergence repeats for the same seed on CPU, so a retry only burns time.
 FINISHED = ("done", "diverged")
-STATES = ("done", "diverged", "failed", "running", "missing")
+STATES = ("done", "diverged", "failed", "running", "partial", "missing")
 
 
 @dataclass(frozen=True)
 class CellState:
-    """Where a cell stands: done, diverged, failed, running (locked by a live process) or missing."""
+    """Where a cell stands: done, diverged, failed, running (locked by a live process), partial (no record, a
+    checkpoint to resume from) or missing. `resume_step` is the step a checkpoint holds, None without one."""
 
     cell: Cell
     path: Path
     state: str
     record: dict[str, Any] | None = None
     note: str = ""
+    resume_step: int | None = None
 
     @property
     def finished(self) -> bool:
         return self.state in FINISHED
+
+
+def checkpoint_step(record: Path) -> int | None:
+    """The step of the checkpoint that resumes the cell whose record is `record` (`seed0.ckpt.pt`, or its seed
+    group's `seed0+seed1.ckpt.pt`); None when there is none or it cannot be read."""
+    seed = Path(record).name.removesuffix(".json")
+    for path in sorted(Path(record).parent.glob("*.ckpt.pt")):
+        seeds = path.name.removesuffix(".ckpt.pt").split("+")
+        if seed not in seeds:
+            continue
+        try:
+            # mmap: only the pickled dict is read, not the weights.
+            state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        except Exception:  # a torn or foreign file: training reports it when it tries to resume
+            return None
+        # A group checkpoint keeps each seed's progress under "records", a single-cell one at the top.
+        progress = state["records"][seeds.index(seed)] if "records" in state else state
+        steps = progress.get("steps_done")
+        return steps if isinstance(steps, int) else None
+    return None
 
 
 def first_line(text: str | None) -> str:
@@ -68,18 +92,26 @@ class ResultsStore:
         return self.root / dataset_slug(cell.dataset) / cell.arch / f"seed{cell.seed}.json"
 
     def state(self, cell: Cell, *, probe_lock: bool = False) -> CellState:
-        """The cell's state from its record and error file; `probe_lock` also reports a cell being trained."""
+        """The cell's state from its record, error file and checkpoint; `probe_lock` also reports a cell being
+        trained."""
         path = self.record_path(cell)
         record = read_record(path)
         if probe_lock and is_locked(path):
-            return CellState(cell, path, "running", record, "locked by a running worker")
-        error = read_error(path)
-        if record is not None and (record["status"] != "failed" or error is None):
+            return CellState(cell, path, "running", record, "locked by a running worker", checkpoint_step(path))
+        if record is not None and record["status"] in FINISHED:
             return CellState(cell, path, record["status"], record, first_line(record.get("error")))
-        if error is not None:
-            return CellState(cell, path, "failed", record, first_line(error))
-        note = "partial or corrupt record, will be rerun" if path.exists() else ""
-        return CellState(cell, path, "missing", None, note)
+        step = checkpoint_step(path)
+        resumes = "" if step is None else f"; the next run resumes from step {step:,} (checkpoint)"
+        error = read_error(path)
+        if error is not None or record is not None:
+            # A newer failure before training (a killed worker) wins over an older failed record.
+            note = first_line(error if error is not None else record.get("error"))
+            return CellState(cell, path, "failed", record, note + resumes, step)
+        corrupt = "partial or corrupt record, " if path.exists() else ""
+        if step is not None:
+            note = f"{corrupt}checkpoint at step {step:,}: the next run resumes from it"
+            return CellState(cell, path, "partial", None, note, step)
+        return CellState(cell, path, "missing", None, f"{corrupt}will be rerun" if corrupt else "")
 
     def grid_differences(self, spec: GridSpec) -> list[str] | None:
         """How the stored grid.yaml differs from `spec` in what changes results; None when there is no grid.yaml.
@@ -104,6 +136,10 @@ class ResultsStore:
                 before.pop("description", None)
                 after.pop("description", None)
                 differences += _diff(f"architectures.{name}", before, after)
+                differences += _overrides_diff("architecture_overrides", name, old, new)
+        for name in new["datasets"]:
+            if name in (old.get("datasets") or []):
+                differences += _overrides_diff("dataset_overrides", name, old, new)
         return differences
 
     def check_grid(self, spec: GridSpec) -> None:
@@ -128,6 +164,11 @@ class ResultsStore:
             inline = {name: architecture_entry(spec.architectures[name]) for name in sorted(spec.inline)}
             text = f"# Inline architectures of the grid file {spec.path}.\n" + yaml.safe_dump(inline, sort_keys=False)
             atomic_write_text(self.arch_file, text)
+
+
+def _overrides_diff(key: str, name: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """How one dataset's or architecture's overrides changed (a grid.yaml from before overrides has none)."""
+    return _diff(f"{key}.{name}", (old.get(key) or {}).get(name) or {}, new[key].get(name) or {})
 
 
 def _diff(prefix: str, old: Any, new: Any) -> list[str]:
