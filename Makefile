@@ -1,6 +1,10 @@
 # Every target installs what it needs: `setup` builds .venv once and refreshes it when
 # requirements.txt or pyproject.toml change (the stamp file records the last install).
+# TORCH_INDEX=URL adds a package index that pip also searches for the pins: on Linux x86_64 PyPI's torch wheel is
+# the CUDA build (with gigabytes of CUDA wheels, GPU or not); TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# installs the CPU-only build of the same version instead. It applies when .venv is built (`make clean-venv` first).
 PYTHON ?= python3
+TORCH_INDEX ?=
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -12,7 +16,7 @@ setup: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt$(if $(TORCH_INDEX), --extra-index-url $(TORCH_INDEX))
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
@@ -30,6 +34,21 @@ test: lint
 clean-venv:
 	rm -rf $(VENV)
 
+# The peer libraries `python -m bench speed cql` runs against (benchmarks/peers/requirements.txt), in their own
+# venv because d3rlpy pins its own gymnasium; refreshed when that file changes.
+PEERS_VENV := .cache/peers-venv
+PEERS_STAMP := $(PEERS_VENV)/.installed
+.PHONY: bench-peers
+
+bench-peers: $(PEERS_STAMP)
+
+$(PEERS_STAMP): benchmarks/peers/requirements.txt
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install --quiet -r benchmarks/peers/requirements.txt \
+		$(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
+	touch $(PEERS_STAMP)
+
 # Grids (configs/*.yaml) through `python -m bench grid run`; records go to $(RESULTS)/<grid name>/.
 # LAUNCHER=local|ray; WORKERS=N cells at once (default: 1 local, as many as the resources fit on Ray);
 # RAY_ADDRESS=host:port joins an existing Ray cluster; FORCE=1 retrains finished cells.
@@ -40,9 +59,12 @@ WORKERS ?=
 RAY_ADDRESS ?=
 FORCE ?=
 RESULTS ?= results
-# The smoke grid's data, generated when missing and never committed (*.hdf5 is ignored): a random-policy
-# rollout of the real Hopper-v4 env, local data, not D4RL.
-SMOKE_DATA ?= .cache/smoke-data
+# Local datasets (local:<name>) go to LOCAL_DATA, never committed (*.hdf5 is ignored): $BENCH_LOCAL_DATASET_DIR
+# when set, else .cache/local-data, the folder `python -m bench` reads by default, so its commands find the data
+# these targets made. The smoke grid's data is a random-policy rollout of the real Hopper-v4 env (local, not D4RL),
+# generated when missing.
+LOCAL_DATA ?= $(or $(BENCH_LOCAL_DATASET_DIR),.cache/local-data)
+SMOKE_DATA ?= $(LOCAL_DATA)
 GRID_RUN = $(PY) -m bench grid run --launcher $(LAUNCHER) --results $(RESULTS) \
 	$(if $(WORKERS),--workers $(WORKERS)) $(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS)) $(if $(FORCE),--force)
 
@@ -54,10 +76,9 @@ smoke: setup $(SMOKE_DATA)/hopper-random.hdf5
 	$(GRID_RUN) configs/smoke.yaml --local-dir $(SMOKE_DATA)
 	$(PY) -m bench report $(RESULTS)/smoke --tables tables/smoke --figures figures/smoke --baseline mlp-small
 
-# The nine local D4RL-recipe datasets, regenerated from the committed behaviour policies (behaviour_policies/)
-# when missing or when the policies change; local data, not D4RL, never committed. Each env's medium-expert file
-# is written last, so its presence means the env's three files are complete.
-LOCAL_DATA ?= .cache/local-data
+# The nine local D4RL-recipe datasets, regenerated into LOCAL_DATA from the committed behaviour policies
+# (behaviour_policies/) when missing or when the policies change; local data, not D4RL. Each env's medium-expert
+# file is written last, so its presence means the env's three files are complete.
 LOCAL_ENVS := halfcheetah hopper walker2d
 LOCAL_FILES := $(foreach env,$(LOCAL_ENVS),$(LOCAL_DATA)/$(env)-medium-expert.hdf5)
 

@@ -1,13 +1,18 @@
 """`python -m bench ...`: the suite's subcommands.
 
 Each subcommand parses its flags here and calls one function of the package; a `BenchError` (bad input, a
-missing file, an unreachable server) becomes one line on stderr and exit code 2, never a traceback.
+missing file, an unreachable server) becomes one line on stderr and exit code 2, never a traceback. Output
+into a pipe whose reader has gone (`... | head`) ends the command quietly with 141, as SIGPIPE would.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from bench.errors import BenchError
@@ -21,15 +26,43 @@ def _datasets_list(args: argparse.Namespace) -> int:
 
 
 def _datasets_fetch(args: argparse.Namespace) -> int:
-    from bench.data.download import fetch_dataset
+    from bench.data.download import fetch_command, fetch_dataset
     from bench.data.registry import D4RL_DATASETS
 
     if args.all == bool(args.names):
         raise BenchError("datasets fetch: name one or more datasets, or pass --all (not both)")
+    if args.sha256 is not None and (args.all or len(args.names) != 1):
+        raise BenchError("datasets fetch: --sha256 checks one file, so name exactly one dataset")
     names = list(D4RL_DATASETS) if args.all else args.names
+    # Every option but --force, which would discard the partial download the command is meant to resume.
+    resume = fetch_command(
+        args.names, all_datasets=args.all, cache_dir=args.cache_dir, base_url=args.base_url, sha256=args.sha256
+    )
     for name in names:
-        path = fetch_dataset(name, cache_dir=args.cache_dir, base_url=args.base_url, force=args.force)
+        path = fetch_dataset(
+            name,
+            cache_dir=args.cache_dir,
+            base_url=args.base_url,
+            force=args.force,
+            sha256=args.sha256,
+            resume_command=resume,
+        )
         print(f"{name}: {path}")
+    return 0
+
+
+def _datasets_verify(args: argparse.Namespace) -> int:
+    from bench.data.download import verify_datasets
+
+    results = verify_datasets(args.names or None, cache_dir=args.cache_dir, sha256=args.sha256)
+    for result in results:
+        print(result.line())
+    failed = [result.name for result in results if not result.ok]
+    if failed:
+        raise BenchError(
+            f"datasets verify: {len(failed)} of {len(results)} files do not match ({', '.join(failed)}); "
+            f"the lines above say why. Fetch a damaged file again with `python -m bench datasets fetch NAME --force`"
+        )
     return 0
 
 
@@ -47,7 +80,7 @@ def _datasets_generate(args: argparse.Namespace) -> int:
         )
         print(f"wrote {path} (local data, not D4RL); train on it with --dataset local:{path}")
         return 0
-    from bench.data.local_suite import (
+    from bench.suite.recipe import (
         DEFAULT_SAC_STEPS,
         POLICIES_DIR,
         dataset_paths,
@@ -114,14 +147,35 @@ def _speed_nets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    from bench.agents.cql import CQLConfig
-    from bench.train import RunConfig, apply_overrides, train_cell
+def _speed_cql(args: argparse.Namespace) -> int:
+    from bench.speed import run_cql_speed
 
+    print(
+        run_cql_speed(
+            sizes=tuple(args.sizes.split(",")),
+            seeds=tuple(_parse_seeds(args.seeds)),
+            modes=tuple(args.modes.split(",")),
+            rounds=args.rounds,
+            seconds=args.seconds,
+            threads=args.threads,
+            peers=not args.no_peers,
+            device=args.device,
+        )
+    )
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
+
+    from bench.agents.cql import CQLConfig
+    from bench.train import RunConfig, apply_overrides, cpu_load_hint, train_group
+
+    seeds = _parse_seeds(args.seeds) if args.seeds else [args.seed]
     config = RunConfig(
         dataset=args.dataset,
         arch=args.arch,
-        seed=args.seed,
+        seed=seeds[0],
         steps=args.steps,
         epoch_steps=args.epoch_steps,
         eval_every=args.eval_every,
@@ -129,26 +183,58 @@ def _run(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         device=args.device,
         normalize_reward=args.normalize_reward,
+        compile=args.compile,
         arch_file=str(args.arch_file) if args.arch_file else None,
         cql=apply_overrides(CQLConfig(), args.set),
     )
-    record = train_cell(
-        config,
-        args.out,
-        force=args.force,
-        progress=not args.no_progress,
-        cache_dir=args.cache_dir,
-        local_dir=args.local_dir,
-    )
-    seconds = record["seconds_per_epoch"]
-    steps_per_second = record["epoch_steps"] * len(seconds) / sum(seconds) if seconds else float("nan")
-    score = record["final_score"]
-    print(
-        f"{record['status']}: {config.arch} on {config.dataset} seed {config.seed}, "
-        f"final score {score if score is None else f'{score:.1f}'}, "
-        f"{steps_per_second:.1f} gradient steps/s on {record['device']['name']}; record: {args.out}"
-    )
-    return 0 if record["status"] == "done" else 3
+    # With --seeds, --out is a folder of seed<k>.json records, as a grid lays them out.
+    outs = [args.out / f"seed{seed}.json" for seed in seeds] if args.seeds else [args.out]
+    config.validate()  # a refused configuration is one error line, without the load note below
+    if args.threads is not None and args.threads < 1:
+        raise BenchError(f"--threads must be at least 1, got {args.threads}")
+    threads = torch.get_num_threads()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    elif args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available()):
+        hint = cpu_load_hint()
+        if hint:
+            print(hint, file=sys.stderr)
+    try:
+        records = train_group(
+            config,
+            seeds,
+            outs,
+            force=args.force,
+            progress=not args.no_progress,
+            cache_dir=args.cache_dir,
+            local_dir=args.local_dir,
+        )
+    finally:
+        torch.set_num_threads(threads)
+    for record, out in zip(records, outs, strict=True):
+        seconds = record["seconds_per_epoch"]
+        steps_per_second = record["epoch_steps"] * len(seconds) / sum(seconds) if seconds else float("nan")
+        score = record["final_score"]
+        side_by_side = f" ({len(seeds)} seeds side by side)" if len(seeds) > 1 else ""
+        print(
+            f"{record['status']}: {config.arch} on {config.dataset} seed {record['cell']['seed']}, "
+            f"final score {score if score is None else f'{score:.1f}'}, "
+            f"{steps_per_second:.1f} gradient steps/s{side_by_side} on {record['device']['name']}; record: {out}"
+        )
+    return 0 if all(record["status"] == "done" for record in records) else 3
+
+
+def _parse_seeds(text: str) -> list[int]:
+    """'0,1,2' or '0-4' (inclusive) -> distinct seeds in the order given."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        if not first.isdigit() or (dash and not last.isdigit()):
+            raise BenchError(f"--seeds {text!r}: give seeds as 0,1,2 or a range 0-4")
+        seeds.extend(range(int(first), int(last) + 1) if dash else [int(first)])
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise BenchError(f"--seeds {text!r}: each seed once")
+    return seeds
 
 
 def _grid(args: argparse.Namespace) -> int:
@@ -201,15 +287,58 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Reports an unknown argument with the usage of the subcommand it was given to, and the nearest flag."""
+
+    def parse_known_args(
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        namespace, extras = super().parse_known_args(args, namespace)
+        # Only a parser without subcommands knows every flag that may follow; parents pass extras down.
+        if extras and self._subparsers is None:
+            flags = [option for option in self._option_string_actions if option.startswith("--")]
+            close = [
+                match
+                for extra in extras
+                if extra.startswith("-")
+                for match in difflib.get_close_matches(extra.split("=", 1)[0], flags, n=1)
+            ]
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            self.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+        return namespace, extras
+
+
+def _architecture_list() -> str:
+    """The built-in architectures for `nets describe --help`, read as YAML: importing bench.nets loads torch."""
+    import yaml
+
+    path = Path(__file__).with_name("nets") / "architectures.yaml"
+    try:
+        entries = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        entries = None
+    if not isinstance(entries, dict):
+        return f"built-in architectures: {path}"
+    width = max(map(len, entries))
+    lines = ["built-in architectures (actor / critic hidden layers; bench/nets/architectures.yaml):"]
+    for name, entry in entries.items():
+        parts = entry if isinstance(entry, dict) else {}
+        lines.append(f"  {name:<{width}}  {parts.get('actor', '?')} / {parts.get('critic', '?')}")
+    return "\n".join(lines)
+
+
+LOCAL_DIR_HELP = "local datasets folder (default: $BENCH_LOCAL_DATASET_DIR, else .cache/local-data)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     datasets = sub.add_parser("datasets", help="list, fetch and validate datasets")
     dsub = datasets.add_subparsers(dest="datasets_command", required=True)
     p = dsub.add_parser("list", help="every known dataset, its environment and whether it is cached")
     p.add_argument("--cache-dir", type=Path, help="D4RL cache (default: $D4RL_DATASET_DIR or ~/.d4rl/datasets)")
-    p.add_argument("--local-dir", type=Path, help="local datasets (default: $BENCH_LOCAL_DATASET_DIR)")
+    p.add_argument("--local-dir", type=Path, help=LOCAL_DIR_HELP)
     p.set_defaults(func=_datasets_list)
     p = dsub.add_parser("fetch", help="download D4RL v2 files into the cache, resuming and validating")
     p.add_argument("names", nargs="*", metavar="NAME", help="e.g. hopper-medium-v2")
@@ -219,8 +348,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--base-url",
         help="mirror URL or local folder holding the .hdf5 files (default: $D4RL_BASE_URL or the D4RL server)",
     )
-    p.add_argument("--force", action="store_true", help="download again even if a valid file is cached")
+    p.add_argument(
+        "--force", action="store_true", help="download again even if a valid file is cached; discards a .part"
+    )
+    p.add_argument("--sha256", metavar="HEX", help="refuse the file unless its SHA-256 is this (one dataset)")
     p.set_defaults(func=_datasets_fetch)
+    p = dsub.add_parser(
+        "verify", help="recompute the SHA-256 of cached D4RL files and compare it with the one recorded at fetch"
+    )
+    p.add_argument("names", nargs="*", metavar="NAME", help="default: every cached D4RL file")
+    p.add_argument("--cache-dir", type=Path, help="default: $D4RL_DATASET_DIR or ~/.d4rl/datasets")
+    p.add_argument("--sha256", metavar="HEX", help="also compare with this value, e.g. another machine's (one NAME)")
+    p.set_defaults(func=_datasets_verify)
 
     p = dsub.add_parser(
         "generate",
@@ -249,16 +388,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=100_000, help="random policy: environment steps (= rows)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="random policy: output .hdf5 (default: <local dir>/<env>-random.hdf5)")
-    p.add_argument("--local-dir", type=Path, help="local datasets (default: $BENCH_LOCAL_DATASET_DIR)")
+    p.add_argument("--local-dir", type=Path, help=LOCAL_DIR_HELP)
     p.add_argument("--overwrite", action="store_true", help="replace existing dataset files")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_datasets_generate)
 
     nets = sub.add_parser("nets", help="inspect network architectures")
     nsub = nets.add_subparsers(dest="nets_command", required=True)
-    p = nsub.add_parser("describe", help="layer table and parameter counts of an architecture")
-    p.add_argument("arch", help="architecture name (built-ins: bench/nets/architectures.yaml)")
-    p.add_argument("--env", default="walker2d", help="hopper, walker2d or halfcheetah (sets the sizes)")
+    p = nsub.add_parser(
+        "describe",
+        help="layer table and parameter counts of an architecture",
+        epilog=_architecture_list(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("arch", help="architecture name: a built-in one (below) or one from --arch-file")
+    p.add_argument("--env", help="hopper, walker2d or halfcheetah: sets the sizes (default: walker2d)")
     p.add_argument("--arch-file", type=Path, help="YAML file of extra architectures")
     p.set_defaults(func=_nets_describe)
 
@@ -267,6 +411,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", required=True, help="architecture name (python -m bench nets describe NAME)")
     p.add_argument("--arch-file", type=Path, help="YAML file of extra architectures")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seeds",
+        metavar="LIST",
+        help="train several seeds side by side in one process (0,1,2 or 0-4); --out is then a folder of seed<k>.json",
+    )
+    p.add_argument(
+        "--compile", action="store_true", help="torch.compile the whole update (CUDA: CUDA graphs); compiles first"
+    )
     p.add_argument("--steps", type=int, default=1_000_000, help="gradient steps (a multiple of --epoch-steps)")
     p.add_argument("--epoch-steps", type=int, default=1_000, help="gradient steps per epoch (tables use 1,000)")
     p.add_argument("--eval-every", type=int, default=5_000, help="gradient steps between evaluations")
@@ -275,11 +427,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.add_argument("--normalize-reward", action="store_true", help="CORL's reward range normalization")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="CQL setting, e.g. cql_alpha=5")
-    p.add_argument("--out", type=Path, required=True, help="record path (JSON); checkpoints go beside it")
+    p.add_argument(
+        "--out", type=Path, required=True, help="record path (JSON), a folder with --seeds; checkpoints go beside it"
+    )
     p.add_argument("--force", action="store_true", help="overwrite a finished record, discard a checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--threads", type=int, help="torch CPU threads (default: torch's choice); 1 is often faster on a busy machine"
+    )
     p.add_argument("--cache-dir", type=Path, help="D4RL cache folder")
-    p.add_argument("--local-dir", type=Path, help="local datasets folder")
+    p.add_argument("--local-dir", type=Path, help=LOCAL_DIR_HELP)
     p.set_defaults(func=_run)
 
     grid = sub.add_parser("grid", help="run a grid file (configs/*.yaml) of architectures x datasets x seeds")
@@ -293,17 +450,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="retrain every cell, finished ones included")
     p.add_argument("--results", type=Path, default=Path("results"), help="records go to DIR/<grid name>/")
     p.add_argument("--cache-dir", type=Path, help="D4RL cache folder")
-    p.add_argument("--local-dir", type=Path, help="local datasets folder")
+    p.add_argument("--local-dir", type=Path, help=LOCAL_DIR_HELP)
     p.add_argument("--no-progress", action="store_true", help="no per-cell progress bar (shown with 1 local worker)")
     p.set_defaults(func=_grid)
-    p = gsub.add_parser("status", help="done / diverged / failed / running / missing per cell, and totals")
+    p = gsub.add_parser("status", help="done / diverged / failed / running / partial / missing per cell, and totals")
     p.add_argument("file", type=Path, metavar="FILE", help="grid file")
     p.add_argument("--results", type=Path, default=Path("results"), help="records are in DIR/<grid name>/")
     p.set_defaults(func=_grid)
     p = gsub.add_parser("check", help="fail fast, naming every dataset of the grid that is not on this machine")
     p.add_argument("file", type=Path, metavar="FILE", help="grid file")
     p.add_argument("--cache-dir", type=Path, help="D4RL cache folder")
-    p.add_argument("--local-dir", type=Path, help="local datasets folder")
+    p.add_argument("--local-dir", type=Path, help=LOCAL_DIR_HELP)
     p.set_defaults(func=_grid)
 
     speed = sub.add_parser("speed", help="speed benchmarks (ratios against a baseline in the same run)")
@@ -313,6 +470,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=50)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.set_defaults(func=_speed_nets)
+    p = ssub.add_parser(
+        "cql", help="CQL steps/s: one seed and seeds side by side, eager and compiled, against d3rlpy (A/B rounds)"
+    )
+    p.add_argument("--sizes", default="corl,small", help="corl (3x256 actor and critics) and/or small (2x64)")
+    p.add_argument("--seeds", default="1,5", help="population sizes to time (seeds side by side)")
+    p.add_argument("--modes", default="eager,compiled", help="eager and/or compiled (torch.compile of the update)")
+    p.add_argument("--rounds", type=int, default=3, help="alternated rounds; the table gives median and range")
+    p.add_argument("--seconds", type=float, default=5.0, help="seconds timed per row and round")
+    p.add_argument("--threads", type=int, default=None, help="torch threads, for the suite and d3rlpy alike")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--no-peers", action="store_true", help="leave d3rlpy out (no `make bench-peers` needed)")
+    p.set_defaults(func=_speed_cql)
 
     p = sub.add_parser("report", help="Tables 1-3 (LaTeX, Markdown) and figures with rliable statistics from records")
     p.add_argument("results", type=Path, help="folder of run records, e.g. results/smoke (searched recursively)")
@@ -329,13 +498,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _discard_stdout() -> None:
+    """Point stdout at the null device, so that Python's flush at exit does not meet the broken pipe again."""
+    # AttributeError, ValueError: stdout was replaced by an object without a file descriptor.
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here rather than at exit, so a reader that has gone is caught below
+        return code
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _discard_stdout()
+        return 141  # 128 + SIGPIPE, the shell's code for a writer whose reader left

@@ -93,7 +93,7 @@ def test_cache_folder_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     monkeypatch.delenv("D4RL_DATASET_DIR", raising=False)
     monkeypatch.delenv("BENCH_LOCAL_DATASET_DIR", raising=False)
     assert d4rl_cache_dir() == Path.home() / ".d4rl" / "datasets"
-    assert local_dataset_dir() == Path.home() / ".cache" / "bench" / "local-datasets"
+    assert local_dataset_dir() == Path(".cache") / "local-data"
     monkeypatch.setenv("D4RL_DATASET_DIR", str(tmp_path / "env"))
     monkeypatch.setenv("BENCH_LOCAL_DATASET_DIR", str(tmp_path / "local-env"))
     assert d4rl_cache_dir() == tmp_path / "env"

@@ -3,16 +3,41 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 from bench.cli import main
+from bench.data.registry import local_dataset_dir
 from bench.grid.spec import load_grid
 from bench.grid.store import ResultsStore
 
-SMOKE = Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ROOT / "configs" / "smoke.yaml"
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+@pytest.mark.parametrize("from_env", [None, "/data/local"], ids=["default", "from-env"])
+def test_make_writes_local_data_where_the_cli_reads_it(from_env: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `make -n -B`: the commands the targets would run, all of them, none run.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE") and k not in ("LOCAL_DATA", "SMOKE_DATA")}
+    env.pop("BENCH_LOCAL_DATASET_DIR", None)
+    monkeypatch.delenv("BENCH_LOCAL_DATASET_DIR", raising=False)
+    if from_env:
+        env["BENCH_LOCAL_DATASET_DIR"] = from_env
+        monkeypatch.setenv("BENCH_LOCAL_DATASET_DIR", from_env)
+    for target in ("smoke", "local-data"):
+        done = subprocess.run(
+            ["make", "-n", "-B", "--no-print-directory", target], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        folders = re.findall(r"--local-dir (\S+)", done.stdout)
+        assert folders and {Path(folder) for folder in folders} == {local_dataset_dir()}, (target, done.stdout)
 
 
 @pytest.mark.slow
@@ -43,6 +68,6 @@ def test_smoke_grid_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert yaml.safe_load(store.grid_file.read_text())["datasets"] == ["local:hopper-random"]
 
     assert main(["grid", "status", str(grid_file), "--results", str(results)]) == 0
-    assert "done 4, diverged 0, failed 0, running 0, missing 0 (of 4 cells)" in capsys.readouterr().out
+    assert "done 4, diverged 0, failed 0, running 0, partial 0, missing 0 (of 4 cells)" in capsys.readouterr().out
     assert main(run) == 0
     assert "4 finished before, 0 to run" in capsys.readouterr().out

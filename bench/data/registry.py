@@ -136,6 +136,11 @@ def d4rl_cache_dir(cache_dir: Path | None = None) -> Path:
     return _dir_from(cache_dir, "D4RL_DATASET_DIR", Path.home() / ".d4rl" / "datasets")
 
 
+# Relative to the working folder, like results/: the Makefile's targets (`make smoke`, `make local-data`) write here
+# too, so the README's commands find their data run from the repository root.
+DEFAULT_LOCAL_DATASET_DIR = Path(".cache") / "local-data"
+
+
 def local_dataset_dir(local_dir: Path | None = None) -> Path:
-    """Local datasets: `local_dir`, else $BENCH_LOCAL_DATASET_DIR, else ~/.cache/bench/local-datasets."""
-    return _dir_from(local_dir, "BENCH_LOCAL_DATASET_DIR", Path.home() / ".cache" / "bench" / "local-datasets")
+    """Local datasets: `local_dir`, else $BENCH_LOCAL_DATASET_DIR, else .cache/local-data (the Makefile's folder)."""
+    return _dir_from(local_dir, "BENCH_LOCAL_DATASET_DIR", DEFAULT_LOCAL_DATASET_DIR)

@@ -11,19 +11,24 @@ from bench.nets.kan import KANLinear
 from bench.nets.spec import NetworkSpec, build_network, count_parameters, get_architecture
 
 CRITICS = 2  # CQL's two critics (CQLConfig.num_critics)
+DEFAULT_ENV = "walker2d"  # the sizes architectures.yaml quotes its counts in
 
 
-def describe_architecture(name: str, env: str = "walker2d", arch_file: Path | None = None) -> str:
-    """Actor and critic layer tables (layer, type, in -> out, parameters), totals and KAN options."""
+def describe_architecture(name: str, env: str | None = None, arch_file: Path | None = None) -> str:
+    """Actor and critic layer tables (layer, type, in -> out, parameters), totals and KAN options.
+
+    Sizes come from `env`; without one, from walker2d, and the first line says so.
+    """
     from bench.data.registry import get_env_spec
 
     arch = get_architecture(name, arch_file)
-    env_spec = get_env_spec(env)
+    env_spec = get_env_spec(env or DEFAULT_ENV)
     obs_dim, act_dim = env_spec.obs_dim, env_spec.act_dim
     actor = build_network(arch.actor, obs_dim, 2 * act_dim, arch.kan)
     critic = build_network(arch.critic, obs_dim + act_dim, 1, arch.kan)
     uses_kan = "kan" in (arch.actor.kind, arch.critic.kind)
-    lines = [f"Architecture {arch.name} on {env_spec.name} (obs {obs_dim}, actions {act_dim})"]
+    chosen = "" if env else "; the default environment, --env hopper|walker2d|halfcheetah for another"
+    lines = [f"Architecture {arch.name} on {env_spec.name} (obs {obs_dim}, actions {act_dim}{chosen})"]
     if arch.description:
         lines.append(arch.description)
     if uses_kan:
