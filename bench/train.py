@@ -31,7 +31,7 @@ import yaml
 from tqdm import tqdm
 
 import bench
-from bench.agents.cql import CQL, Batch, CQLConfig
+from bench.agents.cql import CQL, LOSS_NAMES, Batch, CQLConfig
 from bench.data.loader import OfflineDataset, load_dataset
 from bench.errors import BenchError
 from bench.evaluate import evaluate_policy
@@ -57,6 +57,8 @@ class RunConfig:
     device: str = "auto"
     normalize_states: bool = True
     normalize_reward: bool = False
+    # torch.compile of the whole update (CQL's `compiled`): the same mathematics, rounded differently.
+    compile: bool = False
     arch_file: str | None = None
     cql: CQLConfig = field(default_factory=CQLConfig)
 
@@ -65,9 +67,13 @@ class RunConfig:
             if getattr(self, name) < 1:
                 raise BenchError(f"{name} must be positive, got {getattr(self, name)}")
         if self.steps % self.epoch_steps:
+            # The largest epoch size up to the asked one that fills both budgets, so the advice is not refused next.
+            common = math.gcd(self.steps, self.eval_every)
+            epoch = next(size for size in range(min(common, self.epoch_steps), 0, -1) if common % size == 0)
             raise BenchError(
                 f"steps ({self.steps}) is not a multiple of the epoch size ({self.epoch_steps}); "
-                f"use e.g. --steps {max(1, round(self.steps / self.epoch_steps)) * self.epoch_steps}"
+                f"use e.g. --steps {max(1, round(self.steps / self.epoch_steps)) * self.epoch_steps}, "
+                f"or --epoch-steps {epoch} to keep --steps {self.steps}"
             )
         if self.eval_every % self.epoch_steps:
             raise BenchError(f"eval_every ({self.eval_every}) is not a multiple of the epoch size ({self.epoch_steps})")
@@ -118,6 +124,23 @@ def resolve_device(name: str) -> torch.device:
             "(check CUDA_VISIBLE_DEVICES); use --device cuda or auto"
         )
     return device
+
+
+def cpu_load_hint() -> str | None:
+    """A one-line hint when the machine's load exceeds its cores: torch's CPU threads then mostly wait for a core."""
+    if not hasattr(os, "getloadavg"):
+        return None
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return None
+    cores, threads = os.cpu_count() or 1, torch.get_num_threads()
+    if load <= cores or threads == 1:
+        return None
+    return (
+        f"note: load average {load:.1f} on {cores} CPU cores, so torch's {threads} threads share "
+        f"them with other work; fewer threads (--threads 1) may train several times faster"
+    )
 
 
 def synchronize(device: torch.device) -> None:
@@ -247,38 +270,216 @@ def train_cell(
     progress: bool = True,
     cache_dir: Path | None = None,
     local_dir: Path | None = None,
+    grid_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train one (dataset, architecture, seed) cell and write its record to `out`; return the record.
 
     A finished record at `out` is never overwritten unless `force`; a failed, diverged, partial or corrupt one
     is replaced. A checkpoint beside `out` from the same configuration is resumed (`force` discards it).
+    `grid_overrides` (a grid's per-dataset and per-architecture settings of this cell) goes into the record.
+    """
+    return train_group(
+        config,
+        [config.seed],
+        [out],
+        force=force,
+        progress=progress,
+        cache_dir=cache_dir,
+        local_dir=local_dir,
+        grid_overrides=grid_overrides,
+    )[0]
+
+
+def actor_path(out: Path) -> Path:
+    """The final actor's weights beside a finished record: `seed0.json` -> `seed0.actor.pt` (a state dict of a
+    single `TanhGaussianActor` of the record's architecture)."""
+    return out.with_name(out.name.removesuffix(".json") + ".actor.pt")
+
+
+def group_checkpoint_path(outs: list[Path]) -> Path:
+    """The checkpoint of the seeds whose records are `outs` (one folder): `seed0+seed1.ckpt.pt`, `seed0.ckpt.pt`."""
+    return outs[0].with_name("+".join(out.name.removesuffix(".json") for out in outs) + ".ckpt.pt")
+
+
+def noise_seed(seeds: list[int]) -> int:
+    """The seed of a group's shared stream of policy noise and uniform actions, a function of all its seeds."""
+    return int(np.random.SeedSequence(seeds).generate_state(1)[0])
+
+
+def train_group(
+    config: RunConfig,
+    seeds: list[int],
+    outs: list[Path],
+    *,
+    force: bool = False,
+    progress: bool = True,
+    cache_dir: Path | None = None,
+    local_dir: Path | None = None,
+    grid_overrides: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Train the seeds `seeds` of one (dataset, architecture) cell side by side and write one record per seed.
+
+    One process, one optimizer step per gradient step for all seeds (`CQL`'s population). Each seed starts
+    from the parameters it gets alone and draws its own minibatches (a generator seeded with the seed); the
+    policy noise and uniform actions come from one stream of the group. A seed whose losses stop being finite
+    gets its `diverged` record at once and the others go on. Records are the single-seed format plus `group`;
+    the group checkpoints to `group_checkpoint_path(outs)` and resumes from it. `config.seed` is ignored.
     """
     config.validate()
-    out = Path(out)
-    existing = read_record(out)
-    if existing is not None and existing["status"] == "done" and not force:
-        raise BenchError(f"{out} already holds a finished record; pass --force to train again and overwrite it")
+    outs = [Path(out) for out in outs]
+    if not seeds or len(seeds) != len(outs) or len(set(seeds)) != len(seeds):
+        raise BenchError(f"seeds {seeds} and record paths {[str(o) for o in outs]}: give distinct seeds, one path each")
+    if len({out.parent for out in outs}) != 1:
+        raise BenchError("the records of a group of seeds must go to one folder")
+    for out in outs:
+        existing = read_record(out)
+        if existing is not None and existing["status"] == "done" and not force:
+            raise BenchError(f"{out} already holds a finished record; pass --force to train again and overwrite it")
+    configs = [dataclasses.replace(config, seed=seed) for seed in seeds]
     arch = get_architecture(config.arch, Path(config.arch_file) if config.arch_file else None)
     device = resolve_device(config.device)
     dataset = load_dataset(
         config.dataset, cache_dir=cache_dir, local_dir=local_dir, normalize_reward=config.normalize_reward
     )
     env = dataset.env
-    ckpt_path = checkpoint_path(out)
+    ckpt_path = group_checkpoint_path(outs)
     if force:
         ckpt_path.unlink(missing_ok=True)
 
-    seed_everything(config.seed)
-    agent = CQL(env.obs_dim, env.act_dim, arch, config.cql, device=device)
+    members = []
+    for seed in seeds:
+        seed_everything(seed)
+        members.append(CQL(env.obs_dim, env.act_dim, arch, config.cql, device=device))
+    agent = CQL.from_members(members, noise_seed=noise_seed(seeds), compiled=config.compile)
+    seed_everything(seeds[0])
+    batch_generators = [torch.Generator(device).manual_seed(seed) for seed in seeds]
     data = _dataset_tensors(dataset, config.normalize_states, device)
-    eval_seed = config.seed * config.eval_episodes
+    group = {"seeds": list(seeds), "size": len(seeds)}
+    records = [_new_record(c, arch, dataset, members[0], device, group) for c in configs]
+    for record in records:
+        record["grid_overrides"] = grid_overrides or {}
+    fingerprint = hashlib.sha256(" ".join(r["config_fingerprint"] for r in records).encode()).hexdigest()[:16]
 
-    record: dict[str, Any] = {
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if state.get("config_fingerprint") != fingerprint:
+            raise BenchError(
+                f"checkpoint {ckpt_path} was written by a different configuration; "
+                "delete it or pass --force to start this cell from scratch"
+            )
+        if state.get("dataset_sha256", dataset.sha256) != dataset.sha256:
+            raise BenchError(
+                f"checkpoint {ckpt_path} was trained on other data than {config.dataset} holds now (the file was "
+                "replaced or regenerated since); pass --force to start this cell from scratch on the current data"
+            )
+        agent.load_state_dict(state["agent"])
+        for generator, generator_state in zip(batch_generators, state["batch_generators"], strict=True):
+            generator.set_state(generator_state.cpu())
+        set_rng_state(state["rng"], device)
+        for record, saved in zip(records, state["records"], strict=True):
+            record.update(saved)
+
+    active = [p for p, r in enumerate(records) if r["status"] != "diverged"]
+    epochs = config.steps // config.epoch_steps
+    label = f"s{seeds[0]}" if len(seeds) == 1 else f"seeds {','.join(map(str, seeds))}"
+    bar = tqdm(
+        total=config.steps,
+        initial=records[0]["steps_done"],
+        unit="step",
+        desc=f"{config.arch} {config.dataset} {label}",
+        disable=not progress,
+        dynamic_ncols=True,
+        file=sys.stderr,
+    )
+    try:
+        for epoch in range(records[0]["steps_done"] // config.epoch_steps, epochs):
+            seconds, means = _train_epoch(agent, data, batch_generators, config.epoch_steps, config.cql.batch_size)
+            step = (epoch + 1) * config.epoch_steps
+            for p in list(active):
+                record = records[p]
+                losses = {name: float(v[p]) for name, v in means.items()}
+                record["steps_done"] = step
+                record["seconds_per_epoch"].append(seconds)
+                # JSON has no NaN or infinity: a non-finite mean is stored as null and named in the error.
+                finite = {k: v if math.isfinite(v) else None for k, v in losses.items()}
+                record["losses"] = finite
+                for name, value in finite.items():
+                    record["diagnostics"].setdefault(name, []).append(value)
+                record["diagnostics"].setdefault("step", []).append(step)
+                bad = sorted(k for k, v in losses.items() if not math.isfinite(v))
+                if bad:
+                    record["status"] = "diverged"
+                    record["error"] = f"non-finite {', '.join(bad)} in the epoch ending at step {step}"
+                    active.remove(p)
+                    records[p] = _finish_record(record, outs[p])
+                elif step % config.eval_every == 0 or step == config.steps:
+                    record["curve"].append(_evaluate(agent, p, dataset, configs[p], record["evaluation"]["seed"], step))
+            if not active:
+                break
+            bar.update(config.epoch_steps)
+            shown = records[active[0]]
+            bar.set_postfix(
+                critic=f"{shown['losses']['critic_loss']:.3g}",
+                actor=f"{shown['losses']['policy_loss']:.3g}",
+                alpha=f"{shown['losses']['alpha']:.3g}",
+                score=f"{shown['curve'][-1]['normalized_score']:.1f}" if shown["curve"] else "-",
+                refresh=False,
+            )
+            if (epoch + 1) % config.checkpoint_every == 0 and step < config.steps:
+                atomic_torch_save(
+                    {
+                        "config_fingerprint": fingerprint,
+                        "dataset_sha256": dataset.sha256,
+                        "agent": agent.state_dict(),
+                        "batch_generators": [g.get_state() for g in batch_generators],
+                        "rng": rng_state(device),
+                        "records": [{k: r[k] for k in _RESUMED_KEYS} for r in records],
+                    },
+                    ckpt_path,
+                )
+        else:
+            for p in active:
+                records[p]["status"] = "done"
+    except KeyboardInterrupt:
+        bar.close()
+        raise
+    except Exception as exc:
+        for p in active:
+            records[p]["status"] = "failed"
+            records[p]["error"] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+    bar.close()
+
+    for p in active:
+        if records[p]["status"] == "done":
+            # The final policy, small enough to keep with the record (deployment and inspection load it).
+            atomic_torch_save(agent.actor.member(p, arch.actor, arch.kan).state_dict(), actor_path(outs[p]))
+        records[p] = _finish_record(records[p], outs[p])
+    failed = [r for r in records if r["status"] == "failed"]
+    if not failed:
+        ckpt_path.unlink(missing_ok=True)
+    else:
+        raise BenchError(
+            f"run failed, record written to {outs[records.index(failed[0])]}: {failed[0]['error'].splitlines()[0]}"
+        )
+    return records
+
+
+# What a checkpoint keeps of each record; the rest is rebuilt from the configuration.
+_RESUMED_KEYS = ("status", "error", "steps_done", "curve", "seconds_per_epoch", "diagnostics", "started_at", "losses")
+
+
+def _new_record(
+    config: RunConfig, arch: Any, dataset: OfflineDataset, member: CQL, device: torch.device, group: dict[str, Any]
+) -> dict[str, Any]:
+    """A seed's record before training (status failed until it finishes); `member` is one seed's agent."""
+    env = dataset.env
+    return {
         "schema_version": RECORD_SCHEMA_VERSION,
         "cell": {"dataset": config.dataset, "arch": config.arch, "seed": config.seed},
         "status": "failed",
         "config": config.to_dict(),
         "config_fingerprint": config_fingerprint(config),
+        "group": group,
         "architecture": {
             "name": arch.name,
             "actor": str(arch.actor),
@@ -295,16 +496,23 @@ def train_cell(
             "label": "D4RL" if dataset.source == "d4rl" else f"{dataset.source} data, not D4RL",
         },
         "parameters": {
-            "actor": count_parameters(agent.actor),
-            "actor_network": count_parameters(agent.actor.network),
-            "critic": count_parameters(agent.critic) // config.cql.num_critics,
-            "critics_total": count_parameters(agent.critic),
+            "actor": count_parameters(member.actor),
+            "actor_network": count_parameters(member.actor.network),
+            "critic": count_parameters(member.critic) // config.cql.num_critics,
+            "critics_total": count_parameters(member.critic),
         },
-        "evaluation": {"episodes": config.eval_episodes, "seed": eval_seed, "env_id": env.env_id},
+        "evaluation": {
+            "episodes": config.eval_episodes,
+            "seed": config.seed * config.eval_episodes,
+            "env_id": env.env_id,
+        },
         "epoch_steps": config.epoch_steps,
         "steps_done": 0,
         "curve": [],
+        # Wall seconds of each epoch of the whole group (all its seeds), evaluation and checkpoints excluded.
         "seconds_per_epoch": [],
+        # Per epoch: the step it ends at and the epoch's mean of every loss and diagnostic (CQL's LOSS_NAMES).
+        "diagnostics": {},
         "final_score": None,
         "best_score": None,
         "final_return": None,
@@ -317,89 +525,18 @@ def train_cell(
         "error": None,
     }
 
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state.get("config_fingerprint") != record["config_fingerprint"]:
-            raise BenchError(
-                f"checkpoint {ckpt_path} was written by a different configuration; "
-                "delete it or pass --force to start this cell from scratch"
-            )
-        if state.get("dataset_sha256", dataset.sha256) != dataset.sha256:
-            raise BenchError(
-                f"checkpoint {ckpt_path} was trained on other data than {config.dataset} holds now (the file was "
-                "replaced or regenerated since); pass --force to start this cell from scratch on the current data"
-            )
-        agent.load_state_dict(state["agent"])
-        set_rng_state(state["rng"], device)
-        for key in ("steps_done", "curve", "seconds_per_epoch", "started_at", "losses"):
-            record[key] = state[key]
 
-    epochs = config.steps // config.epoch_steps
-    bar = tqdm(
-        total=config.steps,
-        initial=record["steps_done"],
-        unit="step",
-        desc=f"{config.arch} {config.dataset} s{config.seed}",
-        disable=not progress,
-        dynamic_ncols=True,
-        file=sys.stderr,
-    )
-    try:
-        for epoch in range(record["steps_done"] // config.epoch_steps, epochs):
-            seconds, losses = _train_epoch(agent, data, config.epoch_steps, config.cql.batch_size, device)
-            record["steps_done"] = step = (epoch + 1) * config.epoch_steps
-            record["seconds_per_epoch"].append(seconds)
-            # JSON has no NaN or infinity: a non-finite mean is stored as null and named in the error.
-            record["losses"] = {k: v if math.isfinite(v) else None for k, v in losses.items()}
-            bad = sorted(k for k, v in losses.items() if not math.isfinite(v))
-            if bad:
-                record["status"] = "diverged"
-                record["error"] = f"non-finite {', '.join(bad)} in the epoch ending at step {step}"
-                break
-            if step % config.eval_every == 0 or step == config.steps:
-                record["curve"].append(_evaluate(agent, dataset, config, eval_seed, step, device))
-            bar.update(config.epoch_steps)
-            bar.set_postfix(
-                critic=f"{losses['critic_loss']:.3g}",
-                actor=f"{losses['policy_loss']:.3g}",
-                alpha=f"{losses['alpha']:.3g}",
-                score=f"{record['curve'][-1]['normalized_score']:.1f}" if record["curve"] else "-",
-                refresh=False,
-            )
-            if (epoch + 1) % config.checkpoint_every == 0 and step < config.steps:
-                atomic_torch_save(
-                    {
-                        "config_fingerprint": record["config_fingerprint"],
-                        "dataset_sha256": dataset.sha256,
-                        "agent": agent.state_dict(),
-                        "rng": rng_state(device),
-                        **{k: record[k] for k in ("steps_done", "curve", "seconds_per_epoch", "started_at", "losses")},
-                    },
-                    ckpt_path,
-                )
-        else:
-            record["status"] = "done"
-    except KeyboardInterrupt:
-        bar.close()
-        raise
-    except Exception as exc:
-        record["status"] = "failed"
-        record["error"] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
-    bar.close()
-
+def _finish_record(record: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Fill in the final scores and times and write the record atomically; returns what the file holds."""
     scores = [point["normalized_score"] for point in record["curve"]]
     if scores:
         record["final_score"] = scores[-1]
         record["best_score"] = max(scores)
         record["final_return"] = record["curve"][-1]["return_mean"]
     record["finished_at"] = now()
-    record = json.loads(json.dumps(record))  # the caller gets exactly what the file holds (tuples as lists)
-    atomic_write_json(out, record)
-    if record["status"] != "failed":
-        ckpt_path.unlink(missing_ok=True)
-    if record["status"] == "failed":
-        raise BenchError(f"run failed, record written to {out}: {record['error'].splitlines()[0]}")
-    return record
+    written = json.loads(json.dumps(record))  # the caller gets exactly what the file holds (tuples as lists)
+    atomic_write_json(out, written)
+    return written
 
 
 def _dataset_tensors(dataset: OfflineDataset, normalize_states: bool, device: torch.device) -> dict[str, torch.Tensor]:
@@ -420,37 +557,48 @@ def _dataset_tensors(dataset: OfflineDataset, normalize_states: bool, device: to
 
 
 def _train_epoch(
-    agent: CQL, data: dict[str, torch.Tensor], steps: int, batch_size: int, device: torch.device
-) -> tuple[float, dict[str, float]]:
-    """`steps` updates on uniformly sampled batches; returns wall seconds and the epoch's mean losses.
+    agent: CQL,
+    data: dict[str, torch.Tensor],
+    batch_generators: list[torch.Generator],
+    steps: int,
+    batch_size: int,
+) -> tuple[float, dict[str, np.ndarray]]:
+    """`steps` updates, each on one uniformly sampled minibatch per seed; wall seconds and the epoch's mean
+    losses, name -> (P,).
 
-    Loss values are summed on the device and read once at the end, so the loop never waits for the device.
+    Every seed's indices for the epoch are drawn at once from its own generator. Loss values are summed on the
+    device and read once at the end, so the loop never waits for the device.
     """
+    device = agent.device
     size = data["observations"].shape[0]
-    totals: dict[str, torch.Tensor] = {}
     synchronize(device)
     start = time.perf_counter()
-    for _ in range(steps):
-        idx = torch.randint(size, (batch_size,), device=device)
+    indices = torch.stack(
+        [torch.randint(size, (steps, batch_size), generator=g, device=device) for g in batch_generators], dim=1
+    )  # (steps, P, B)
+    total = None
+    for step in range(steps):
+        idx = indices[step]
         batch = Batch(*(data[k][idx] for k in Batch._fields))
-        for name, value in agent.update(batch).items():
-            value = value.detach()
-            totals[name] = totals[name] + value if name in totals else value.clone()
+        losses = agent.update(batch)
+        total = losses.clone() if total is None else total + losses
     synchronize(device)
     seconds = time.perf_counter() - start
-    means = torch.stack(list(totals.values())).div(steps).tolist()
-    return seconds, dict(zip(totals, means, strict=True))
+    means = (total / steps).cpu().numpy()
+    return seconds, {name: means[i] for i, name in enumerate(LOSS_NAMES)}
 
 
 def _evaluate(
-    agent: CQL, dataset: OfflineDataset, config: RunConfig, seed: int, step: int, device: torch.device
+    agent: CQL, member: int, dataset: OfflineDataset, config: RunConfig, seed: int, step: int
 ) -> dict[str, Any]:
-    """One point of the evaluation curve: deterministic policy, `eval_episodes` episodes in the v4 env."""
+    """One point of seed `member`'s evaluation curve: deterministic policy, `eval_episodes` episodes in the v4
+    env."""
     mean, std = (dataset.state_mean, dataset.state_std) if config.normalize_states else (None, None)
 
     def policy(observations: np.ndarray) -> np.ndarray:
-        obs = torch.as_tensor(observations, dtype=torch.float32, device=device)
-        return agent.act(obs).cpu().numpy()
+        obs = torch.as_tensor(observations, dtype=torch.float32, device=agent.device)
+        # Every member acts on the same states; this seed's actions are kept.
+        return agent.act(obs.expand(agent.population, *obs.shape))[member].cpu().numpy()
 
     result = evaluate_policy(
         dataset.env.name, policy, episodes=config.eval_episodes, seed=seed, state_mean=mean, state_std=std

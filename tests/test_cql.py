@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.agents.cql import CQL, Batch, CQLConfig, bellman_target, conservative_gap
+from bench.agents.cql import CQL, Batch, CQLConfig, StepNoise, bellman_target, conservative_gap
 from bench.nets.spec import get_architecture
 
 OBS, ACT, B, N, E = 3, 2, 4, 3, 2
@@ -23,7 +23,7 @@ class FixedActor(nn.Module):
         super().__init__()
         self.scale = nn.Parameter(torch.tensor(1.0, dtype=torch.float64))
 
-    def forward(self, obs, deterministic=False, need_log_prob=True):
+    def forward(self, obs, deterministic=False, need_log_prob=True, noise=None):
         action = torch.tanh(0.5 * obs[..., :ACT] * self.scale)
         return action, 0.1 * obs.sum(-1) * self.scale
 
@@ -39,6 +39,13 @@ class FixedCritic(nn.Module):
         base = obs.sum(-1) + 2.0 * actions.sum(-1)
         shape = (E,) + (1,) * base.dim()
         return self.slope.view(shape) * base + torch.arange(E, dtype=torch.float64).view(shape)
+
+
+def noise_with_uniform_actions(random_actions: np.ndarray) -> StepNoise:
+    """Step noise whose uniform actions (in [-1, 1], max_action 1) are `random_actions` (B, N, ACT); the
+    stand-in actor ignores the normal noise."""
+    u = torch.as_tensor((random_actions + 1.0) / 2.0).unsqueeze(0)
+    return StepNoise(torch.zeros(1, B, ACT), torch.zeros(1, B, 2 * N + 1, ACT), u)
 
 
 def q_np(e: int, s: np.ndarray, a: np.ndarray) -> float:
@@ -110,11 +117,10 @@ def test_critic_loss_matches_hand_computation(importance_sample: bool, backup_en
         np.array([0.0, 1.0, 0.0, 0.0]),
     )
     random_actions = rng.uniform(-1, 1, size=(B, N, ACT))
-    agent.sample_random_actions = lambda b, n: torch.as_tensor(random_actions)
     with torch.no_grad():
         agent.log_alpha.fill_(math.log(0.3))
-    batch = Batch(*(torch.as_tensor(x) for x in batch_np))
-    losses = agent.compute_losses(batch)
+    batch = Batch(*(torch.as_tensor(x).unsqueeze(0) for x in batch_np))  # a population of one
+    losses = agent.compute_losses(batch, noise_with_uniform_actions(random_actions))
     expected = hand_losses(batch_np, random_actions, config, alpha=0.3)
     assert losses["critic_loss"].item() == pytest.approx(expected["critic_loss"], rel=1e-6)
     assert losses["cql_gap"].item() == pytest.approx(expected["cql_gap"], rel=1e-6)
@@ -124,12 +130,11 @@ def test_policy_and_temperature_losses_match_sac() -> None:
     agent = make_agent(CQLConfig(cql_n_actions=N))
     with torch.no_grad():
         agent.log_alpha.fill_(math.log(0.5))
-    obs = torch.tensor(np.random.default_rng(1).normal(size=(B, OBS)))
-    batch = Batch(obs, torch.zeros(B, ACT, dtype=torch.float64), torch.zeros(B), obs, torch.zeros(B))
-    agent.sample_random_actions = lambda b, n: torch.zeros(b, n, ACT, dtype=torch.float64)
-    losses = agent.compute_losses(batch)
+    obs = torch.tensor(np.random.default_rng(1).normal(size=(1, B, OBS)))
+    batch = Batch(obs, torch.zeros(1, B, ACT, dtype=torch.float64), torch.zeros(1, B), obs, torch.zeros(1, B))
+    losses = agent.compute_losses(batch, noise_with_uniform_actions(np.full((B, N, ACT), 0.5)))
     policy, alpha_loss = 0.0, 0.0
-    for s in obs.numpy():
+    for s in obs[0].numpy():
         a, logp = actor_np(s)
         policy += 0.5 * logp - min(q_np(e, s, a) for e in range(E))
         alpha_loss += -math.log(0.5) * (logp - ACT)  # target entropy -|A|
@@ -139,13 +144,13 @@ def test_policy_and_temperature_losses_match_sac() -> None:
 
 def test_actor_loss_does_not_train_critics_and_critic_loss_does_not_train_actor() -> None:
     agent = make_agent(CQLConfig(cql_n_actions=N))
-    obs = torch.randn(B, OBS, dtype=torch.float64)
-    batch = Batch(obs, torch.zeros(B, ACT, dtype=torch.float64), torch.ones(B), obs, torch.zeros(B))
-    losses = agent.compute_losses(batch)
-    losses["policy_loss"].backward(retain_graph=True)
+    obs = torch.randn(1, B, OBS, dtype=torch.float64)
+    batch = Batch(obs, torch.zeros(1, B, ACT, dtype=torch.float64), torch.ones(1, B), obs, torch.zeros(1, B))
+    losses = agent.compute_losses(batch, noise_with_uniform_actions(np.zeros((B, N, ACT))))
+    losses["policy_loss"].sum().backward(retain_graph=True)
     assert agent.critic.slope.grad is None and agent.actor.scale.grad is not None
     agent.actor.scale.grad = None
-    losses["critic_loss"].backward()
+    losses["critic_loss"].sum().backward()
     assert agent.actor.scale.grad is None and agent.critic.slope.grad is not None
 
 
@@ -167,9 +172,11 @@ def test_update_changes_every_network_and_polyak_matches_corl() -> None:
     agent = CQL(11, 3, get_architecture("mlp-small"), CQLConfig(batch_size=8))
     before = copy.deepcopy(agent.state_dict())
     target_before = [p.clone() for p in agent.target_critic.parameters()]
-    batch = Batch(torch.randn(8, 11), torch.rand(8, 3) * 2 - 1, torch.randn(8), torch.randn(8, 11), torch.zeros(8))
+    batch = Batch(
+        torch.randn(1, 8, 11), torch.rand(1, 8, 3) * 2 - 1, torch.randn(1, 8), torch.randn(1, 8, 11), torch.zeros(1, 8)
+    )
     losses = agent.update(batch)
-    assert all(torch.isfinite(v).all() for v in losses.values())
+    assert torch.isfinite(losses).all()
     for name in ("actor", "critic"):
         changed = [not torch.equal(before[name][k], v) for k, v in getattr(agent, name).state_dict().items()]
         assert any(changed), name
@@ -183,9 +190,11 @@ def test_update_changes_every_network_and_polyak_matches_corl() -> None:
 def test_lagrange_variant_tunes_alpha_prime() -> None:
     torch.manual_seed(0)
     agent = CQL(11, 3, get_architecture("mlp-small"), CQLConfig(batch_size=8, cql_lagrange=True))
-    batch = Batch(torch.randn(8, 11), torch.rand(8, 3) * 2 - 1, torch.randn(8), torch.randn(8, 11), torch.zeros(8))
+    batch = Batch(
+        torch.randn(1, 8, 11), torch.rand(1, 8, 3) * 2 - 1, torch.randn(1, 8), torch.randn(1, 8, 11), torch.zeros(1, 8)
+    )
     start = agent.log_alpha_prime.item()
-    losses = agent.update(batch)
+    losses = agent.losses_dict(agent.update(batch))
     assert losses["alpha_prime"].item() == pytest.approx(math.e, rel=1e-6)
     assert agent.log_alpha_prime.item() != start
 
@@ -195,16 +204,14 @@ def test_state_dict_round_trip_continues_identically() -> None:
         torch.manual_seed(3)
         return CQL(11, 3, get_architecture("mlp-small"), CQLConfig(batch_size=8))
 
-    batch = Batch(torch.randn(8, 11), torch.rand(8, 3) * 2 - 1, torch.randn(8), torch.randn(8, 11), torch.zeros(8))
+    batch = Batch(
+        torch.randn(1, 8, 11), torch.rand(1, 8, 3) * 2 - 1, torch.randn(1, 8), torch.randn(1, 8, 11), torch.zeros(1, 8)
+    )
     a = make()
     a.update(batch)
     b = make()
     b.load_state_dict(copy.deepcopy(a.state_dict()))
-    torch.manual_seed(9)
-    la = a.update(batch)
-    torch.manual_seed(9)
-    lb = b.update(batch)
-    assert all(torch.equal(la[k], lb[k]) for k in la)
+    assert torch.equal(a.update(batch), b.update(batch))
     for pa, pb in zip(a.actor.parameters(), b.actor.parameters(), strict=True):
         assert torch.equal(pa, pb)
 

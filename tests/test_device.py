@@ -102,7 +102,7 @@ def test_epoch_timing_is_bracketed_by_synchronization(monkeypatch: pytest.Monkey
         "next_observations": torch.randn(32, 3),
         "dones": torch.zeros(32),
     }
-    seconds, losses = train._train_epoch(agent, data, 2, config.batch_size, torch.device("cpu"))
+    seconds, losses = train._train_epoch(agent, data, [torch.Generator().manual_seed(0)], 2, config.batch_size)
     assert events == ["sync", "clock", "sync", "clock"]
     assert seconds > 0 and "critic_loss" in losses
 

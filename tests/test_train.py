@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from bench import train
 from bench.cli import main
@@ -129,7 +132,7 @@ def test_non_finite_loss_ends_as_diverged(hopper_file: Path, tmp_path: Path, mon
 
     def nan_epoch(*args, **kwargs):
         seconds, losses = real_epoch(*args, **kwargs)
-        return seconds, {**losses, "critic_loss": float("nan")}
+        return seconds, {**losses, "critic_loss": np.full_like(losses["critic_loss"], np.nan)}
 
     monkeypatch.setattr(train, "_train_epoch", nan_epoch)
     out = tmp_path / "nan.json"
@@ -178,28 +181,85 @@ def test_overrides_are_checked() -> None:
         apply_overrides(train.CQLConfig(), ["batch_size=big"])
 
 
+def cli_run(path: Path) -> list[str]:
+    return ["run", "--dataset", f"local:{path}", "--arch", "mlp-small", "--device", "cpu", "--no-progress"]
+
+
+CLI_SMALL = ["--steps", "4", "--epoch-steps", "2", "--eval-every", "4", "--eval-episodes", "1"]
+CLI_SMALL += ["--set", "batch_size=16", "--set", "cql_n_actions=2"]
+
+
+def machine_load(monkeypatch: pytest.MonkeyPatch, load: float, cores: int = 2) -> None:
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+
+
 def test_cli_run_prints_speed_and_refuses_bad_input(
-    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    machine_load(monkeypatch, 0.5)
     out = tmp_path / "cli.json"
-    common = [
-        "run",
-        "--dataset",
-        f"local:{hopper_file}",
-        "--arch",
-        "mlp-small",
-        "--device",
-        "cpu",
-        "--no-progress",
-    ]
-    small = ["--steps", "4", "--epoch-steps", "2", "--eval-every", "4", "--eval-episodes", "1"]
-    small += ["--set", "batch_size=16", "--set", "cql_n_actions=2"]
+    common = cli_run(hopper_file)
+    small = CLI_SMALL
     assert main([*common, *small, "--out", str(out)]) == 0
     assert "gradient steps/s" in capsys.readouterr().out
     assert main([*common, *small, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--force" in err
     assert main([*common, "--steps", "3", "--epoch-steps", "2", "--out", str(tmp_path / "y.json")]) == 2
+
+
+def test_steps_that_do_not_fill_epochs_name_both_fixes(
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    machine_load(monkeypatch, 0.5)
+    assert main([*cli_run(hopper_file), "--steps", "200", "--out", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--steps 1000" in err and "--epoch-steps 200" in err
+    # The suggested epoch size also divides --eval-every, so following the advice is not refused next.
+    argv = [*cli_run(hopper_file), "--steps", "300", "--eval-every", "200", "--out", str(tmp_path / "y.json")]
+    assert main(argv) == 2
+    assert "--epoch-steps 100" in capsys.readouterr().err
+
+
+def test_cli_run_sets_torch_threads(
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    machine_load(monkeypatch, 9.0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        out = tmp_path / "cli.json"
+        assert main([*cli_run(hopper_file), *CLI_SMALL, "--threads", "1", "--out", str(out)]) == 0
+        assert json.loads(out.read_text())["device"]["torch_threads"] == 1
+        assert torch.get_num_threads() == 2
+        assert "--threads" not in capsys.readouterr().err
+        assert main([*cli_run(hopper_file), *CLI_SMALL, "--threads", "0", "--out", str(tmp_path / "z.json")]) == 2
+        assert "--threads" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_cli_run_hints_at_threads_when_the_load_exceeds_the_cores(
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        machine_load(monkeypatch, 3.5, cores=2)
+        assert main([*cli_run(hopper_file), *CLI_SMALL, "--out", str(tmp_path / "busy.json")]) == 0
+        hints = [line for line in capsys.readouterr().err.splitlines() if "--threads" in line]
+        assert len(hints) == 1 and "3.5" in hints[0] and "2 CPU cores" in hints[0]
+        machine_load(monkeypatch, 1.5, cores=2)
+        assert main([*cli_run(hopper_file), *CLI_SMALL, "--out", str(tmp_path / "quiet.json")]) == 0
+        assert "--threads" not in capsys.readouterr().err
+        # One thread already: nothing to suggest.
+        torch.set_num_threads(1)
+        machine_load(monkeypatch, 3.5, cores=2)
+        assert main([*cli_run(hopper_file), *CLI_SMALL, "--out", str(tmp_path / "single.json")]) == 0
+        assert "--threads" not in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_git_commit_comes_from_the_environment_outside_a_checkout(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -69,11 +69,37 @@ class CQLConfig:
 
 
 class Batch(NamedTuple):
-    observations: Tensor  # (B, obs_dim), already normalized
-    actions: Tensor  # (B, act_dim)
-    rewards: Tensor  # (B,)
-    next_observations: Tensor  # (B, obs_dim)
-    dones: Tensor  # (B,), 1.0 where the episode terminated
+    """One minibatch per seed of the population: every field has a leading dim P."""
+
+    observations: Tensor  # (P, B, obs_dim), already normalized
+    actions: Tensor  # (P, B, act_dim)
+    rewards: Tensor  # (P, B)
+    next_observations: Tensor  # (P, B, obs_dim)
+    dones: Tensor  # (P, B), 1.0 where the episode terminated
+
+
+class StepNoise(NamedTuple):
+    """All the randomness of one update, drawn before it, so the update itself is a pure function of its inputs
+    (one compiled graph, no generator inside, the same numbers eager and compiled)."""
+
+    actor: Tensor  # (P, B, act_dim) standard normal: the actor-loss sample
+    samples: Tensor  # (P, B, 2N + backups, act_dim) standard normal: current, next-state and backup samples
+    uniform: Tensor  # (P, B, N, act_dim) in [0, 1): the uniform actions of the conservative term
+
+
+LOSS_NAMES = (
+    "critic_loss",
+    "policy_loss",
+    "alpha_loss",
+    "alpha_prime_loss",
+    "td_loss",
+    "cql_gap",
+    "alpha",
+    "alpha_prime",
+    "q_data",
+    "target_q",
+    "log_pi",
+)
 
 
 def bellman_target(
@@ -123,7 +149,14 @@ def conservative_gap(
 
 
 class CQL:
-    """The agent: a tanh-Gaussian actor, an ensemble of critics with Polyak targets, SAC temperature, CQL(H)."""
+    """The agent: a tanh-Gaussian actor, an ensemble of critics with Polyak targets, SAC temperature, CQL(H).
+
+    It trains a population of P independent agents at once (seeds side by side, `population=P`): every
+    network, the temperatures and the Adam state carry a leading member dim, each member sees its own
+    minibatch, and the loss is the sum of the members' losses, so each member gets exactly the gradient it
+    would get alone (Adam is elementwise). One seed is a population of one. `from_members` stacks agents
+    built one by one, so a member starts from the parameters its seed gives alone.
+    """
 
     def __init__(
         self,
@@ -133,13 +166,17 @@ class CQL:
         config: CQLConfig | None = None,
         device: torch.device | str = "cpu",
         max_action: float = 1.0,
+        population: int = 1,
+        noise_seed: int = 0,
+        compiled: bool = False,
     ) -> None:
         self.config = config = config or CQLConfig()
         self.device = torch.device(device)
-        self.act_dim = act_dim
+        self.arch, self.obs_dim, self.act_dim = arch, obs_dim, act_dim
         self.max_action = max_action
+        self.population = population
         self.actor = TanhGaussianActor(
-            obs_dim, act_dim, arch.actor, arch.kan, max_action=max_action, orthogonal_init=False
+            obs_dim, act_dim, arch.actor, arch.kan, max_action=max_action, orthogonal_init=False, population=population
         ).to(self.device)
         self.critic = EnsembleCritic(
             obs_dim,
@@ -148,32 +185,78 @@ class CQL:
             arch.kan,
             num_critics=config.num_critics,
             orthogonal_init=config.orthogonal_init,
+            population=population,
         ).to(self.device)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
 
         self.target_entropy = -float(act_dim) if config.target_entropy is None else config.target_entropy
-        self.log_alpha = nn.Parameter(torch.zeros((), device=self.device))
+        self.log_alpha = nn.Parameter(torch.zeros(population, device=self.device))
         # CORL starts log alpha' at 1.0, so alpha' starts at e.
-        self.log_alpha_prime = nn.Parameter(torch.ones((), device=self.device))
+        self.log_alpha_prime = nn.Parameter(torch.ones(population, device=self.device))
+        # The policy samples and uniform actions of every member come from this one stream.
+        self.generator = torch.Generator(self.device).manual_seed(noise_seed)
 
-        # Fused Adam does the whole update in one kernel per group; same arithmetic as the default loop.
-        adam = {"fused": True} if self.device.type in ("cpu", "cuda") else {}
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.policy_lr, **adam)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.qf_lr, **adam)
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.policy_lr, **adam)
-        self.alpha_prime_optimizer = torch.optim.Adam([self.log_alpha_prime], lr=config.qf_lr, **adam)
+        # Fused Adam does the whole update in one kernel per group; same arithmetic as the default loop. A
+        # compiled step uses the plain loop, which the compiler fuses itself.
+        adam = {"fused": True} if self.device.type in ("cpu", "cuda") and not compiled else {}
+        cfg = self.config
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.policy_lr, **adam)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=cfg.qf_lr, **adam)
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=cfg.policy_lr, **adam)
+        self.alpha_prime_optimizer = torch.optim.Adam([self.log_alpha_prime], lr=cfg.qf_lr, **adam)
+        self.optimizers = [self.actor_optimizer, self.critic_optimizer]
+        if cfg.use_automatic_entropy_tuning:
+            self.optimizers.append(self.alpha_optimizer)
+        if cfg.cql_lagrange:
+            self.optimizers.append(self.alpha_prime_optimizer)
         self.total_steps = 0
+        # The whole update (losses, backward, optimizer steps, Polyak) compiled as one function. The randomness
+        # is drawn outside it (`StepNoise`), so it computes what the eager step does up to floating-point
+        # reassociation, holds no generator and reads nothing back to the host; on CUDA, "reduce-overhead"
+        # replays it as CUDA graphs.
+        mode = "reduce-overhead" if compiled and self.device.type == "cuda" else None
+        self._step = torch.compile(self._update_step, mode=mode) if compiled else self._update_step
 
-    def sample_random_actions(self, batch_size: int, n: int) -> Tensor:
-        """Uniform actions for the conservative term, (B, N, act_dim) in [-max_action, max_action]."""
-        u = torch.rand(batch_size, n, self.act_dim, device=self.device)
-        return (2.0 * u - 1.0) * self.max_action
+    @classmethod
+    def from_members(cls, members: list[CQL], noise_seed: int = 0, compiled: bool = False) -> CQL:
+        """One population agent holding `members`: fresh agents (population 1, no update yet) of one
+        architecture and configuration, each built after seeding with its own seed."""
+        first = members[0]
+        if any(m.population != 1 or m.total_steps for m in members):
+            raise ValueError("from_members stacks fresh single agents (population 1, no update yet)")
+        agent = cls(
+            first.obs_dim,
+            first.act_dim,
+            first.arch,
+            first.config,
+            first.device,
+            first.max_action,
+            population=len(members),
+            noise_seed=noise_seed,
+            compiled=compiled,
+        )
+        _stack_members(agent.actor, [m.actor for m in members], critic_major=1)
+        _stack_members(agent.critic, [m.critic for m in members], critic_major=first.config.num_critics)
+        agent.target_critic.load_state_dict(agent.critic.state_dict())
+        with torch.no_grad():
+            agent.log_alpha.copy_(torch.cat([m.log_alpha for m in members]))
+            agent.log_alpha_prime.copy_(torch.cat([m.log_alpha_prime for m in members]))
+        return agent
 
-    def compute_losses(self, batch: Batch) -> dict[str, Tensor]:
-        """All losses of one step, from the current parameters; `update` backpropagates their sum."""
+    def draw_noise(self, batch_size: int) -> StepNoise:
+        """The randomness of one update, from the agent's generator."""
+        cfg, shape = self.config, (self.population, batch_size)
+        n, backups = cfg.cql_n_actions, cfg.cql_n_actions if cfg.cql_max_target_backup else 1
+        normal = torch.randn(*shape, 1 + 2 * n + backups, self.act_dim, generator=self.generator, device=self.device)
+        uniform = torch.rand(*shape, n, self.act_dim, generator=self.generator, device=self.device)
+        return StepNoise(normal[:, :, 0], normal[:, :, 1:], uniform)
+
+    def compute_losses(self, batch: Batch, noise: StepNoise) -> dict[str, Tensor]:
+        """All losses of one step, per member (each (P,)), from the current parameters; `update` backpropagates
+        the sum of the four trained ones."""
         cfg = self.config
         obs, actions, rewards, next_obs, dones = batch
-        batch_size, n = obs.shape[0], cfg.cql_n_actions
+        n = cfg.cql_n_actions
 
         # The SAC half: actor and temperature losses (alpha a constant for the actor, the critics frozen).
         policy_loss, alpha_loss, alpha, log_pi = actor_and_temperature_losses(
@@ -184,6 +267,7 @@ class CQL:
             self.target_entropy,
             cfg.alpha_multiplier,
             cfg.use_automatic_entropy_tuning,
+            noise=noise.actor,
         )
 
         # Every policy sample the critic loss needs, from one actor pass without gradients:
@@ -192,34 +276,34 @@ class CQL:
         with torch.no_grad():
             sample_obs = torch.cat(
                 [
-                    obs.unsqueeze(1).expand(-1, n, -1),
-                    next_obs.unsqueeze(1).expand(-1, n + n_backup, -1),
+                    obs.unsqueeze(2).expand(-1, -1, n, -1),
+                    next_obs.unsqueeze(2).expand(-1, -1, n + n_backup, -1),
                 ],
-                dim=1,
+                dim=2,
             )
-            sampled, sampled_log_pi = self.actor(sample_obs)
-            current_actions, next_actions, backup_actions = sampled.split([n, n, n_backup], dim=1)
-            log_pi_current, log_pi_next, backup_log_pi = sampled_log_pi.split([n, n, n_backup], dim=1)
+            sampled, sampled_log_pi = self.actor(sample_obs, noise=noise.samples)
+            current_actions, next_actions, backup_actions = sampled.split([n, n, n_backup], dim=2)
+            log_pi_current, log_pi_next, backup_log_pi = sampled_log_pi.split([n, n, n_backup], dim=2)
 
             target_q = (
-                self.target_critic(next_obs.unsqueeze(1).expand(-1, n_backup, -1), backup_actions).min(dim=0).values
-            )  # (B, n_backup)
+                self.target_critic(next_obs.unsqueeze(2).expand(-1, -1, n_backup, -1), backup_actions).min(dim=0).values
+            )  # (P, B, n_backup)
             if cfg.cql_max_target_backup:
-                target_q, best = target_q.max(dim=1)
-                backup_log_pi = backup_log_pi.gather(1, best.unsqueeze(1))
+                target_q, best = target_q.max(dim=2)
+                backup_log_pi = backup_log_pi.gather(2, best.unsqueeze(2))
             else:
-                target_q = target_q.squeeze(1)
+                target_q = target_q.squeeze(2)
             td_target = bellman_target(
-                rewards, dones, target_q, backup_log_pi.squeeze(1), alpha, cfg.discount, cfg.backup_entropy
+                rewards, dones, target_q, backup_log_pi.squeeze(2), alpha, cfg.discount, cfg.backup_entropy
             )
 
         # One critic pass over the dataset action and all 3N sampled actions of every state.
-        random_actions = self.sample_random_actions(batch_size, n)
-        all_actions = torch.cat([actions.unsqueeze(1), random_actions, current_actions, next_actions], dim=1)
-        q_all = self.critic(obs.unsqueeze(1).expand(-1, 3 * n + 1, -1), all_actions)  # (E, B, 3N+1)
+        random_actions = (2.0 * noise.uniform - 1.0) * self.max_action
+        all_actions = torch.cat([actions.unsqueeze(2), random_actions, current_actions, next_actions], dim=2)
+        q_all = self.critic(obs.unsqueeze(2).expand(-1, -1, 3 * n + 1, -1), all_actions)  # (E, P, B, 3N+1)
         q_data, q_random, q_current, q_next = q_all.split([1, n, n, n], dim=-1)
         q_data = q_data.squeeze(-1)
-        td_loss = ((q_data - td_target) ** 2).mean(dim=-1)  # (E,), F.mse_loss per critic
+        td_loss = ((q_data - td_target) ** 2).mean(dim=-1)  # (E, P), F.mse_loss per critic
 
         gap = conservative_gap(
             q_data,
@@ -233,61 +317,76 @@ class CQL:
             temperature=cfg.cql_temp,
             clip_min=cfg.cql_clip_diff_min,
             clip_max=cfg.cql_clip_diff_max,
-        )
+        )  # (E, P)
         if cfg.cql_lagrange:
             alpha_prime = self.log_alpha_prime.exp().clamp(0.0, 1e6)
             conservative_loss = alpha_prime.detach() * cfg.cql_alpha * (gap - cfg.cql_target_action_gap)
-            alpha_prime_loss = -(alpha_prime * cfg.cql_alpha * (gap.detach() - cfg.cql_target_action_gap)).mean()
+            alpha_prime_loss = -(alpha_prime * cfg.cql_alpha * (gap.detach() - cfg.cql_target_action_gap)).mean(0)
         else:
-            alpha_prime = obs.new_zeros(())
+            alpha_prime = torch.zeros_like(policy_loss)
             conservative_loss = cfg.cql_alpha * gap
-            alpha_prime_loss = obs.new_zeros(())
-        critic_loss = (td_loss + conservative_loss).sum()
+            alpha_prime_loss = torch.zeros_like(policy_loss)
+        critic_loss = (td_loss + conservative_loss).sum(0)
 
         return {
             "critic_loss": critic_loss,
             "policy_loss": policy_loss,
             "alpha_loss": alpha_loss,
             "alpha_prime_loss": alpha_prime_loss,
-            "td_loss": td_loss.mean(),
-            "cql_gap": gap.mean(),
-            "alpha": alpha,
+            "td_loss": td_loss.mean(0),
+            "cql_gap": gap.mean(0),
+            "alpha": alpha.reshape(-1).expand(self.population),
             "alpha_prime": alpha_prime.detach(),
-            "q_data": q_data.detach().mean(),
-            "target_q": td_target.mean(),
-            "log_pi": log_pi.mean(),
+            "q_data": q_data.detach().mean((0, 2)),
+            "target_q": td_target.mean(-1),
+            "log_pi": log_pi.mean(-1),
         }
 
-    def update(self, batch: Batch) -> dict[str, Tensor]:
-        """One gradient step on every network, then the Polyak update of the target critics."""
-        losses = self.compute_losses(batch)
-        total = losses["critic_loss"] + losses["policy_loss"] + losses["alpha_loss"] + losses["alpha_prime_loss"]
-        optimizers = [self.actor_optimizer, self.critic_optimizer]
-        if self.config.use_automatic_entropy_tuning:
-            optimizers.append(self.alpha_optimizer)
-        if self.config.cql_lagrange:
-            optimizers.append(self.alpha_prime_optimizer)
-        for opt in optimizers:
-            opt.zero_grad(set_to_none=True)
-        total.backward()
-        for opt in optimizers:
-            opt.step()
+    def update(self, batch: Batch, noise: StepNoise | None = None) -> Tensor:
+        """One gradient step on every network, then the Polyak update of the target critics.
+
+        Returns the losses as one (len(LOSS_NAMES), P) tensor on the device (nothing is read back to the host);
+        `losses_dict` names its rows.
+        """
+        if noise is None:
+            noise = self.draw_noise(batch.observations.shape[1])
+        losses = self._step(batch, noise)
         self.total_steps += 1
-        if self.total_steps % self.config.target_update_period == 0:
+        period = self.config.target_update_period
+        if period != 1 and self.total_steps % period == 0:
             self.update_target(self.config.soft_target_update_rate)
         return losses
+
+    def _update_step(self, batch: Batch, noise: StepNoise) -> Tensor:
+        losses = self.compute_losses(batch, noise)
+        total = losses["critic_loss"] + losses["policy_loss"] + losses["alpha_loss"] + losses["alpha_prime_loss"]
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+        total.sum().backward()
+        for opt in self.optimizers:
+            opt.step()
+        # target_update_period is 1 in every CORL config; other periods are applied by the caller's step count.
+        if self.config.target_update_period == 1:
+            polyak_update(self.target_critic, self.critic, self.config.soft_target_update_rate)
+        return torch.stack([losses[name].detach() for name in LOSS_NAMES])
+
+    @staticmethod
+    def losses_dict(losses: Tensor) -> dict[str, Tensor]:
+        """The rows of `update`'s result by name, each (P,)."""
+        return dict(zip(LOSS_NAMES, losses.unbind(0), strict=True))
 
     def update_target(self, tau: float) -> None:
         polyak_update(self.target_critic, self.critic, tau)
 
     @torch.no_grad()
     def act(self, observations: Tensor) -> Tensor:
-        """The deterministic evaluation action tanh(mean) * max_action."""
+        """The deterministic evaluation action tanh(mean) * max_action; observations (P, ..., obs_dim)."""
         actions, _ = self.actor(observations, deterministic=True, need_log_prob=False)
         return actions
 
     def state_dict(self) -> dict:
         return {
+            "population": self.population,
             "actor": self.actor.state_dict(),
             "critic": self.critic.state_dict(),
             "target_critic": self.target_critic.state_dict(),
@@ -297,10 +396,13 @@ class CQL:
             "critic_optimizer": self.critic_optimizer.state_dict(),
             "alpha_optimizer": self.alpha_optimizer.state_dict(),
             "alpha_prime_optimizer": self.alpha_prime_optimizer.state_dict(),
+            "generator": self.generator.get_state(),
             "total_steps": self.total_steps,
         }
 
     def load_state_dict(self, state: dict) -> None:
+        if state.get("population", 1) != self.population:
+            raise ValueError(f"state of a population of {state.get('population')}, agent has {self.population}")
         self.actor.load_state_dict(state["actor"])
         self.critic.load_state_dict(state["critic"])
         self.target_critic.load_state_dict(state["target_critic"])
@@ -311,7 +413,23 @@ class CQL:
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
         self.alpha_prime_optimizer.load_state_dict(state["alpha_prime_optimizer"])
+        self.generator.set_state(state["generator"].cpu())
         self.total_steps = int(state["total_steps"])
 
 
-__all__ = ["CQL", "Batch", "CQLConfig", "bellman_target", "conservative_gap"]
+@torch.no_grad()
+def _stack_members(stacked: nn.Module, members: list[nn.Module], critic_major: int) -> None:
+    """Copy members' parameters and buffers into `stacked`, whose leading dim holds critic_major * P members
+    laid out critic-major (member c * P + p is member c of agent p; critic_major is 1 for actors)."""
+    states = [m.state_dict() for m in members]
+    merged = {}
+    for name, value in stacked.state_dict().items():
+        parts = [s[name] for s in states]
+        if value.dim() == 0 or parts[0].dim() == 0:
+            raise ValueError(f"cannot stack the scalar {name!r}")
+        per_member = [p.reshape(critic_major, -1, *p.shape[1:]) for p in parts]
+        merged[name] = torch.cat(per_member, dim=1).reshape(value.shape)
+    stacked.load_state_dict(merged)
+
+
+__all__ = ["CQL", "LOSS_NAMES", "Batch", "CQLConfig", "StepNoise", "bellman_target", "conservative_gap"]

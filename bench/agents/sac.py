@@ -41,22 +41,27 @@ def actor_and_temperature_losses(
     target_entropy: float,
     alpha_multiplier: float = 1.0,
     tune_alpha: bool = True,
+    noise: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """SAC's actor loss E[alpha * log pi(a|s) - min_i Q_i(s, a)], a ~ pi, and the temperature loss.
 
     The critics' parameters are detached (the actor loss trains the actor only) and alpha is a constant in it.
-    Returns (actor_loss, alpha_loss, alpha, log_pi).
+    One agent: `log_alpha` is a scalar and obs (B, obs_dim). A population of agents (seeds side by side):
+    `log_alpha` is (P,), obs (P, B, obs_dim), and every loss comes back per member, (P,), each the mean over
+    its own batch, so that the sum over members trains each member exactly as alone. `noise` goes to the
+    actor's sample. Returns (actor_loss, alpha_loss, alpha, log_pi), alpha shaped to broadcast over the batch.
     """
-    new_actions, log_pi = actor(obs)
+    new_actions, log_pi = actor(obs, noise=noise)
+    log_alpha = log_alpha.reshape(*log_alpha.shape, *([1] * (log_pi.dim() - log_alpha.dim())))
     if tune_alpha:
-        alpha_loss = -(log_alpha * (log_pi + target_entropy).detach()).mean()
+        alpha_loss = -(log_alpha * (log_pi + target_entropy).detach()).mean(-1)
         alpha = log_alpha.exp().detach() * alpha_multiplier
     else:
-        alpha_loss = obs.new_zeros(())
-        alpha = obs.new_tensor(alpha_multiplier)
+        alpha_loss = obs.new_zeros(log_alpha.shape[:-1] if log_alpha.dim() else ())
+        alpha = torch.full_like(log_alpha, alpha_multiplier).detach()
     frozen = {name: p.detach() for name, p in critic.named_parameters()}
     q_new = functional_call(critic, frozen, (obs, new_actions)).min(dim=0).values
-    actor_loss = (alpha * log_pi - q_new).mean()
+    actor_loss = (alpha * log_pi - q_new).mean(-1)
     return actor_loss, alpha_loss, alpha, log_pi.detach()
 
 
@@ -182,7 +187,7 @@ def train_sac(config: SACRunConfig, out_dir: Path, *, progress: bool = True, thr
     `out_dir/checkpoint.pt` is written at episode boundaries; the same call after a kill resumes from it.
     Returns the summary (per-snapshot evaluated returns, steps, seeds, training-stream hash).
     """
-    from bench.data.local_suite import stream_digest
+    from bench.data.generate import stream_digest
     from bench.evaluate import make_env, quiet_v4_construction
 
     if threads:
@@ -231,6 +236,7 @@ def train_sac(config: SACRunConfig, out_dir: Path, *, progress: bool = True, thr
         obs, _ = env.reset(seed=config.seed)
         env.action_space.seed(config.seed)
 
+    first_step = step
     bar = tqdm(total=n, initial=step, unit="step", desc=f"SAC {config.env}", disable=not progress, file=sys.stderr)
     episode_return, next_checkpoint = 0.0, (step // config.checkpoint_every + 1) * config.checkpoint_every
     losses: dict[str, Tensor] = {}
@@ -260,6 +266,15 @@ def train_sac(config: SACRunConfig, out_dir: Path, *, progress: bool = True, thr
         if step % config.snapshot_every == 0:
             snapshots.append({**_snapshot(agent, config, step, out_dir), "stream_sha256": stream_digest(buffer, step)})
             bar.set_postfix(snapshot_return=f"{snapshots[-1]['return_mean']:.0f}", refresh=False)
+            if not progress:
+                # One line per snapshot, so a background run's log shows its curve without a progress bar.
+                rate = (step - first_step) / max(time.time() - start_time, 1e-9)
+                print(
+                    f"SAC {config.env}: step {step:,}/{n:,}, snapshot return {snapshots[-1]['return_mean']:.1f} "
+                    f"(score {snapshots[-1]['normalized_score']:.1f}), {rate:.1f} steps/s",
+                    file=sys.stderr,
+                    flush=True,
+                )
         bar.update(1)
         if terminated or truncated:
             episode_returns.append(episode_return)

@@ -72,7 +72,11 @@ def tanh_log_det_jacobian(z: Tensor) -> Tensor:
 
 
 class TanhGaussianActor(nn.Module):
-    """CORL's tanh-Gaussian policy on any body; observations may have any leading dims (..., obs_dim)."""
+    """CORL's tanh-Gaussian policy on any body; observations may have any leading dims (..., obs_dim).
+
+    With `population=P` it holds P independent actors (one per seed trained side by side): observations are
+    (P, ..., obs_dim), actor p acts on [p], and the log-std multiplier and offset are (P,) vectors.
+    """
 
     def __init__(
         self,
@@ -84,30 +88,60 @@ class TanhGaussianActor(nn.Module):
         orthogonal_init: bool = True,
         log_std_multiplier: float = 1.0,
         log_std_offset: float = -1.0,
+        population: int | None = None,
     ) -> None:
         super().__init__()
         self.obs_dim, self.act_dim, self.max_action = obs_dim, act_dim, max_action
-        self.network = build_network(spec, obs_dim, 2 * act_dim, kan)
+        self.population = population
+        self.network = build_network(spec, obs_dim, 2 * act_dim, kan, ensemble_size=population)
         init_corl_(self.network, orthogonal_init)
-        self.log_std_multiplier = nn.Parameter(torch.tensor(float(log_std_multiplier)))
-        self.log_std_offset = nn.Parameter(torch.tensor(float(log_std_offset)))
+        shape = () if population is None else (population,)
+        self.log_std_multiplier = nn.Parameter(torch.full(shape, float(log_std_multiplier)))
+        self.log_std_offset = nn.Parameter(torch.full(shape, float(log_std_offset)))
+
+    @torch.no_grad()
+    def member(self, index: int, spec: NetworkSpec, kan: KANOptions) -> TanhGaussianActor:
+        """Member `index` of a population as a standalone actor (no population dim), e.g. to save one seed's
+        final policy; `spec` and `kan` are the body this actor was built with. It acts exactly as the member."""
+        if self.population is None:
+            raise ValueError("member() takes one actor out of a population; this actor is a single one")
+        if len(getattr(self.network, "norms", ())):
+            raise ValueError("member() does not take layer-normalized bodies apart")
+        single = TanhGaussianActor(self.obs_dim, self.act_dim, spec, kan, max_action=self.max_action)
+        for target, source in zip(single.network.layers, self.network.layers, strict=True):
+            if isinstance(source, EnsembleLinear):
+                target.weight.copy_(source.weight[index].T)
+                if source.bias is not None:
+                    target.bias.copy_(source.bias[index, 0])
+            else:
+                for name, value in source.state_dict().items():
+                    getattr(target, name).copy_(value[index].reshape(getattr(target, name).shape))
+        single.log_std_multiplier.copy_(self.log_std_multiplier[index])
+        single.log_std_offset.copy_(self.log_std_offset[index])
+        return single
 
     def distribution_params(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """(mean, log_std) of the pre-tanh Gaussian, log_std already scaled, shifted and clamped."""
         mean, raw_log_std = self.network(obs).split(self.act_dim, dim=-1)
-        log_std = self.log_std_multiplier * raw_log_std + self.log_std_offset
+        # Per-member scalars broadcast over everything after the population dim.
+        lead = (*self.log_std_multiplier.shape, *([1] * (raw_log_std.dim() - self.log_std_multiplier.dim())))
+        log_std = self.log_std_multiplier.reshape(lead) * raw_log_std + self.log_std_offset.reshape(lead)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
     def forward(
-        self, obs: Tensor, deterministic: bool = False, need_log_prob: bool = True
+        self, obs: Tensor, deterministic: bool = False, need_log_prob: bool = True, noise: Tensor | None = None
     ) -> tuple[Tensor, Tensor | None]:
-        """(action (..., act_dim), log-prob (...) or None); deterministic: tanh(mean) * max_action."""
+        """(action (..., act_dim), log-prob (...) or None); deterministic: tanh(mean) * max_action.
+
+        `noise`, standard normal of the mean's shape, replaces the draw from the global generator (a trainer
+        that draws its randomness outside the step, for a compiled step or its own stream).
+        """
         mean, log_std = self.distribution_params(obs)
         if deterministic:
             z = mean
             noise = torch.zeros_like(mean)
         else:
-            noise = torch.randn_like(mean)
+            noise = torch.randn_like(mean) if noise is None else noise
             z = mean + noise * log_std.exp()
         action = torch.tanh(z) * self.max_action
         if not need_log_prob:
@@ -129,7 +163,13 @@ class TanhGaussianActor(nn.Module):
 
 
 class EnsembleCritic(nn.Module):
-    """`num_critics` Q-functions in one ensemble network: forward(obs, actions) -> (num_critics, ...)."""
+    """`num_critics` Q-functions in one ensemble network: forward(obs, actions) -> (num_critics, ...).
+
+    With `population=P` it holds P groups of `num_critics` (one group per seed trained side by side) as one
+    ensemble of num_critics * P members, critic-major (member c * P + p is critic c of seed p): inputs are
+    (P, ..., dim), seed p's critics see [p], and Q-values come back as (num_critics, P, ...), so a minimum
+    over the critics is still a minimum over dim 0.
+    """
 
     def __init__(
         self,
@@ -139,10 +179,13 @@ class EnsembleCritic(nn.Module):
         kan: KANOptions,
         num_critics: int = 2,
         orthogonal_init: bool = True,
+        population: int | None = None,
     ) -> None:
         super().__init__()
         self.obs_dim, self.act_dim, self.num_critics = obs_dim, act_dim, num_critics
-        self.network = build_network(spec, obs_dim + act_dim, 1, kan, ensemble_size=num_critics)
+        self.population = population
+        members = num_critics * (population or 1)
+        self.network = build_network(spec, obs_dim + act_dim, 1, kan, ensemble_size=members)
         init_corl_(self.network, orthogonal_init)
 
     def forward(self, obs: Tensor, actions: Tensor) -> Tensor:
@@ -151,8 +194,12 @@ class EnsembleCritic(nn.Module):
         """
         obs, actions = _broadcast_pair(obs, actions)
         lead = obs.shape[:-1]
-        x = torch.cat([obs, actions], dim=-1).reshape(1, -1, self.obs_dim + self.act_dim)
-        q = self.network(x.expand(self.num_critics, -1, -1))
+        width = self.obs_dim + self.act_dim
+        groups = self.population or 1
+        if self.population is not None and lead[0] != groups:
+            raise ValueError(f"expected a leading dim of {groups} seeds, got shape {tuple(obs.shape)}")
+        x = torch.cat([obs, actions], dim=-1).reshape(1, groups, -1, width)
+        q = self.network(x.expand(self.num_critics, -1, -1, -1).reshape(self.num_critics * groups, -1, width))
         return q.reshape(self.num_critics, *lead)
 
     def forward_members(self, obs: Tensor, actions: Tensor) -> Tensor:

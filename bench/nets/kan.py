@@ -315,6 +315,14 @@ class KANLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         o = self.options
+        lead = x.shape[:-1]
+        if self.ensemble_size is not None:
+            if x.shape[0] != self.ensemble_size:
+                raise ValueError(
+                    f"ensemble KANLinear expects a leading dim of {self.ensemble_size}, got shape {tuple(x.shape)}"
+                )
+            # (E, N, in), the layout the per-member grids (E, 1, in) broadcast against.
+            x = x.reshape(self.ensemble_size, -1, self.in_features)
         features = spline_features(
             x,
             self.normalize_input(x),
@@ -327,11 +335,8 @@ class KANLinear(nn.Module):
         weight = self.combined_weight()
         if self.ensemble_size is None:
             return F.linear(features.flatten(-2), weight)
-        e = self.ensemble_size
-        if x.shape[0] != e:
-            raise ValueError(f"ensemble KANLinear expects a leading dim of {e}, got shape {tuple(x.shape)}")
-        flat = features.reshape(e, -1, weight.shape[-1])
-        return torch.bmm(flat, weight.transpose(1, 2)).reshape(*x.shape[:-1], self.out_features)
+        flat = features.reshape(self.ensemble_size, -1, weight.shape[-1])
+        return torch.bmm(flat, weight.transpose(1, 2)).reshape(*lead, self.out_features)
 
     def _fit_coefficients(self, x: Tensor, y: Tensor, lo: Tensor, hi: Tensor, ridge: float = 1e-8) -> Tensor:
         """Coefficients (..., out, G + k, in) of the curves on the grid [lo, hi] that fit y (..., N, in, out)

@@ -255,23 +255,33 @@ def usable_score(record: Mapping[str, Any]) -> tuple[float, int | None]:
     return float(record["final_score"]), int(curve[-1]["step"])
 
 
-def seconds_per_1k_steps(record: Mapping[str, Any]) -> float:
-    """Median seconds per epoch, scaled to an epoch of 1,000 gradient steps; nan without timed epochs.
+def seeds_per_process(record: Mapping[str, Any]) -> int:
+    """How many seeds trained side by side in the record's process (1 for records without a group)."""
+    return int((record.get("group") or {}).get("size", 1))
 
-    The median because the first epochs carry one-off costs (allocation, compilation, cache warm-up).
+
+def seconds_per_1k_steps(record: Mapping[str, Any]) -> float:
+    """Median seconds per epoch per seed, scaled to an epoch of 1,000 gradient steps; nan without timed epochs.
+
+    The median because the first epochs carry one-off costs (allocation, compilation, cache warm-up). A group
+    of seeds trained side by side times each epoch for all of them; one seed's share is that time over the
+    group's size.
     """
     seconds = pd.Series(record["seconds_per_epoch"], dtype=float)
     if seconds.empty:
         return math.nan
-    return float(seconds.median()) * 1000.0 / record["epoch_steps"]
+    return float(seconds.median()) * 1000.0 / record["epoch_steps"] / seeds_per_process(record)
 
 
-def device_label(device: Mapping[str, Any]) -> str:
-    """A device as named in Table 3; CPU timings depend on the thread count, so it is part of the name."""
+def device_label(device: Mapping[str, Any], seeds: int = 1) -> str:
+    """A device as named in Table 3; CPU timings depend on the thread count and every timing on how many seeds
+    share the process, so both are part of the name."""
     threads = device.get("torch_threads")
     if device["type"] == "cpu" and isinstance(threads, int):
-        return f"{device['name']} (CPU, {threads} torch thread{'s' if threads != 1 else ''})"
-    return f"{device['name']} ({device['type'].upper()})"
+        label = f"{device['name']} (CPU, {threads} torch thread{'s' if threads != 1 else ''}"
+    else:
+        label = f"{device['name']} ({device['type'].upper()}"
+    return label + (f", {seeds} seeds side by side)" if seeds > 1 else ")")
 
 
 def run_row(path: Path, record: Mapping[str, Any]) -> dict[str, Any]:
@@ -302,7 +312,7 @@ def run_row(path: Path, record: Mapping[str, Any]) -> dict[str, Any]:
         "critics_total": params["critics_total"],
         "seconds_per_1k": seconds_per_1k_steps(record),
         "epochs_timed": len(record["seconds_per_epoch"]),
-        "device": device_label(device),
+        "device": device_label(device, seeds_per_process(record)),
         "device_type": device["type"],
         "torch_threads": device.get("torch_threads"),
         "error": (record.get("error") or "").splitlines()[0] if record.get("error") else "",
@@ -369,8 +379,16 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def comparable_config(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of a record's configuration that must be the same for every record of one report."""
-    return flatten({k: v for k, v in record["config"].items() if k not in PER_CELL_CONFIG_KEYS})
+    """The part of a record's configuration that must be the same for every record of one report.
+
+    A grid's per-dataset and per-architecture settings (`grid_overrides`) compare as the grid defines them: the
+    settings a cell took count at their grid-wide values, and the grid's override maps count whole.
+    """
+    config = flatten({k: v for k, v in record["config"].items() if k not in PER_CELL_CONFIG_KEYS})
+    overrides = record.get("grid_overrides") or {}
+    config.update(overrides.get("replaced") or {})
+    maps = {k: overrides.get(k) or {} for k in ("dataset_overrides", "architecture_overrides")}
+    return {**config, **flatten(maps, "grid_overrides.")}
 
 
 def _differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:

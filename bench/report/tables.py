@@ -455,6 +455,7 @@ def time_table(analysis: Analysis) -> Table:
     )
     table.caption = (
         "Wall seconds per epoch of 1,000 gradient steps, evaluation excluded: per run the median over its epochs, "
+        "divided by the number of seeds trained side by side in its process (one seed's share), "
         f"then mean ± sample standard deviation over runs (seeds and datasets). {where} Ratio: mean time "
         f"over the mean time of {baseline} on the same device.{scaled}"
     )

@@ -1,0 +1,141 @@
+"""The measures behind `python -m bench speed cql`: FLOPs of a CQL step, operator counts, the matmul rate, and
+the d3rlpy peer run."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from bench.agents.cql import CQL, Batch, CQLConfig
+from bench.errors import BenchError
+from bench.nets.spec import Architecture, parse_network_spec
+from bench.perf import PEERS_PYTHON, count_ops, cql_step_flops, matmul_gflops, mlp_layer_flops, run_peer
+
+WALKER_OBS, WALKER_ACT = 17, 6
+
+
+def test_mlp_layer_flops_counts_two_per_weight() -> None:
+    assert mlp_layer_flops(3, [4, 5], 2) == [2 * 3 * 4, 2 * 4 * 5, 2 * 5 * 2]
+    assert mlp_layer_flops(3, [], 1) == [6]
+
+
+def test_cql_step_flops_at_the_spec_sizes() -> None:
+    # SPEC section 8: about 15 GFLOP with CORL's 3 x 256 networks, about 0.5 GFLOP with 2 x 64.
+    corl = cql_step_flops(WALKER_OBS, WALKER_ACT, [256] * 3, [256] * 3)
+    small = cql_step_flops(WALKER_OBS, WALKER_ACT, [64] * 2, [64] * 2)
+    assert 14.5e9 < corl < 15.5e9
+    assert 0.45e9 < small < 0.65e9
+    assert cql_step_flops(WALKER_OBS, WALKER_ACT, [64] * 2, [64] * 2, population=5) == 5 * small
+
+
+@pytest.mark.parametrize("population", [1, 2])
+def test_cql_step_flops_equals_the_agents_update(population: int) -> None:
+    # Actor and critic of different shapes, three critics and three sampled actions, so that a swapped or
+    # miscounted pass shows; torch's own FLOP counter on the real update is the oracle.
+    obs_dim, act_dim, batch, n_actions, critics = 5, 3, 8, 3, 3
+    arch = Architecture("t", parse_network_spec("mlp[12,7]"), parse_network_spec("mlp[9]"))
+    config = CQLConfig(batch_size=batch, cql_n_actions=n_actions, num_critics=critics)
+    agent = CQL(obs_dim, act_dim, arch, config, population=population)
+    p = population
+    data = Batch(
+        torch.randn(p, batch, obs_dim),
+        torch.rand(p, batch, act_dim) * 2 - 1,
+        torch.randn(p, batch),
+        torch.randn(p, batch, obs_dim),
+        torch.zeros(p, batch),
+    )
+    with FlopCounterMode(display=False) as counter:
+        agent.update(data)
+    expected = cql_step_flops(obs_dim, act_dim, [12, 7], [9], batch, n_actions, critics, population)
+    assert counter.get_total_flops() == expected
+
+
+def test_cql_step_flops_rejects_non_positive_sizes() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        cql_step_flops(WALKER_OBS, WALKER_ACT, [64], [64], batch_size=0)
+
+
+def test_count_ops_counts_each_aten_call() -> None:
+    x = torch.randn(4, 4)
+    assert count_ops(lambda t: torch.relu(t @ t + 1.0), x) == 3  # mm, add, relu
+
+    def five_adds(t: torch.Tensor) -> torch.Tensor:
+        for _ in range(5):
+            t = t + 1
+        return t
+
+    assert count_ops(five_adds, x) == 5
+
+
+def test_count_ops_includes_the_backward() -> None:
+    x = torch.randn(4, 4)
+    w = torch.randn(4, 4, requires_grad=True)
+    forward = count_ops(lambda: (x @ w).sum())
+    assert count_ops(lambda: (x @ w).sum().backward()) > forward
+
+
+def test_matmul_gflops_is_a_rate_and_restores_threads() -> None:
+    threads = torch.get_num_threads()
+    rate = matmul_gflops(size=64, repeats=2, threads=1)
+    assert math.isfinite(rate) and rate > 0
+    assert torch.get_num_threads() == threads
+
+
+def test_run_peer_names_make_target_when_the_venv_is_missing(tmp_path: Path) -> None:
+    with pytest.raises(BenchError, match="make bench-peers"):
+        run_peer(tmp_path / "no-venv" / "bin" / "python", [64, 64], steps=2, warmup=1, threads=1)
+
+
+def _script(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "peer.py"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def test_run_peer_passes_the_settings_and_returns_the_json(tmp_path: Path) -> None:
+    # A stand-in peer that reports the command line it got, in the real script's JSON shape.
+    script = _script(
+        tmp_path,
+        """
+        import json, sys
+        print("log line", file=sys.stderr)
+        args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+        print(json.dumps({
+            "peer": "stub", "version": "0", "hidden": [int(w) for w in args["--hidden"].split(",")],
+            "batch_size": int(args["--batch-size"]), "steps": int(args["--steps"]), "seconds": 1.0,
+            "steps_per_s": 1.0, "threads": int(args["--threads"]), "warmup": int(args["--warmup"]),
+        }))
+        """,
+    )
+    result = run_peer(Path(sys.executable), [256, 128], steps=7, warmup=3, threads=2, script=script)
+    assert result["hidden"] == [256, 128]
+    assert (result["steps"], result["warmup"], result["threads"], result["batch_size"]) == (7, 3, 2, 256)
+
+
+def test_run_peer_reports_a_failing_script(tmp_path: Path) -> None:
+    script = _script(tmp_path, "import sys\nprint('ModuleNotFoundError: d3rlpy', file=sys.stderr)\nsys.exit(3)\n")
+    with pytest.raises(BenchError, match=r"exit 3.*d3rlpy.*make bench-peers"):
+        run_peer(Path(sys.executable), [64], steps=2, warmup=1, threads=1, script=script)
+
+
+@pytest.mark.parametrize("output", ["", "not json", json.dumps({"peer": "d3rlpy"}), "[1, 2]", "{}\n{}"])
+def test_run_peer_rejects_output_that_is_not_one_result(tmp_path: Path, output: str) -> None:
+    script = _script(tmp_path, f"print({output!r})\n")
+    with pytest.raises(BenchError, match="not one JSON result line"):
+        run_peer(Path(sys.executable), [64], steps=2, warmup=1, threads=1, script=script)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not PEERS_PYTHON.exists(), reason="peers environment not built (make bench-peers)")
+def test_run_peer_runs_d3rlpy_cql() -> None:
+    result = run_peer(PEERS_PYTHON, [16, 16], steps=3, warmup=1, threads=1, batch_size=32)
+    assert result["peer"] == "d3rlpy" and result["version"] == "2.8.1"
+    assert result["hidden"] == [16, 16] and result["steps"] == 3 and result["batch_size"] == 32
+    assert result["threads"] == 1 and result["steps_per_s"] > 0

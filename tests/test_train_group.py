@@ -1,0 +1,233 @@
+"""Seeds side by side: a population of agents in one process trains each seed as it trains alone."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench import train
+from bench.agents.cql import CQL, Batch, CQLConfig, StepNoise
+from bench.cli import main
+from bench.nets.heads import TanhGaussianActor
+from bench.nets.spec import count_parameters, get_architecture
+from bench.train import RunConfig, apply_overrides, train_group
+from tests.d4rl_files import write_small_d4rl_file
+from tests.interrupts import interrupted_on_call
+
+TIMING_FIELDS = {"seconds_per_epoch", "started_at", "finished_at"}
+
+
+@pytest.fixture(scope="module")
+def hopper_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_small_d4rl_file(tmp_path_factory.mktemp("data") / "hopper-tiny.hdf5", env="hopper")
+
+
+def tiny_config(path: Path, **changes) -> RunConfig:
+    settings = dict(
+        dataset=f"local:{path}",
+        arch="kan-small",
+        steps=6,
+        epoch_steps=2,
+        eval_every=4,
+        eval_episodes=2,
+        checkpoint_every=1,
+        device="cpu",
+        cql=apply_overrides(train.CQLConfig(), ["batch_size=16", "cql_n_actions=3"]),
+    )
+    settings.update(changes)
+    return RunConfig(**settings)
+
+
+def comparable(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in TIMING_FIELDS}
+
+
+def single(arch: str, seed: int, config: CQLConfig) -> CQL:
+    torch.manual_seed(seed)
+    return CQL(11, 3, get_architecture(arch), config)
+
+
+def member_slice(noise_or_batch, p: int):
+    return type(noise_or_batch)(*(x[p : p + 1] for x in noise_or_batch))
+
+
+@pytest.mark.parametrize("arch", ["mlp-small", "kan-small", "kan-kan"])
+def test_a_population_update_is_each_members_update_alone(arch: str) -> None:
+    config = CQLConfig(batch_size=8, cql_n_actions=3)
+    members = [single(arch, seed, config) for seed in (0, 1, 2)]
+    alone = copy.deepcopy(members)
+    population = CQL.from_members(members)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        batch = Batch(
+            torch.randn(3, 8, 11, generator=g),
+            torch.rand(3, 8, 3, generator=g) * 2 - 1,
+            torch.randn(3, 8, generator=g),
+            torch.randn(3, 8, 11, generator=g),
+            (torch.rand(3, 8, generator=g) < 0.1).float(),
+        )
+        noise = population.draw_noise(8)
+        together = population.losses_dict(population.update(batch, noise))
+        for p, agent in enumerate(alone):
+            losses = agent.losses_dict(agent.update(member_slice(batch, p), member_slice(noise, p)))
+            for name, value in losses.items():
+                torch.testing.assert_close(value[0], together[name][p], rtol=1e-5, atol=1e-6)
+    for p, agent in enumerate(alone):
+        for name, value in agent.actor.state_dict().items():
+            torch.testing.assert_close(value.reshape(-1), population.actor.state_dict()[name][p].reshape(-1))
+        critics = population.critic.state_dict()
+        for name, value in agent.critic.state_dict().items():
+            stacked = critics[name].reshape(config.num_critics, 3, *value.shape[1:])
+            torch.testing.assert_close(value, stacked[:, p])
+
+
+def test_a_diverged_member_leaves_the_others_untouched() -> None:
+    config = CQLConfig(batch_size=8, cql_n_actions=3)
+    members = [single("mlp-small", seed, config) for seed in (0, 1)]
+    reference = CQL.from_members(copy.deepcopy(members))
+    population = CQL.from_members(members)
+    with torch.no_grad():
+        population.actor.network.layers[0].weight[1].fill_(float("nan"))
+    batch = Batch(
+        torch.randn(2, 8, 11), torch.rand(2, 8, 3), torch.randn(2, 8), torch.randn(2, 8, 11), torch.zeros(2, 8)
+    )
+    noise = reference.draw_noise(8)
+    losses = population.update(batch, noise)
+    expected = reference.update(batch, noise)
+    assert torch.isnan(losses[:, 1]).any()
+    torch.testing.assert_close(losses[:, 0], expected[:, 0])
+    torch.testing.assert_close(
+        population.actor.network.layers[0].weight[0], reference.actor.network.layers[0].weight[0]
+    )
+
+
+def test_group_members_start_from_their_seeds_parameters_and_draw_their_own_batches(
+    hopper_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, list] = {}
+    real_update = CQL.update
+
+    def recording_update(self: CQL, batch: Batch, noise: StepNoise | None = None) -> torch.Tensor:
+        key = "group" if self.population > 1 else "alone"
+        entry = seen.setdefault(key, [])
+        if not entry:
+            entry.append(copy.deepcopy(self.actor.state_dict()))
+        entry.append(batch.observations.clone())
+        return real_update(self, batch, noise)
+
+    monkeypatch.setattr(CQL, "update", recording_update)
+    train_group(tiny_config(hopper_file), [4], [tmp_path / "alone" / "seed4.json"], progress=False)
+    train_group(
+        tiny_config(hopper_file), [3, 4], [tmp_path / "g" / "seed3.json", tmp_path / "g" / "seed4.json"], progress=False
+    )
+    alone_init, *alone_batches = seen["alone"]
+    group_init, *group_batches = seen["group"]
+    for name, value in alone_init.items():
+        torch.testing.assert_close(group_init[name][1], value[0], rtol=0, atol=0)
+    assert len(alone_batches) == len(group_batches) == 6
+    for a, g in zip(alone_batches, group_batches, strict=True):
+        assert torch.equal(a[0], g[1])
+        assert not torch.equal(g[0], g[1])
+
+
+def test_group_is_deterministic_and_writes_one_record_per_seed(hopper_file: Path, tmp_path: Path) -> None:
+    outs = [tmp_path / "a" / f"seed{s}.json" for s in (0, 1)]
+    records = train_group(tiny_config(hopper_file), [0, 1], outs, progress=False)
+    again = train_group(
+        tiny_config(hopper_file), [0, 1], [tmp_path / "b" / f"seed{s}.json" for s in (0, 1)], progress=False
+    )
+    assert [comparable(r) for r in records] == [comparable(r) for r in again]
+    for seed, out, record in zip((0, 1), outs, records, strict=True):
+        assert json.loads(out.read_text()) == record
+        arch = get_architecture(record["cell"]["arch"])
+        actor = TanhGaussianActor(11, 3, arch.actor, arch.kan)
+        actor.load_state_dict(torch.load(train.actor_path(out), weights_only=True))
+        assert count_parameters(actor) == record["parameters"]["actor"]
+        assert record["status"] == "done" and record["cell"]["seed"] == seed and record["config"]["seed"] == seed
+        assert record["group"] == {"seeds": [0, 1], "size": 2}
+        assert record["evaluation"]["seed"] == seed * 2
+        assert record["parameters"]["actor"] == 682  # one seed's actor: KAN 11-4-6 (440 + 240) and 2 log-std scalars
+        diagnostics = record["diagnostics"]
+        assert diagnostics["step"] == [2, 4, 6]
+        for name in ("td_loss", "cql_gap", "q_data", "alpha", "policy_loss", "log_pi"):
+            assert len(diagnostics[name]) == 3 and all(np.isfinite(diagnostics[name]))
+        assert record["losses"]["td_loss"] == diagnostics["td_loss"][-1]
+    assert records[0]["curve"] != records[1]["curve"]
+
+
+def test_killed_group_resumes_to_the_uninterrupted_records(
+    hopper_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference = train_group(
+        tiny_config(hopper_file), [0, 1], [tmp_path / "ref" / f"seed{s}.json" for s in (0, 1)], progress=False
+    )
+    outs = [tmp_path / "killed" / f"seed{s}.json" for s in (0, 1)]
+    real = train._train_epoch
+    monkeypatch.setattr(train, "_train_epoch", interrupted_on_call(real, 3))
+    with pytest.raises(KeyboardInterrupt):
+        train_group(tiny_config(hopper_file), [0, 1], outs, progress=False)
+    checkpoint = train.group_checkpoint_path(outs)
+    assert checkpoint.name == "seed0+seed1.ckpt.pt" and checkpoint.exists()
+    assert not any(out.exists() for out in outs)
+    monkeypatch.setattr(train, "_train_epoch", real)
+    resumed = train_group(tiny_config(hopper_file), [0, 1], outs, progress=False)
+    assert [comparable(r) for r in resumed] == [comparable(r) for r in reference]
+    assert not checkpoint.exists()
+
+
+def test_one_diverged_seed_does_not_stop_the_others(
+    hopper_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = train._train_epoch
+
+    def seed_one_diverges(*args, **kwargs):
+        seconds, losses = real(*args, **kwargs)
+        critic = losses["critic_loss"].copy()
+        critic[1] = np.nan
+        return seconds, {**losses, "critic_loss": critic}
+
+    monkeypatch.setattr(train, "_train_epoch", seed_one_diverges)
+    outs = [tmp_path / f"seed{s}.json" for s in (0, 1)]
+    done, diverged = train_group(tiny_config(hopper_file), [0, 1], outs, progress=False)
+    assert done["status"] == "done" and done["steps_done"] == 6 and len(done["curve"]) == 2
+    assert diverged["status"] == "diverged" and diverged["steps_done"] == 2 and "critic_loss" in diverged["error"]
+    assert json.loads(outs[1].read_text())["status"] == "diverged"
+
+
+def test_run_cli_with_seeds_writes_a_folder_of_records(hopper_file: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "cell"
+    argv = ["run", "--dataset", f"local:{hopper_file}", "--arch", "mlp-small", "--seeds", "2-3", "--steps", "2"]
+    argv += ["--epoch-steps", "2", "--eval-every", "2", "--eval-episodes", "1", "--device", "cpu", "--no-progress"]
+    argv += ["--set", "batch_size=8", "--set", "cql_n_actions=2", "--out", str(out)]
+    assert main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["seed2.actor.pt", "seed2.json", "seed3.actor.pt", "seed3.json"]
+    printed = capsys.readouterr().out
+    assert "seed 2" in printed and "seed 3" in printed and "2 seeds side by side" in printed
+    assert main([*argv[:5], "--seeds", "1,1", *argv[7:]]) == 2
+
+
+def test_compiled_update_agrees_with_eager_over_200_steps() -> None:
+    config = CQLConfig(batch_size=16, cql_n_actions=3)
+    eager = CQL.from_members([single("mlp-small", 0, config)], noise_seed=7)
+    compiled = CQL.from_members([single("mlp-small", 0, config)], noise_seed=7, compiled=True)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        batch = Batch(
+            torch.randn(1, 16, 11, generator=g),
+            torch.rand(1, 16, 3, generator=g) * 2 - 1,
+            torch.randn(1, 16, generator=g),
+            torch.randn(1, 16, 11, generator=g),
+            torch.zeros(1, 16),
+        )
+        expected, got = eager.update(batch), compiled.update(batch)
+        torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-4)
+    for (name, a), b in zip(eager.actor.state_dict().items(), compiled.actor.state_dict().values(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4, msg=name)
+    # Float32 reassociation drifts a few parameters by about 1e-5 over 200 Adam steps.
+    for a, b in zip(eager.critic.parameters(), compiled.critic.parameters(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4)
