@@ -144,11 +144,11 @@ def test_a_failing_cell_does_not_stop_the_others(
     assert "1 finished before, 1 to run" in capsys.readouterr().out
 
 
-def crash_on_seed_one(task: CellTask) -> CellOutcome:
+def crash_on_seed_one(group: tuple[CellTask, ...]) -> list[CellOutcome]:
     """A worker target that segfaults for seed 1 (spawned children import it from this module)."""
-    if task.cell.seed == 1:
+    if any(task.cell.seed == 1 for task in group):
         os.kill(os.getpid(), signal.SIGSEGV)
-    return CellOutcome("done", seconds=0.1, final_score=1.0)
+    return [CellOutcome("done", seconds=0.1, final_score=1.0) for _ in group]
 
 
 def test_a_segfaulting_worker_is_isolated(tmp_path: Path) -> None:
@@ -157,7 +157,7 @@ def test_a_segfaulting_worker_is_isolated(tmp_path: Path) -> None:
     tasks = [CellTask(cell, spec.run_config(cell), store.record_path(cell)) for cell in spec.cells()]
     outcomes: dict[int, CellOutcome] = {}
     LocalLauncher(2, target=crash_on_seed_one).run(
-        tasks, lambda task, outcome: outcomes.update({task.cell.seed: outcome})
+        [(task,) for task in tasks], lambda task, outcome: outcomes.update({task.cell.seed: outcome})
     )
     assert outcomes[0].status == "done"
     assert outcomes[1].status == "failed" and "SIGSEGV" in outcomes[1].error
@@ -221,9 +221,10 @@ class FinishedElsewhere:
     name = "local"
     parallelism = 1
 
-    def run(self, tasks: list[CellTask], report) -> None:
-        for task in tasks:
-            report(task, CellOutcome("skipped", final_score=1.0))
+    def run(self, groups: list[tuple[CellTask, ...]], report) -> None:
+        for group in groups:
+            for task in group:
+                report(task, CellOutcome("skipped", final_score=1.0))
 
 
 def test_cells_finished_by_another_process_are_counted_once(
@@ -370,3 +371,46 @@ def test_ray_launcher_writes_the_same_records_as_the_local_one(
         a, b = read(local.record_path(cell)), read(remote.record_path(cell))
         assert a["status"] == "done"
         assert comparable(a) == comparable(b)
+
+
+def test_seeds_per_process_trains_each_chunk_of_seeds_as_one_group(
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    grid = tiny_grid(tmp_path, [f"local:{hopper_file}"], seeds=(0, 1, 2), seeds_per_process=2)
+    spec = load_grid(grid)
+    assert [spec.seed_group(cell) for cell in spec.cells()] == [(0, 1), (0, 1), (2,)]
+    results = tmp_path / "results"
+    assert main(["grid", "run", str(grid), "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "up to 2 seeds side by side per process" in out
+    assert "3/3 cells finished (0 before, 3 done and 0 diverged now)" in out
+    store = ResultsStore.for_grid(results, spec)
+    groups = [read(store.record_path(cell))["group"] for cell in spec.cells()]
+    assert groups == [{"seeds": [0, 1], "size": 2}, {"seeds": [0, 1], "size": 2}, {"seeds": [2], "size": 1}]
+    assert yaml.safe_load(store.grid_file.read_text())["seeds_per_process"] == 2
+
+
+def test_a_killed_group_is_partial_and_resumes_as_a_group(
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    grid = tiny_grid(
+        tmp_path, [f"local:{hopper_file}"], seeds=(0, 1), steps=200, epoch_steps=50, eval_every=200, seeds_per_process=2
+    )
+    results = tmp_path / "results"
+    spec = load_grid(grid)
+    store = ResultsStore.for_grid(results, spec)
+    paths = [store.record_path(cell) for cell in spec.cells()]
+    monkeypatch.setattr(train, "_train_epoch", interrupted_on_call(train._train_epoch, 4))
+    with pytest.raises(KeyboardInterrupt):
+        train.train_group(spec.run_config(spec.cells()[0]), [0, 1], paths, progress=False)
+    monkeypatch.undo()
+    assert main(["grid", "status", str(grid), "--results", str(results)]) == 0
+    assert "running 0, partial 2, missing 0 (of 2 cells)" in capsys.readouterr().out
+    assert main(["grid", "run", str(grid), "--results", str(results)]) == 0
+    assert "2 to run, 2 resuming from a checkpoint" in capsys.readouterr().out
+    reference = train.train_group(
+        spec.run_config(spec.cells()[0]), [0, 1], [tmp_path / "ref" / p.name for p in paths], progress=False
+    )
+    for path, expected in zip(paths, reference, strict=True):
+        got = read(path)
+        assert got["steps_done"] == 200 and got["curve"] == expected["curve"]

@@ -1,7 +1,8 @@
 """Launchers run a grid's cells: worker processes on this machine, or Ray tasks on a local or remote cluster.
 
-Both run `run_cell` once per cell in a process of its own, so a crash of one cell, even a segfault, never
-takes the others down, and both report each cell's outcome to the grid loop as it arrives. Records are the
+Both run `run_group` once per group of cells in a process of its own (one cell, or the seeds of one
+(dataset, architecture) trained side by side), so a crash of one group, even a segfault, never takes the others
+down, and both report each cell's outcome to the grid loop as it arrives. Records are the
 same whichever launcher ran them: training is deterministic on CPU given the seed and the thread count.
 """
 
@@ -29,7 +30,7 @@ import torch
 from bench.errors import BenchError
 from bench.grid.spec import Cell, Resources
 from bench.grid.store import FINISHED, CellLock, error_path, first_line, write_error
-from bench.train import RunConfig, read_record, train_cell
+from bench.train import RunConfig, read_record, train_group
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,10 @@ class CellOutcome:
     final_score: float | None = None
 
 
+# Cells one process trains together: one cell, or seeds of one (dataset, architecture) side by side.
+Group = tuple[CellTask, ...]
 Report = Callable[[CellTask, CellOutcome], None]
-Target = Callable[[CellTask], CellOutcome]
+Target = Callable[[Group], list[CellOutcome]]
 
 
 class Launcher(Protocol):
@@ -67,51 +70,83 @@ class Launcher(Protocol):
 
     @property
     def parallelism(self) -> int:
-        """How many cells run at once (for the ETA)."""
+        """How many groups run at once (for the ETA)."""
         ...
 
-    def run(self, tasks: Sequence[CellTask], report: Report) -> None:
-        """Run every task, calling `report` in this process as each one ends."""
+    def run(self, groups: Sequence[Group], report: Report) -> None:
+        """Run every group, calling `report` in this process for each of its cells as the group ends."""
         ...
 
 
-def run_cell(task: CellTask) -> CellOutcome:
-    """Train one cell under its lock. A failing cell never raises: its outcome says failed, and the error is in
-    its failed record (a crash in training) or in `<record>.error` (a failure before training started)."""
-    torch.set_num_threads(task.threads)
+def run_group(group: Group) -> list[CellOutcome]:
+    """Train a group of cells of one (dataset, architecture) side by side, each under its lock; one outcome per
+    cell, in order. A failing group never raises: its outcomes say failed, and the error is in the failed
+    records (a crash in training) or in `<record>.error` (a failure before training started). A cell locked
+    by another process is busy, one finished meanwhile is skipped; the others train together."""
+    torch.set_num_threads(group[0].threads)
     start = time.perf_counter()
-    lock = CellLock(task.out)
-    if not lock.acquire():
-        return CellOutcome("busy")
+    outcomes: list[CellOutcome | None] = [None] * len(group)
+    locks: list[CellLock] = []
     try:
-        existing = read_record(task.out)
-        if existing is not None and existing["status"] in FINISHED and not task.force:
-            return CellOutcome("skipped", final_score=existing.get("final_score"))
-        error_path(task.out).unlink(missing_ok=True)
-        before = _file_id(task.out)
-        try:
-            record = train_cell(
-                task.config,
-                task.out,
-                force=task.force,
-                progress=task.progress,
-                cache_dir=task.cache_dir,
-                local_dir=task.local_dir,
-                grid_overrides=task.grid_overrides,
-            )
-        except Exception as exc:  # the isolation point: whatever one cell raises, the grid goes on
+        training = []
+        for i, task in enumerate(group):
+            lock = CellLock(task.out)
+            if not lock.acquire():
+                outcomes[i] = CellOutcome("busy")
+                continue
+            locks.append(lock)
+            existing = read_record(task.out)
+            if existing is not None and existing["status"] in FINISHED and not task.force:
+                outcomes[i] = CellOutcome("skipped", final_score=existing.get("final_score"))
+                continue
+            error_path(task.out).unlink(missing_ok=True)
+            training.append(i)
+        if training:
+            trained = _train([group[i] for i in training], start)
+            for i, outcome in zip(training, trained, strict=True):
+                outcomes[i] = outcome
+        return [outcome for outcome in outcomes if outcome is not None]
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _train(tasks: list[CellTask], start: float) -> list[CellOutcome]:
+    first = tasks[0]
+    before = [_file_id(task.out) for task in tasks]
+    try:
+        records = train_group(
+            first.config,
+            [task.cell.seed for task in tasks],
+            [task.out for task in tasks],
+            force=first.force,
+            progress=first.progress,
+            cache_dir=first.cache_dir,
+            local_dir=first.local_dir,
+            grid_overrides=first.grid_overrides,
+        )
+    except Exception as exc:  # the isolation point: whatever one group raises, the grid goes on
+        seconds = time.perf_counter() - start
+        outcomes = []
+        for task, file_id in zip(tasks, before, strict=True):
             written = read_record(task.out)
-            if _file_id(task.out) != before and written is not None and written["status"] == "failed":
-                error = first_line(written.get("error"))  # train_cell wrote the record, traceback included
+            fresh = _file_id(task.out) != file_id and written is not None
+            if fresh and written["status"] == "diverged":  # a seed that diverged before the group failed
+                outcomes.append(CellOutcome("diverged", seconds, first_line(written.get("error"))))
+                continue
+            if fresh and written["status"] == "failed":
+                error = first_line(written.get("error"))  # train_group wrote the record, traceback included
             else:
                 error = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
                 detail = "" if isinstance(exc, BenchError) else "\n" + traceback.format_exc()
                 write_error(task.out, error + detail)
-            return CellOutcome("failed", time.perf_counter() - start, first_line(error) or type(exc).__name__)
-        seconds = time.perf_counter() - start
-        return CellOutcome(record["status"], seconds, first_line(record.get("error")), record.get("final_score"))
-    finally:
-        lock.release()
+            outcomes.append(CellOutcome("failed", seconds, first_line(error) or type(exc).__name__))
+        return outcomes
+    seconds = time.perf_counter() - start
+    return [
+        CellOutcome(record["status"], seconds, first_line(record.get("error")), record.get("final_score"))
+        for record in records
+    ]
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:
@@ -144,21 +179,21 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _child(target: Target, task: CellTask, conn: Connection) -> None:
+def _child(target: Target, group: Group, conn: Connection) -> None:
     try:
-        outcome = target(task)
+        outcomes = target(group)
     except KeyboardInterrupt:
-        return  # the grid process is stopping every worker; the checkpoint resumes this cell next time
-    conn.send(outcome)
+        return  # the grid process is stopping every worker; the checkpoint resumes these cells next time
+    conn.send(outcomes)
     conn.close()
 
 
 class LocalLauncher:
-    """`workers` processes on this machine, a fresh spawned process per cell."""
+    """`workers` processes on this machine, a fresh spawned process per group of cells."""
 
     name = "local"
 
-    def __init__(self, workers: int = 1, target: Target = run_cell) -> None:
+    def __init__(self, workers: int = 1, target: Target = run_group) -> None:
         if workers < 1:
             raise BenchError(f"--workers must be at least 1, got {workers}")
         self.workers = workers
@@ -168,27 +203,29 @@ class LocalLauncher:
     def parallelism(self) -> int:
         return self.workers
 
-    def run(self, tasks: Sequence[CellTask], report: Report) -> None:
+    def run(self, groups: Sequence[Group], report: Report) -> None:
         # "spawn": a forked child would inherit torch's thread pools and any CUDA state of this process.
         ctx = multiprocessing.get_context("spawn")
-        pending = deque(tasks)
-        running: dict[int, tuple[Any, Connection, CellTask, float]] = {}
+        pending = deque(groups)
+        running: dict[int, tuple[Any, Connection, Group, float]] = {}
         # A batch scheduler stops jobs with SIGTERM, which would end this process without stopping its workers.
         in_main_thread = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
         try:
             while pending or running:
                 while pending and len(running) < self.workers:
-                    task = pending.popleft()
+                    group = pending.popleft()
                     receiver, sender = ctx.Pipe(duplex=False)
-                    process = ctx.Process(target=_child, args=(self.target, task, sender), daemon=True)
+                    process = ctx.Process(target=_child, args=(self.target, group, sender), daemon=True)
                     process.start()
                     sender.close()
-                    running[process.sentinel] = (process, receiver, task, time.perf_counter())
+                    running[process.sentinel] = (process, receiver, group, time.perf_counter())
                 for sentinel in wait(list(running)):
-                    process, receiver, task, started = running.pop(sentinel)
+                    process, receiver, group, started = running.pop(sentinel)
                     process.join()
-                    report(task, self._outcome(process.exitcode, receiver, task, started))
+                    outcomes = self._outcomes(process.exitcode, receiver, group, started)
+                    for task, outcome in zip(group, outcomes, strict=True):
+                        report(task, outcome)
                     receiver.close()
         finally:
             # Interrupted: let each worker stop as Ctrl-C stops a run (lock released, checkpoint kept), then insist.
@@ -205,15 +242,16 @@ class LocalLauncher:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
     @staticmethod
-    def _outcome(exitcode: int | None, receiver: Connection, task: CellTask, started: float) -> CellOutcome:
-        seconds = time.perf_counter() - started  # the wall time of the whole cell, process start included
+    def _outcomes(exitcode: int | None, receiver: Connection, group: Group, started: float) -> list[CellOutcome]:
+        seconds = time.perf_counter() - started  # the wall time of the whole group, process start included
         try:
-            return replace(receiver.recv(), seconds=seconds)
-        except EOFError:  # the worker died before it could send its outcome
+            return [replace(outcome, seconds=seconds) for outcome in receiver.recv()]
+        except EOFError:  # the worker died before it could send its outcomes
             pass
         error = _exit_description(exitcode)
-        record_lost_worker(task, error)
-        return CellOutcome("failed", seconds, error)
+        for task in group:
+            record_lost_worker(task, error)
+        return [CellOutcome("failed", seconds, error) for _ in group]
 
 
 def import_ray() -> Any:
@@ -352,7 +390,7 @@ class RayLauncher:
     def parallelism(self) -> int:
         return self._slots
 
-    def run(self, tasks: Sequence[CellTask], report: Report) -> None:
+    def run(self, groups: Sequence[Group], report: Report) -> None:
         ray = import_ray()
         started = not ray.is_initialized()
         if started:
@@ -361,27 +399,29 @@ class RayLauncher:
             else:
                 # "local": a new instance even when `ray start` left its address in Ray's temp folder.
                 ray.init(address="local", num_cpus=local_cpus(), include_dashboard=False, logging_level=logging.WARNING)
-        inflight: dict[Any, CellTask] = {}
+        inflight: dict[Any, Group] = {}
         try:
             self._slots = self._fit(ray.cluster_resources(), strict=started and not self.address)
-            remote = ray.remote(run_cell).options(
+            remote = ray.remote(run_group).options(
                 num_cpus=self.resources.num_cpus, num_gpus=self.resources.num_gpus, max_retries=0
             )
-            pending = deque(tasks)
+            pending = deque(groups)
             while pending or inflight:
                 while pending and (self.workers is None or len(inflight) < self.workers):
-                    task = pending.popleft()
-                    inflight[remote.remote(task)] = task
+                    group = pending.popleft()
+                    inflight[remote.remote(group)] = group
                 ready, _ = ray.wait(list(inflight), num_returns=1)
                 for ref in ready:
-                    task = inflight.pop(ref)
+                    group = inflight.pop(ref)
                     try:
-                        outcome = ray.get(ref)
+                        outcomes = ray.get(ref)
                     except ray.exceptions.RayError as exc:
                         error = f"Ray task died: {type(exc).__name__}: {first_line(str(exc))}"
-                        record_lost_worker(task, error)
-                        outcome = CellOutcome("failed", error=error)
-                    report(task, outcome)
+                        for task in group:
+                            record_lost_worker(task, error)
+                        outcomes = [CellOutcome("failed", error=error) for _ in group]
+                    for task, outcome in zip(group, outcomes, strict=True):
+                        report(task, outcome)
         finally:
             for ref in inflight:
                 ray.cancel(ref, force=True)

@@ -19,7 +19,7 @@ from tabulate import tabulate
 
 from bench.data.registry import D4RL_DATASETS, d4rl_cache_dir, local_dataset_dir
 from bench.errors import BenchError
-from bench.grid.launchers import CellOutcome, CellTask, Launcher, local_cpus, make_launcher
+from bench.grid.launchers import CellOutcome, CellTask, Group, Launcher, local_cpus, make_launcher
 from bench.grid.spec import Cell, GridSpec
 from bench.grid.store import STATES, ResultsStore, error_path
 
@@ -216,8 +216,11 @@ def format_duration(seconds: float) -> str:
 class Progress:
     """Prints one line per finished cell: position, outcome, duration, failures so far and the ETA."""
 
-    def __init__(self, result: GridResult, launcher: Launcher, store: ResultsStore, out: TextIO) -> None:
+    def __init__(
+        self, result: GridResult, launcher: Launcher, store: ResultsStore, out: TextIO, cells_per_process: int = 1
+    ) -> None:
         self.result = result
+        self.cells_per_process = cells_per_process
         self.launcher = launcher
         self.store = store
         self.out = out
@@ -259,7 +262,9 @@ class Progress:
         if not self.durations:
             return "-"
         mean = sum(self.durations) / len(self.durations)
-        return format_duration(mean * math.ceil(remaining / self.launcher.parallelism))
+        # A group's cells report together, each with the group's wall time.
+        at_once = self.launcher.parallelism * self.cells_per_process
+        return format_duration(mean * math.ceil(remaining / at_once))
 
 
 def run_grid(
@@ -315,6 +320,8 @@ def run_grid(
     ]
 
     where = f"{runner.name} launcher"
+    if spec.seeds_per_process > 1:
+        where += f", up to {spec.seeds_per_process} seeds side by side per process"
     if runner.name == "local":
         where += f", {runner.parallelism} worker(s) x {spec.resources.threads} torch thread(s)"
         if runner.parallelism * spec.resources.threads > local_cpus():
@@ -328,9 +335,23 @@ def run_grid(
     )
     start = time.perf_counter()
     if tasks:
-        runner.run(tasks, Progress(result, runner, store, out))
+        runner.run(pack_groups(spec, tasks), Progress(result, runner, store, out, spec.seeds_per_process))
     print(_summary(spec, result, time.perf_counter() - start), file=out, flush=True)
     return result
+
+
+def pack_groups(spec: GridSpec, tasks: list[CellTask]) -> list[Group]:
+    """The cells to run in groups that train in one process: per (dataset, architecture), the cells of each chunk
+    of `seeds_per_process` of the grid's seeds (`GridSpec.seed_group`), in the order the cells come.
+
+    A chunk whose cells are all to run is one group, and a group killed half way resumes from its checkpoint.
+    A chunk with some cells finished (one diverged, say) runs its other cells as a smaller group, from scratch.
+    """
+    groups: dict[tuple[str, str, tuple[int, ...]], list[CellTask]] = {}
+    for task in tasks:
+        cell = task.cell
+        groups.setdefault((cell.dataset, cell.arch, spec.seed_group(cell)), []).append(task)
+    return [tuple(group) for group in groups.values()]
 
 
 def _summary(spec: GridSpec, result: GridResult, seconds: float) -> str:

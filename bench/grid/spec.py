@@ -19,7 +19,9 @@ A grid file is flat; every key but the three lists has a default:
     checkpoint_every: 10             # epochs; does not change results
     device: auto                     # auto, cpu, cuda, cuda:N
     normalize_reward: false
-    resources: {num_cpus: 1, num_gpus: 0}   # per cell; fractions allowed (Ray packs cells onto a GPU)
+    compile: false                   # torch.compile of the whole update (CUDA graphs on a GPU)
+    seeds_per_process: 1             # seeds of one (dataset, architecture) trained side by side in one process
+    resources: {num_cpus: 1, num_gpus: 0}   # per process; fractions allowed (Ray packs processes onto a GPU)
     cql: {cql_alpha: 10.0}           # CQLConfig overrides
     dataset_overrides:               # settings for the cells of some datasets only
       local:hopper-random: {normalize_reward: true}
@@ -70,7 +72,9 @@ KEYS: dict[str, str] = {
     "checkpoint_every": "epochs between checkpoints",
     "device": "auto, cpu, cuda or cuda:N",
     "normalize_reward": "true or false",
-    "resources": "{num_cpus: N, num_gpus: N} per cell",
+    "compile": "true or false: torch.compile of the whole update",
+    "seeds_per_process": "seeds of one (dataset, architecture) trained side by side in one process",
+    "resources": "{num_cpus: N, num_gpus: N} per process",
     "cql": "CQL settings to override, {name: value}",
     "dataset_overrides": "settings for some datasets only, {dataset: {setting: value}}",
     "architecture_overrides": "settings for some architectures only, {architecture: {setting: value}}",
@@ -127,12 +131,22 @@ class GridSpec:
     checkpoint_every: int = _DEFAULTS.checkpoint_every
     device: str = _DEFAULTS.device
     normalize_reward: bool = _DEFAULTS.normalize_reward
+    compile: bool = _DEFAULTS.compile
+    # Seeds side by side: the grid's seeds, in order, in groups of this size per (dataset, architecture); a
+    # seed's record depends on its group (one stream of policy noise), so the size is part of the results.
+    seeds_per_process: int = 1
     resources: Resources = field(default_factory=Resources)
     cql: CQLConfig = field(default_factory=CQLConfig)
     description: str = ""
     # {dataset or architecture: {setting: value}}, settings by their grid file names (normalize_reward, policy_lr)
     dataset_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     architecture_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def seed_group(self, cell: Cell) -> tuple[int, ...]:
+        """The seeds that train side by side with `cell`'s: its chunk of `seeds_per_process` of the grid's seeds."""
+        n = self.seeds_per_process
+        start = self.seeds.index(cell.seed) // n * n
+        return self.seeds[start : start + n]
 
     def cells(self) -> list[Cell]:
         """Every cell, seed-major: a grid stopped half way holds whole seeds of every (dataset, architecture)."""
@@ -181,6 +195,7 @@ class GridSpec:
             checkpoint_every=self.checkpoint_every,
             device=self.device,
             normalize_reward=run.get("normalize_reward", self.normalize_reward),
+            compile=self.compile,
             arch_file=str(arch_file) if arch_file is not None and cell.arch in self.inline else None,
             cql=dataclasses.replace(self.cql, **overrides) if overrides else self.cql,
         )
@@ -203,6 +218,7 @@ class GridSpec:
             "inline_architectures": sorted(self.inline),
             "datasets": list(self.datasets),
             "seeds": list(self.seeds),
+            "seeds_per_process": self.seeds_per_process,
             "settings": self.settings(),
             "dataset_overrides": self.dataset_overrides,
             "architecture_overrides": self.architecture_overrides,
@@ -316,6 +332,8 @@ def load_grid(path: Path) -> GridSpec:
         checkpoint_every=_integer(doc, data, "checkpoint_every", _DEFAULTS.checkpoint_every),
         device=device,
         normalize_reward=_boolean(doc, data, "normalize_reward", _DEFAULTS.normalize_reward),
+        compile=_boolean(doc, data, "compile", _DEFAULTS.compile),
+        seeds_per_process=_integer(doc, data, "seeds_per_process", 1),
         resources=_resources(doc, data.get("resources", {})),
         cql=_cql(doc, data.get("cql", {})),
         dataset_overrides=_overrides(doc, data, "dataset_overrides", list(datasets), "dataset"),

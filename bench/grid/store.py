@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import yaml
 from bench.errors import BenchError
 from bench.fileio import atomic_write_text
 from bench.grid.spec import Cell, GridSpec, architecture_entry, dataset_slug
-from bench.train import read_record
+from bench.train import RunConfig, read_record
 
 # Diverged counts as finished: CQL's divergence repeats for the same seed on CPU, so a retry only burns time.
 FINISHED = ("done", "diverged")
@@ -128,7 +128,15 @@ class ResultsStore:
         if not isinstance(old, dict):
             return [f"{self.grid_file} is not a grid mapping"]
         new = spec.resolved()
-        differences = _diff("settings", old.get("settings"), new["settings"])
+        old_settings = old.get("settings")
+        if isinstance(old_settings, dict):
+            # A grid.yaml written before a setting existed ran with that setting's default.
+            defaults = asdict(RunConfig(dataset="", arch=""))
+            old_settings = {
+                **{k: v for k, v in new["settings"].items() if k not in old_settings and v == defaults.get(k)},
+                **old_settings,
+            }
+        differences = _diff("settings", old_settings, new["settings"])
         old_archs = old.get("architectures") or {}
         for name, entry in new["architectures"].items():
             if name in old_archs:
