@@ -53,7 +53,7 @@ $(PEERS_STAMP): benchmarks/peers/requirements.txt
 # LAUNCHER=local|ray; WORKERS=N cells at once (default: 1 local, as many as the resources fit on Ray);
 # RAY_ADDRESS=host:port joins an existing Ray cluster; FORCE=1 retrains finished cells.
 # E.g. `make reproduce LAUNCHER=ray`.
-.PHONY: smoke demo reproduce reproduce-local local-data
+.PHONY: smoke demo reproduce reproduce-local local-data study-lr
 LAUNCHER ?= local
 WORKERS ?=
 RAY_ADDRESS ?=
@@ -95,6 +95,14 @@ demo: WORKERS := $(or $(WORKERS),2)
 demo: local-data
 	$(GRID_RUN) configs/demo.yaml --local-dir $(LOCAL_DATA)
 	$(PY) -m bench report $(RESULTS)/demo --tables tables/demo --figures figures/demo --baseline mlp-small
+
+# The CPU study's policy learning rate sweep (configs/cpu-study-lr.yaml) on the local walker2d-medium data,
+# two processes of three seeds side by side at a time, then its report. Records go to results/cpu-study-lr/.
+study-lr: WORKERS := $(or $(WORKERS),2)
+study-lr: local-data
+	$(GRID_RUN) configs/cpu-study-lr.yaml --local-dir $(LOCAL_DATA) --no-progress
+	$(PY) -m bench report $(RESULTS)/cpu-study-lr --tables tables/cpu-study-lr --figures figures/cpu-study-lr \
+		--baseline mlp256-lr3e-5
 
 # Stops at once, naming every missing dataset and how to fetch or mirror it, before any cell runs.
 reproduce: setup

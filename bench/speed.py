@@ -52,7 +52,7 @@ class Measured:
         return statistics.median(self.rates) if self.rates else float("nan")
 
 
-def _data(population: int, device: torch.device) -> dict[str, torch.Tensor]:
+def synthetic_data(device: torch.device) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     data = {
         "observations": torch.randn(TRANSITIONS, OBS_DIM, generator=g),
@@ -65,7 +65,12 @@ def _data(population: int, device: torch.device) -> dict[str, torch.Tensor]:
 
 
 def _agent(size: str, population: int, compiled: bool, device: torch.device) -> CQL:
-    arch = get_architecture(SIZES[size][0])
+    return architecture_agent(SIZES[size][0], population, compiled, device)
+
+
+def architecture_agent(name: str, population: int, compiled: bool, device: torch.device) -> CQL:
+    """A fresh CQL agent of a named architecture at Walker2d sizes, `population` seeds side by side."""
+    arch = get_architecture(name)
     torch.manual_seed(0)
     members = [CQL(OBS_DIM, ACT_DIM, arch, CQLConfig(), device=device) for _ in range(population)]
     return CQL.from_members(members, compiled=compiled)
@@ -103,7 +108,7 @@ def time_steps(agent: CQL, data: dict[str, torch.Tensor], seconds: float, min_st
 def operations_per_step(size: str, population: int, device: torch.device) -> int:
     """ATen operator calls of one eager update, batch indexing included."""
     agent = _agent(size, population, compiled=False, device=device)
-    data = _data(population, device)
+    data = synthetic_data(device)
     generator = torch.Generator(device).manual_seed(1)
     agent.update(_batch(data, population, generator))  # the first step creates the optimizer state
     return count_ops(lambda: agent.update(_batch(data, population, generator)))
@@ -146,7 +151,7 @@ def run_cql_speed(
     agents, data = {}, {}
     for size, p, mode in rows:
         agents[size, p, mode] = _agent(size, p, mode == "compiled", dev)
-        data[size, p] = data.get((size, p)) or _data(p, dev)
+        data[size, p] = data.get((size, p)) or synthetic_data(dev)
         time_steps(agents[size, p, mode], data[size, p], seconds=0.0, min_steps=2)  # compiles
     ops = {(size, p): operations_per_step(size, p, dev) for size in sizes for p in seeds}
 
@@ -184,7 +189,7 @@ def run_cql_speed(
                         measured.summary(),
                         f"{measured.median / p:.1f}",
                         f"{flops / p / 1e9:.2f}",
-                        f"{100 * measured.median / p * flops / p / (gflops * 1e9):.0f}%",
+                        f"{100 * measured.median * flops / p / (gflops * 1e9):.0f}%",
                         f"{ops[size, p]:,}" if mode == "eager" else "-",
                         f"{ops[size, p] / p:,.0f}" if mode == "eager" else "-",
                         f"{measured.median / peer:.2f}x" if peers else "-",

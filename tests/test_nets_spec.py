@@ -73,6 +73,7 @@ BUILTIN_COUNTS = {
     "kan1-mlp": (1_160, 137_985),
     "kan2-mlp": (1_320, 137_985),
     "kan-kan": (1_160, 2_560),
+    "mlp-matched": (1_152, 137_985),
     "mlp-small": (6_092, 5_761),
     "kan-small": (1_160, 5_761),
 }
@@ -152,3 +153,24 @@ def test_cli_describe(capsys: pytest.CaptureFixture[str]) -> None:
     assert "1,160" in capsys.readouterr().out
     assert main(["nets", "describe", "nope"]) == 2
     assert "unknown architecture 'nope'" in capsys.readouterr().err
+
+
+def test_the_matched_mlp_actor_has_the_small_kan_actors_parameters() -> None:
+    from bench.nets.heads import TanhGaussianActor
+
+    counts = {}
+    for name in ("mlp-matched", "kan1-mlp"):
+        arch = get_architecture(name)
+        counts[name] = count_parameters(TanhGaussianActor(17, 6, arch.actor, arch.kan).network)  # Walker2d
+    assert counts == {"mlp-matched": 1152, "kan1-mlp": 1160}
+    assert abs(counts["mlp-matched"] / counts["kan1-mlp"] - 1) < 0.05
+
+
+def test_the_study_sweep_grid_sets_each_actors_learning_rate() -> None:
+    from bench.grid.spec import load_grid
+
+    spec = load_grid(Path(__file__).resolve().parents[1] / "configs" / "cpu-study-lr.yaml")
+    rates = {cell.arch: spec.run_config(cell).cql.policy_lr for cell in spec.cells()}
+    assert len(rates) == 12 and rates["kan4-lr1e-4"] == 1e-4 and rates["mlp256-lr3e-5"] == 3e-5
+    assert {spec.architectures[a].critic.hidden for a in rates} == {(64, 64)}
+    assert spec.seeds_per_process == 3

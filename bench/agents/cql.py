@@ -1,7 +1,7 @@
 """Conservative Q-Learning, CQL(H), on a SAC base: CORL's `algorithms/offline/cql.py`, any actor and critic body.
 
 The defaults of `CQLConfig` are CORL's gym-mujoco configuration (SPEC section 4). The update follows CORL step
-for step, with three changes that leave the mathematics alone and make it faster:
+for step, with changes that leave the mathematics alone and make it faster:
 
 - the critics are one ensemble network (stacked weights, one batched matmul per layer), and so are the targets;
 - every action the conservative term needs (the dataset action, N uniform, N current-policy and N next-state
@@ -11,9 +11,13 @@ for step, with three changes that leave the mathematics alone and make it faster
   one after another, but each loss only reads values from before any step, so one backward with the right
   `detach` calls gives the same gradients: the actor's loss sees the critics' parameters detached (CORL zeroes
   the critics' gradients from that loss), the temperature enters the actor's loss as a constant, and the
-  policy samples in the critic loss are detached as in CORL.
+  policy samples in the critic loss are detached as in CORL; one Adam with a parameter group per CORL
+  optimizer then steps them all;
+- several seeds train side by side as one population (a leading member dim on every network, temperature and
+  Adam state; `CQL.from_members`), each member exactly as alone;
+- the randomness of a step is drawn before it (`StepNoise`), so the step can be compiled whole (`compiled`).
 
-Losses come back as tensors, not floats, so a training step never waits for the device.
+Losses come back as one tensor on the device, not floats, so a training step never waits for the device.
 """
 
 from __future__ import annotations
@@ -196,19 +200,20 @@ class CQL:
         # The policy samples and uniform actions of every member come from this one stream.
         self.generator = torch.Generator(self.device).manual_seed(noise_seed)
 
-        # Fused Adam does the whole update in one kernel per group; same arithmetic as the default loop. A
-        # compiled step uses the plain loop, which the compiler fuses itself.
-        adam = {"fused": True} if self.device.type in ("cpu", "cuda") and not compiled else {}
+        # One Adam with a parameter group per CORL optimizer (actor, critics, temperature, alpha' when tuned):
+        # Adam is elementwise, so this is CORL's four optimizers' arithmetic in one step call. Fused Adam does
+        # the update in one kernel; a compiled step uses the plain loop, which the compiler fuses itself.
         cfg = self.config
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.policy_lr, **adam)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=cfg.qf_lr, **adam)
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=cfg.policy_lr, **adam)
-        self.alpha_prime_optimizer = torch.optim.Adam([self.log_alpha_prime], lr=cfg.qf_lr, **adam)
-        self.optimizers = [self.actor_optimizer, self.critic_optimizer]
+        groups = [
+            {"params": list(self.actor.parameters()), "lr": cfg.policy_lr},
+            {"params": list(self.critic.parameters()), "lr": cfg.qf_lr},
+        ]
         if cfg.use_automatic_entropy_tuning:
-            self.optimizers.append(self.alpha_optimizer)
+            groups.append({"params": [self.log_alpha], "lr": cfg.policy_lr})
         if cfg.cql_lagrange:
-            self.optimizers.append(self.alpha_prime_optimizer)
+            groups.append({"params": [self.log_alpha_prime], "lr": cfg.qf_lr})
+        fused = self.device.type in ("cpu", "cuda") and not compiled
+        self.optimizer = torch.optim.Adam(groups, **({"fused": True} if fused else {}))
         self.total_steps = 0
         # The whole update (losses, backward, optimizer steps, Polyak) compiled as one function. The randomness
         # is drawn outside it (`StepNoise`), so it computes what the eager step does up to floating-point
@@ -360,11 +365,9 @@ class CQL:
     def _update_step(self, batch: Batch, noise: StepNoise) -> Tensor:
         losses = self.compute_losses(batch, noise)
         total = losses["critic_loss"] + losses["policy_loss"] + losses["alpha_loss"] + losses["alpha_prime_loss"]
-        for opt in self.optimizers:
-            opt.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=True)
         total.sum().backward()
-        for opt in self.optimizers:
-            opt.step()
+        self.optimizer.step()
         # target_update_period is 1 in every CORL config; other periods are applied by the caller's step count.
         if self.config.target_update_period == 1:
             polyak_update(self.target_critic, self.critic, self.config.soft_target_update_rate)
@@ -392,10 +395,7 @@ class CQL:
             "target_critic": self.target_critic.state_dict(),
             "log_alpha": self.log_alpha.detach().clone(),
             "log_alpha_prime": self.log_alpha_prime.detach().clone(),
-            "actor_optimizer": self.actor_optimizer.state_dict(),
-            "critic_optimizer": self.critic_optimizer.state_dict(),
-            "alpha_optimizer": self.alpha_optimizer.state_dict(),
-            "alpha_prime_optimizer": self.alpha_prime_optimizer.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "total_steps": self.total_steps,
         }
@@ -409,10 +409,7 @@ class CQL:
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
             self.log_alpha_prime.copy_(state["log_alpha_prime"])
-        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
-        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
-        self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
-        self.alpha_prime_optimizer.load_state_dict(state["alpha_prime_optimizer"])
+        self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"].cpu())
         self.total_steps = int(state["total_steps"])
 
