@@ -1,9 +1,10 @@
-"""One cell of the grid: dataset -> CQL agent -> periodic evaluation -> record.
+"""One cell of the grid, or several seeds of one cell side by side: dataset -> CQL agent -> evaluation -> records.
 
-`train_cell` trains in epochs of `epoch_steps` gradient steps (1,000 in every table), times each epoch with
-evaluation and checkpointing excluded, evaluates every `eval_every` steps, checkpoints every
-`checkpoint_every` epochs, and writes one JSON record (SPEC section 7) atomically. A run started again with the
-same command resumes from its checkpoint and, on CPU, writes the same record as an uninterrupted run.
+`train_group` trains the seeds of one (dataset, architecture) as one population (`CQL.from_members`) in epochs
+of `epoch_steps` gradient steps (1,000 in every table), times each epoch with evaluation and checkpointing
+excluded, evaluates every `eval_every` steps, checkpoints every `checkpoint_every` epochs, and writes one JSON
+record (SPEC section 7) per seed atomically; `train_cell` is a group of one. A run started again with the same
+command resumes from its checkpoint and, on CPU, writes the same records as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from bench.data.loader import OfflineDataset, load_dataset
 from bench.errors import BenchError
 from bench.evaluate import evaluate_policy
 from bench.fileio import atomic_torch_save, atomic_write_json
-from bench.nets.spec import count_parameters, get_architecture
+from bench.nets.spec import Architecture, count_parameters, get_architecture
 
 RECORD_SCHEMA_VERSION = 1
 STATUSES = ("done", "failed", "diverged")
@@ -469,7 +470,12 @@ _RESUMED_KEYS = ("status", "error", "steps_done", "curve", "seconds_per_epoch", 
 
 
 def _new_record(
-    config: RunConfig, arch: Any, dataset: OfflineDataset, member: CQL, device: torch.device, group: dict[str, Any]
+    config: RunConfig,
+    arch: Architecture,
+    dataset: OfflineDataset,
+    member: CQL,
+    device: torch.device,
+    group: dict[str, Any],
 ) -> dict[str, Any]:
     """A seed's record before training (status failed until it finishes); `member` is one seed's agent."""
     env = dataset.env
