@@ -191,3 +191,23 @@ def test_a_grid_file_without_the_lists_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "grid.yaml").write_text("name: x\nseeds: [0]\n")
     with pytest.raises(BenchError, match=r"grid\.yaml: the grid file has no 'architectures', 'datasets'"):
         load_records(tmp_path)
+
+
+def curve_record(scores: list[float], std: float, status: str = "done") -> dict:
+    points = [
+        {"step": 1000 * (i + 1), "normalized_score": s, "normalized_score_std": std, "episode_returns": [0.0] * 10}
+        for i, s in enumerate(scores)
+    ]
+    return {"status": status, "curve": points}
+
+
+def test_still_improving_needs_a_rise_above_the_evaluation_noise() -> None:
+    from bench.report.records import still_improving
+
+    rising = [10, 20, 30, 40, 50, 60, 70, 80]
+    assert still_improving(curve_record(rising, std=2.0))
+    assert not still_improving(curve_record([50, 52, 49, 51, 50, 50, 51, 49], std=2.0))  # a plateau
+    # Rises by 30 over the last quarter, but its standard error is 100 / sqrt(10) = 31.6: within the noise.
+    assert not still_improving(curve_record(rising, std=100.0))
+    assert not still_improving(curve_record(rising, std=2.0, status="diverged"))
+    assert not still_improving(curve_record(rising[:3], std=2.0))  # too short a curve to judge

@@ -254,3 +254,22 @@ def test_latex_compiles(complete: Analysis, tmp_path: Path) -> None:
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:]
     assert (tmp_path / "doc.pdf").stat().st_size > 0
+
+
+def test_runs_still_improving_at_their_last_evaluation_are_marked(tmp_path: Path) -> None:
+    write_fixture(tmp_path)
+    # Four evaluations rising 10 points each, far above their standard error of 1 / sqrt(10): still improving.
+    rising = [make_record(HOPPER, "kan", s, 57.0 + s) for s in (0, 1)]
+    for record in rising:
+        last = record["curve"][-1]
+        record["curve"] = [
+            {**last, "step": 500 * (i + 1), "normalized_score": last["normalized_score"] - 10.0 * (3 - i)}
+            for i in range(4)
+        ]
+    write_records(tmp_path, rising)
+    table = score_table(analysis_of(tmp_path))
+    rows = markdown_rows(table)
+    assert rows["hopper-medium-v2"][1].endswith("↑")
+    assert not rows["hopper-medium-v2"][0].endswith("↑") and not rows["halfcheetah-medium-v2"][1].endswith("↑")
+    notes = "\n".join(table.notes)
+    assert "↑ still improving at the last evaluation" in notes and "hopper-medium-v2/kan (2 of 3)" in notes

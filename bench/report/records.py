@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -58,6 +59,7 @@ RECORD_COLUMNS = [
     "critic_params",
     "critics_total",
     "seconds_per_1k",
+    "still_improving",
     "epochs_timed",
     "device",
     "device_type",
@@ -255,6 +257,27 @@ def usable_score(record: Mapping[str, Any]) -> tuple[float, int | None]:
     return float(record["final_score"]), int(curve[-1]["step"])
 
 
+def still_improving(record: Mapping[str, Any], min_points: int = 4) -> bool:
+    """Whether a finished run's learning curve still rises at its end, so its final score is a budget's limit.
+
+    The rule: a least-squares line through the last quarter of the evaluations (at least 3 points) rises, over
+    their span, by more than twice the standard error of the final evaluation's mean (its episodes' spread over
+    the square root of their count). Runs with fewer than `min_points` evaluations, and diverged or failed ones,
+    are not judged.
+    """
+    curve = record.get("curve") or []
+    if record.get("status") != "done" or len(curve) < min_points:
+        return False
+    tail = curve[-max(3, math.ceil(len(curve) / 4)) :]
+    steps = np.array([point["step"] for point in tail], dtype=float)
+    scores = np.array([point["normalized_score"] for point in tail], dtype=float)
+    slope = np.polyfit(steps, scores, 1)[0]
+    last = curve[-1]
+    episodes = len(last.get("episode_returns") or []) or 1
+    standard_error = float(last.get("normalized_score_std") or 0.0) / math.sqrt(episodes)
+    return bool(slope * (steps[-1] - steps[0]) > 2.0 * standard_error)
+
+
 def seeds_per_process(record: Mapping[str, Any]) -> int:
     """How many seeds trained side by side in the record's process (1 for records without a group)."""
     return int((record.get("group") or {}).get("size", 1))
@@ -311,6 +334,7 @@ def run_row(path: Path, record: Mapping[str, Any]) -> dict[str, Any]:
         "critic_params": params["critic"],
         "critics_total": params["critics_total"],
         "seconds_per_1k": seconds_per_1k_steps(record),
+        "still_improving": still_improving(record),
         "epochs_timed": len(record["seconds_per_epoch"]),
         "device": device_label(device, seeds_per_process(record)),
         "device_type": device["type"],

@@ -193,7 +193,8 @@ def performance_profiles(
 
 
 def cell_statistics(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, arch): n scored runs, mean and sample std (ddof 1) of the score, diverged runs counted."""
+    """Per (dataset, arch): n scored runs, mean and sample std (ddof 1) of the score, diverged runs and runs
+    still improving at their last evaluation (`still_improving`) counted."""
     scored = usable_runs(runs)
     grouped = scored.groupby(["dataset", "arch"])
     frame = pd.DataFrame(
@@ -202,6 +203,7 @@ def cell_statistics(runs: pd.DataFrame) -> pd.DataFrame:
             "mean": grouped["score"].mean(),
             "std": grouped["score"].std(ddof=1),
             "diverged": grouped["status"].apply(lambda s: int((s == "diverged").sum())),
+            "improving": grouped["still_improving"].apply(lambda s: int(s.astype(bool).sum())),
         }
     )
     return frame

@@ -21,6 +21,7 @@ from bench.report.stats import Analysis, Interval
 MISSING = "—"
 PARTIAL = "†"  # fewer seeds than the grid
 DIVERGED = "‡"  # the mean includes diverged runs
+IMPROVING = "↑"  # runs still improving at their last evaluation: the budget limits the score
 SCORE_DECIMALS = 1
 SECONDS_DECIMALS = 2
 
@@ -190,6 +191,7 @@ def score_table(analysis: Analysis) -> Table:
     missing_cells: list[str] = []
     partial: list[str] = []
     diverged: list[str] = []
+    improving: list[str] = []
     for dataset in rec.datasets:
         row = [Cell(names[dataset])]
         values: list[float | None] = []
@@ -207,6 +209,9 @@ def score_table(analysis: Analysis) -> Table:
             if stat["diverged"]:
                 marks += DIVERGED
                 diverged.append(f"{names[dataset]}/{arch} ({int(stat['diverged'])} of {n})")
+            if stat["improving"]:
+                marks += IMPROVING
+                improving.append(f"{names[dataset]}/{arch} ({int(stat['improving'])} of {n})")
             row.append(Cell(mean_std(stat["mean"], stat["std"], n, SCORE_DECIMALS) + marks))
             values.append(float(stat["mean"]))
         bold_best(row[1:], values, SCORE_DECIMALS)
@@ -236,7 +241,7 @@ def score_table(analysis: Analysis) -> Table:
         f"IQM: interquartile mean over all runs with a 95% stratified-bootstrap CI (rliable, {analysis.reps} "
         f"resamples, seed {analysis.seed}). Best per row in bold."
     )
-    table.notes = score_notes(analysis, missing_cells, partial, diverged)
+    table.notes = score_notes(analysis, missing_cells, partial, diverged, improving)
     return table
 
 
@@ -248,8 +253,15 @@ def data_phrase(runs: pd.DataFrame) -> str:
     return "; ".join(labels) + " (rows marked (local) or (Minari) are not D4RL)"
 
 
-def score_notes(analysis: Analysis, missing_cells: list[str], partial: list[str], diverged: list[str]) -> list[str]:
-    """The footnotes of Table 1: missing cells, partial seeds, diverged runs, what the aggregates cover."""
+def score_notes(
+    analysis: Analysis,
+    missing_cells: list[str],
+    partial: list[str],
+    diverged: list[str],
+    improving: list[str],
+) -> list[str]:
+    """The footnotes of Table 1: missing cells, partial seeds, diverged and still-improving runs, what the
+    aggregates cover."""
     rec, selection = analysis.records, analysis.selection
     names = rec.display_names()
     runs = rec.runs
@@ -268,6 +280,12 @@ def score_notes(analysis: Analysis, missing_cells: list[str], partial: list[str]
         notes.append(
             f"{DIVERGED} includes diverged runs (non-finite losses), counted with their last evaluation score: "
             f"{_join(diverged)}. Failed runs count as missing; a run that diverged before its first evaluation too."
+        )
+    if improving:
+        notes.append(
+            f"{IMPROVING} still improving at the last evaluation (a line through the last quarter of the curve "
+            "rises by more than twice the final evaluation's standard error), so the budget, not the method, "
+            f"limits these scores: {_join(improving)}."
         )
     if selection.empty:
         notes.append(
