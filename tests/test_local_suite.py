@@ -177,3 +177,28 @@ def test_cli_from_policies_every_env(policies: Path, tmp_path: Path, capsys: pyt
     for env in ("hopper", "walker2d", "halfcheetah"):
         for level in ("medium", "medium-replay", "medium-expert"):
             assert load_dataset(f"local:{env}-{level}", local_dir=tmp_path).env.name == env
+
+
+def test_a_long_training_stream_is_saved_in_parts_that_replay_as_one(
+    finished_run: Path, policies: Path, tmp_path: Path
+) -> None:
+    from bench.suite.recipe import load_replay_actions, replay_training_stream, save_replay_actions
+
+    info = json.loads((policies / "policies.json").read_text())
+    split = tmp_path / "split"
+    shutil.copytree(policies, split)
+    actions = load_replay_actions(policies)
+    paths = save_replay_actions(split, actions, max_rows=len(actions) // 3 + 1)
+    assert [p.name for p in paths] == ["replay_actions-000.npz", "replay_actions-001.npz", "replay_actions-002.npz"]
+    assert not (split / "replay_actions.npz").exists()
+    np.testing.assert_array_equal(load_replay_actions(split), actions)
+    np.testing.assert_array_equal(
+        replay_training_stream("hopper", split, info)["actions"],
+        replay_training_stream("hopper", policies, info)["actions"],
+    )
+    # A later export of a short stream replaces the parts instead of mixing with them.
+    save_replay_actions(split, actions)
+    assert sorted(p.name for p in split.glob("replay_actions*.npz")) == ["replay_actions.npz"]
+    (split / "replay_actions-000.npz").write_bytes((split / "replay_actions.npz").read_bytes())
+    with pytest.raises(BenchError, match=r"both replay_actions\.npz and its parts"):
+        load_replay_actions(split)

@@ -40,6 +40,9 @@ LEVELS = ("medium", "medium-replay", "medium-expert")
 # Rows of the medium and expert streams: a fifth of D4RL's 1,000,000, so the nine files regenerate in minutes
 # on two CPU cores and CQL's epochs still sample from hundreds of episodes.
 DEFAULT_DATASET_STEPS = 200_000
+# Training actions per committed file: 150,000 Walker2d actions compress to about 3.3 MB (random-looking floats
+# barely compress), under the 5 MB that a committed file may take.
+REPLAY_ROWS_PER_FILE = 150_000
 EVAL_SEED = 20_000
 EVAL_EPISODES = 10
 # Snapshots shortlisted by their training-time return, then evaluated on EVAL_EPISODES to pick the medium one.
@@ -107,7 +110,7 @@ def _export(
     for name, snap in (("medium", medium), ("expert", expert)):
         state = torch.load(run_dir / snap["path"], weights_only=True)
         atomic_torch_save(state, dest / f"{name}_actor.pt")
-    atomic_write_npz(dest / "replay_actions.npz", actions=actions)
+    save_replay_actions(dest, actions)
     spec = get_env_spec(summary["env"])
     actor_spec = config["sac"]["actor"]
     info = {
@@ -220,10 +223,10 @@ def replay_training_stream(
     env: str, policies_dir: Path, info: dict[str, Any], *, progress: bool = False
 ) -> dict[str, np.ndarray]:
     """Step the environment from the training seed with the recorded actions; check the stream's hash."""
-    actions = np.load(Path(policies_dir) / "replay_actions.npz")["actions"]
+    actions = load_replay_actions(Path(policies_dir))
     replay = info["replay"]
     if len(actions) != replay["steps"]:
-        raise BenchError(f"{policies_dir}/replay_actions.npz holds {len(actions)} actions, policies.json says {replay}")
+        raise BenchError(f"{policies_dir}/replay_actions*.npz hold {len(actions)} actions, policies.json says {replay}")
     position = iter(range(len(actions)))
 
     def recorded(_obs: np.ndarray) -> np.ndarray:
@@ -232,10 +235,38 @@ def replay_training_stream(
     stream = collect_transitions(env, recorded, steps=len(actions), seed=replay["seed"], progress=progress)
     if stream_digest(stream) != replay["stream_sha256"]:
         raise BenchError(
-            f"replaying {policies_dir}/replay_actions.npz did not rebuild the training stream (hash mismatch): "
+            f"replaying {policies_dir}/replay_actions*.npz did not rebuild the training stream (hash mismatch): "
             "this MuJoCo build simulates differently from the one that trained the policies"
         )
     return stream
+
+
+def save_replay_actions(dest: Path, actions: np.ndarray, max_rows: int = REPLAY_ROWS_PER_FILE) -> list[Path]:
+    """The training actions up to the medium snapshot as `replay_actions.npz`, or, for a stream of more than
+    `max_rows` rows, as `replay_actions-000.npz`, `-001`, ... (each a few MB, so every committed file stays
+    small). Files of an earlier export are removed first, so the folder never mixes two streams."""
+    for old in Path(dest).glob("replay_actions*.npz"):
+        old.unlink()
+    if len(actions) <= max_rows:
+        paths = [Path(dest) / "replay_actions.npz"]
+        atomic_write_npz(paths[0], actions=actions)
+        return paths
+    paths = []
+    for part, start in enumerate(range(0, len(actions), max_rows)):
+        paths.append(Path(dest) / f"replay_actions-{part:03d}.npz")
+        atomic_write_npz(paths[-1], actions=actions[start : start + max_rows])
+    return paths
+
+
+def load_replay_actions(policies_dir: Path) -> np.ndarray:
+    """The training actions `save_replay_actions` wrote into `policies_dir`, in order."""
+    single = Path(policies_dir) / "replay_actions.npz"
+    parts = sorted(Path(policies_dir).glob("replay_actions-*.npz"))
+    if single.exists() == bool(parts):
+        found = "both replay_actions.npz and its parts" if parts else "no replay_actions*.npz"
+        raise BenchError(f"{policies_dir}: {found}; export the behaviour policies again")
+    files = [single] if single.exists() else parts
+    return np.concatenate([np.load(path)["actions"] for path in files])
 
 
 def load_behaviour_actor(path: Path, env: str, actor_spec: str) -> torch.nn.Module:
