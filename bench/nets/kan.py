@@ -61,7 +61,6 @@ samples; the base path and w_s are untouched.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -131,7 +130,6 @@ def _as_range(value: Any) -> tuple[float, float]:
     return lo, hi
 
 
-@functools.cache
 def _centred_terms(order: int) -> list[tuple[float, float]]:
     """(offset, weight) pairs with N_k(centre + d) = sum weight * max(offset - |d|, 0)^k.
 
