@@ -89,6 +89,20 @@ $(LOCAL_DATA)/%-medium-expert.hdf5: behaviour_policies/%/policies.json | $(STAMP
 local-data: setup
 	$(MAKE) --no-print-directory -j 3 $(LOCAL_FILES)
 
+# The three SAC behaviour-policy runs (1,000,000 steps each, one core each, niced), trained or resumed from their
+# checkpoints in $(SAC_RUNS)/<env>; each then exports its policies into behaviour_policies/<env>/ and regenerates
+# its datasets. Hours of work: run it in the background and again after an interruption, e.g.
+# `nohup make behaviour-policies > .cache/behaviour-policies.log 2>&1 &`; each run logs one line per snapshot.
+SAC_RUNS ?= .cache/sac-1m
+.PHONY: behaviour-policies
+behaviour-policies: setup
+	$(MAKE) --no-print-directory -j 3 $(foreach env,$(LOCAL_ENVS),$(SAC_RUNS)/$(env)/exported)
+
+$(SAC_RUNS)/%/exported: | $(STAMP)
+	nice -n 15 $(PY) -m bench datasets generate --env $* --threads 1 --work-dir $(SAC_RUNS)/$* \
+		--local-dir $(LOCAL_DATA) --overwrite --no-progress
+	touch $@
+
 # MLP vs KAN actor on the local medium datasets, small enough for a 2-core CPU: regenerate the data, run
 # configs/demo.yaml (two cells at a time), then the tables and figures.
 demo: WORKERS := $(or $(WORKERS),2)
