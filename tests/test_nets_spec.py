@@ -41,11 +41,17 @@ def test_spec_tolerates_spaces() -> None:
     assert parse_network_spec(" kan[ 8 , 8 ] ") == NetworkSpec("kan", (8, 8))
 
 
-@pytest.mark.parametrize("text", ["mlp", "cnn[4]", "mlp[0]", "kan[4,]", "kan[-1]", "mlp[a]", "", "MLP[4]", "kan[4]]"])
+@pytest.mark.parametrize("text", ["mlp", "mlp[0]", "kan[4,]", "kan[-1]", "mlp[a]", "", "MLP[4]", "kan[4]]"])
 def test_bad_spec_strings(text: str) -> None:
     with pytest.raises(BenchError, match="expected kind") as info:
         parse_network_spec(text)
     assert repr(text) in str(info.value)
+
+
+def test_an_unregistered_kind_names_the_registered_ones() -> None:
+    with pytest.raises(BenchError, match=r"'cnn\[4\]': network kind 'cnn': use one of .*kan, mlp") as info:
+        parse_network_spec("cnn[4]")
+    assert "BENCH_LAYER_PLUGINS" in str(info.value)
 
 
 def test_build_network_builds_the_whole_network() -> None:

@@ -59,8 +59,11 @@ def _layer_table(network: nn.Module, spec: NetworkSpec) -> str:
 def _layer_type(layer: nn.Module, is_last: bool) -> str:
     if isinstance(layer, KANLinear):
         return "KANLinear" if layer.options.base_activation else "KANLinear (spline-only)"
-    return "Linear" if is_last else "Linear + ReLU"
+    if isinstance(layer, nn.Linear):
+        return "Linear" if is_last else "Linear + ReLU"
+    return type(layer).__name__  # a plug-in layer type's class
 
 
 def _shape(layer: nn.Module) -> str:
-    return f"{layer.in_features} -> {layer.out_features}"
+    sizes = getattr(layer, "in_features", None), getattr(layer, "out_features", None)
+    return "?" if None in sizes else f"{sizes[0]} -> {sizes[1]}"

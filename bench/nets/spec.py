@@ -19,11 +19,13 @@ import yaml
 from torch import nn
 
 from bench.errors import BenchError
-from bench.nets.kan import KAN, KANOptions
-from bench.nets.mlp import MLP
+from bench.nets.kan import KANOptions
+from bench.nets.layers import layer_type, layer_types
 
-KINDS = ("mlp", "kan")
-_SPEC_FORM = "kind[w1,w2,...] with kind mlp or kan and positive widths, e.g. 'mlp[256,256,256]', 'kan[4]', 'kan[]'"
+_SPEC_FORM = (
+    "kind[w1,w2,...] with a registered kind (mlp, kan, or a plug-in's) and positive widths, e.g. "
+    "'mlp[256,256,256]', 'kan[4]', 'kan[]'"
+)
 _SPEC_RE = re.compile(r"^\s*(?P<kind>[a-z]+)\s*\[(?P<widths>[^\]]*)\]\s*$")
 _ARCH_KEYS = ("actor", "critic", "kan", "description")
 _KAN_KEYS = ("grid_size", "spline_order", "grid_range", "input_norm", "base_activation")
@@ -37,8 +39,7 @@ class NetworkSpec:
     hidden: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise BenchError(f"network kind {self.kind!r}: use {' or '.join(KINDS)}")
+        layer_type(self.kind)  # a registered kind, or a BenchError that names them
         if any(not isinstance(w, int) or w < 1 for w in self.hidden):
             raise BenchError(f"network widths {self.hidden!r}: use positive integers")
 
@@ -49,8 +50,13 @@ class NetworkSpec:
 def parse_network_spec(text: str) -> NetworkSpec:
     """'mlp[256,256,256]' -> NetworkSpec('mlp', (256, 256, 256)); 'kan[]' has no hidden layer."""
     match = _SPEC_RE.match(text) if isinstance(text, str) else None
-    if match is None or match["kind"] not in KINDS:
+    if match is None:
         raise BenchError(f"network spec {text!r}: expected {_SPEC_FORM}")
+    if match["kind"] not in layer_types():
+        try:
+            layer_type(match["kind"])
+        except BenchError as exc:
+            raise BenchError(f"network spec {text!r}: {exc}") from None
     parts = [p.strip() for p in match["widths"].split(",")] if match["widths"].strip() else []
     if not all(p.isdigit() and int(p) > 0 for p in parts):
         raise BenchError(f"network spec {text!r}: expected {_SPEC_FORM}")
@@ -71,14 +77,12 @@ class Architecture:
 def build_network(
     spec: NetworkSpec, in_dim: int, out_dim: int, kan: KANOptions, ensemble_size: int | None = None
 ) -> nn.Module:
-    """The whole network in_dim -> spec.hidden... -> out_dim, an MLP (ReLU) or a KAN.
+    """The whole network in_dim -> spec.hidden... -> out_dim of the spec's layer type (MLP, KAN, a plug-in's).
 
     With `ensemble_size=E` it holds E independent members and maps (E, ..., in_dim) -> (E, ..., out_dim).
-    Both kinds keep their weight layers in `.layers`, the last one producing the output.
+    Every kind keeps its weight layers in `.layers`, the last one producing the output.
     """
-    if spec.kind == "kan":
-        return KAN(in_dim, out_dim, spec.hidden, kan, ensemble_size=ensemble_size)
-    return MLP(in_dim, out_dim, spec.hidden, ensemble_size=ensemble_size)
+    return layer_type(spec.kind).build(in_dim, out_dim, spec.hidden, kan, ensemble_size)
 
 
 def count_parameters(module: nn.Module) -> int:
