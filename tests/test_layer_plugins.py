@@ -12,11 +12,12 @@ import pytest
 import torch
 
 import tests.plugin_cheby  # noqa: F401  (registers the "cheby" layer type)
-from bench.agents.cql import CQL, Batch, CQLConfig
+from bench.agents.cql import CQL, CQLConfig
 from bench.errors import BenchError
 from bench.nets.layers import register_layer_type
 from bench.nets.spec import count_parameters, get_architecture, parse_network_spec
 from tests.d4rl_files import write_small_d4rl_file
+from tests.test_train_group import random_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = "cheby-small:\n  actor: cheby[4]\n  critic: mlp[16]\n  description: Chebyshev-KAN actor.\n"
@@ -37,14 +38,7 @@ def test_a_registered_layer_type_builds_trains_and_is_counted(tmp_path: Path) ->
     before = population.actor.network.layers[0].coefficients.detach().clone()
     g = torch.Generator().manual_seed(0)
     for _ in range(3):
-        batch = Batch(
-            torch.randn(2, 8, 17, generator=g),
-            torch.rand(2, 8, 6, generator=g) * 2 - 1,
-            torch.randn(2, 8, generator=g),
-            torch.randn(2, 8, 17, generator=g),
-            torch.zeros(2, 8),
-        )
-        assert torch.isfinite(population.update(batch)).all()
+        assert torch.isfinite(population.update(random_batch(2, 8, g, obs=17, act=6))).all()
     assert not torch.equal(population.actor.network.layers[0].coefficients, before)
     obs = torch.randn(5, 17)
     alone = population.actor.member(1, arch.actor, arch.kan)

