@@ -26,14 +26,21 @@ def describe_architecture(name: str, env: str | None = None, arch_file: Path | N
     obs_dim, act_dim = env_spec.obs_dim, env_spec.act_dim
     actor = build_network(arch.actor, obs_dim, 2 * act_dim, arch.kan)
     critic = build_network(arch.critic, obs_dim + act_dim, 1, arch.kan)
-    uses_kan = "kan" in (arch.actor.kind, arch.critic.kind)
+    uses_kan = bool({"kan", "rbf"} & {arch.actor.kind, arch.critic.kind})  # both read the KAN options
     chosen = "" if env else "; the default environment, --env hopper|walker2d|halfcheetah for another"
     lines = [f"Architecture {arch.name} on {env_spec.name} (obs {obs_dim}, actions {act_dim}{chosen})"]
     if arch.description:
         lines.append(arch.description)
     if uses_kan:
         k = arch.kan
-        lines.append(f"KAN options: {k.summary()}; {k.params_per_edge} parameters per edge")
+        kinds = {arch.actor.kind, arch.critic.kind}
+        per_edge = [f"{k.params_per_edge} parameters per B-spline edge"] if "kan" in kinds else []
+        if "rbf" in kinds:
+            per_edge.append(
+                f"rbf layers: {k.num_bases} Gaussians{' and a SiLU weight' if k.base_activation else ''} per edge, "
+                "a LayerNorm affine (2) per input"
+            )
+        lines.append(f"KAN options: {k.summary()}; {'; '.join(per_edge)}")
     lines += [
         "",
         f"Actor {arch.actor}: obs -> mean and log-std of {act_dim} actions",

@@ -13,6 +13,7 @@ Faithful to CORL's `algorithms/offline/cql.py` (corl-team/CORL):
   orthogonal_init), bias 0. Per ensemble member. Note that CORL's `TanhGaussianPolicy` calls
   `init_module_weights(self.base_network)` without passing its flag, so CORL's actor always gets the
   non-orthogonal variant: pass orthogonal_init=False to the actor to match CORL exactly.
+- RBF-KAN bodies (bench/nets/rbf.py): the last layer's output weights multiplied by 1e-2, as for KAN.
 - plug-in bodies (bench/nets/layers.py): their own init, the last layer's parameters scaled by 1e-2.
 - KAN bodies: orthogonal init has no KAN counterpart, so hidden KAN layers keep the efficient-kan init; the
   last KAN layer's w_b and w_s are multiplied by 1e-2, which scales its output by 1e-2 as CORL's last-layer
@@ -29,6 +30,7 @@ from torch import Tensor, nn
 
 from bench.nets.kan import KAN, KANLinear, KANOptions
 from bench.nets.mlp import MLP, EnsembleLinear
+from bench.nets.rbf import RBFKAN
 from bench.nets.spec import NetworkSpec, build_network
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
@@ -41,6 +43,9 @@ def init_corl_(network: nn.Module, orthogonal_init: bool) -> None:
     """CORL's `init_module_weights` on a body from `build_network` (see the module docstring)."""
     layers = list(network.layers)
     with torch.no_grad():
+        if isinstance(network, RBFKAN):
+            layers[-1].weight.mul_(LAST_LAYER_GAIN)  # the output weights only: the LayerNorm affine stays
+            return
         if not isinstance(network, KAN | MLP):
             # A plug-in layer type (bench.nets.layers): its own init, the last layer's output scaled by 1e-2.
             for parameter in layers[-1].parameters():

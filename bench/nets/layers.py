@@ -116,6 +116,15 @@ def _build_kan(
     return KAN(in_dim, out_dim, hidden, kan, ensemble_size=ensemble_size)
 
 
+def _build_rbf(
+    in_dim: int, out_dim: int, hidden: tuple[int, ...], kan: KANOptions, ensemble_size: int | None
+) -> nn.Module:
+    from bench.nets.rbf import RBFKAN
+
+    return RBFKAN(in_dim, out_dim, hidden, kan, ensemble_size=ensemble_size)
+
+
 register_layer_type("mlp", _build_mlp, "ReLU MLP: nn.Linear layers (EnsembleLinear for an ensemble)")
 register_layer_type("kan", _build_kan, "KAN: KANLinear layers on a uniform B-spline grid (SPEC 5)")
+register_layer_type("rbf", _build_rbf, "FastKAN-style KAN: Gaussian bases after a LayerNorm (bench/nets/rbf.py)")
 load_plugins()
