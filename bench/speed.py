@@ -64,10 +64,6 @@ def synthetic_data(device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device) for k, v in data.items()}
 
 
-def _agent(size: str, population: int, compiled: bool, device: torch.device) -> CQL:
-    return architecture_agent(SIZES[size][0], population, compiled, device)
-
-
 def architecture_agent(name: str, population: int, compiled: bool, device: torch.device) -> CQL:
     """A fresh CQL agent of a named architecture at Walker2d sizes, `population` seeds side by side."""
     arch = get_architecture(name)
@@ -107,7 +103,7 @@ def time_steps(agent: CQL, data: dict[str, torch.Tensor], seconds: float, min_st
 
 def operations_per_step(size: str, population: int, device: torch.device) -> int:
     """ATen operator calls of one eager update, batch indexing included."""
-    agent = _agent(size, population, compiled=False, device=device)
+    agent = architecture_agent(SIZES[size][0], population, compiled=False, device=device)
     data = synthetic_data(device)
     generator = torch.Generator(device).manual_seed(1)
     agent.update(_batch(data, population, generator))  # the first step creates the optimizer state
@@ -148,11 +144,11 @@ def run_cql_speed(
     gflops = matmul_gflops(device=dev)
     say(f"dense matmul: {gflops:.0f} GFLOP/s; compiling and warming up ...")
     rows = [(size, p, mode) for size in sizes for p in seeds for mode in modes]
-    agents, data = {}, {}
+    # One synthetic dataset serves every row: each step indexes its own minibatches from it.
+    agents, data = {}, synthetic_data(dev)
     for size, p, mode in rows:
-        agents[size, p, mode] = _agent(size, p, mode == "compiled", dev)
-        data[size, p] = data.get((size, p)) or synthetic_data(dev)
-        time_steps(agents[size, p, mode], data[size, p], seconds=0.0, min_steps=2)  # compiles
+        agents[size, p, mode] = architecture_agent(SIZES[size][0], p, mode == "compiled", dev)
+        time_steps(agents[size, p, mode], data, seconds=0.0, min_steps=2)  # compiles
     ops = {(size, p): operations_per_step(size, p, dev) for size in sizes for p in seeds}
 
     ours = {row: Measured() for row in rows}
@@ -161,7 +157,7 @@ def run_cql_speed(
         for size in sizes:
             for p in seeds:
                 for mode in modes:
-                    rate = time_steps(agents[size, p, mode], data[size, p], seconds)
+                    rate = time_steps(agents[size, p, mode], data, seconds)
                     ours[size, p, mode].rates.append(rate * p)
             if peers:
                 hidden = SIZES[size][1]

@@ -226,7 +226,8 @@ def read_record(path: Path) -> dict[str, Any] | None:
 
 
 def checkpoint_path(out: Path) -> Path:
-    return out.with_name(out.name.removesuffix(".json") + ".ckpt.pt")
+    """A single cell's checkpoint beside its record: `seed0.json` -> `seed0.ckpt.pt` (a group of one)."""
+    return group_checkpoint_path([out])
 
 
 def config_fingerprint(config: RunConfig) -> str:

@@ -39,8 +39,8 @@ class RBFKANLinear(nn.Module):
         lead = () if ensemble_size is None else (ensemble_size,)
         lo, hi = options.grid_range
         bases = options.num_bases
-        # Constants, not buffers: every buffer of an ensemble member would need the leading member dim.
-        self.centres = [lo + (hi - lo) * j / max(bases - 1, 1) for j in range(bases)]
+        # Not in the state dict (a function of the options), so ensembles stack and slice parameters only.
+        self.register_buffer("centres", torch.linspace(lo, hi, bases).unsqueeze(-1), persistent=False)
         self.width = (hi - lo) / (bases - 1) if bases > 1 else hi - lo
         self.norm_weight = nn.Parameter(torch.ones(*lead, in_features))
         self.norm_bias = nn.Parameter(torch.zeros(*lead, in_features))
@@ -62,8 +62,7 @@ class RBFKANLinear(nn.Module):
         if self.ensemble_size is not None:
             scale, shift = scale.unsqueeze(1), shift.unsqueeze(1)  # (E, 1, in) against (E, N, in)
         z = F.layer_norm(x, (self.in_features,)) * scale + shift
-        centres = torch.tensor(self.centres, dtype=z.dtype, device=z.device).unsqueeze(-1)  # (G + k, 1)
-        rbf = torch.exp(-(((z.unsqueeze(-2) - centres) / self.width) ** 2))  # (..., G + k, in)
+        rbf = torch.exp(-(((z.unsqueeze(-2) - self.centres) / self.width) ** 2))  # (..., G + k, in)
         if self.options.base_activation:
             rbf = torch.cat([F.silu(x).unsqueeze(-2), rbf], dim=-2)
         features = rbf.flatten(-2)
