@@ -34,10 +34,13 @@ from tqdm import tqdm
 import bench
 from bench.agents.cql import CQL, LOSS_NAMES, Batch, CQLConfig
 from bench.data.loader import OfflineDataset, load_dataset
+from bench.data.registry import get_env_spec
 from bench.errors import BenchError
 from bench.evaluate import evaluate_policy
 from bench.fileio import atomic_torch_save, atomic_write_json
-from bench.nets.spec import Architecture, count_parameters, get_architecture
+from bench.nets.heads import TanhGaussianActor
+from bench.nets.kan import KANOptions
+from bench.nets.spec import Architecture, count_parameters, get_architecture, parse_network_spec
 
 RECORD_SCHEMA_VERSION = 1
 STATUSES = ("done", "failed", "diverged")
@@ -296,6 +299,31 @@ def actor_path(out: Path) -> Path:
     """The final actor's weights beside a finished record: `seed0.json` -> `seed0.actor.pt` (a state dict of a
     single `TanhGaussianActor` of the record's architecture)."""
     return out.with_name(out.name.removesuffix(".json") + ".actor.pt")
+
+
+def load_trained_actor(record_path: Path) -> tuple[TanhGaussianActor, dict[str, Any]]:
+    """The final actor of a finished record (from `actor_path(record_path)`), in eval mode, and the record.
+
+    The actor is rebuilt from the record's own architecture (spec and KAN options), so it loads without the
+    grid file that named the architecture. BenchError names the file when the record is not finished or its
+    actor file is missing or does not fit the architecture.
+    """
+    record_path = Path(record_path)
+    record = read_record(record_path)
+    if record is None or record["status"] != "done":
+        raise BenchError(f"{record_path} is not a finished record; only finished cells keep their final actor")
+    weights = actor_path(record_path)
+    if not weights.exists():
+        raise BenchError(f"{weights} is missing: the final actor is written beside each finished record")
+    arch = record["architecture"]
+    kan = KANOptions(**arch["kan"])
+    env = get_env_spec(record["dataset"]["env"])
+    actor = TanhGaussianActor(env.obs_dim, env.act_dim, parse_network_spec(arch["actor"]), kan)
+    try:
+        actor.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise BenchError(f"{weights} does not hold a {arch['actor']} actor for {env.name}: {exc}") from None
+    return actor.eval(), record
 
 
 def group_checkpoint_path(outs: list[Path]) -> Path:

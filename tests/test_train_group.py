@@ -13,6 +13,7 @@ import torch
 from bench import train
 from bench.agents.cql import CQL, Batch, CQLConfig, StepNoise
 from bench.cli import main
+from bench.errors import BenchError
 from bench.nets.heads import TanhGaussianActor
 from bench.nets.spec import count_parameters, get_architecture
 from bench.train import RunConfig, train_group
@@ -221,3 +222,18 @@ def test_compiled_update_agrees_with_eager_over_200_steps() -> None:
         for (name, a), b in zip(agent_net.named_parameters(), compiled_net.parameters(), strict=True):
             difference = (b - a).abs()
             assert difference.max() < 5 * lr and difference.mean() < 0.1 * lr, name
+
+
+def test_load_trained_actor_rebuilds_the_final_actor_from_the_record(tmp_path: Path, hopper_file: Path) -> None:
+    out = tmp_path / "seed0.json"
+    record = train.train_cell(tiny_config(hopper_file), out, progress=False)
+    actor, loaded = train.load_trained_actor(out)
+    assert loaded == record
+    saved = torch.load(train.actor_path(out), weights_only=True)
+    assert all(torch.equal(actor.state_dict()[k], v) for k, v in saved.items())
+    assert not actor.training
+    train.actor_path(out).unlink()
+    with pytest.raises(BenchError, match=r"seed0\.actor\.pt is missing"):
+        train.load_trained_actor(out)
+    with pytest.raises(BenchError, match="not a finished record"):
+        train.load_trained_actor(tmp_path / "seed9.json")
