@@ -1,10 +1,12 @@
-"""One cell of the grid, or several seeds of one cell side by side: dataset -> CQL agent -> evaluation -> records.
+"""One cell of the grid, or several seeds of one cell side by side: dataset -> agent -> evaluation -> records.
 
-`train_group` trains the seeds of one (dataset, architecture) as one population (`CQL.from_members`) in epochs
+`train_group` trains the seeds of one (algorithm, dataset, architecture) as one population (the agent
+interface of bench/agents/base.py: `from_members`, `update`, `act`, state dicts, parameter counts) in epochs
 of `epoch_steps` gradient steps (1,000 in every table), times each epoch with evaluation and checkpointing
 excluded, evaluates every `eval_every` steps, checkpoints every `checkpoint_every` epochs, and writes one JSON
 record (SPEC section 7) per seed atomically; `train_cell` is a group of one. A run started again with the same
-command resumes from its checkpoint and, on CPU, writes the same records as an uninterrupted run.
+command resumes from its checkpoint and, on CPU, writes the same records as an uninterrupted run. Nothing here
+names one algorithm: `RunConfig.algo` picks it from bench/agents/registry.py.
 """
 
 from __future__ import annotations
@@ -32,15 +34,18 @@ import yaml
 from tqdm import tqdm
 
 import bench
-from bench.agents.cql import CQL, LOSS_NAMES, Batch, CQLConfig
+from bench.agents.base import Agent, Batch
+from bench.agents.cql import CQLConfig
+from bench.agents.iql import IQLConfig
+from bench.agents.registry import ALGORITHMS, DEFAULT_ALGORITHM, get_algorithm
+from bench.agents.td3_bc import TD3BCConfig
 from bench.data.loader import OfflineDataset, load_dataset
 from bench.data.registry import get_env_spec
 from bench.errors import BenchError
 from bench.evaluate import evaluate_policy
 from bench.fileio import atomic_torch_save, atomic_write_json
-from bench.nets.heads import TanhGaussianActor
 from bench.nets.kan import KANOptions
-from bench.nets.spec import Architecture, count_parameters, get_architecture, parse_network_spec
+from bench.nets.spec import Architecture, get_architecture, parse_network_spec
 
 RECORD_SCHEMA_VERSION = 1
 STATUSES = ("done", "failed", "diverged")
@@ -61,10 +66,19 @@ class RunConfig:
     device: str = "auto"
     normalize_states: bool = True
     normalize_reward: bool = False
-    # torch.compile of the whole update (CQL's `compiled`): the same mathematics, rounded differently.
+    # torch.compile of the whole update (the agent's `compiled`): the same mathematics, rounded differently.
     compile: bool = False
     arch_file: str | None = None
+    # The offline algorithm (bench/agents/registry.py); its settings are the field of the same name.
+    algo: str = DEFAULT_ALGORITHM
     cql: CQLConfig = field(default_factory=CQLConfig)
+    td3bc: TD3BCConfig = field(default_factory=TD3BCConfig)
+    iql: IQLConfig = field(default_factory=IQLConfig)
+
+    @property
+    def agent_config(self) -> Any:
+        """The settings of the configured algorithm (`cql`, ...)."""
+        return getattr(self, get_algorithm(self.algo).name)
 
     def validate(self) -> None:
         for name in ("steps", "epoch_steps", "eval_every", "eval_episodes", "checkpoint_every"):
@@ -83,18 +97,34 @@ class RunConfig:
             raise BenchError(f"eval_every ({self.eval_every}) is not a multiple of the epoch size ({self.epoch_steps})")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise BenchError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        get_algorithm(self.algo)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The record's `config`: the run settings and the configured algorithm's settings only. A CQL run's
+        dict names no algorithm, so CQL records and their fingerprints are those from before other algorithms
+        existed (a configuration without `algo` is CQL)."""
+        data = asdict(self)
+        for name in ALGORITHMS:
+            if name != self.algo:
+                data.pop(name, None)
+        if self.algo == DEFAULT_ALGORITHM:
+            data.pop("algo")
+        return data
 
 
-def apply_overrides(config: CQLConfig, overrides: list[str]) -> CQLConfig:
-    """Apply `key=value` overrides (values parsed as YAML scalars) to a CQLConfig, checking names and types."""
-    hints = typing.get_type_hints(CQLConfig)
+def apply_overrides(config: Any, overrides: list[str]) -> Any:
+    """Apply `key=value` overrides (values parsed as YAML scalars) to an algorithm's settings dataclass
+    (`CQLConfig`, ...), checking names and types; a key may carry the algorithm's prefix (`cql.cql_alpha`)."""
+    kind = type(config)
+    hints = typing.get_type_hints(kind)
+    label = next((a.label for a in ALGORITHMS.values() if a.config is kind), kind.__name__)
     changes: dict[str, Any] = {}
     for item in overrides:
         key, sep, text = item.partition("=")
-        key = key.strip().removeprefix("cql.")
+        key = key.strip()
+        head, dot, rest = key.partition(".")
+        if dot and head in ALGORITHMS and ALGORITHMS[head].config is kind:
+            key = rest
         if not sep or key not in hints:
             known = ", ".join(sorted(hints))
             raise BenchError(f"bad override {item!r}: expected KEY=VALUE with KEY one of {known}")
@@ -108,7 +138,7 @@ def apply_overrides(config: CQLConfig, overrides: list[str]) -> CQLConfig:
     try:
         return dataclasses.replace(config, **changes)
     except ValueError as exc:
-        raise BenchError(f"bad CQL setting: {exc}") from None
+        raise BenchError(f"bad {label} setting: {exc}") from None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -296,17 +326,24 @@ def train_cell(
 
 
 def actor_path(out: Path) -> Path:
-    """The final actor's weights beside a finished record: `seed0.json` -> `seed0.actor.pt` (a state dict of a
-    single `TanhGaussianActor` of the record's architecture)."""
+    """The final actor's weights beside a finished record: `seed0.json` -> `seed0.actor.pt` (a state dict of the
+    single actor its algorithm trains, of the record's architecture: CQL's `TanhGaussianActor`, ...)."""
     return out.with_name(out.name.removesuffix(".json") + ".actor.pt")
 
 
-def load_trained_actor(record_path: Path) -> tuple[TanhGaussianActor, dict[str, Any]]:
+def record_algorithm(record: dict[str, Any]) -> str:
+    """The algorithm a record was trained with (`config.algo`; records without one are CQL's)."""
+    return str(record.get("config", {}).get("algo", DEFAULT_ALGORITHM))
+
+
+def load_trained_actor(record_path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The final actor of a finished record (from `actor_path(record_path)`), in eval mode, and the record.
 
-    The actor is rebuilt from the record's own architecture (spec and KAN options), so it loads without the
-    grid file that named the architecture. BenchError names the file when the record is not finished or its
-    actor file is missing or does not fit the architecture.
+    The actor is rebuilt from the record's own algorithm, settings and architecture (spec and KAN options), so
+    it loads without the grid file that named the architecture: CQL's `TanhGaussianActor`, TD3+BC's
+    `DeterministicActor`, IQL's `GaussianActor` or `DeterministicActor` (`iql_deterministic`). Every one has
+    `act(observations)`, the deterministic evaluation action. BenchError names the file when the record is not
+    finished or its actor file is missing or does not fit the architecture.
     """
     record_path = Path(record_path)
     record = read_record(record_path)
@@ -318,7 +355,9 @@ def load_trained_actor(record_path: Path) -> tuple[TanhGaussianActor, dict[str, 
     arch = record["architecture"]
     kan = KANOptions(**arch["kan"])
     env = get_env_spec(record["dataset"]["env"])
-    actor = TanhGaussianActor(env.obs_dim, env.act_dim, parse_network_spec(arch["actor"]), kan)
+    algorithm = get_algorithm(record_algorithm(record))
+    settings = algorithm.config(**record["config"].get(algorithm.name, {}))
+    actor = algorithm.build_actor(env.obs_dim, env.act_dim, parse_network_spec(arch["actor"]), kan, settings)
     try:
         actor.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     except (RuntimeError, OSError, ValueError) as exc:
@@ -349,9 +388,10 @@ def train_group(
 ) -> list[dict[str, Any]]:
     """Train the seeds `seeds` of one (dataset, architecture) cell side by side and write one record per seed.
 
-    One process, one optimizer step per gradient step for all seeds (`CQL`'s population). Each seed starts
+    One process, one optimizer step per gradient step for all seeds (the agent's population). Each seed starts
     from the parameters it gets alone and draws its own minibatches (a generator seeded with the seed); the
-    policy noise and uniform actions come from one stream of the group. A seed whose losses stop being finite
+    agent's own randomness (CQL's policy noise and uniform actions, TD3+BC's target noise) comes from one stream
+    of the group. A seed whose losses stop being finite
     gets its `diverged` record at once and the others go on. Records are the single-seed format plus `group`;
     the group checkpoints to `group_checkpoint_path(outs)` and resumes from it. `config.seed` is ignored.
     """
@@ -376,16 +416,19 @@ def train_group(
     if force:
         ckpt_path.unlink(missing_ok=True)
 
-    members = []
+    algorithm = get_algorithm(config.algo)
+    members: list[Agent] = []
     for seed in seeds:
         seed_everything(seed)
-        members.append(CQL(env.obs_dim, env.act_dim, arch, config.cql, device=device))
-    agent = CQL.from_members(members, noise_seed=noise_seed(seeds), compiled=config.compile)
+        members.append(
+            algorithm.agent(env.obs_dim, env.act_dim, arch, config.agent_config, device=device, run_steps=config.steps)
+        )
+    agent = algorithm.agent.from_members(members, noise_seed=noise_seed(seeds), compiled=config.compile)
     seed_everything(seeds[0])
     batch_generators = [torch.Generator(device).manual_seed(seed) for seed in seeds]
     data = _dataset_tensors(dataset, config.normalize_states, device)
     group = {"seeds": list(seeds), "size": len(seeds)}
-    records = [_new_record(c, arch, dataset, members[0], device, group) for c in configs]
+    records = [_new_record(c, arch, dataset, members[0].parameter_counts(), device, group) for c in configs]
     for record in records:
         record["grid_overrides"] = grid_overrides or {}
     fingerprint = hashlib.sha256(" ".join(r["config_fingerprint"] for r in records).encode()).hexdigest()[:16]
@@ -423,7 +466,9 @@ def train_group(
     )
     try:
         for epoch in range(records[0]["steps_done"] // config.epoch_steps, epochs):
-            seconds, means = _train_epoch(agent, data, batch_generators, config.epoch_steps, config.cql.batch_size)
+            seconds, means = _train_epoch(
+                agent, data, batch_generators, config.epoch_steps, config.agent_config.batch_size
+            )
             step = (epoch + 1) * config.epoch_steps
             for p in list(active):
                 record = records[p]
@@ -449,9 +494,7 @@ def train_group(
             bar.update(config.epoch_steps)
             shown = records[active[0]]
             bar.set_postfix(
-                critic=f"{shown['losses']['critic_loss']:.3g}",
-                actor=f"{shown['losses']['policy_loss']:.3g}",
-                alpha=f"{shown['losses']['alpha']:.3g}",
+                **{label: f"{shown['losses'][name]:.3g}" for label, name in agent.progress.items()},
                 score=f"{shown['curve'][-1]['normalized_score']:.1f}" if shown["curve"] else "-",
                 refresh=False,
             )
@@ -482,7 +525,7 @@ def train_group(
     for p in active:
         if records[p]["status"] == "done":
             # The final policy, small enough to keep with the record (deployment and inspection load it).
-            atomic_torch_save(agent.actor.member(p, arch.actor, arch.kan).state_dict(), actor_path(outs[p]))
+            atomic_torch_save(agent.member_actor(p).state_dict(), actor_path(outs[p]))
         records[p] = _finish_record(records[p], outs[p])
     failed = [r for r in records if r["status"] == "failed"]
     if not failed:
@@ -502,15 +545,19 @@ def _new_record(
     config: RunConfig,
     arch: Architecture,
     dataset: OfflineDataset,
-    member: CQL,
+    parameters: dict[str, int],
     device: torch.device,
     group: dict[str, Any],
 ) -> dict[str, Any]:
-    """A seed's record before training (status failed until it finishes); `member` is one seed's agent."""
+    """A seed's record before training (status failed until it finishes); `parameters` are one seed's agent's
+    counts. A CQL record's cell names no algorithm (as before other algorithms existed); others name theirs."""
     env = dataset.env
+    cell: dict[str, Any] = {"dataset": config.dataset, "arch": config.arch, "seed": config.seed}
+    if config.algo != DEFAULT_ALGORITHM:
+        cell["algo"] = config.algo
     return {
         "schema_version": RECORD_SCHEMA_VERSION,
-        "cell": {"dataset": config.dataset, "arch": config.arch, "seed": config.seed},
+        "cell": cell,
         "status": "failed",
         "config": config.to_dict(),
         "config_fingerprint": config_fingerprint(config),
@@ -530,12 +577,7 @@ def _new_record(
             "sha256": dataset.sha256,
             "label": "D4RL" if dataset.source == "d4rl" else f"{dataset.source} data, not D4RL",
         },
-        "parameters": {
-            "actor": count_parameters(member.actor),
-            "actor_network": count_parameters(member.actor.network),
-            "critic": count_parameters(member.critic) // config.cql.num_critics,
-            "critics_total": count_parameters(member.critic),
-        },
+        "parameters": parameters,
         "evaluation": {
             "episodes": config.eval_episodes,
             "seed": config.seed * config.eval_episodes,
@@ -546,7 +588,7 @@ def _new_record(
         "curve": [],
         # Wall seconds of each epoch of the whole group (all its seeds), evaluation and checkpoints excluded.
         "seconds_per_epoch": [],
-        # Per epoch: the step it ends at and the epoch's mean of every loss and diagnostic (CQL's LOSS_NAMES).
+        # Per epoch: the step it ends at and the epoch's mean of every loss and diagnostic (the agent's loss_names).
         "diagnostics": {},
         "final_score": None,
         "best_score": None,
@@ -592,7 +634,7 @@ def _dataset_tensors(dataset: OfflineDataset, normalize_states: bool, device: to
 
 
 def _train_epoch(
-    agent: CQL,
+    agent: Agent,
     data: dict[str, torch.Tensor],
     batch_generators: list[torch.Generator],
     steps: int,
@@ -620,11 +662,11 @@ def _train_epoch(
     synchronize(device)
     seconds = time.perf_counter() - start
     means = (total / steps).cpu().numpy()
-    return seconds, {name: means[i] for i, name in enumerate(LOSS_NAMES)}
+    return seconds, {name: means[i] for i, name in enumerate(agent.loss_names)}
 
 
 def _evaluate(
-    agent: CQL, member: int, dataset: OfflineDataset, config: RunConfig, seed: int, step: int
+    agent: Agent, member: int, dataset: OfflineDataset, config: RunConfig, seed: int, step: int
 ) -> dict[str, Any]:
     """One point of seed `member`'s evaluation curve: deterministic policy, `eval_episodes` episodes in the v4
     env."""

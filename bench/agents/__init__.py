@@ -1,1 +1,2 @@
-"""Agents: CQL (offline) and, sharing its actor and critic code, SAC (online, for behaviour policies)."""
+"""Agents: the offline algorithms CQL, TD3+BC and IQL behind one interface (base.py, registry.py) and, sharing
+CQL's actor and critic code, SAC (online, for behaviour policies)."""

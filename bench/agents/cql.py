@@ -25,14 +25,16 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
+from bench.agents.base import Batch, check_fresh_members, stack_members
 from bench.agents.sac import actor_and_temperature_losses, polyak_update
 from bench.nets.heads import EnsembleCritic, TanhGaussianActor
-from bench.nets.spec import Architecture
+from bench.nets.kan import KANOptions
+from bench.nets.spec import Architecture, NetworkSpec, count_parameters
 
 
 @dataclass
@@ -70,16 +72,6 @@ class CQLConfig:
             raise ValueError("batch_size, cql_n_actions and num_critics must be positive")
         if not 0.0 < self.soft_target_update_rate <= 1.0:
             raise ValueError(f"soft_target_update_rate must be in (0, 1], got {self.soft_target_update_rate}")
-
-
-class Batch(NamedTuple):
-    """One minibatch per seed of the population: every field has a leading dim P."""
-
-    observations: Tensor  # (P, B, obs_dim), already normalized
-    actions: Tensor  # (P, B, act_dim)
-    rewards: Tensor  # (P, B)
-    next_observations: Tensor  # (P, B, obs_dim)
-    dones: Tensor  # (P, B), 1.0 where the episode terminated
 
 
 class StepNoise(NamedTuple):
@@ -159,8 +151,12 @@ class CQL:
     network, the temperatures and the Adam state carry a leading member dim, each member sees its own
     minibatch, and the loss is the sum of the members' losses, so each member gets exactly the gradient it
     would get alone (Adam is elementwise). One seed is a population of one. `from_members` stacks agents
-    built one by one, so a member starts from the parameters its seed gives alone.
+    built one by one, so a member starts from the parameters its seed gives alone (the agent interface,
+    bench/agents/base.py).
     """
+
+    loss_names: ClassVar[tuple[str, ...]] = LOSS_NAMES
+    progress: ClassVar[dict[str, str]] = {"critic": "critic_loss", "actor": "policy_loss", "alpha": "alpha"}
 
     def __init__(
         self,
@@ -173,7 +169,9 @@ class CQL:
         population: int = 1,
         noise_seed: int = 0,
         compiled: bool = False,
+        run_steps: int = 1_000_000,
     ) -> None:
+        # run_steps (the run's budget) is part of the agent interface for schedules; CQL has none.
         self.config = config = config or CQLConfig()
         self.device = torch.device(device)
         self.arch, self.obs_dim, self.act_dim = arch, obs_dim, act_dim
@@ -226,9 +224,8 @@ class CQL:
     def from_members(cls, members: list[CQL], noise_seed: int = 0, compiled: bool = False) -> CQL:
         """One population agent holding `members`: fresh agents (population 1, no update yet) of one
         architecture and configuration, each built after seeding with its own seed."""
+        check_fresh_members(members)
         first = members[0]
-        if any(m.population != 1 or m.total_steps for m in members):
-            raise ValueError("from_members stacks fresh single agents (population 1, no update yet)")
         agent = cls(
             first.obs_dim,
             first.act_dim,
@@ -240,8 +237,8 @@ class CQL:
             noise_seed=noise_seed,
             compiled=compiled,
         )
-        _stack_members(agent.actor, [m.actor for m in members], critic_major=1)
-        _stack_members(agent.critic, [m.critic for m in members], critic_major=first.config.num_critics)
+        stack_members(agent.actor, [m.actor for m in members])
+        stack_members(agent.critic, [m.critic for m in members], critic_major=first.config.num_critics)
         agent.target_critic.load_state_dict(agent.critic.state_dict())
         with torch.no_grad():
             agent.log_alpha.copy_(torch.cat([m.log_alpha for m in members]))
@@ -387,6 +384,18 @@ class CQL:
         actions, _ = self.actor(observations, deterministic=True, need_log_prob=False)
         return actions
 
+    def member_actor(self, index: int) -> TanhGaussianActor:
+        return self.actor.member(index, self.arch.actor, self.arch.kan)
+
+    def parameter_counts(self) -> dict[str, int]:
+        critics = count_parameters(self.critic) // self.population
+        return {
+            "actor": count_parameters(self.actor) // self.population,
+            "actor_network": count_parameters(self.actor.network) // self.population,
+            "critic": critics // self.config.num_critics,
+            "critics_total": critics,
+        }
+
     def state_dict(self) -> dict:
         return {
             "population": self.population,
@@ -414,19 +423,20 @@ class CQL:
         self.total_steps = int(state["total_steps"])
 
 
-@torch.no_grad()
-def _stack_members(stacked: nn.Module, members: list[nn.Module], critic_major: int) -> None:
-    """Copy members' parameters and buffers into `stacked`, whose leading dim holds critic_major * P members
-    laid out critic-major (member c * P + p is member c of agent p; critic_major is 1 for actors)."""
-    states = [m.state_dict() for m in members]
-    merged = {}
-    for name, value in stacked.state_dict().items():
-        parts = [s[name] for s in states]
-        if value.dim() == 0 or parts[0].dim() == 0:
-            raise ValueError(f"cannot stack the scalar {name!r}")
-        per_member = [p.reshape(critic_major, -1, *p.shape[1:]) for p in parts]
-        merged[name] = torch.cat(per_member, dim=1).reshape(value.shape)
-    stacked.load_state_dict(merged)
+def single_actor(
+    obs_dim: int, act_dim: int, spec: NetworkSpec, kan: KANOptions, config: CQLConfig
+) -> TanhGaussianActor:
+    """A fresh actor of the class and body `CQL.member_actor` returns (a saved final actor loads into it)."""
+    return TanhGaussianActor(obs_dim, act_dim, spec, kan)
 
 
-__all__ = ["CQL", "LOSS_NAMES", "Batch", "CQLConfig", "StepNoise", "bellman_target", "conservative_gap"]
+__all__ = [
+    "CQL",
+    "LOSS_NAMES",
+    "Batch",
+    "CQLConfig",
+    "StepNoise",
+    "bellman_target",
+    "conservative_gap",
+    "single_actor",
+]

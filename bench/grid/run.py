@@ -1,6 +1,6 @@
 """The grid loop: check the datasets, plan the cells, run the unfinished ones, report progress and failures.
 
-`run_grid` skips finished cells (done, or diverged: CQL's divergence repeats for the same seed on CPU), reruns
+`run_grid` skips finished cells (done, or diverged: training is deterministic on CPU, so a divergence repeats), reruns
 failed, partial and missing ones, keeps going when a cell fails, and ends with the list of failures. Progress
 is one line per finished cell: cells finished / total, failures, and an ETA from the finished cells' durations.
 """
@@ -17,6 +17,7 @@ from typing import TextIO
 
 from tabulate import tabulate
 
+from bench.agents.registry import DEFAULT_ALGORITHM, get_algorithm
 from bench.data.registry import D4RL_DATASETS, d4rl_cache_dir, local_dataset_dir
 from bench.errors import BenchError
 from bench.grid.launchers import CellOutcome, CellTask, Group, Launcher, local_cpus, make_launcher
@@ -24,7 +25,7 @@ from bench.grid.spec import Cell, GridSpec
 from bench.grid.store import STATES, ResultsStore, error_path
 
 DIVERGED_NOTE = (
-    "diverged cells count as finished and are not retried: CQL's divergence repeats for the same seed on CPU "
+    "diverged cells count as finished and are not retried: a divergence repeats for the same seed on CPU "
     "(--force retrains them)"
 )
 
@@ -152,17 +153,19 @@ def plan_table(spec: GridSpec, store: ResultsStore, missing: list[str] | None = 
             resuming += 1
         else:
             action = "run"
-        rows.append([i, cell.dataset, cell.arch, cell.seed, state.state, action, state.path])
-    skip = sum(row[5] == "skip" for row in rows)
+        rows.append([i, *_algorithm_column(spec, cell), cell.dataset, cell.arch, cell.seed, state.state, action])
+        rows[-1].append(state.path)
+    skip = sum(row[-2] == "skip" for row in rows)
     from_checkpoint = f" ({resuming} from a checkpoint)" if resuming else ""
+    algorithms = f"{len(spec.algorithms)} algorithms x " if len(spec.algorithms) > 1 else _algorithm_label(spec)
     header = (
-        f"grid {spec.name} ({spec.path}): {len(spec.architectures)} architectures x {len(spec.datasets)} datasets x "
-        f"{len(spec.seeds)} seeds = {len(rows)} cells; {len(rows) - skip} to run{from_checkpoint}, {skip} to skip; "
-        f"{spec.steps:,} steps each, eval every {spec.eval_every:,} steps on {spec.eval_episodes} episodes"
+        f"grid {spec.name} ({spec.path}): {algorithms}{len(spec.architectures)} architectures x "
+        f"{len(spec.datasets)} datasets x {len(spec.seeds)} seeds = {len(rows)} cells; {len(rows) - skip} to run"
+        f"{from_checkpoint}, {skip} to skip; {spec.steps:,} steps each, eval every {spec.eval_every:,} steps on "
+        f"{spec.eval_episodes} episodes"
     )
-    table = tabulate(
-        rows, headers=["#", "dataset", "architecture", "seed", "state", "action", "record"], disable_numparse=True
-    )
+    headers = ["#", *_algorithm_header(spec), "dataset", "architecture", "seed", "state", "action", "record"]
+    table = tabulate(rows, headers=headers, disable_numparse=True)
     warning = "".join(f"\nWarning, dataset not here: {line}" for line in missing or [])
     return f"{header}\n{table}{warning}"
 
@@ -180,6 +183,7 @@ def status_table(spec: GridSpec, store: ResultsStore) -> str:
         steps = record.get("steps_done") if state.finished or state.resume_step is None else state.resume_step
         rows.append(
             [
+                *_algorithm_column(spec, cell),
                 cell.dataset,
                 cell.arch,
                 cell.seed,
@@ -191,7 +195,7 @@ def status_table(spec: GridSpec, store: ResultsStore) -> str:
         )
     table = tabulate(
         rows,
-        headers=["dataset", "architecture", "seed", "state", "steps", "final score", "note"],
+        headers=[*_algorithm_header(spec), "dataset", "architecture", "seed", "state", "steps", "final score", "note"],
         disable_numparse=True,
     )
     totals = ", ".join(f"{name} {counts[name]}" for name in STATES)
@@ -202,6 +206,20 @@ def status_table(spec: GridSpec, store: ResultsStore) -> str:
     if differences:
         lines.append(f"Warning: {store.grid_file} was written for another configuration: {'; '.join(differences)}")
     return "\n".join(lines)
+
+
+def _algorithm_header(spec: GridSpec) -> list[str]:
+    """The tables' algorithm column: shown when the grid trains more than one algorithm."""
+    return ["algorithm"] if len(spec.algorithms) > 1 else []
+
+
+def _algorithm_column(spec: GridSpec, cell: Cell) -> list[str]:
+    return [get_algorithm(cell.algo).label] if len(spec.algorithms) > 1 else []
+
+
+def _algorithm_label(spec: GridSpec) -> str:
+    """A one-algorithm grid's algorithm for the plan's first line; nothing for CQL, the suite's default."""
+    return "" if spec.algorithms == (DEFAULT_ALGORITHM,) else f"{get_algorithm(spec.algorithms[0]).label}, "
 
 
 def format_duration(seconds: float) -> str:
@@ -341,16 +359,16 @@ def run_grid(
 
 
 def pack_groups(spec: GridSpec, tasks: list[CellTask]) -> list[Group]:
-    """The cells to run in groups that train in one process: per (dataset, architecture), the cells of each chunk
-    of `seeds_per_process` of the grid's seeds (`GridSpec.seed_group`), in the order the cells come.
+    """The cells to run in groups that train in one process: per (algorithm, dataset, architecture), the cells of
+    each chunk of `seeds_per_process` of the grid's seeds (`GridSpec.seed_group`), in the order the cells come.
 
     A chunk whose cells are all to run is one group, and a group killed half way resumes from its checkpoint.
     A chunk with some cells finished (one diverged, say) runs its other cells as a smaller group, from scratch.
     """
-    groups: dict[tuple[str, str, tuple[int, ...]], list[CellTask]] = {}
+    groups: dict[tuple[str, str, str, tuple[int, ...]], list[CellTask]] = {}
     for task in tasks:
         cell = task.cell
-        groups.setdefault((cell.dataset, cell.arch, spec.seed_group(cell)), []).append(task)
+        groups.setdefault((cell.algo, cell.dataset, cell.arch, spec.seed_group(cell)), []).append(task)
     return [tuple(group) for group in groups.values()]
 
 

@@ -22,14 +22,21 @@ A grid file is flat; every key but the three lists has a default:
     compile: false                   # torch.compile of the whole update (CUDA graphs on a GPU)
     seeds_per_process: 1             # seeds of one (dataset, architecture) trained side by side in one process
     resources: {num_cpus: 1, num_gpus: 0}   # per process; fractions allowed (Ray packs processes onto a GPU)
-    cql: {cql_alpha: 10.0}           # CQLConfig overrides
+    algo: cql                        # cql (default), td3bc, iql, or a list of them: [td3bc, iql]
+    cql: {cql_alpha: 10.0}           # CQLConfig overrides; td3bc: {...} and iql: {...} for the others
     dataset_overrides:               # settings for the cells of some datasets only
       local:hopper-random: {normalize_reward: true}
     architecture_overrides:          # settings for the cells of some architectures only
       kan-wide: {policy_lr: 1e-4}
 
-An override names `normalize_reward` or a CQL setting. A cell takes the grid-wide settings, then its dataset's
-and its architecture's overrides; a setting given by both for one cell is refused (no precedence to guess).
+An override names `normalize_reward` or a setting of the grid's algorithm(s); with several algorithms it applies
+to the cells of every algorithm that has that setting (`tau` is TD3+BC's and IQL's), and a setting prefixed with
+an algorithm's name applies to that algorithm's cells only (`iql.tau: 0.001`, `iql.normalize_reward: true`). A
+cell takes the grid-wide settings, then its dataset's and its architecture's overrides; a setting given by both
+for one cell is refused (no precedence to guess).
+
+A grid of several algorithms trains every (dataset, architecture, seed) cell under each of them; its records
+go to results/<name>/<algorithm>/..., while a grid of one algorithm keeps results/<name>/<dataset>/... .
 
 Every problem is reported as a BenchError naming the file, the line and the key, found through the node marks
 of `yaml.compose`.
@@ -50,6 +57,9 @@ from typing import Any
 import yaml
 
 from bench.agents.cql import CQLConfig
+from bench.agents.iql import IQLConfig
+from bench.agents.registry import ALGORITHMS, DEFAULT_ALGORITHM, get_algorithm
+from bench.agents.td3_bc import TD3BCConfig
 from bench.data.loader import SOURCES
 from bench.data.registry import get_dataset_spec
 from bench.errors import BenchError
@@ -75,7 +85,10 @@ KEYS: dict[str, str] = {
     "compile": "true or false: torch.compile of the whole update",
     "seeds_per_process": "seeds of one (dataset, architecture) trained side by side in one process",
     "resources": "{num_cpus: N, num_gpus: N} per process",
+    "algo": "the offline algorithm, cql (default), td3bc or iql, or a list of them",
     "cql": "CQL settings to override, {name: value}",
+    "td3bc": "TD3+BC settings to override, {name: value}",
+    "iql": "IQL settings to override, {name: value}",
     "dataset_overrides": "settings for some datasets only, {dataset: {setting: value}}",
     "architecture_overrides": "settings for some architectures only, {architecture: {setting: value}}",
 }
@@ -83,7 +96,8 @@ REQUIRED = ("architectures", "datasets", "seeds", "steps")
 RESOURCE_KEYS = ("num_cpus", "num_gpus")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DEFAULTS = RunConfig(dataset="", arch="")
-# What a per-dataset or per-architecture override may set: the run setting below and every CQL setting.
+# What a per-dataset or per-architecture override may set: the run setting below and every setting of the grid's
+# algorithms.
 RUN_OVERRIDES = ("normalize_reward",)
 
 Key = tuple[str | int, ...]
@@ -104,14 +118,16 @@ class Resources:
 
 @dataclass(frozen=True)
 class Cell:
-    """One (dataset, architecture, seed) run of a grid."""
+    """One (dataset, architecture, seed) run of a grid, under one algorithm."""
 
     dataset: str
     arch: str
     seed: int
+    algo: str = DEFAULT_ALGORITHM
 
     def __str__(self) -> str:
-        return f"{self.arch} on {self.dataset}, seed {self.seed}"
+        algo = "" if self.algo == DEFAULT_ALGORITHM else f"{get_algorithm(self.algo).label} "
+        return f"{algo}{self.arch} on {self.dataset}, seed {self.seed}"
 
 
 @dataclass(frozen=True)
@@ -136,7 +152,10 @@ class GridSpec:
     # seed's record depends on its group (one stream of policy noise), so the size is part of the results.
     seeds_per_process: int = 1
     resources: Resources = field(default_factory=Resources)
+    algorithms: tuple[str, ...] = (DEFAULT_ALGORITHM,)
     cql: CQLConfig = field(default_factory=CQLConfig)
+    td3bc: TD3BCConfig = field(default_factory=TD3BCConfig)
+    iql: IQLConfig = field(default_factory=IQLConfig)
     description: str = ""
     # {dataset or architecture: {setting: value}}, settings by their grid file names (normalize_reward, policy_lr)
     dataset_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -149,14 +168,22 @@ class GridSpec:
         return self.seeds[start : start + n]
 
     def cells(self) -> list[Cell]:
-        """Every cell, seed-major: a grid stopped half way holds whole seeds of every (dataset, architecture)."""
-        return [Cell(d, a, s) for s in self.seeds for d in self.datasets for a in self.architectures]
+        """Every cell, seed-major: a grid stopped half way holds whole seeds of every (algorithm, dataset,
+        architecture)."""
+        return [
+            Cell(d, a, s, algo)
+            for s in self.seeds
+            for algo in self.algorithms
+            for d in self.datasets
+            for a in self.architectures
+        ]
 
     def overrides(self, cell: Cell) -> dict[str, Any]:
         """The settings the cell takes from its dataset's and its architecture's overrides (never both for one
-        setting: `load_grid` refuses that, with the lines at fault)."""
-        by_dataset = self.dataset_overrides.get(cell.dataset, {})
-        by_arch = self.architecture_overrides.get(cell.arch, {})
+        setting: `load_grid` refuses that, with the lines at fault); of the algorithms' settings, only those of
+        the cell's algorithm."""
+        by_dataset = scoped_settings(self.dataset_overrides.get(cell.dataset, {}), cell.algo)
+        by_arch = scoped_settings(self.architecture_overrides.get(cell.arch, {}), cell.algo)
         both = sorted(by_dataset.keys() & by_arch.keys())
         if both:
             raise BenchError(f"{cell}: dataset_overrides and architecture_overrides both set {', '.join(both)}")
@@ -168,10 +195,11 @@ class GridSpec:
         so a report tells a cell's intended settings from a mix of configurations."""
         applied: dict[str, Any] = {}
         replaced: dict[str, Any] = {}
+        settings = getattr(self, cell.algo)
         for name, value in self.overrides(cell).items():
-            key = name if name in RUN_OVERRIDES else f"cql.{name}"
+            key = name if name in RUN_OVERRIDES else f"{cell.algo}.{name}"
             applied[key] = value
-            replaced[key] = getattr(self, name) if name in RUN_OVERRIDES else getattr(self.cql, name)
+            replaced[key] = getattr(self, name) if name in RUN_OVERRIDES else getattr(settings, name)
         return {
             "applied": applied,
             "replaced": replaced,
@@ -184,6 +212,7 @@ class GridSpec:
         built-in ones)."""
         overrides = self.overrides(cell)
         run = {name: overrides.pop(name) for name in RUN_OVERRIDES if name in overrides}
+        settings = getattr(self, cell.algo)
         return RunConfig(
             dataset=cell.dataset,
             arch=cell.arch,
@@ -197,15 +226,21 @@ class GridSpec:
             normalize_reward=run.get("normalize_reward", self.normalize_reward),
             compile=self.compile,
             arch_file=str(arch_file) if arch_file is not None and cell.arch in self.inline else None,
-            cql=dataclasses.replace(self.cql, **overrides) if overrides else self.cql,
+            algo=cell.algo,
+            **{cell.algo: dataclasses.replace(settings, **overrides) if overrides else settings},
         )
 
     def settings(self) -> dict[str, Any]:
         """The grid-wide configuration that changes results (a RunConfig minus the cell's identity), before
-        overrides."""
-        config = asdict(self.run_config(Cell("", "", 0)))
-        for key in ("dataset", "arch", "seed", "arch_file", "checkpoint_every"):
-            config.pop(key)
+        overrides: the settings of each of the grid's algorithms, and `algorithms` unless the grid is CQL's
+        alone (whose settings are those from before other algorithms existed)."""
+        config = self.run_config(Cell("", "", 0, self.algorithms[0])).to_dict()
+        for key in ("dataset", "arch", "seed", "arch_file", "checkpoint_every", "algo"):
+            config.pop(key, None)
+        for algo in self.algorithms:
+            config[algo] = asdict(getattr(self, algo))
+        if self.algorithms != (DEFAULT_ALGORITHM,):
+            config["algorithms"] = list(self.algorithms)
         return config
 
     def resolved(self) -> dict[str, Any]:
@@ -216,6 +251,7 @@ class GridSpec:
             "description": self.description,
             "architectures": {name: architecture_entry(a) for name, a in self.architectures.items()},
             "inline_architectures": sorted(self.inline),
+            **({} if self.algorithms == (DEFAULT_ALGORITHM,) else {"algorithms": list(self.algorithms)}),
             "datasets": list(self.datasets),
             "seeds": list(self.seeds),
             "seeds_per_process": self.seeds_per_process,
@@ -226,6 +262,20 @@ class GridSpec:
             "resources": asdict(self.resources),
         }
         return json.loads(json.dumps(data))  # tuples as lists, so YAML writes plain sequences
+
+
+def setting_for(key: str, algo: str) -> str | None:
+    """The setting an override key sets in the cells of `algo`: an unprefixed run setting or setting of `algo`,
+    or the name after `algo.`; None when the key is another algorithm's."""
+    prefix, dot, name = key.partition(".")
+    if dot:
+        return name if prefix == algo else None
+    return key if key in RUN_OVERRIDES or key in typing.get_type_hints(get_algorithm(algo).config) else None
+
+
+def scoped_settings(settings: dict[str, Any], algo: str) -> dict[str, Any]:
+    """The overrides that apply to the cells of `algo`, by setting name (see `setting_for`)."""
+    return {name: value for key, value in settings.items() if (name := setting_for(key, algo)) is not None}
 
 
 def architecture_entry(arch: Architecture) -> dict[str, Any]:
@@ -317,6 +367,7 @@ def load_grid(path: Path) -> GridSpec:
         raise doc.error(("device",), f"{device!r}: use auto, cpu, cuda or cuda:N")
     architectures, inline = _architectures(doc, data["architectures"])
     datasets = _datasets(doc, data["datasets"])
+    algorithms = _algorithms(doc, data)
     spec = GridSpec(
         name=name,
         path=path,
@@ -335,9 +386,12 @@ def load_grid(path: Path) -> GridSpec:
         compile=_boolean(doc, data, "compile", _DEFAULTS.compile),
         seeds_per_process=_integer(doc, data, "seeds_per_process", 1),
         resources=_resources(doc, data.get("resources", {})),
-        cql=_cql(doc, data.get("cql", {})),
-        dataset_overrides=_overrides(doc, data, "dataset_overrides", list(datasets), "dataset"),
-        architecture_overrides=_overrides(doc, data, "architecture_overrides", list(architectures), "architecture"),
+        algorithms=algorithms,
+        **{algo: _algorithm_settings(doc, algo, data.get(algo, {})) for algo in ALGORITHMS},
+        dataset_overrides=_overrides(doc, data, "dataset_overrides", list(datasets), "dataset", algorithms),
+        architecture_overrides=_overrides(
+            doc, data, "architecture_overrides", list(architectures), "architecture", algorithms
+        ),
     )
     _check_overrides(doc, spec)
     for key in ("steps", "eval_every"):
@@ -475,26 +529,54 @@ def _resources(doc: _Document, value: Any) -> Resources:
     return Resources(**values)
 
 
-def _cql(doc: _Document, value: Any) -> CQLConfig:
+def _algorithms(doc: _Document, data: dict) -> tuple[str, ...]:
+    """`algo`: one algorithm's name or a list of them (default cql); a settings map (`td3bc: {...}`) of an
+    algorithm the grid does not train is refused, since it would change nothing."""
+    value = data.get("algo", DEFAULT_ALGORITHM)
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise doc.error(("algo",), f"the list is empty; name at least one of {', '.join(ALGORITHMS)}")
+    names: list[str] = []
+    for i, item in enumerate(items):
+        key: Key = ("algo", i) if isinstance(value, list) else ("algo",)
+        if not isinstance(item, str) or item not in ALGORITHMS:
+            close = difflib.get_close_matches(str(item), list(ALGORITHMS), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise doc.error(key, f"unknown algorithm {item!r}; {hint}use one of {', '.join(ALGORITHMS)}")
+        if item in names:
+            raise doc.error(key, f"algorithm {item!r} is listed twice")
+        names.append(item)
+    for algo in ALGORITHMS:
+        if algo in data and algo not in names:
+            raise doc.error(
+                (algo,),
+                f"settings of {algo}, which this grid does not train (algo: {', '.join(names)}); add it to algo",
+            )
+    return tuple(names)
+
+
+def _algorithm_settings(doc: _Document, algo: str, value: Any) -> Any:
+    """An algorithm's settings map (`cql: {...}`, `td3bc: {...}`) applied to its defaults."""
+    algorithm = get_algorithm(algo)
     if not isinstance(value, dict):
-        raise doc.error(("cql",), f"expected a mapping of CQL settings, got {_type_name(value)}")
-    hints = typing.get_type_hints(CQLConfig)
+        raise doc.error((algo,), f"expected a mapping of {algorithm.label} settings, got {_type_name(value)}")
+    hints = typing.get_type_hints(algorithm.config)
     changes: dict[str, Any] = {}
     for key, setting in value.items():
-        where: Key = ("cql", str(key))
+        where: Key = (algo, str(key))
         if key not in hints:
             close = difflib.get_close_matches(str(key), list(hints), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise doc.error(where, f"unknown CQL setting; {hint}known: {', '.join(hints)}")
-        changes[key] = _cql_value(doc, where, hints[key], setting)
+            raise doc.error(where, f"unknown {algorithm.label} setting; {hint}known: {', '.join(hints)}")
+        changes[key] = _setting_value(doc, where, hints[key], setting)
     try:
-        return dataclasses.replace(CQLConfig(), **changes)
+        return dataclasses.replace(algorithm.config(), **changes)
     except ValueError as exc:
-        raise doc.error(("cql",), str(exc)) from None
+        raise doc.error((algo,), str(exc)) from None
 
 
-def _cql_value(doc: _Document, where: Key, hint: Any, setting: Any) -> Any:
-    """A CQL setting's value checked against its type hint, ints and YAML's '3e-5' strings made floats."""
+def _setting_value(doc: _Document, where: Key, hint: Any, setting: Any) -> Any:
+    """An algorithm setting's value checked against its type hint, ints and YAML's '3e-5' strings made floats."""
     allowed = typing.get_args(hint) or (hint,)
     if float in allowed and isinstance(setting, str):
         # YAML 1.1 reads 3e-5 (no dot) as a string.
@@ -507,13 +589,23 @@ def _cql_value(doc: _Document, where: Key, hint: Any, setting: Any) -> Any:
     return setting
 
 
-def _overrides(doc: _Document, data: dict, key: str, names: list[str], what: str) -> dict[str, dict[str, Any]]:
-    """`dataset_overrides` or `architecture_overrides`: {name of one of the grid's `what`: {setting: value}}."""
+def _overrides(
+    doc: _Document, data: dict, key: str, names: list[str], what: str, algorithms: tuple[str, ...]
+) -> dict[str, dict[str, Any]]:
+    """`dataset_overrides` or `architecture_overrides`: {name of one of the grid's `what`: {setting: value}}, a
+    setting being `normalize_reward` or a setting of one of `algorithms`, either for every algorithm that has it or
+    prefixed with one algorithm's name (`iql.tau`) for that algorithm's cells only."""
     value = data.get(key, {})
     if not isinstance(value, dict):
         raise doc.error((key,), f"expected a mapping {{{what}: {{setting: value}}}}, got {_type_name(value)}")
-    hints = typing.get_type_hints(CQLConfig)
+    hints: dict[str, Any] = {}
+    for algo in algorithms:
+        for name, hint in typing.get_type_hints(get_algorithm(algo).config).items():
+            hints.setdefault(name, hint)
+            hints[f"{algo}.{name}"] = hint
+        hints.update({f"{algo}.{name}": bool for name in RUN_OVERRIDES})
     allowed = [*RUN_OVERRIDES, *hints]
+    shown = [name for name in allowed if "." not in name]
     overrides: dict[str, dict[str, Any]] = {}
     for name, settings in value.items():
         name = str(name)
@@ -530,12 +622,23 @@ def _overrides(doc: _Document, data: dict, key: str, names: list[str], what: str
             if setting not in allowed:
                 close = difflib.get_close_matches(str(setting), allowed, n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
-                raise doc.error(where, f"unknown setting; {hint}an override sets one of: {', '.join(allowed)}")
+                raise doc.error(
+                    where,
+                    f"unknown setting; {hint}an override sets one of: {', '.join(shown)} (for one algorithm's cells "
+                    f"only with its prefix: {algorithms[0]}.{shown[-1]})",
+                )
             checked[setting] = (
                 _override_boolean(doc, where, setting_value)
-                if setting in RUN_OVERRIDES
-                else _cql_value(doc, where, hints[setting], setting_value)
+                if setting.rpartition(".")[2] in RUN_OVERRIDES
+                else _setting_value(doc, where, hints[setting], setting_value)
             )
+        for algo in algorithms:
+            names_for_algo = [n for k in checked if (n := setting_for(k, algo)) is not None]
+            twice = sorted({n for n in names_for_algo if names_for_algo.count(n) > 1})
+            if twice:
+                raise doc.error(
+                    (key, name), f"sets {twice[0]} twice for the {algo} cells (with and without the prefix {algo}.)"
+                )
         overrides[name] = checked
     return overrides
 
@@ -548,29 +651,38 @@ def _override_boolean(doc: _Document, where: Key, value: Any) -> bool:
 
 def _check_overrides(doc: _Document, spec: GridSpec) -> None:
     """Refuse a setting that a dataset and an architecture both override (which would win is a guess), and
-    override values CQLConfig rejects in some cell."""
+    override values an algorithm's settings reject in some cell."""
     for dataset, by_dataset in spec.dataset_overrides.items():
         for arch, by_arch in spec.architecture_overrides.items():
-            both = [name for name in by_arch if name in by_dataset]
-            if both:
-                raise doc.error(
-                    ("architecture_overrides", arch, both[0]),
-                    f"dataset_overrides also sets {both[0]} for {dataset} "
-                    f"(line {doc.line(('dataset_overrides', dataset, both[0]))}), so the cells of {arch} on "
-                    f"{dataset} would take two values; set it in one of the two places",
-                )
+            for algo in spec.algorithms:
+                from_dataset = {setting_for(raw, algo): raw for raw in by_dataset}
+                both = [raw for raw in by_arch if setting_for(raw, algo) in from_dataset.keys() - {None}]
+                if both:
+                    setting = setting_for(both[0], algo)
+                    in_dataset = from_dataset[setting]
+                    raise doc.error(
+                        ("architecture_overrides", arch, both[0]),
+                        f"dataset_overrides also sets {setting} for {dataset} "
+                        f"(line {doc.line(('dataset_overrides', dataset, in_dataset))}), so the cells of {arch} on "
+                        f"{dataset} would take two values; set it in one of the two places",
+                    )
     for key, overrides in (
         ("dataset_overrides", spec.dataset_overrides),
         ("architecture_overrides", spec.architecture_overrides),
     ):
         for name, settings in overrides.items():
-            try:
-                dataclasses.replace(spec.cql, **{k: v for k, v in settings.items() if k not in RUN_OVERRIDES})
-            except ValueError as exc:
-                raise doc.error((key, name), str(exc)) from None
+            for algo in spec.algorithms:
+                own = typing.get_type_hints(get_algorithm(algo).config)
+                changes = {k: v for k, v in scoped_settings(settings, algo).items() if k in own}
+                try:
+                    dataclasses.replace(getattr(spec, algo), **changes)
+                except ValueError as exc:
+                    raise doc.error((key, name), str(exc)) from None
     for dataset in spec.dataset_overrides:
         for arch in spec.architecture_overrides:
-            try:
-                spec.run_config(Cell(dataset, arch, 0))
-            except ValueError as exc:
-                raise doc.error(("architecture_overrides", arch), f"{exc} (with the overrides of {dataset})") from None
+            for algo in spec.algorithms:
+                try:
+                    spec.run_config(Cell(dataset, arch, 0, algo))
+                except ValueError as exc:
+                    where = ("architecture_overrides", arch)
+                    raise doc.error(where, f"{exc} (with the overrides of {dataset})") from None

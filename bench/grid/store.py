@@ -1,5 +1,7 @@
 """The results store of a grid: results/<grid>/<dataset-slug>/<arch>/seed<k>.json, grid.yaml and cell locks.
 
+A grid of several algorithms keeps each algorithm's records apart: results/<grid>/<algorithm>/<dataset-slug>/...
+
 Records are written by `train_cell` (atomically); the store finds them, says what state each cell is in, keeps
 the resolved grid beside them (grid.yaml) and refuses to mix records of different configurations under one
 name. A cell without a record whose checkpoint survived (a killed run) is partial: the next run resumes it from
@@ -23,7 +25,7 @@ from bench.fileio import atomic_write_text
 from bench.grid.spec import Cell, GridSpec, architecture_entry, dataset_slug
 from bench.train import RunConfig, read_record
 
-# Diverged counts as finished: CQL's divergence repeats for the same seed on CPU, so a retry only burns time.
+# Diverged counts as finished: a divergence repeats for the same seed on CPU, so a retry only burns time.
 FINISHED = ("done", "diverged")
 STATES = ("done", "diverged", "failed", "running", "partial", "missing")
 
@@ -72,12 +74,13 @@ def first_line(text: str | None) -> str:
 class ResultsStore:
     """The folder that holds one grid's records."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, by_algorithm: bool = False) -> None:
         self.root = Path(root)
+        self.by_algorithm = by_algorithm
 
     @classmethod
     def for_grid(cls, results: Path, spec: GridSpec) -> ResultsStore:
-        return cls(Path(results) / spec.name)
+        return cls(Path(results) / spec.name, by_algorithm=len(spec.algorithms) > 1)
 
     @property
     def grid_file(self) -> Path:
@@ -89,7 +92,8 @@ class ResultsStore:
         return self.root / "architectures.yaml"
 
     def record_path(self, cell: Cell) -> Path:
-        return self.root / dataset_slug(cell.dataset) / cell.arch / f"seed{cell.seed}.json"
+        root = self.root / cell.algo if self.by_algorithm else self.root
+        return root / dataset_slug(cell.dataset) / cell.arch / f"seed{cell.seed}.json"
 
     def state(self, cell: Cell, *, probe_lock: bool = False) -> CellState:
         """The cell's state from its record, error file and checkpoint; `probe_lock` also reports a cell being

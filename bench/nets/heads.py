@@ -1,6 +1,12 @@
-"""CQL's actor and critics around any body: CORL's `TanhGaussianPolicy` and `FullyConnectedQFunction`.
+"""Actors, critics and value networks around any body, for CQL, TD3+BC and IQL as CORL writes them.
 
-Faithful to CORL's `algorithms/offline/cql.py` (corl-team/CORL):
+CQL's `TanhGaussianActor` and `EnsembleCritic` follow CORL's `TanhGaussianPolicy` and `FullyConnectedQFunction`;
+TD3+BC's and IQL's deterministic actor (`DeterministicActor`), IQL's Gaussian actor (`GaussianActor`) and value
+network (`ValueNetwork`) follow CORL's `td3_bc.py` and `iql.py` and keep the body's own initialization, as CORL
+keeps PyTorch's default there (`EnsembleCritic(cql_init=False)` for their critics). Every actor has
+`act(obs)`, its deterministic evaluation action, and `member(index, spec, kan)`, one seed of a population.
+
+CQL, faithful to CORL's `algorithms/offline/cql.py` (corl-team/CORL):
 - actor: body -> 2 * act_dim (mean, raw log-std); log_std = clamp(multiplier * raw + offset, -20, 2) with a
   trainable multiplier (1.0) and offset (-1.0), CORL's `Scalar`s; action = tanh(z) * max_action with
   z ~ Normal(mean, std) by rsample, or z = mean when deterministic. The log-prob is that of tanh(z) (CORL's
@@ -116,17 +122,8 @@ class TanhGaussianActor(nn.Module):
         final policy; `spec` and `kan` are the body this actor was built with. It acts exactly as the member."""
         if self.population is None:
             raise ValueError("member() takes one actor out of a population; this actor is a single one")
-        if len(getattr(self.network, "norms", ())):
-            raise ValueError("member() does not take layer-normalized bodies apart")
         single = TanhGaussianActor(self.obs_dim, self.act_dim, spec, kan, max_action=self.max_action)
-        for target, source in zip(single.network.layers, self.network.layers, strict=True):
-            if isinstance(source, EnsembleLinear):
-                target.weight.copy_(source.weight[index].T)
-                if source.bias is not None:
-                    target.bias.copy_(source.bias[index, 0])
-            else:
-                for name, value in source.state_dict().items():
-                    getattr(target, name).copy_(value[index].reshape(getattr(target, name).shape))
+        copy_member_network(single.network, self.network, index)
         single.log_std_multiplier.copy_(self.log_std_multiplier[index])
         single.log_std_offset.copy_(self.log_std_offset[index])
         return single
@@ -172,6 +169,135 @@ class TanhGaussianActor(nn.Module):
         gaussian = -0.5 * ((z - mean) * torch.exp(-log_std)).square() - log_std - _HALF_LOG_2PI
         return (gaussian - tanh_log_det_jacobian(z)).sum(-1)
 
+    @torch.no_grad()
+    def act(self, obs: Tensor) -> Tensor:
+        """The deterministic evaluation action tanh(mean) * max_action."""
+        return self(obs, deterministic=True, need_log_prob=False)[0]
+
+
+@torch.no_grad()
+def copy_member_network(single: nn.Module, population: nn.Module, index: int) -> None:
+    """Copy member `index` of a network built with `ensemble_size` into the same network built without it."""
+    if len(getattr(population, "norms", ())):
+        raise ValueError("member() does not take layer-normalized bodies apart")
+    for target, source in zip(single.layers, population.layers, strict=True):
+        if isinstance(source, EnsembleLinear):
+            target.weight.copy_(source.weight[index].T)
+            if source.bias is not None:
+                target.bias.copy_(source.bias[index, 0])
+        else:
+            for name, value in source.state_dict().items():
+                getattr(target, name).copy_(value[index].reshape(getattr(target, name).shape))
+
+
+class DeterministicActor(nn.Module):
+    """TD3+BC's actor (CORL's `Actor`, and IQL's `DeterministicPolicy`) on any body: max_action * tanh(body(s)).
+
+    The body maps obs -> act_dim and keeps its own initialization (CORL's TD3+BC and IQL networks use PyTorch's
+    default init). With `population=P` it holds P independent actors, observations (P, ..., obs_dim).
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        spec: NetworkSpec,
+        kan: KANOptions,
+        max_action: float = 1.0,
+        population: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.obs_dim, self.act_dim, self.max_action = obs_dim, act_dim, max_action
+        self.population = population
+        self.network = build_network(spec, obs_dim, act_dim, kan, ensemble_size=population)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return torch.tanh(self.network(obs)) * self.max_action
+
+    @torch.no_grad()
+    def act(self, obs: Tensor) -> Tensor:
+        return self(obs)
+
+    @torch.no_grad()
+    def member(self, index: int, spec: NetworkSpec, kan: KANOptions) -> DeterministicActor:
+        """Member `index` of a population as a standalone actor; `spec` and `kan` are its body's."""
+        if self.population is None:
+            raise ValueError("member() takes one actor out of a population; this actor is a single one")
+        single = DeterministicActor(self.obs_dim, self.act_dim, spec, kan, max_action=self.max_action)
+        copy_member_network(single.network, self.network, index)
+        return single
+
+
+class GaussianActor(nn.Module):
+    """IQL's Gaussian policy (CORL's `GaussianPolicy`) on any body: Normal(tanh(body(s)), exp(log_std)).
+
+    The mean is the body's output squashed by tanh (CORL's output activation); the log-std is a state-independent
+    trainable vector, initialized at 0 and clamped to [-20, 2] when used. Log-probabilities are those of the
+    Gaussian itself (no tanh correction: the tanh is on the mean, not on the sample), summed over action dims.
+    Evaluation acts with clamp(max_action * mean). With `population=P` the log-std is (P, act_dim).
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        spec: NetworkSpec,
+        kan: KANOptions,
+        max_action: float = 1.0,
+        population: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.obs_dim, self.act_dim, self.max_action = obs_dim, act_dim, max_action
+        self.population = population
+        self.network = build_network(spec, obs_dim, act_dim, kan, ensemble_size=population)
+        shape = (act_dim,) if population is None else (population, act_dim)
+        self.log_std = nn.Parameter(torch.zeros(shape))
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """(mean, log_std), log_std broadcast to the mean's shape."""
+        mean = torch.tanh(self.network(obs))
+        log_std = self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+        if self.population is not None:
+            log_std = log_std.reshape(self.population, *([1] * (mean.dim() - 2)), self.act_dim)
+        return mean, log_std.expand_as(mean)
+
+    def log_prob(self, obs: Tensor, actions: Tensor) -> Tensor:
+        """log N(actions; mean(obs), std), summed over the action dims: (..., act_dim) -> (...)."""
+        mean, log_std = self(obs)
+        gaussian = -0.5 * ((actions - mean) * torch.exp(-log_std)).square() - log_std - _HALF_LOG_2PI
+        return gaussian.sum(-1)
+
+    @torch.no_grad()
+    def act(self, obs: Tensor) -> Tensor:
+        """The deterministic evaluation action: the mean, scaled to the action range and clamped to it."""
+        mean, _ = self(obs)
+        return (mean * self.max_action).clamp(-self.max_action, self.max_action)
+
+    @torch.no_grad()
+    def member(self, index: int, spec: NetworkSpec, kan: KANOptions) -> GaussianActor:
+        """Member `index` of a population as a standalone actor; `spec` and `kan` are its body's."""
+        if self.population is None:
+            raise ValueError("member() takes one actor out of a population; this actor is a single one")
+        single = GaussianActor(self.obs_dim, self.act_dim, spec, kan, max_action=self.max_action)
+        copy_member_network(single.network, self.network, index)
+        single.log_std.copy_(self.log_std[index])
+        return single
+
+
+class ValueNetwork(nn.Module):
+    """IQL's state-value function (CORL's `ValueFunction`) on any body: obs -> V(s), PyTorch's default init.
+
+    With `population=P`, observations (P, ..., obs_dim) and values (P, ...).
+    """
+
+    def __init__(self, obs_dim: int, spec: NetworkSpec, kan: KANOptions, population: int | None = None) -> None:
+        super().__init__()
+        self.obs_dim, self.population = obs_dim, population
+        self.network = build_network(spec, obs_dim, 1, kan, ensemble_size=population)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.network(obs).squeeze(-1)
+
 
 class EnsembleCritic(nn.Module):
     """`num_critics` Q-functions in one ensemble network: forward(obs, actions) -> (num_critics, ...).
@@ -191,13 +317,16 @@ class EnsembleCritic(nn.Module):
         num_critics: int = 2,
         orthogonal_init: bool = True,
         population: int | None = None,
+        cql_init: bool = True,
     ) -> None:
         super().__init__()
         self.obs_dim, self.act_dim, self.num_critics = obs_dim, act_dim, num_critics
         self.population = population
         members = num_critics * (population or 1)
         self.network = build_network(spec, obs_dim + act_dim, 1, kan, ensemble_size=members)
-        init_corl_(self.network, orthogonal_init)
+        # cql_init=False keeps the body's own init (PyTorch's default for MLPs), as CORL's TD3+BC and IQL critics.
+        if cql_init:
+            init_corl_(self.network, orthogonal_init)
 
     def forward(self, obs: Tensor, actions: Tensor) -> Tensor:
         """Every critic on the same inputs: obs (..., obs_dim) and actions (..., act_dim) with broadcastable

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.report.figures import build_figures
-from bench.report.records import RecordSet, SkippedFile, load_records
+from bench.report.records import RecordSet, SkippedFile, arch_label, load_records
 from bench.report.stats import Analysis, analyze
 from bench.report.tables import build_tables, write_table
 
@@ -76,8 +76,12 @@ class ReportSummary:
 
 
 def resolve_baseline(records: RecordSet, baseline: str | None) -> str:
-    """The baseline architecture (default `mlp`); it must be one of the grid's architectures."""
+    """The baseline architecture (default `mlp`); it must be one of the grid's architectures. With several
+    algorithms a bare architecture name means it under the first algorithm ("mlp" -> "TD3+BC mlp")."""
     name = baseline or DEFAULT_BASELINE
+    if name not in records.architectures and len(records.algorithms) > 1:
+        labelled = arch_label(records.algorithms[0], name)
+        name = labelled if labelled in records.architectures else name
     if name not in records.architectures:
         raise BenchError(
             f"baseline architecture {name!r} is not among the architectures of {records.root} "

@@ -427,10 +427,11 @@ def write_captions(outputs: Sequence[FigureOutput], analysis: Analysis, director
         left_out = "; ".join(f"{names[d]} ({why})" for d, why in selection.excluded_datasets.items())
         lines.append(f"Left out of the aggregates: {left_out}.")
     labels = ", ".join(dict.fromkeys(analysis.records.runs["dataset_label"]))
-    lines += [f"Data: {labels}.", ""]
+    lines += [f"Data: {labels}.", analysis.records.algorithm_phrase(), ""]
     for output in outputs:
         files = ", ".join(p.name for p in output.paths)
-        lines += [f"## {output.stem}", "", f"{output.caption} Files: {files}.", ""]
+        caption = f"{output.caption} {analysis.records.algorithm_phrase()}"
+        lines += [f"## {output.stem}", "", f"{caption} Files: {files}.", ""]
     path = directory / "captions.md"
     atomic_write_text(path, "\n".join(lines))
     return path

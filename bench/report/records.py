@@ -11,6 +11,11 @@ How a run's status becomes a score (documented in the tables' footnotes):
 - diverged: a real outcome of the algorithm, so it counts with its last evaluation score; a run that diverged
   before its first evaluation has no score and counts as missing;
 - failed: a crash of the software, not of the algorithm, so it counts as missing.
+
+Algorithms. A record names its algorithm in `config.algo` (records without one are CQL's, as every record from
+before other algorithms existed). A folder may hold several (a grid of TD3+BC and IQL): then every architecture
+is reported per algorithm, labelled "<algorithm> <architecture>" ("TD3+BC mlp"), and configurations are compared
+per algorithm for the algorithm's own settings and across all records for the rest.
 """
 
 from __future__ import annotations
@@ -35,6 +40,10 @@ GRID_FILE = "grid.yaml"
 # (it does not change the result), the device (Table 3 groups by device) and the architecture file's path
 # (the resolved architecture in the record's `architecture` block is compared instead).
 PER_CELL_CONFIG_KEYS = frozenset({"dataset", "arch", "seed", "checkpoint_every", "device", "arch_file"})
+DEFAULT_ALGORITHM = "cql"
+# How tables and figures name the algorithms (bench/agents/registry.py has the same labels; the report reads
+# records only, never model code). An unknown name is shown in capitals.
+ALGORITHM_LABELS = {"cql": "CQL", "td3bc": "TD3+BC", "iql": "IQL"}
 
 RECORD_COLUMNS = [
     "path",
@@ -45,6 +54,7 @@ RECORD_COLUMNS = [
     "dataset_label",
     "env",
     "arch",
+    "algo",
     "seed",
     "status",
     "score",
@@ -58,6 +68,7 @@ RECORD_COLUMNS = [
     "actor_params_total",
     "critic_params",
     "critics_total",
+    "value_params",
     "seconds_per_1k",
     "still_improving",
     "epochs_timed",
@@ -66,7 +77,7 @@ RECORD_COLUMNS = [
     "torch_threads",
     "error",
 ]
-CURVE_COLUMNS = ["dataset", "arch", "seed", "step", "normalized_score"]
+CURVE_COLUMNS = ["dataset", "arch", "algo", "seed", "step", "normalized_score"]
 
 
 @dataclass(frozen=True)
@@ -79,7 +90,8 @@ class SkippedFile:
 
 @dataclass(frozen=True)
 class ExpectedGrid:
-    """The cells a complete report holds: from the grid harness's `grid.yaml`, else inferred from the records."""
+    """The cells a complete report holds: from the grid harness's `grid.yaml`, else inferred from the records.
+    With several algorithms, `architectures` are the "<algorithm> <architecture>" labels."""
 
     architectures: list[str]
     datasets: list[str]
@@ -103,6 +115,7 @@ class RecordSet:
     ignored: list[SkippedFile] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)  # the shared configuration (flattened, dotted keys)
     mixed_keys: list[str] = field(default_factory=list)  # config keys that differ (only with allow_mixed)
+    algorithms: list[str] = field(default_factory=lambda: [DEFAULT_ALGORITHM])  # the records' algorithms, by name
 
     def display_names(self) -> dict[str, str]:
         """Dataset key -> the name shown in tables and figures (from the key alone when no record has it)."""
@@ -112,6 +125,13 @@ class RecordSet:
     @property
     def architectures(self) -> list[str]:
         return self.expected.architectures
+
+    def algorithm_phrase(self) -> str:
+        """How captions name the algorithm(s): "Algorithm: CQL." or "Algorithms: TD3+BC, IQL (...)."."""
+        labels = [algorithm_label(a) for a in self.algorithms]
+        if len(labels) == 1:
+            return f"Algorithm: {labels[0]}."
+        return f"Algorithms: {', '.join(labels)} (each column or label names its algorithm before the architecture)."
 
     @property
     def datasets(self) -> list[str]:
@@ -154,8 +174,27 @@ def load_records(results_dir: Path, *, allow_mixed: bool = False) -> RecordSet:
         [row for path, record in records for row in curve_rows(record)],
         columns=CURVE_COLUMNS,
     )
+    algorithms = _ordered_union([a for a in ALGORITHM_LABELS if a in set(runs["algo"])], runs["algo"])
+    if len(algorithms) > 1:
+        # Every architecture once per algorithm: the tables, statistics and figures group by the label.
+        runs["arch"] = [arch_label(a, arch) for a, arch in zip(runs["algo"], runs["arch"], strict=True)]
+        curves["arch"] = [arch_label(a, arch) for a, arch in zip(curves["algo"], curves["arch"], strict=True)]
     expected = expected_grid(root, runs, allow_mixed=allow_mixed)
-    return RecordSet(root, runs, curves, expected, skipped, ignored, config, mixed)
+    return RecordSet(root, runs, curves, expected, skipped, ignored, config, mixed, algorithms)
+
+
+def record_algorithm(record: Mapping[str, Any]) -> str:
+    """The algorithm a record was trained with: `config.algo`, CQL for records without one."""
+    return str(record["config"].get("algo", DEFAULT_ALGORITHM))
+
+
+def algorithm_label(name: str) -> str:
+    return ALGORITHM_LABELS.get(name, name.upper())
+
+
+def arch_label(algo: str, arch: str) -> str:
+    """An architecture under one of several algorithms: "TD3+BC mlp"."""
+    return f"{algorithm_label(algo)} {arch}"
 
 
 def _require(path: Path, record: Mapping[str, Any], key: str, types: type | tuple[type, ...], where: str = "") -> Any:
@@ -195,6 +234,8 @@ def validate_record(path: Path, record: dict[str, Any]) -> dict[str, Any]:
         raise BenchError(f"{path}: status {status!r} is not one of {', '.join(STATUSES)}; rerun the cell")
     config = _require(path, record, "config", dict)
     _require(path, config, "steps", int, "config")
+    if "algo" in config:
+        _require(path, config, "algo", str, "config")
     architecture = _require(path, record, "architecture", dict)
     _require(path, architecture, "actor", str, "architecture")
     _require(path, architecture, "critic", str, "architecture")
@@ -206,6 +247,8 @@ def validate_record(path: Path, record: dict[str, Any]) -> dict[str, Any]:
     parameters = _require(path, record, "parameters", dict)
     for key in ("actor", "actor_network", "critic", "critics_total"):
         _require(path, parameters, key, int, "parameters")
+    if "value" in parameters:  # IQL's value network
+        _require(path, parameters, "value", int, "parameters")
     epoch_steps = _require(path, record, "epoch_steps", int)
     if epoch_steps < 1:
         raise BenchError(f"{path}: epoch_steps is {epoch_steps}; it must be positive, rerun the cell")
@@ -320,6 +363,7 @@ def run_row(path: Path, record: Mapping[str, Any]) -> dict[str, Any]:
         "dataset_label": dataset_label(dataset),
         "env": dataset["env"],
         "arch": cell["arch"],
+        "algo": record_algorithm(record),
         "seed": cell["seed"],
         "status": record["status"],
         "score": score,
@@ -333,6 +377,7 @@ def run_row(path: Path, record: Mapping[str, Any]) -> dict[str, Any]:
         "actor_params_total": params["actor"],
         "critic_params": params["critic"],
         "critics_total": params["critics_total"],
+        "value_params": params.get("value"),
         "seconds_per_1k": seconds_per_1k_steps(record),
         "still_improving": still_improving(record),
         "epochs_timed": len(record["seconds_per_epoch"]),
@@ -352,6 +397,7 @@ def curve_rows(record: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
         {
             "dataset": cell["dataset"],
             "arch": cell["arch"],
+            "algo": record_algorithm(record),
             "seed": cell["seed"],
             "step": point["step"],
             "normalized_score": float(point["normalized_score"]),
@@ -361,14 +407,15 @@ def curve_rows(record: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
 
 
 def _refuse_duplicate_cells(records: list[tuple[Path, dict[str, Any]]]) -> None:
-    seen: dict[tuple[str, str, int], Path] = {}
+    seen: dict[tuple[str, str, int, str], Path] = {}
     for path, record in records:
         cell = record["cell"]
-        key = (cell["dataset"], cell["arch"], cell["seed"])
+        key = (cell["dataset"], cell["arch"], cell["seed"], record_algorithm(record))
         if key in seen:
+            algo = "" if key[3] == DEFAULT_ALGORITHM else f", algorithm {key[3]}"
             raise BenchError(
-                f"two records for the same cell (dataset {key[0]}, arch {key[1]}, seed {key[2]}): {seen[key]} and "
-                f"{path}; keep one of them (move the other out of the results folder)"
+                f"two records for the same cell (dataset {key[0]}, arch {key[1]}, seed {key[2]}{algo}): {seen[key]} "
+                f"and {path}; keep one of them (move the other out of the results folder)"
             )
         seen[key] = path
 
@@ -427,39 +474,57 @@ def _describe(keys: list[str], a: Mapping[str, Any], b: Mapping[str, Any]) -> st
     return ", ".join(shown) + more
 
 
+def _shared(config: Mapping[str, Any], algo: str) -> dict[str, Any]:
+    """A comparable config without what only records of its algorithm share: `algo` and the algorithm's settings."""
+    return {k: v for k, v in config.items() if k != "algo" and not k.startswith(f"{algo}.")}
+
+
 def check_same_configuration(
     records: list[tuple[Path, dict[str, Any]]], *, allow_mixed: bool = False
 ) -> tuple[dict[str, Any], list[str]]:
     """The configuration shared by all records, and the keys that differ (non-empty only with `allow_mixed`).
 
-    Every record must agree on everything but PER_CELL_CONFIG_KEYS, and records of one architecture name must
-    agree on the resolved architecture; otherwise a BenchError names two conflicting files.
+    Every record must agree on everything but PER_CELL_CONFIG_KEYS (records of different algorithms: on
+    everything but the algorithm and its settings, which records of one algorithm must agree on), and records
+    of one architecture name must agree on the resolved architecture; otherwise a BenchError names two
+    conflicting files.
     """
     first_path, first = records[0]
-    reference = comparable_config(first)
+    first_algo = record_algorithm(first)
+    first_shared = _shared(comparable_config(first), first_algo)
+    references: dict[str, tuple[Path, dict[str, Any]]] = {}
     mixed: set[str] = set()
     arch_reference: dict[str, tuple[Path, dict[str, Any]]] = {}
     for path, record in records:
         config = comparable_config(record)
-        keys = _differences(reference, config)
+        algo = record_algorithm(record)
+        algo_path, algo_reference = references.setdefault(algo, (path, config))
+        comparisons = [(algo_path, algo_reference, config)]
+        if algo != first_algo:
+            comparisons.append((first_path, first_shared, _shared(config, algo)))
+        for other_path, reference, compared in comparisons:
+            keys = _differences(reference, compared)
+            if keys and not allow_mixed:
+                raise BenchError(
+                    f"records from different configurations in one folder: {other_path} and {path} differ in "
+                    f"{_describe(keys, reference, compared)}. Keep each grid's records in its own folder, or pass "
+                    "--allow-mixed to report them together (the tables then say which keys differ)"
+                )
+            mixed.update(keys)
         arch_name = record["cell"]["arch"]
         resolved = flatten(record["architecture"], "architecture.")
         arch_path, arch_resolved = arch_reference.setdefault(arch_name, (path, resolved))
         arch_keys = _differences(arch_resolved, resolved)
-        if keys and not allow_mixed:
-            raise BenchError(
-                f"records from different configurations in one folder: {first_path} and {path} differ in "
-                f"{_describe(keys, reference, config)}. Keep each grid's records in its own folder, or pass "
-                "--allow-mixed to report them together (the tables then say which keys differ)"
-            )
         if arch_keys and not allow_mixed:
             raise BenchError(
                 f"architecture {arch_name!r} means different networks in {arch_path} and {path}: "
                 f"{_describe(arch_keys, arch_resolved, resolved)}. Rename one of them, or pass --allow-mixed"
             )
-        mixed.update(keys)
         mixed.update(arch_keys)
-    shared = {k: v for k, v in reference.items() if k not in mixed}
+    merged = {k: v for _, config in references.values() for k, v in config.items()}
+    if len(references) > 1:
+        merged.pop("algo", None)
+    shared = {k: v for k, v in merged.items() if k not in mixed}
     return shared, sorted(mixed)
 
 
@@ -503,8 +568,12 @@ def read_grid_file(path: Path) -> ExpectedGrid:
             f"{path}: the grid file has no {', '.join(repr(k) for k in missing)}; the report needs them to know "
             "which cells are missing (delete the file to infer the cells from the records instead)"
         )
+    architectures = _names(data["architectures"], "architectures", path)
+    algorithms = _names(data.get("algorithms") or [DEFAULT_ALGORITHM], "algorithms", path)
+    if len(algorithms) > 1:
+        architectures = [arch_label(algo, arch) for algo in algorithms for arch in architectures]
     return ExpectedGrid(
-        architectures=_names(data["architectures"], "architectures", path),
+        architectures=architectures,
         datasets=_names(data["datasets"], "datasets", path),
         seeds=_seeds(data["seeds"], path),
         source=GRID_FILE,

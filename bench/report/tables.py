@@ -237,7 +237,7 @@ def score_table(analysis: Analysis) -> Table:
     table.caption = (
         f"Final evaluation{f' (step {steps:,})' if isinstance(steps, int) else ''}, mean ± sample standard "
         f"deviation over {seed_text}; 0 is a random and 100 an expert policy (D4RL's reference returns). "
-        f"Data: {data_phrase(runs)}. Mean: average over datasets of the per-dataset means. "
+        f"Data: {data_phrase(runs)}. {rec.algorithm_phrase()} Mean: average over datasets of the per-dataset means. "
         f"IQM: interquartile mean over all runs with a 95% stratified-bootstrap CI (rliable, {analysis.reps} "
         f"resamples, seed {analysis.seed}). Best per row in bold."
     )
@@ -356,13 +356,16 @@ def parameter_table(analysis: Analysis) -> Table:
     rec, baseline = analysis.records, analysis.baseline
     runs = rec.runs
     envs = sorted(runs["env"].unique(), key=lambda e: (ENV_ORDER.index(e) if e in ENV_ORDER else len(ENV_ORDER), e))
+    # IQL's value network gets a column of its own; other algorithms' rows show a dash there.
+    value = bool(runs["value_params"].notna().any())
     table = Table(
         stem="table2_parameters",
         number=2,
         title="Parameters",
         caption=(
             "Trainable parameters of the actor network and of one critic network per environment "
-            f"(the sizes depend on the observation and action sizes); reduction against {baseline}."
+            f"(the sizes depend on the observation and action sizes); reduction against {baseline}. "
+            f"{rec.algorithm_phrase()}"
         ),
         header=[
             "Environment",
@@ -373,8 +376,9 @@ def parameter_table(analysis: Analysis) -> Table:
             "Critic",
             "Critic params",
             f"Critic reduction vs {baseline}",
+            *(["Value params"] if value else []),
         ],
-        align="llcrrcrr",
+        align="llcrrcrr" + ("r" if value else ""),
     )
     missing = 0
     for env in envs:
@@ -388,7 +392,7 @@ def parameter_table(analysis: Analysis) -> Table:
             group = env_runs[env_runs["arch"] == arch]
             if group.empty:
                 missing += 1
-                table.add_row([label, arch, *[MISSING] * 6], rule_before=i == 0)
+                table.add_row([label, arch, *[MISSING] * (7 if value else 6)], rule_before=i == 0)
                 continue
             actor, critic = int(_unique(group, "actor_params")), int(_unique(group, "critic_params"))
             if arch == baseline:
@@ -410,13 +414,27 @@ def parameter_table(analysis: Analysis) -> Table:
                     str(_unique(group, "critic_spec")),
                     f"{critic:,}",
                     reductions[1],
+                    *([_value_params(group)] if value else []),
                 ],
                 rule_before=i == 0,
             )
+    if rec.algorithms == ["cql"]:
+        counted = (
+            "Actor: the actor network only; the actor's two trainable log-std scalars (multiplier and offset) are "
+            "excluded, as in the paper's count. Critic: one critic network; CQL trains two, plus target copies that "
+            "are not trained by gradient."
+        )
+    else:
+        counted = (
+            "Actor: the actor network only; trainable log-std parameters outside it (CQL's two scalars, the "
+            "state-independent log-std per action of IQL's Gaussian actor) are excluded, as in the paper's count. "
+            "Critic: one critic network; each algorithm trains two, plus target copies that are not trained by "
+            "gradient."
+        )
+        if value:
+            counted += " Value params: IQL's state-value network (the critic's body, one output)."
     table.notes = [
-        "Actor: the actor network only; the actor's two trainable log-std scalars (multiplier and offset) are "
-        "excluded, as in the paper's count. Critic: one critic network; CQL trains two, plus target copies that "
-        "are not trained by gradient.",
+        counted,
         f"Reduction = 1 − parameters / parameters of {baseline} in the same environment; negative means more "
         "parameters than the baseline.",
     ]
@@ -424,6 +442,12 @@ def parameter_table(analysis: Analysis) -> Table:
         notes = f"{MISSING} no record of this architecture in this environment ({missing} row(s))"
         table.notes.append(notes + (f"; reductions need a record of {baseline} there." if base_counts is None else "."))
     return table
+
+
+def _value_params(group: pd.DataFrame) -> str:
+    """A value network's parameters, or a dash for an algorithm without one."""
+    counts = group["value_params"].dropna()
+    return f"{int(_unique(group.loc[counts.index], 'value_params')):,}" if not counts.empty else MISSING
 
 
 def time_table(analysis: Analysis) -> Table:
@@ -475,7 +499,7 @@ def time_table(analysis: Analysis) -> Table:
         "Wall seconds per epoch of 1,000 gradient steps, evaluation excluded: per run the median over its epochs, "
         "divided by the number of seeds trained side by side in its process (one seed's share), "
         f"then mean ± sample standard deviation over runs (seeds and datasets). {where} Ratio: mean time "
-        f"over the mean time of {baseline} on the same device.{scaled}"
+        f"over the mean time of {baseline} on the same device.{scaled} {rec.algorithm_phrase()}"
     )
     table.notes = [
         f"Runs: timed runs (done or diverged; failed runs are left out) of {expected_runs} per architecture."

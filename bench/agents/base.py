@@ -1,0 +1,124 @@
+"""The agent interface: what the trainer, the grid and the report need of an offline algorithm, and nothing more.
+
+An agent trains a population of P independent agents at once (seeds side by side): every network has a leading
+member dim (an ensemble of critics has num_critics x P members, critic-major), each member sees its own
+minibatch, and the loss is the sum of the members' losses, so each member gets exactly the gradient it gets
+alone. One seed is a population of one. The trainer builds one agent per seed (after seeding with that seed)
+and stacks them with `from_members`, so a member starts from the parameters its seed gives alone.
+
+`Algorithm` names an agent class with its configuration class; `bench.agents.registry.ALGORITHMS` lists them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from bench.nets.kan import KANOptions
+from bench.nets.spec import Architecture, NetworkSpec
+
+
+class Batch(NamedTuple):
+    """One minibatch per seed of the population: every field has a leading dim P."""
+
+    observations: Tensor  # (P, B, obs_dim), already normalized
+    actions: Tensor  # (P, B, act_dim)
+    rewards: Tensor  # (P, B)
+    next_observations: Tensor  # (P, B, obs_dim)
+    dones: Tensor  # (P, B), 1.0 where the episode terminated
+
+
+class Agent(Protocol):
+    """A population of offline agents as the trainer drives it."""
+
+    # The rows of `update`'s result, each recorded per epoch in a record's `diagnostics`.
+    loss_names: tuple[str, ...]
+    # What the progress bar shows: label -> one of loss_names.
+    progress: dict[str, str]
+    population: int
+    device: torch.device
+    total_steps: int
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        arch: Architecture,
+        config: Any,
+        device: torch.device | str = "cpu",
+        max_action: float = 1.0,
+        population: int = 1,
+        noise_seed: int = 0,
+        compiled: bool = False,
+        run_steps: int = 1_000_000,
+    ) -> None: ...
+
+    @classmethod
+    def from_members(cls, members: list[Any], noise_seed: int = 0, compiled: bool = False) -> Agent:
+        """One population agent holding `members`, fresh agents (population 1, no update yet) of one
+        architecture and configuration."""
+        ...
+
+    def update(self, batch: Batch) -> Tensor:
+        """One gradient step of every member; the losses as one (len(loss_names), P) tensor on the device."""
+        ...
+
+    def act(self, observations: Tensor) -> Tensor:
+        """Deterministic evaluation actions: observations (P, N, obs_dim) -> actions (P, N, act_dim)."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def member_actor(self, index: int) -> nn.Module:
+        """Member `index`'s actor as a standalone network (no population dim): the final policy a record keeps."""
+        ...
+
+    def parameter_counts(self) -> dict[str, int]:
+        """The trainable parameters of one member, as a record's `parameters` block: actor, actor_network (its
+        body without extra scalars), critic (one critic), critics_total, and any other network by name."""
+        ...
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """An offline algorithm: its name in configs and records, its label in tables, its agent and config types,
+    and how its final actor is rebuilt from a record."""
+
+    name: str
+    label: str
+    agent: type[Agent]
+    config: type
+    # (obs_dim, act_dim, actor spec, KAN options, config) -> a fresh single actor of the class `member_actor`
+    # returns, to load a saved final actor into.
+    build_actor: Callable[[int, int, NetworkSpec, KANOptions, Any], nn.Module]
+    description: str = ""
+
+
+@torch.no_grad()
+def stack_members(stacked: nn.Module, members: list[nn.Module], critic_major: int = 1) -> None:
+    """Copy members' parameters and buffers into `stacked`, whose leading dim holds critic_major * P members
+    laid out critic-major (member c * P + p is member c of agent p; critic_major is 1 for actors)."""
+    states = [m.state_dict() for m in members]
+    merged = {}
+    for name, value in stacked.state_dict().items():
+        parts = [s[name] for s in states]
+        if value.dim() == 0 or parts[0].dim() == 0:
+            raise ValueError(f"cannot stack the scalar {name!r}")
+        per_member = [p.reshape(critic_major, -1, *p.shape[1:]) for p in parts]
+        merged[name] = torch.cat(per_member, dim=1).reshape(value.shape)
+    stacked.load_state_dict(merged)
+
+
+def check_fresh_members(members: list[Any]) -> None:
+    """`from_members` stacks agents built one by one: population 1 each, not trained yet."""
+    if not members or any(m.population != 1 or m.total_steps for m in members):
+        raise ValueError("from_members stacks fresh single agents (population 1, no update yet)")
+
+
+__all__ = ["Agent", "Algorithm", "Batch", "check_fresh_members", "stack_members"]
