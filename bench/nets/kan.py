@@ -222,6 +222,38 @@ def spline_features(
     return _SplineFeatures.apply(x_base, x_spline, lo, hi, grid_size, order, base_slots)
 
 
+def spline_features_plain(
+    x_base: Tensor, x_spline: Tensor, lo: Tensor, hi: Tensor, grid_size: int, order: int, base_slots: int
+) -> Tensor:
+    """`spline_features` in plain out-of-place torch ops, without the custom autograd function: the form a graph
+    exporter (`torch.onnx.export`) turns into standard operators. For inference: the same values up to float
+    rounding, but autograd's derivative rather than the closed-form backward, and no in-place buffers.
+    """
+    inv_h = grid_size / (hi - lo)
+    centres = torch.arange(grid_size + order, dtype=x_spline.dtype, device=x_spline.device) + (1 - order) / 2
+    dist = (((x_spline - lo) * inv_h).unsqueeze(-2) - centres.unsqueeze(-1)).abs()
+    basis: Tensor | None = None
+    for offset, weight in _centred_terms(order):
+        t = torch.clamp_min(offset - dist, 0.0)
+        term = t
+        for _ in range(order - 1):
+            term = term * t
+        basis = weight * term if basis is None else basis + weight * term
+    assert basis is not None  # every order has at least one term
+    if base_slots:
+        basis = torch.cat([F.silu(x_base).unsqueeze(-2), basis], dim=-2)
+    return basis
+
+
+def normalize_spline_input(x: Tensor, input_norm: str) -> Tensor:
+    """The spline path's input for `KANOptions.input_norm`: x, tanh(x), or x standardized across its last dim."""
+    if input_norm == "tanh":
+        return torch.tanh(x)
+    if input_norm == "layernorm":
+        return F.layer_norm(x, (x.shape[-1],))
+    return x
+
+
 def bspline_basis(x: Tensor, lo: Tensor | float, hi: Tensor | float, grid_size: int, order: int) -> Tensor:
     """The G + k B-splines of order k on the uniform grid over [lo, hi] at x: (..., G + k), differentiable."""
     lo_t = torch.as_tensor(lo, dtype=x.dtype, device=x.device)
@@ -289,11 +321,7 @@ class KANLinear(nn.Module):
 
     def normalize_input(self, x: Tensor) -> Tensor:
         """The spline path's input: x, tanh(x), or x standardized across the inputs (no affine)."""
-        if self.options.input_norm == "tanh":
-            return torch.tanh(x)
-        if self.options.input_norm == "layernorm":
-            return F.layer_norm(x, (self.in_features,))
-        return x
+        return normalize_spline_input(x, self.options.input_norm)
 
     def basis(self, x: Tensor) -> Tensor:
         """The B-splines of every input at x (after `input_norm`), (..., in, G + k)."""
