@@ -22,7 +22,8 @@ LEVELS = ("medium", "medium-replay", "medium-expert")
 
 @dataclass(frozen=True)
 class EnvSpec:
-    """One MuJoCo environment: its Gymnasium id (v4, SPEC 3), sizes and D4RL reference returns."""
+    """One MuJoCo environment: its Gymnasium id (v4, SPEC 3), sizes, D4RL reference returns and the name of
+    every observation entry, in order."""
 
     name: str
     env_id: str
@@ -31,6 +32,7 @@ class EnvSpec:
     ref_min_score: float
     ref_max_score: float
     max_episode_steps: int = 1000
+    observation_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -49,10 +51,68 @@ class DatasetSpec:
         return f"{base.rstrip('/')}/{self.filename}"
 
 
+# Observation entries of the v4 environments (the position of the root's x is excluded), shortened from the
+# observation tables of Gymnasium's MuJoCo documentation: qpos[1:] (root height and angle, then the hinge joints
+# in the model's order), then every qvel (clipped to [-10, 10] in Hopper and Walker2d). The names say "left"
+# where Walker2d's table repeats the right leg's words for the left leg's joints (thigh_left_joint, ...).
+HOPPER_OBSERVATIONS = (
+    "torso height",
+    "torso angle",
+    "thigh angle",
+    "leg angle",
+    "foot angle",
+    "torso x velocity",
+    "torso z velocity",
+    "torso angular velocity",
+    "thigh angular velocity",
+    "leg angular velocity",
+    "foot angular velocity",
+)
+WALKER2D_OBSERVATIONS = (
+    "torso height",
+    "torso angle",
+    "thigh angle",
+    "leg angle",
+    "foot angle",
+    "left thigh angle",
+    "left leg angle",
+    "left foot angle",
+    "torso x velocity",
+    "torso z velocity",
+    "torso angular velocity",
+    "thigh angular velocity",
+    "leg angular velocity",
+    "foot angular velocity",
+    "left thigh angular velocity",
+    "left leg angular velocity",
+    "left foot angular velocity",
+)
+HALFCHEETAH_OBSERVATIONS = (
+    "front tip height",
+    "front tip angle",
+    "back thigh angle",
+    "back shin angle",
+    "back foot angle",
+    "front thigh angle",
+    "front shin angle",
+    "front foot angle",
+    "front tip x velocity",
+    "front tip z velocity",
+    "front tip angular velocity",
+    "back thigh angular velocity",
+    "back shin angular velocity",
+    "back foot angular velocity",
+    "front thigh angular velocity",
+    "front shin angular velocity",
+    "front foot angular velocity",
+)
+
 ENVS: dict[str, EnvSpec] = {
-    "hopper": EnvSpec("hopper", "Hopper-v4", 11, 3, -20.272305, 3234.3),
-    "walker2d": EnvSpec("walker2d", "Walker2d-v4", 17, 6, 1.629008, 4592.3),
-    "halfcheetah": EnvSpec("halfcheetah", "HalfCheetah-v4", 17, 6, -280.178953, 12135.0),
+    "hopper": EnvSpec("hopper", "Hopper-v4", 11, 3, -20.272305, 3234.3, observation_names=HOPPER_OBSERVATIONS),
+    "walker2d": EnvSpec("walker2d", "Walker2d-v4", 17, 6, 1.629008, 4592.3, observation_names=WALKER2D_OBSERVATIONS),
+    "halfcheetah": EnvSpec(
+        "halfcheetah", "HalfCheetah-v4", 17, 6, -280.178953, 12135.0, observation_names=HALFCHEETAH_OBSERVATIONS
+    ),
 }
 
 # Approximate transition counts (SPEC 3); the real files differ by a few hundred rows for some datasets.
