@@ -93,10 +93,13 @@ local-data: setup
 # checkpoints in $(SAC_RUNS)/<env>; each then exports its policies into behaviour_policies/<env>/ and regenerates
 # its datasets. Hours of work: run it in the background and again after an interruption, e.g.
 # `nohup make behaviour-policies > .cache/behaviour-policies.log 2>&1 &`; each run logs one line per snapshot.
-SAC_RUNS ?= .cache/sac-1m
+# The runs live outside the checkout (a user cache, as torch's and pip's), so a fresh clone on the same machine
+# resumes them rather than starting over. SAC_ENVS picks a subset: `make behaviour-policies SAC_ENVS=hopper`.
+SAC_RUNS ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kan-offline-rl/sac-1m
+SAC_ENVS ?= $(LOCAL_ENVS)
 .PHONY: behaviour-policies
 behaviour-policies: setup
-	$(MAKE) --no-print-directory -j 3 $(foreach env,$(LOCAL_ENVS),$(SAC_RUNS)/$(env)/exported)
+	$(MAKE) --no-print-directory -j 3 $(foreach env,$(SAC_ENVS),$(SAC_RUNS)/$(env)/exported)
 
 $(SAC_RUNS)/%/exported: | $(STAMP)
 	nice -n 15 $(PY) -m bench datasets generate --env $* --threads 1 --work-dir $(SAC_RUNS)/$* \

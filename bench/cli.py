@@ -169,10 +169,11 @@ def _speed_cql(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from bench.agents.cql import CQLConfig
+    from bench.agents.registry import get_algorithm
     from bench.train import RunConfig, apply_overrides, cpu_load_hint, train_group
 
     seeds = _parse_seeds(args.seeds) if args.seeds else [args.seed]
+    algorithm = get_algorithm(args.algo)
     config = RunConfig(
         dataset=args.dataset,
         arch=args.arch,
@@ -186,7 +187,8 @@ def _run(args: argparse.Namespace) -> int:
         normalize_reward=args.normalize_reward,
         compile=args.compile,
         arch_file=str(args.arch_file) if args.arch_file else None,
-        cql=apply_overrides(CQLConfig(), args.set),
+        algo=algorithm.name,
+        **{algorithm.name: apply_overrides(algorithm.config(), args.set)},
     )
     # With --seeds, --out is a folder of seed<k>.json records, as a grid lays them out.
     outs = [args.out / f"seed{seed}.json" for seed in seeds] if args.seeds else [args.out]
@@ -219,7 +221,7 @@ def _run(args: argparse.Namespace) -> int:
         score = record["final_score"]
         side_by_side = f" ({len(seeds)} seeds side by side)" if len(seeds) > 1 else ""
         print(
-            f"{record['status']}: {config.arch} on {config.dataset} seed {record['cell']['seed']}, "
+            f"{record['status']}: {algorithm.label} {config.arch} on {config.dataset} seed {record['cell']['seed']}, "
             f"final score {score if score is None else f'{score:.1f}'}, "
             f"{steps_per_second:.1f} gradient steps/s{side_by_side} on {record['device']['name']}; record: {out}"
         )
@@ -286,6 +288,38 @@ def _report(args: argparse.Namespace) -> int:
         allow_mixed=args.allow_mixed,
     )
     print(summary.format())
+    return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from bench.deploy import deploy_grid
+
+    tables = args.tables or Path("tables") / args.results.resolve().name
+    summary = deploy_grid(
+        args.results,
+        tables,
+        calls=args.calls,
+        warmup=args.warmup,
+        onnx_dir=args.onnx_dir,
+        cache_dir=args.cache_dir,
+        local_dir=args.local_dir,
+    )
+    print(summary.format())
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from bench.explain import explain_record
+
+    explanation = explain_record(
+        args.record,
+        out_dir=args.out,
+        compare=args.compare,
+        cache_dir=args.cache_dir,
+        local_dir=args.local_dir,
+        max_states=args.max_states,
+    )
+    print(explanation.format())
     return 0
 
 
@@ -412,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="d4rl:hopper-medium-v2, local:hopper-medium, minari:...")
     p.add_argument("--arch", required=True, help="architecture name (python -m bench nets describe NAME)")
     p.add_argument("--arch-file", type=Path, help="YAML file of extra architectures")
+    p.add_argument("--algo", default="cql", help="offline algorithm: cql (default), td3bc or iql")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--seeds",
@@ -428,7 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=10, help="epochs between checkpoints")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.add_argument("--normalize-reward", action="store_true", help="CORL's reward range normalization")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="CQL setting, e.g. cql_alpha=5")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="setting of --algo, e.g. cql_alpha=5"
+    )
     p.add_argument(
         "--out", type=Path, required=True, help="record path (JSON), a folder with --seeds; checkpoints go beside it"
     )
@@ -497,6 +534,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-mixed", action="store_true", help="report records of different configurations together anyway"
     )
     p.set_defaults(func=_report)
+
+    p = sub.add_parser(
+        "deploy", help="Table 4: actor size, int8 size, CPU latency and ONNX/int8 scores of every trained actor"
+    )
+    p.add_argument("results", type=Path, help="folder of run records with their actors, e.g. results/demo")
+    p.add_argument("--tables", type=Path, help="output folder (default: tables/<results folder name>)")
+    p.add_argument("--calls", type=int, default=1000, help="timed calls at batch 1 (batch 256: a fifth as many)")
+    p.add_argument("--warmup", type=int, default=50, help="untimed calls before each timing")
+    p.add_argument("--onnx-dir", type=Path, help="keep the exported .onnx files here (default: a temporary folder)")
+    p.add_argument("--cache-dir", type=Path, help="D4RL cache folder")
+    p.add_argument("--local-dir", type=Path, help=LOCAL_DIR_HELP)
+    p.set_defaults(func=_deploy)
+
+    p = sub.add_parser(
+        "explain",
+        help="a look inside a trained actor: KAN first-layer edges, feature attribution, symbolic fits, saliency",
+    )
+    p.add_argument("record", type=Path, help="a finished run record; its final actor (<record>.actor.pt) beside it")
+    p.add_argument("--compare", type=Path, help="a second record on the same dataset (an MLP's) for its saliency")
+    p.add_argument("--out", type=Path, help="output folder (default: figures/explain/<dataset>/<arch>/seed<k>)")
+    p.add_argument("--max-states", type=int, default=50_000, help="dataset states used, a seeded sample if more")
+    p.add_argument("--cache-dir", type=Path, help="D4RL cache folder")
+    p.add_argument("--local-dir", type=Path, help=LOCAL_DIR_HELP)
+    p.set_defaults(func=_explain)
     return parser
 
 
