@@ -107,11 +107,15 @@ $(SAC_RUNS)/%/exported: | $(STAMP)
 	touch $@
 
 # MLP vs KAN actor on the local medium datasets, small enough for a 2-core CPU: regenerate the data, run
-# configs/demo.yaml (two cells at a time), then the tables and figures.
+# configs/demo.yaml (two cells at a time), then the tables and figures, Table 4 (deployment) and a look inside one
+# KAN actor (bench explain).
 demo: WORKERS := $(or $(WORKERS),2)
 demo: local-data
 	$(GRID_RUN) configs/demo.yaml --local-dir $(LOCAL_DATA)
 	$(PY) -m bench report $(RESULTS)/demo --tables tables/demo --figures figures/demo --baseline mlp-small
+	$(PY) -m bench deploy $(RESULTS)/demo --tables tables/demo --calls 300 --local-dir $(LOCAL_DATA)
+	$(PY) -m bench explain $(RESULTS)/demo/local-hopper-medium/kan-small/seed0.json \
+		--compare $(RESULTS)/demo/local-hopper-medium/mlp-small/seed0.json --out figures/demo/explain --local-dir $(LOCAL_DATA)
 
 # The CPU study's policy learning rate sweep (configs/cpu-study-lr.yaml) on the local walker2d-medium data,
 # two processes of three seeds side by side at a time, then its report. Records go to results/cpu-study-lr/.
