@@ -53,7 +53,7 @@ from bench.fileio import atomic_write_bytes, atomic_write_json, atomic_write_tex
 from bench.nets.kan import KAN, KANLinear, normalize_spline_input, spline_features_plain
 from bench.nets.mlp import MLP
 from bench.nets.spec import count_parameters
-from bench.report.records import GRID_FILE, display_name, read_grid_file
+from bench.report.records import GRID_FILE, arch_label, display_name, read_grid_file, record_algorithm
 from bench.report.tables import ENV_ORDER, MISSING, Table, mean_std, to_latex, to_markdown
 from bench.train import actor_path, device_info, library_versions, load_trained_actor, now, read_record
 
@@ -401,6 +401,7 @@ def _order(results_dir: Path, records: dict[Path, dict[str, Any]]) -> list[Path]
         return (
             ENV_ORDER.index(env) if env in ENV_ORDER else len(ENV_ORDER),
             env,
+            record_algorithm(record),
             archs.index(arch) if arch in archs else len(archs),
             arch,
             datasets.index(dataset) if dataset in datasets else len(datasets),
@@ -442,13 +443,15 @@ def deploy_grid(
         )
     records = {path: read_record(path) or {} for path in paths}
     ordered = _order(results_dir, records)
+    # As the report: with several algorithms in one folder every architecture is labelled per algorithm.
+    several_algorithms = len({record_algorithm(r) for r in records.values()}) > 1
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with contextlib.ExitStack() as stack:
             folder = onnx_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-deploy-")))
             actors, latencies = _deploy_records(
-                ordered, results_dir, Path(folder), calls, warmup, cache_dir, local_dir, say
+                ordered, results_dir, Path(folder), calls, warmup, cache_dir, local_dir, say, several_algorithms
             )
     finally:
         torch.set_num_threads(threads)
@@ -465,9 +468,11 @@ def _deploy_records(
     cache_dir: Path | None,
     local_dir: Path | None,
     say: Callable[[str], None],
+    several_algorithms: bool = False,
 ) -> tuple[list[ActorDeployment], list[ArchitectureLatency]]:
     """Every record's `ActorDeployment` and, once per (environment, architecture), its latencies (module
-    docstring); one progress line per record."""
+    docstring); one progress line per record. With `several_algorithms` an architecture is named per algorithm
+    ("TD3+BC mlp"), so each algorithm's actors get rows of their own."""
     datasets: dict[tuple[str, bool], DatasetStates] = {}
     actors: list[ActorDeployment] = []
     latencies: dict[tuple[str, str], ArchitectureLatency] = {}
@@ -516,7 +521,9 @@ def _deploy_records(
             dataset=name,
             dataset_name=display_name(name, record["dataset"].get("source", "")),
             env=env,
-            arch=record["cell"]["arch"],
+            arch=arch_label(record_algorithm(record), record["cell"]["arch"])
+            if several_algorithms
+            else record["cell"]["arch"],
             seed=int(record["cell"]["seed"]),
             actor_spec=spec,
             parameters=count_parameters(actor.network),

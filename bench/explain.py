@@ -51,13 +51,14 @@ from matplotlib.figure import Figure
 from scipy import optimize, stats
 from torch import Tensor, nn
 
+from bench.agents.registry import DEFAULT_ALGORITHM
 from bench.data.loader import load_dataset
 from bench.errors import BenchError
 from bench.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from bench.grid.spec import dataset_slug
 from bench.nets.kan import KAN, KANLinear
 from bench.nets.mlp import MLP
-from bench.train import load_trained_actor
+from bench.train import load_trained_actor, record_algorithm
 
 DEFAULT_MAX_STATES = 50_000
 STATE_SAMPLE_SEED = 0
@@ -563,10 +564,15 @@ def _dataset_name(name: str) -> str:
 
 
 def default_out_dir(record: dict[str, Any]) -> Path:
-    """figures/explain/<dataset>/<arch>/seed<k>/, the dataset named as a folder (a local file by its stem)."""
+    """figures/explain/<dataset>/<arch>/seed<k>/, the dataset named as a folder (a local file by its stem);
+    another algorithm than CQL gets a folder of its own above (figures/explain/td3bc/...), as in the grid store."""
     cell = record["cell"]
     dataset, arch = dataset_slug(_dataset_name(cell["dataset"])), dataset_slug(cell["arch"])
-    return Path("figures") / "explain" / dataset / arch / f"seed{cell['seed']}"
+    root = Path("figures") / "explain"
+    algo = record_algorithm(record)
+    if algo != DEFAULT_ALGORITHM:
+        root = root / algo
+    return root / dataset / arch / f"seed{cell['seed']}"
 
 
 def _compare_actor(path: Path, record: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:

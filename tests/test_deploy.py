@@ -274,3 +274,24 @@ def test_a_folder_without_usable_records_is_one_error_line(
     assert not (tmp_path / "tables").exists()
     assert main(["deploy", str(deployed.results), "--calls", "0"]) == 2
     assert capsys.readouterr().err.startswith("error: --calls must be at least 1")
+
+
+def test_a_folder_of_several_algorithms_gets_rows_per_algorithm(tmp_path: Path) -> None:
+    data = write_small_d4rl_file(tmp_path / "hopper-tiny.hdf5", env="hopper")
+    results = tmp_path / "results" / "algorithms"
+    short = {"steps": 2, "epoch_steps": 2, "eval_every": 2, "arch": "kan-small"}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for algo in ("td3bc", "iql"):
+            out = results / algo / "hopper-tiny" / "kan-small" / "seed0.json"
+            train_cell(tiny_config(data, algo=algo, **short), out, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    tables = tmp_path / "tables"
+    code = main(["deploy", str(results), "--tables", str(tables), "--calls", "3", "--warmup", "0"])
+    assert code == 0
+    rows = json.loads((tables / "deployment.json").read_text())["actors"]
+    assert sorted(row["arch"] for row in rows) == ["IQL kan-small", "TD3+BC kan-small"]
+    markdown = (tables / "table4_deployment.md").read_text()
+    assert "| TD3+BC kan-small |" in markdown and "| IQL kan-small |" in markdown

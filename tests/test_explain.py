@@ -227,3 +227,10 @@ def test_bodies_without_univariate_edges_and_other_data_are_refused(records: dic
     record["dataset"]["sha256"] = "0" * 64
     with pytest.raises(BenchError, match="other transitions than the run trained on"):
         load_states(record)
+
+
+def test_another_algorithms_record_gets_a_folder_of_its_own(records: dict[str, Path]) -> None:
+    record = json.loads(records["mlp-tiny"].read_text())
+    assert default_out_dir(record) == Path("figures/explain/local-hopper-tiny/mlp-tiny/seed0")
+    record["config"]["algo"] = "td3bc"
+    assert default_out_dir(record) == Path("figures/explain/td3bc/local-hopper-tiny/mlp-tiny/seed0")
