@@ -53,7 +53,7 @@ $(PEERS_STAMP): benchmarks/peers/requirements.txt
 # LAUNCHER=local|ray; WORKERS=N cells at once (default: 1 local, as many as the resources fit on Ray);
 # RAY_ADDRESS=host:port joins an existing Ray cluster; FORCE=1 retrains finished cells.
 # E.g. `make reproduce LAUNCHER=ray`.
-.PHONY: smoke demo reproduce reproduce-local local-data study-lr
+.PHONY: smoke demo reproduce reproduce-local local-data study-lr study-algorithms
 LAUNCHER ?= local
 WORKERS ?=
 RAY_ADDRESS ?=
@@ -124,6 +124,15 @@ study-lr: local-data
 	$(GRID_RUN) configs/cpu-study-lr.yaml --local-dir $(LOCAL_DATA) --no-progress
 	$(PY) -m bench report $(RESULTS)/cpu-study-lr --tables tables/cpu-study-lr --figures figures/cpu-study-lr \
 		--baseline mlp256-lr3e-5
+
+# The paper's actors under TD3+BC and IQL (configs/algorithms.yaml) on the three local medium datasets, two
+# processes of five seeds side by side at a time (about 8 hours here), then its report; records go to
+# results/algorithms/<algorithm>/.
+study-algorithms: WORKERS := $(or $(WORKERS),2)
+study-algorithms: local-data
+	$(GRID_RUN) configs/algorithms.yaml --local-dir $(LOCAL_DATA) --no-progress
+	$(PY) -m bench report $(RESULTS)/algorithms --tables tables/algorithms --figures figures/algorithms \
+		--baseline mlp-c2
 
 # Stops at once, naming every missing dataset and how to fetch or mirror it, before any cell runs.
 reproduce: setup
