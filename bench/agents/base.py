@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from bench.nets.kan import KANOptions
-from bench.nets.spec import Architecture, NetworkSpec
+from bench.nets.spec import Architecture, NetworkSpec, count_parameters
 
 
 class Batch(NamedTuple):
@@ -122,3 +122,15 @@ def check_fresh_members(members: list[Any]) -> None:
 
 
 __all__ = ["Agent", "Algorithm", "Batch", "check_fresh_members", "stack_members"]
+
+
+def network_counts(actor: nn.Module, critic: nn.Module, population: int, num_critics: int) -> dict[str, int]:
+    """One member's trainable parameters, a record's `parameters` block: the actor (with any extra scalars), its
+    body alone (`actor_network`), one critic and all critics, from networks that hold `population` members."""
+    critics = count_parameters(critic) // population
+    return {
+        "actor": count_parameters(actor) // population,
+        "actor_network": count_parameters(actor.network) // population,
+        "critic": critics // num_critics,
+        "critics_total": critics,
+    }

@@ -30,11 +30,11 @@ from typing import ClassVar, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from bench.agents.base import Batch, check_fresh_members, stack_members
+from bench.agents.base import Batch, check_fresh_members, network_counts, stack_members
 from bench.agents.sac import actor_and_temperature_losses, polyak_update
 from bench.nets.heads import EnsembleCritic, TanhGaussianActor
 from bench.nets.kan import KANOptions
-from bench.nets.spec import Architecture, NetworkSpec, count_parameters
+from bench.nets.spec import Architecture, NetworkSpec
 
 
 @dataclass
@@ -388,13 +388,8 @@ class CQL:
         return self.actor.member(index, self.arch.actor, self.arch.kan)
 
     def parameter_counts(self) -> dict[str, int]:
-        critics = count_parameters(self.critic) // self.population
-        return {
-            "actor": count_parameters(self.actor) // self.population,
-            "actor_network": count_parameters(self.actor.network) // self.population,
-            "critic": critics // self.config.num_critics,
-            "critics_total": critics,
-        }
+        counts = network_counts(self.actor, self.critic, self.population, self.config.num_critics)
+        return counts
 
     def state_dict(self) -> dict:
         return {

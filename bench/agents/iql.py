@@ -46,7 +46,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from bench.agents.base import Batch, check_fresh_members, stack_members
+from bench.agents.base import Batch, check_fresh_members, network_counts, stack_members
 from bench.agents.sac import polyak_update
 from bench.nets.heads import DeterministicActor, EnsembleCritic, GaussianActor, ValueNetwork
 from bench.nets.kan import KANOptions
@@ -240,14 +240,9 @@ class IQL:
         return self.actor.member(index, self.arch.actor, self.arch.kan)
 
     def parameter_counts(self) -> dict[str, int]:
-        critics = count_parameters(self.critic) // self.population
-        return {
-            "actor": count_parameters(self.actor) // self.population,
-            "actor_network": count_parameters(self.actor.network) // self.population,
-            "critic": critics // self.config.num_critics,
-            "critics_total": critics,
-            "value": count_parameters(self.value) // self.population,
-        }
+        counts = network_counts(self.actor, self.critic, self.population, self.config.num_critics)
+        counts["value"] = count_parameters(self.value) // self.population
+        return counts
 
     def state_dict(self) -> dict:
         return {

@@ -40,11 +40,11 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
-from bench.agents.base import Batch, check_fresh_members, stack_members
+from bench.agents.base import Batch, check_fresh_members, network_counts, stack_members
 from bench.agents.sac import polyak_update
 from bench.nets.heads import DeterministicActor, EnsembleCritic
 from bench.nets.kan import KANOptions
-from bench.nets.spec import Architecture, NetworkSpec, count_parameters
+from bench.nets.spec import Architecture, NetworkSpec
 
 
 @dataclass
@@ -246,14 +246,8 @@ class TD3BC:
         return self.actor.member(index, self.arch.actor, self.arch.kan)
 
     def parameter_counts(self) -> dict[str, int]:
-        critics = count_parameters(self.critic) // self.population
-        actor = count_parameters(self.actor) // self.population
-        return {
-            "actor": actor,
-            "actor_network": actor,
-            "critic": critics // self.config.num_critics,
-            "critics_total": critics,
-        }
+        counts = network_counts(self.actor, self.critic, self.population, self.config.num_critics)
+        return counts
 
     def state_dict(self) -> dict:
         return {
