@@ -17,7 +17,9 @@ from bench.errors import BenchError
 from bench.grid.launchers import CellOutcome, CellTask, LocalLauncher, RayLauncher
 from bench.grid.spec import Resources, load_grid
 from bench.grid.store import CellLock, ResultsStore, error_path
+from bench.report.build import analyze_folder
 from bench.report.records import load_records
+from bench.report.tables import score_table
 from tests.d4rl_files import write_small_d4rl_file
 from tests.interrupts import interrupted_on_call
 
@@ -279,6 +281,14 @@ def test_overrides_reach_their_cells_records_and_report(
     # The report takes the grid's overrides as one configuration, and its settings as the grid-wide ones.
     records = load_records(store.root)
     assert records.mixed_keys == [] and records.config["normalize_reward"] is False
+    # Table 1 names every column's and row's setting, and the grid-wide value of the others.
+    notes = score_table(analyze_folder(store.root, baseline="mlp-small", reps=50, seed=0)).notes
+    assert (
+        "Settings per column (the grid's architecture_overrides): kan-small: policy_lr 0.0001; "
+        "the other columns at the grid's policy_lr 3e-05."
+    ) in notes
+    normalized_row = next(n for n in notes if n.startswith("Settings per row"))
+    assert "normalize_reward True; the other rows at the grid's normalize_reward False." in normalized_row
     # A record of the same cell from a grid without the override is another configuration.
     other = tmp_path / "mixed"
     (other / "a").mkdir(parents=True)

@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -311,6 +312,45 @@ def score_notes(
         notes.append(f"{len(short_runs)} finished run(s) have no evaluation at their last step; their last one counts.")
     if rec.mixed_keys:
         notes.append(f"Records with different configurations are mixed (--allow-mixed): {', '.join(rec.mixed_keys)}.")
+    notes.extend(override_notes(rec.config, list(dict.fromkeys(runs["arch"])), rec.datasets, names))
+    return notes
+
+
+def _grid_value(config: dict[str, Any], setting: str) -> str:
+    """The grid-wide value(s) of an override's setting (`policy_lr` is `cql.policy_lr` in the config)."""
+    wanted = setting.split(".")[-1]
+    values = [
+        f"{v:g}" if isinstance(v, float) else str(v)
+        for k, v in config.items()
+        if k.split(".")[-1] == wanted and not k.startswith("grid_overrides.")
+    ]
+    return "/".join(dict.fromkeys(values))
+
+
+def override_notes(config: dict[str, Any], archs: list[str], datasets: list[str], names: dict[str, str]) -> list[str]:
+    """Notes naming the settings a grid gives some columns (architecture_overrides) or rows (dataset_overrides),
+    with the grid-wide value the others keep, e.g. each actor's policy learning rate."""
+    notes = []
+    for kind, keys, what in (
+        ("architecture_overrides", archs, "column"),
+        ("dataset_overrides", datasets, "row"),
+    ):
+        given: dict[str, list[str]] = {}
+        settings: list[str] = []
+        for key in keys:
+            prefix = f"grid_overrides.{kind}.{key}."
+            for name, value in config.items():
+                if name.startswith(prefix):
+                    setting = name.removeprefix(prefix)
+                    shown = f"{value:g}" if isinstance(value, float) else str(value)
+                    given.setdefault(names.get(key, key), []).append(f"{setting} {shown}")
+                    settings.append(setting)
+        if not given:
+            continue
+        listed = "; ".join(f"{key}: {', '.join(items)}" for key, items in given.items())
+        others = ", ".join(f"{s} {_grid_value(config, s)}" for s in dict.fromkeys(settings) if _grid_value(config, s))
+        rest = f"; the other {what}s at the grid's {others}" if others and len(given) < len(keys) else ""
+        notes.append(f"Settings per {what} (the grid's {kind}): {listed}{rest}.")
     return notes
 
 
