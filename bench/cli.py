@@ -251,6 +251,12 @@ def _grid(args: argparse.Namespace) -> int:
         require_datasets(spec, args.cache_dir, args.local_dir)
         print(f"grid {spec.name}: all {len(spec.datasets)} datasets are here")
         return 0
+    if args.grid_command == "estimate":
+        from bench.grid.estimate import estimate_grid
+
+        results = None if args.all else args.results
+        print(estimate_grid(spec, results=results, workers=args.workers, seconds=args.seconds))
+        return 0
     store = ResultsStore.for_grid(args.results, spec)
     if args.grid_command == "status":
         print(status_table(spec, store))
@@ -495,6 +501,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = gsub.add_parser("status", help="done / diverged / failed / running / partial / missing per cell, and totals")
     p.add_argument("file", type=Path, metavar="FILE", help="grid file")
     p.add_argument("--results", type=Path, default=Path("results"), help="records are in DIR/<grid name>/")
+    p.set_defaults(func=_grid)
+    p = gsub.add_parser(
+        "estimate", help="time each process the grid will start, here and now, and add up the wall time it needs"
+    )
+    p.add_argument("file", type=Path, metavar="FILE", help="grid file")
+    p.add_argument("--workers", type=int, default=1, help="processes at once, as `grid run --workers` (default 1)")
+    p.add_argument("--seconds", type=float, default=5.0, help="seconds of updates timed per kind of process")
+    p.add_argument(
+        "--results", type=Path, default=Path("results"), help="finished cells in DIR/<grid name>/ are left out"
+    )
+    p.add_argument("--all", action="store_true", help="estimate every cell, finished ones included")
     p.set_defaults(func=_grid)
     p = gsub.add_parser("check", help="fail fast, naming every dataset of the grid that is not on this machine")
     p.add_argument("file", type=Path, metavar="FILE", help="grid file")
