@@ -151,22 +151,23 @@ def test_group_is_deterministic_and_writes_one_record_per_seed(hopper_file: Path
     assert records[0]["curve"] != records[1]["curve"]
 
 
+# The compiled step (a grid's `compile: true`) must resume as exactly as the eager one: a study may compile.
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["eager", "compiled"])
 def test_killed_group_resumes_to_the_uninterrupted_records(
-    hopper_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    hopper_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled: bool
 ) -> None:
-    reference = train_group(
-        tiny_config(hopper_file), [0, 1], [tmp_path / "ref" / f"seed{s}.json" for s in (0, 1)], progress=False
-    )
+    config = tiny_config(hopper_file, compile=compiled)
+    reference = train_group(config, [0, 1], [tmp_path / "ref" / f"seed{s}.json" for s in (0, 1)], progress=False)
     outs = [tmp_path / "killed" / f"seed{s}.json" for s in (0, 1)]
     real = train._train_epoch
     monkeypatch.setattr(train, "_train_epoch", interrupted_on_call(real, 3))
     with pytest.raises(KeyboardInterrupt):
-        train_group(tiny_config(hopper_file), [0, 1], outs, progress=False)
+        train_group(config, [0, 1], outs, progress=False)
     checkpoint = train.group_checkpoint_path(outs)
     assert checkpoint.name == "seed0+seed1.ckpt.pt" and checkpoint.exists()
     assert not any(out.exists() for out in outs)
     monkeypatch.setattr(train, "_train_epoch", real)
-    resumed = train_group(tiny_config(hopper_file), [0, 1], outs, progress=False)
+    resumed = train_group(config, [0, 1], outs, progress=False)
     assert [comparable(r) for r in resumed] == [comparable(r) for r in reference]
     assert not checkpoint.exists()
 
