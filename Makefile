@@ -93,6 +93,7 @@ local-data: setup
 # checkpoints in $(SAC_RUNS)/<env>; each then exports its policies into behaviour_policies/<env>/ and regenerates
 # its datasets. Hours of work: run it in the background and again after an interruption, e.g.
 # `nohup make behaviour-policies > .cache/behaviour-policies.log 2>&1 &`; each run logs one line per snapshot.
+# `kill -TERM` on a run's python process stops it at its next episode end with a checkpoint (nothing lost).
 # The runs live outside the checkout (a user cache, as torch's and pip's), so a fresh clone on the same machine
 # resumes them rather than starting over. SAC_ENVS picks a subset: `make behaviour-policies SAC_ENVS=hopper`.
 SAC_RUNS ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kan-offline-rl/sac-1m

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from bench.agents import sac
 from bench.agents.sac import SACConfig, SACRunConfig, train_sac
@@ -75,6 +78,34 @@ def test_killed_training_resumes_to_the_same_result(
     np.testing.assert_array_equal(
         np.load(tmp_path / "run" / "training_actions.npy"), np.load(finished_run / "training_actions.npy")
     )
+
+
+def test_sigterm_stops_at_an_episode_end_with_a_checkpoint_that_resumes_to_the_same_result(
+    finished_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real, calls = sac._snapshot, []
+
+    def signalled(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # as `kill -TERM <pid>` while it trains
+        return real(*args, **kwargs)
+
+    handler = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(sac, "_snapshot", signalled)
+    run = tmp_path / "run"
+    with pytest.raises(BenchError, match="stopped on SIGTERM at step"):
+        train_sac(tiny_config(), run, progress=False, threads=1)
+    assert signal.getsignal(signal.SIGTERM) is handler
+    # The signal came at the snapshot of step 300; the checkpoint is the first episode end after it, not the
+    # last regular one (steps 200 and 400 are checkpoint_every's).
+    stopped_at = torch.load(run / "checkpoint.pt", weights_only=False)["step"]
+    assert 300 < stopped_at < 400
+    monkeypatch.setattr(sac, "_snapshot", real)
+    resumed = train_sac(tiny_config(), run, progress=False, threads=1)
+    reference = json.loads((finished_run / "summary.json").read_text())
+    assert resumed["snapshots"] == reference["snapshots"]
+    np.testing.assert_array_equal(np.load(run / "training_actions.npy"), np.load(finished_run / "training_actions.npy"))
 
 
 def test_medium_is_the_shortlisted_snapshot_nearest_a_third_of_the_expert() -> None:

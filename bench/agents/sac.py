@@ -4,18 +4,22 @@
 conservative term in the critic loss (bench/agents/cql.py). The online loop `train_sac` collects one
 environment step and makes one gradient step per iteration, after `random_steps` uniformly random actions, as
 in Haarnoja et al. (2018). It checkpoints at episode boundaries (so no simulator state needs saving) and, killed
-and started again, resumes to the same result on CPU. It also keeps what the local D4RL-recipe datasets need:
-policy snapshots with their evaluated returns, and every action it took, so the training stream can be
-replayed exactly in the simulator without retraining.
+and started again, resumes to the same result on CPU. SIGTERM stops it at the next episode end (at most one
+episode later) with a checkpoint there, so a planned stop loses no steps. It also keeps what the local
+D4RL-recipe datasets need: policy snapshots with their evaluated returns, and every action it took, so the
+training stream can be replayed exactly in the simulator without retraining.
 """
 
 from __future__ import annotations
 
 import copy
 import random
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -240,53 +244,64 @@ def train_sac(config: SACRunConfig, out_dir: Path, *, progress: bool = True, thr
     bar = tqdm(total=n, initial=step, unit="step", desc=f"SAC {config.env}", disable=not progress, file=sys.stderr)
     episode_return, next_checkpoint = 0.0, (step // config.checkpoint_every + 1) * config.checkpoint_every
     losses: dict[str, Tensor] = {}
-    while step < n:
-        if step < config.sac.random_steps:
-            action = env.action_space.sample().astype(np.float32)
-        else:
-            with torch.no_grad():
-                action = agent.actor(torch.as_tensor(obs, dtype=torch.float32), need_log_prob=False)[0].numpy()
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        buffer["observations"][step] = obs
-        buffer["actions"][step] = action
-        buffer["rewards"][step] = reward
-        buffer["next_observations"][step] = next_obs
-        buffer["terminals"][step] = terminated
-        buffer["timeouts"][step] = truncated and not terminated
-        episode_return += float(reward)
-        step += 1
-        obs = next_obs
-        if step >= config.sac.random_steps:
-            idx = np.random.randint(0, step, size=config.sac.batch_size)
-            batch = [torch.as_tensor(buffer[k][idx], dtype=torch.float32) for k in ("observations", "actions")]
-            rewards = torch.as_tensor(buffer["rewards"][idx])
-            next_o = torch.as_tensor(buffer["next_observations"][idx])
-            dones = torch.as_tensor(buffer["terminals"][idx], dtype=torch.float32)
-            losses = agent.update(batch[0], batch[1], rewards, next_o, dones)
-        if step % config.snapshot_every == 0:
-            snapshots.append({**_snapshot(agent, config, step, out_dir), "stream_sha256": stream_digest(buffer, step)})
-            bar.set_postfix(snapshot_return=f"{snapshots[-1]['return_mean']:.0f}", refresh=False)
-            if not progress:
-                # One line per snapshot, so a background run's log shows its curve without a progress bar.
-                rate = (step - first_step) / max(time.time() - start_time, 1e-9)
-                print(
-                    f"SAC {config.env}: step {step:,}/{n:,}, snapshot return {snapshots[-1]['return_mean']:.1f} "
-                    f"(score {snapshots[-1]['normalized_score']:.1f}), {rate:.1f} steps/s",
-                    file=sys.stderr,
-                    flush=True,
+    with stop_on_sigterm() as stop_requested:
+        while step < n:
+            if step < config.sac.random_steps:
+                action = env.action_space.sample().astype(np.float32)
+            else:
+                with torch.no_grad():
+                    action = agent.actor(torch.as_tensor(obs, dtype=torch.float32), need_log_prob=False)[0].numpy()
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            buffer["observations"][step] = obs
+            buffer["actions"][step] = action
+            buffer["rewards"][step] = reward
+            buffer["next_observations"][step] = next_obs
+            buffer["terminals"][step] = terminated
+            buffer["timeouts"][step] = truncated and not terminated
+            episode_return += float(reward)
+            step += 1
+            obs = next_obs
+            if step >= config.sac.random_steps:
+                idx = np.random.randint(0, step, size=config.sac.batch_size)
+                batch = [torch.as_tensor(buffer[k][idx], dtype=torch.float32) for k in ("observations", "actions")]
+                rewards = torch.as_tensor(buffer["rewards"][idx])
+                next_o = torch.as_tensor(buffer["next_observations"][idx])
+                dones = torch.as_tensor(buffer["terminals"][idx], dtype=torch.float32)
+                losses = agent.update(batch[0], batch[1], rewards, next_o, dones)
+            if step % config.snapshot_every == 0:
+                snapshots.append(
+                    {**_snapshot(agent, config, step, out_dir), "stream_sha256": stream_digest(buffer, step)}
                 )
-        bar.update(1)
-        if terminated or truncated:
-            episode_returns.append(episode_return)
-            episode_return = 0.0
-            if step >= next_checkpoint and step < n:
-                next_checkpoint = (step // config.checkpoint_every + 1) * config.checkpoint_every
-                _save_checkpoint(ckpt_path, config, agent, step, buffer, snapshots, episode_returns, env)
-            obs, _ = env.reset()
-            if losses:
-                bar.set_postfix(
-                    episode_return=f"{episode_returns[-1]:.0f}", critic=f"{losses['critic_loss'].item():.3g}"
-                )
+                bar.set_postfix(snapshot_return=f"{snapshots[-1]['return_mean']:.0f}", refresh=False)
+                if not progress:
+                    # One line per snapshot, so a background run's log shows its curve without a progress bar.
+                    rate = (step - first_step) / max(time.time() - start_time, 1e-9)
+                    print(
+                        f"SAC {config.env}: step {step:,}/{n:,}, snapshot return {snapshots[-1]['return_mean']:.1f} "
+                        f"(score {snapshots[-1]['normalized_score']:.1f}), {rate:.1f} steps/s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+            bar.update(1)
+            if terminated or truncated:
+                episode_returns.append(episode_return)
+                episode_return = 0.0
+                stopping = stop_requested.is_set() and step < n
+                if (step >= next_checkpoint or stopping) and step < n:
+                    next_checkpoint = (step // config.checkpoint_every + 1) * config.checkpoint_every
+                    _save_checkpoint(ckpt_path, config, agent, step, buffer, snapshots, episode_returns, env)
+                if stopping:
+                    bar.close()
+                    env.close()
+                    raise BenchError(
+                        f"SAC {config.env}: stopped on SIGTERM at step {step:,}, checkpoint written to {ckpt_path}; "
+                        "the same command resumes from it"
+                    )
+                obs, _ = env.reset()
+                if losses:
+                    bar.set_postfix(
+                        episode_return=f"{episode_returns[-1]:.0f}", critic=f"{losses['critic_loss'].item():.3g}"
+                    )
     bar.close()
     env.close()
     summary = {
@@ -318,6 +333,21 @@ def _snapshot(agent: SAC, config: SACRunConfig, step: int, out_dir: Path) -> dic
         "return_std": float(np.std(result.returns)),
         "normalized_score": float(np.mean(result.normalized_scores)),
     }
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[threading.Event]:
+    """An event that SIGTERM sets while the block runs, for a loop to stop at a point of its choosing (signals
+    reach the main thread only: elsewhere the event is never set). The previous handler is restored after."""
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: event.set())
+    try:
+        yield event
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _save_checkpoint(path, config, agent, step, buffer, snapshots, episode_returns, env) -> None:
