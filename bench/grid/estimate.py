@@ -4,9 +4,9 @@ For every distinct process the grid will start (algorithm, architecture, environ
 eager or compiled, the cell's settings), the trainer's own update is timed on synthetic minibatches at the
 environment's sizes, one process at a time with the grid's torch threads; evaluation is timed as the trainer
 runs it (all episodes stepped together, the population acting on their states) and counted at full-length
-episodes, an upper bound.
-The groups still to run (finished cells are left out; a checkpoint's steps are subtracted) are then scheduled
-in order onto the workers, the next group to the first free worker, as the local launcher does.
+episodes, an upper bound. The groups still to run (finished cells are left out; a checkpoint's steps are
+subtracted) are then scheduled in order onto the workers, the next group to the first free worker, as the local
+launcher does.
 
 What it does not see: several workers at once share the machine's caches and memory bandwidth (on the 2-core
 development machine two one-thread workers ran within a few percent of one alone, with the trainer's memory
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-import math
 import re
 import time
 from dataclasses import dataclass
@@ -39,8 +38,6 @@ from bench.grid.store import ResultsStore
 from bench.nets.spec import get_architecture
 from bench.perf import retain_freed_memory
 from bench.train import RunConfig
-
-SYNTHETIC_TRANSITIONS = 10_000
 
 
 @dataclass(frozen=True)
@@ -248,6 +245,4 @@ def estimate_grid(
         f"{format_duration(wall)} of wall time{device}. Measured now, one process at a time; evaluation at "
         f"full-length episodes (an upper bound); compilation and data loading not counted."
     )
-    if math.isinf(wall):
-        summary += " Some process measured no progress."
     return tabulate(table, headers=headers, disable_numparse=True) + "\n" + summary
