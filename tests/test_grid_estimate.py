@@ -7,33 +7,24 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from bench.cli import main
 from bench.errors import BenchError
 from bench.grid.estimate import GroupPlan, Timing, dataset_env, group_seconds, plan_groups, schedule
 from bench.grid.spec import Cell, load_grid
 from bench.grid.store import ResultsStore
+from tests.test_grid_run import tiny_grid
 
 
 def write_grid(folder: Path, **changes) -> Path:
-    data = {
-        "name": "sizing",
-        "architectures": ["mlp-small", "kan-small"],
-        "datasets": ["local:hopper-medium"],
-        "seeds": [0, 1, 2, 3],
-        "seeds_per_process": 2,
-        "steps": 1_000,
-        "epoch_steps": 100,
-        "eval_every": 500,
-        "eval_episodes": 1,
-        "device": "cpu",
-        "cql": {"batch_size": 16, "cql_n_actions": 2},
-        **changes,
-    }
-    path = folder / "sizing.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    """test_grid_run's tiny grid with two seed groups per architecture and a budget with two evaluations."""
+    return tiny_grid(
+        folder,
+        ["local:hopper-medium"],
+        archs=("mlp-small", "kan-small"),
+        seeds=(0, 1, 2, 3),
+        **{"name": "sizing", "seeds_per_process": 2, "steps": 1_000, "epoch_steps": 100, "eval_every": 500, **changes},
+    )
 
 
 def test_schedule_puts_each_group_on_the_first_free_worker() -> None:

@@ -35,7 +35,6 @@ from bench.evaluate import make_env, quiet_v4_construction
 from bench.grid.run import format_duration
 from bench.grid.spec import Cell, GridSpec
 from bench.grid.store import ResultsStore
-from bench.nets.spec import get_architecture
 from bench.perf import retain_freed_memory
 from bench.train import RunConfig
 
@@ -109,7 +108,7 @@ def _synthetic_batch(env: EnvSpec, population: int, batch_size: int, generator: 
 def timing_key(plan: GroupPlan, spec: GridSpec) -> tuple:
     """What sets a group's speed: its algorithm, networks, environment sizes, population, compilation and
     settings; learning rates and the architecture's name do not, so groups that differ only there share a timing."""
-    arch = spec.architectures.get(plan.arch) or get_architecture(plan.arch)
+    arch = spec.architectures[plan.arch]
     settings = {k: v for k, v in dataclasses.asdict(plan.config.agent_config).items() if not k.endswith("lr")}
     env = dataset_env(plan.dataset)
     return (
@@ -130,7 +129,7 @@ def time_group(plan: GroupPlan, spec: GridSpec, seconds: float) -> Timing:
     """Time the group's update and its evaluation step on the CPU (the grid's device if it is a CPU)."""
     config = plan.config
     env = dataset_env(plan.dataset)
-    arch = spec.architectures.get(plan.arch) or get_architecture(plan.arch)
+    arch = spec.architectures[plan.arch]
     algorithm = get_algorithm(plan.algo)
     torch.manual_seed(0)
     members = [

@@ -348,7 +348,8 @@ def override_notes(config: dict[str, Any], archs: list[str], datasets: list[str]
         if not given:
             continue
         listed = "; ".join(f"{key}: {', '.join(items)}" for key, items in given.items())
-        others = ", ".join(f"{s} {_grid_value(config, s)}" for s in dict.fromkeys(settings) if _grid_value(config, s))
+        grid_values = {s: _grid_value(config, s) for s in settings}
+        others = ", ".join(f"{s} {value}" for s, value in grid_values.items() if value)
         rest = f"; the other {what}s at the grid's {others}" if others and len(given) < len(keys) else ""
         notes.append(f"Settings per {what} (the grid's {kind}): {listed}{rest}.")
     return notes
