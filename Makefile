@@ -96,15 +96,18 @@ local-data: setup
 # `kill -TERM` on a run's python process stops it at its next episode end with a checkpoint (nothing lost).
 # The runs live outside the checkout (a user cache, as torch's and pip's), so a fresh clone on the same machine
 # resumes them rather than starting over. SAC_ENVS picks a subset: `make behaviour-policies SAC_ENVS=hopper`.
+# SAC_STEPS changes the budget (a multiple of 5,000), also of a stopped run: it resumes and ends there, the
+# same policies a longer run passes through; the change is recorded in policies.json.
 SAC_RUNS ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kan-offline-rl/sac-1m
 SAC_ENVS ?= $(LOCAL_ENVS)
+SAC_STEPS ?=
 .PHONY: behaviour-policies
 behaviour-policies: setup
 	$(MAKE) --no-print-directory -j 3 $(foreach env,$(SAC_ENVS),$(SAC_RUNS)/$(env)/exported)
 
 $(SAC_RUNS)/%/exported: | $(STAMP)
 	nice -n 15 $(PY) -m bench datasets generate --env $* --threads 1 --work-dir $(SAC_RUNS)/$* \
-		--local-dir $(LOCAL_DATA) --overwrite --no-progress
+		--local-dir $(LOCAL_DATA) --overwrite --no-progress $(if $(SAC_STEPS),--sac-steps $(SAC_STEPS))
 	touch $@
 
 # MLP vs KAN actor on the local medium datasets, small enough for a 2-core CPU: regenerate the data, run

@@ -109,8 +109,9 @@ def _datasets_generate(args: argparse.Namespace) -> int:
         ratio = info["medium_to_expert_return"]
         band = "" if 0.25 <= ratio <= 0.45 else " (outside D4RL's 25-45%: no shortlisted snapshot came nearer a third)"
         print(
-            f"{args.env}: expert return {info['expert']['return_mean']:.1f}, medium return "
-            f"{info['medium']['return_mean']:.1f} ({100 * ratio:.0f}% of expert{band}); "
+            f"{args.env}: expert return {info['expert']['return_mean']:.1f} (step {info['expert']['step']:,}), "
+            f"medium return {info['medium']['return_mean']:.1f} (step {info['medium']['step']:,}, "
+            f"{100 * ratio:.0f}% of expert{band}); "
             f"policies in {policies_root / args.env}"
         )
     if not args.overwrite:
@@ -424,7 +425,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--work-dir", type=Path, help="SAC run folder with checkpoints (default: <local dir>/sac-runs/<env>)"
     )
-    p.add_argument("--sac-steps", type=int, help="SAC environment steps (default: per environment)")
+    p.add_argument(
+        "--sac-steps",
+        type=int,
+        help="SAC environment steps (default: per environment); a stopped run resumes to the new budget",
+    )
     p.add_argument("--dataset-steps", type=int, default=200_000, help="rows of the medium and of the expert stream")
     p.add_argument("--threads", type=int, default=1, help="torch threads for SAC training")
     p.add_argument("--steps", type=int, default=100_000, help="random policy: environment steps (= rows)")

@@ -19,7 +19,9 @@ from bench.cli import main
 from bench.data.loader import load_dataset
 from bench.errors import BenchError
 from bench.suite.recipe import (
+    choose_expert,
     choose_medium,
+    expert_candidates,
     export_behaviour_policies,
     medium_candidates,
     regenerate_datasets,
@@ -108,24 +110,63 @@ def test_sigterm_stops_at_an_episode_end_with_a_checkpoint_that_resumes_to_the_s
     np.testing.assert_array_equal(np.load(run / "training_actions.npy"), np.load(finished_run / "training_actions.npy"))
 
 
-def test_medium_is_the_shortlisted_snapshot_nearest_a_third_of_the_expert() -> None:
-    snaps = [{"step": s, "return_mean": r} for s, r in [(1, 100.0), (2, 900.0), (3, 1300.0), (4, 700.0), (5, 3000.0)]]
-    # Shortlist by training-time return (target 1000): 900, 1300, 700, then 100.
-    assert [s["step"] for s in medium_candidates(snaps, count=3)] == [2, 3, 4]
-    # The longer evaluation decides: here snapshot 2 was lucky in training and is weaker than it looked.
-    returns = {1: 120.0, 2: 600.0, 3: 1150.0, 4: 400.0, 5: 2700.0}
-    assert choose_medium(medium_candidates(snaps, count=3), returns, returns[5])["step"] == 3
+def test_budget_can_change_on_resume_and_the_shorter_run_is_the_longer_ones_prefix(
+    finished_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = sac._snapshot
+    monkeypatch.setattr(sac, "_snapshot", interrupted_on_call(real, 2))
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train_sac(tiny_config(), run, progress=False, threads=1)
+    monkeypatch.setattr(sac, "_snapshot", real)
+    checkpoint_step = torch.load(run / "checkpoint.pt", weights_only=False)["step"]
+    assert 300 < checkpoint_step < 600
+    with pytest.raises(BenchError, match="past this run's budget of 300 steps; give a budget of at least 600"):
+        train_sac(dataclasses.replace(tiny_config(), steps=300), run, progress=False)
+    with pytest.raises(BenchError, match="another configuration"):
+        train_sac(dataclasses.replace(tiny_config(), steps=600, seed=1), run, progress=False)
+    shorter = train_sac(dataclasses.replace(tiny_config(), steps=600), run, progress=False, threads=1)
+    reference = json.loads((finished_run / "summary.json").read_text())
+    assert shorter["snapshots"] == reference["snapshots"][:2]
+    assert shorter["budgets"] == [{"step": 0, "steps": 900}, {"step": checkpoint_step, "steps": 600}]
+    assert shorter["config"]["steps"] == 600
+    np.testing.assert_array_equal(
+        np.load(run / "training_actions.npy"), np.load(finished_run / "training_actions.npy")[:600]
+    )
+
+
+def test_expert_is_the_best_evaluated_of_a_shortlist_and_medium_comes_before_it() -> None:
+    table = [(1, 100.0), (2, 900.0), (3, 3200.0), (4, 700.0), (5, 3000.0), (6, 1300.0), (7, 2000.0)]
+    snaps = [{"step": s, "return_mean": r} for s, r in table]
+    # The final snapshot (7) and the best of the others, the first excluded: 3 and 5.
+    shortlist = expert_candidates(snaps, count=3)
+    assert [s["step"] for s in shortlist] == [3, 5, 7]
+    # The longer evaluation decides: snapshot 3 was lucky in training; 5 is the best policy reached.
+    returns = {1: 120.0, 2: 600.0, 3: 2500.0, 4: 400.0, 5: 2900.0, 6: 1150.0, 7: 1800.0}
+    expert = choose_expert(shortlist, returns)
+    assert expert["step"] == 5
+    # Medium: before the expert, shortlisted by training-time return (target 1000: 900, 700, 100, then 3200).
+    candidates = medium_candidates(snaps, expert, count=3)
+    assert [s["step"] for s in candidates] == [2, 4, 1]
+    assert choose_medium(candidates, returns, returns[5])["step"] == 2
+    assert choose_expert(shortlist, {3: 1.0, 5: 2.0, 7: 2.0})["step"] == 7
     with pytest.raises(BenchError, match="two policy snapshots"):
-        medium_candidates(snaps[:1])
+        expert_candidates(snaps[:1])
+    with pytest.raises(BenchError, match="no policy snapshot before the expert's"):
+        medium_candidates(snaps, snaps[0])
 
 
 def test_export_records_the_replay_and_both_policies(policies: Path) -> None:
     info = json.loads((policies / "policies.json").read_text())
     assert info["env"] == "hopper" and info["actor"] == "mlp[16,16]"
-    assert info["expert"]["step"] == 900 and info["medium"]["step"] in (300, 600)
+    assert info["sac_budgets"] == [{"step": 0, "steps": 900}]
+    shortlist = info["expert_candidates"]
+    assert [c["step"] for c in shortlist] == [600, 900]  # every snapshot but the first, at this budget
+    assert info["expert"]["return_mean"] == max(c["return_mean"] for c in shortlist)
+    assert info["medium"]["step"] < info["expert"]["step"]
     assert info["replay"]["steps"] == info["medium"]["step"]
     candidates = info["medium_candidates"]
-    assert sorted(c["step"] for c in candidates) == [300, 600]  # every snapshot but the expert, at this budget
+    assert all(c["step"] < info["expert"]["step"] for c in candidates)
     target = info["expert"]["return_mean"] / 3
     chosen = next(c for c in candidates if c["step"] == info["medium"]["step"])
     assert chosen["return_mean"] == info["medium"]["return_mean"]

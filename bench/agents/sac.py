@@ -188,7 +188,8 @@ class SACRunConfig:
 def train_sac(config: SACRunConfig, out_dir: Path, *, progress: bool = True, threads: int | None = None) -> dict:
     """Train SAC online in `config.env`; write snapshots, the action log and `summary.json` into `out_dir`.
 
-    `out_dir/checkpoint.pt` is written at episode boundaries; the same call after a kill resumes from it.
+    `out_dir/checkpoint.pt` is written at episode boundaries; the same call after a kill resumes from it, also
+    with another `config.steps` (not below the checkpoint's step): the summary's `budgets` lists each change.
     Returns the summary (per-snapshot evaluated returns, steps, seeds, training-stream hash).
     """
     from bench.data.generate import stream_digest
@@ -220,13 +221,25 @@ def train_sac(config: SACRunConfig, out_dir: Path, *, progress: bool = True, thr
     snapshots: list[dict[str, Any]] = []
     episode_returns: list[float] = []
     step, start_time = 0, time.time()
+    # The budget only bounds the loop (the buffer samples from the steps taken so far), so a run resumed with a
+    # different one replays the same steps: a shorter budget ends it early, a longer one extends it.
+    budgets = [{"step": 0, "steps": n}]
     ckpt_path = out_dir / "checkpoint.pt"
     if ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=False)
-        if state["config"] != asdict(config):
+        if {**state["config"], "steps": n} != asdict(config):
             raise BenchError(f"{ckpt_path} belongs to another configuration; delete {out_dir} to start again")
-        agent.load_state_dict(state["agent"])
         step = state["step"]
+        if step > n:
+            least = -(-step // config.snapshot_every) * config.snapshot_every
+            raise BenchError(
+                f"{ckpt_path} is at step {step:,}, past this run's budget of {n:,} steps; "
+                f"give a budget of at least {least:,} (a multiple of snapshot_every)"
+            )
+        budgets = state.get("budgets", [{"step": 0, "steps": state["config"]["steps"]}])
+        if budgets[-1]["steps"] != n:
+            budgets.append({"step": step, "steps": n})
+        agent.load_state_dict(state["agent"])
         for key, value in state["buffer"].items():
             buffer[key][:step] = value
         snapshots, episode_returns = state["snapshots"], state["episode_returns"]
@@ -289,7 +302,7 @@ def train_sac(config: SACRunConfig, out_dir: Path, *, progress: bool = True, thr
                 stopping = stop_requested.is_set() and step < n
                 if (step >= next_checkpoint or stopping) and step < n:
                     next_checkpoint = (step // config.checkpoint_every + 1) * config.checkpoint_every
-                    _save_checkpoint(ckpt_path, config, agent, step, buffer, snapshots, episode_returns, env)
+                    _save_checkpoint(ckpt_path, config, agent, step, buffer, snapshots, episode_returns, env, budgets)
                 if stopping:
                     bar.close()
                     env.close()
@@ -307,6 +320,7 @@ def train_sac(config: SACRunConfig, out_dir: Path, *, progress: bool = True, thr
     summary = {
         "env": config.env,
         "config": asdict(config),
+        "budgets": budgets,
         "snapshots": snapshots,
         "episodes": len(episode_returns),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -350,9 +364,10 @@ def stop_on_sigterm() -> Iterator[threading.Event]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _save_checkpoint(path, config, agent, step, buffer, snapshots, episode_returns, env) -> None:
+def _save_checkpoint(path, config, agent, step, buffer, snapshots, episode_returns, env, budgets) -> None:
     state = {
         "config": asdict(config),
+        "budgets": budgets,
         "agent": agent.state_dict(),
         "step": step,
         "buffer": {k: v[:step].copy() for k, v in buffer.items()},

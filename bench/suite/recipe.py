@@ -1,8 +1,9 @@
 """The local D4RL-recipe suite: behaviour policies trained here, nine datasets regenerated from them.
 
 D4RL's recipe (Fu et al., 2020), followed per environment:
-- train SAC online; "expert" is the final policy, "medium" the snapshot whose return is nearest one third of
-  the expert's (both returns from 10-episode evaluations of a shortlist of snapshots);
+- train SAC online; "expert" is the best policy reached, "medium" an earlier snapshot whose return is nearest
+  one third of the expert's (both chosen by 10-episode evaluations of a shortlist of snapshots: SAC's return
+  swings between snapshots, so the final one can sit in a dip);
 - `<env>-medium`: one stream of the medium policy; `<env>-medium-replay`: the training stream up to the medium
   snapshot; `<env>-medium-expert`: the medium stream followed by an expert stream.
 
@@ -45,7 +46,8 @@ DEFAULT_DATASET_STEPS = 200_000
 REPLAY_ROWS_PER_FILE = 150_000
 EVAL_SEED = 20_000
 EVAL_EPISODES = 10
-# Snapshots shortlisted by their training-time return, then evaluated on EVAL_EPISODES to pick the medium one.
+# Snapshots shortlisted by their training-time return, then evaluated on EVAL_EPISODES to pick each policy.
+EXPERT_CANDIDATES = 5
 MEDIUM_CANDIDATES = 5
 # SAC environment steps per environment: a million, as SAC's MuJoCo results and D4RL's policies need (200,000 left
 # hopper's expert at a score of 30). About 6 hours per environment on one core (45-50 updates/s with 2 x 256
@@ -53,17 +55,33 @@ MEDIUM_CANDIDATES = 5
 DEFAULT_SAC_STEPS = {"hopper": 1_000_000, "walker2d": 1_000_000, "halfcheetah": 1_000_000}
 
 
-def medium_candidates(snapshots: list[dict[str, Any]], count: int = MEDIUM_CANDIDATES) -> list[dict[str, Any]]:
-    """The `count` snapshots (the final one excluded) whose training-time return is nearest a third of the final's.
+def expert_candidates(snapshots: list[dict[str, Any]], count: int = EXPERT_CANDIDATES) -> list[dict[str, Any]]:
+    """The final snapshot and the `count - 1` others of highest training-time return, the first excluded (a
+    medium policy must come before the expert), in step order.
 
-    Training-time returns are means of a few episodes, too noisy to pick the medium policy alone: a walker that
-    falls in one of five episodes moves its mean by a fifth. They only shortlist candidates for a longer
-    evaluation (`choose_medium`).
+    Training-time returns are means of a few episodes, too noisy to pick a policy alone: a walker that falls in
+    one of five episodes moves its mean by a fifth. They only shortlist candidates for a longer evaluation.
     """
     if len(snapshots) < 2:
-        raise BenchError("need at least two policy snapshots to choose a medium policy; train for longer")
-    target = snapshots[-1]["return_mean"] / 3.0
-    return sorted(snapshots[:-1], key=lambda s: (abs(s["return_mean"] - target), s["step"]))[:count]
+        raise BenchError("need at least two policy snapshots to choose the policies; train for longer")
+    best = sorted(snapshots[1:-1], key=lambda s: (-s["return_mean"], s["step"]))[: count - 1]
+    return sorted([*best, snapshots[-1]], key=lambda s: s["step"])
+
+
+def choose_expert(candidates: list[dict[str, Any]], returns: dict[int, float]) -> dict[str, Any]:
+    """The candidate of highest evaluated return (`returns[step]`), the later one on a tie."""
+    return max(candidates, key=lambda s: (returns[s["step"]], s["step"]))
+
+
+def medium_candidates(
+    snapshots: list[dict[str, Any]], expert: dict[str, Any], count: int = MEDIUM_CANDIDATES
+) -> list[dict[str, Any]]:
+    """The `count` snapshots before `expert` whose training-time return is nearest a third of the expert's."""
+    earlier = [s for s in snapshots if s["step"] < expert["step"]]
+    if not earlier:
+        raise BenchError(f"no policy snapshot before the expert's (step {expert['step']:,}) to be the medium one")
+    target = expert["return_mean"] / 3.0
+    return sorted(earlier, key=lambda s: (abs(s["return_mean"] - target), s["step"]))[:count]
 
 
 def choose_medium(candidates: list[dict[str, Any]], returns: dict[int, float], expert_return: float) -> dict[str, Any]:
@@ -73,9 +91,9 @@ def choose_medium(candidates: list[dict[str, Any]], returns: dict[int, float], e
 
 
 def export_behaviour_policies(run_dir: Path, dest: Path) -> dict[str, Any]:
-    """Choose the medium policy of a finished SAC run (`train_sac`'s folder) and copy what regeneration needs
-    into `dest`: the expert is the final snapshot; the medium one is chosen among `medium_candidates` by a
-    10-episode evaluation, the one nearest a third of the expert's 10-episode return.
+    """Choose the policies of a finished SAC run (`train_sac`'s folder) and copy what regeneration needs into
+    `dest`: the expert is the `expert_candidates` snapshot of highest 10-episode return; the medium one is the
+    `medium_candidates` snapshot whose 10-episode return is nearest a third of the expert's.
     """
     run_dir, dest = Path(run_dir), Path(dest)
     summary_path = run_dir / "summary.json"
@@ -84,17 +102,23 @@ def export_behaviour_policies(run_dir: Path, dest: Path) -> dict[str, Any]:
     summary = json.loads(summary_path.read_text())
     snapshots = summary["snapshots"]
     env, actor_spec = summary["env"], summary["config"]["sac"]["actor"]
-    expert, candidates = snapshots[-1], medium_candidates(snapshots)
     with single_threaded_torch():
-        sampled = {
-            snap["step"]: _evaluate(load_behaviour_actor(run_dir / snap["path"], env, actor_spec), env)
-            for snap in [expert, *candidates]
-        }
-        returns = {step: result.mean_return for step, result in sampled.items()}
-        medium = choose_medium(candidates, returns, returns[expert["step"]])
+        sampled: dict[int, EvaluationResult] = {}
+
+        def evaluated(snaps: list[dict[str, Any]]) -> dict[int, float]:
+            for snap in snaps:
+                if snap["step"] not in sampled:
+                    actor = load_behaviour_actor(run_dir / snap["path"], env, actor_spec)
+                    sampled[snap["step"]] = _evaluate(actor, env)
+            return {snap["step"]: sampled[snap["step"]].mean_return for snap in snaps}
+
+        shortlist = expert_candidates(snapshots)
+        expert = choose_expert(shortlist, evaluated(shortlist))
+        candidates = medium_candidates(snapshots, expert)
+        medium = choose_medium(candidates, evaluated(candidates), sampled[expert["step"]].mean_return)
         actions = np.load(run_dir / "training_actions.npy")[: medium["step"]]
         dest.mkdir(parents=True, exist_ok=True)
-        return _export(run_dir, dest, summary, medium, expert, candidates, actions, sampled)
+        return _export(run_dir, dest, summary, medium, expert, shortlist, candidates, actions, sampled)
 
 
 def _export(
@@ -103,6 +127,7 @@ def _export(
     summary: dict[str, Any],
     medium: dict,
     expert: dict,
+    shortlist: list[dict],
     candidates: list[dict],
     actions: np.ndarray,
     sampled: dict[int, EvaluationResult],
@@ -120,6 +145,7 @@ def _export(
         "actor": actor_spec,
         "sac": config["sac"],
         "sac_steps": config["steps"],
+        "sac_budgets": summary.get("budgets", [{"step": 0, "steps": config["steps"]}]),
         "sac_seed": config["seed"],
         "snapshot_episodes": config["snapshot_episodes"],
         "medium": _policy_info(medium, dest / "medium_actor.pt", spec.name, actor_spec, sampled[medium["step"]]),
@@ -127,14 +153,19 @@ def _export(
         "medium_to_expert_return": None,
         "replay": {"steps": medium["step"], "seed": config["seed"], "stream_sha256": medium["stream_sha256"]},
         "snapshots": [{k: s[k] for k in ("step", "return_mean", "normalized_score")} for s in snapshots],
-        "medium_candidates": [
-            {"step": s["step"], "snapshot_return_mean": s["return_mean"], "return_mean": sampled[s["step"]].mean_return}
-            for s in candidates
-        ],
+        "expert_candidates": _candidate_info(shortlist, sampled),
+        "medium_candidates": _candidate_info(candidates, sampled),
     }
     info["medium_to_expert_return"] = info["medium"]["return_mean"] / info["expert"]["return_mean"]
     atomic_write_json(dest / "policies.json", info)
     return info
+
+
+def _candidate_info(snaps: list[dict], sampled: dict[int, EvaluationResult]) -> list[dict[str, Any]]:
+    return [
+        {"step": s["step"], "snapshot_return_mean": s["return_mean"], "return_mean": sampled[s["step"]].mean_return}
+        for s in snaps
+    ]
 
 
 @contextlib.contextmanager
