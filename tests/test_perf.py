@@ -143,7 +143,7 @@ def test_run_peer_runs_d3rlpy_cql() -> None:
 
 
 _FAULTS_PER_STEP = """
-import resource, sys, torch
+import resource, statistics, sys, torch
 from bench.perf import retain_freed_memory
 from bench.speed import architecture_agent, synthetic_data, time_steps
 torch.set_num_threads(1)
@@ -151,9 +151,12 @@ retained = retain_freed_memory() if sys.argv[1] == "retain" else False
 agent = architecture_agent("mlp-small", 2, False, torch.device("cpu"))
 data = synthetic_data(torch.device("cpu"))
 time_steps(agent, data, seconds=0.0, min_steps=3)  # optimizer state, the heap's high-water mark
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-time_steps(agent, data, seconds=0.0, min_steps=3)  # one sizing step and three timed ones
-print(retained, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 4)
+faults = []
+for _ in range(5):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    time_steps(agent, data, seconds=0.0, min_steps=3)  # one sizing step and three timed ones
+    faults.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 4)
+print(retained, statistics.median(faults))
 """
 
 
@@ -169,6 +172,7 @@ def test_retain_freed_memory_stops_the_page_faults_of_cql_steps() -> None:
     retained_flag, retained_faults = faults("retain")
     assert (default_flag, retained_flag) == ("False", "True")
     # Two seeds of 64-wide critics make activations of several MB: with glibc's defaults a step faults in
-    # thousands of fresh pages (measured 4,800-12,600); with the freed memory kept, next to none.
+    # thousands of fresh pages (measured 4,800-13,200); with the freed memory kept, next to none. The median of
+    # five rounds, since the kept heap still grows now and then (a round of 80-900 faults per step, measured).
     assert default_faults > 1000
     assert retained_faults < 50
