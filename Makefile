@@ -74,7 +74,7 @@ $(SMOKE_DATA)/hopper-random.hdf5: | $(STAMP)
 # The whole pipeline on generated data: data -> CQL cells -> records -> tables and figures.
 smoke: setup $(SMOKE_DATA)/hopper-random.hdf5
 	$(GRID_RUN) configs/smoke.yaml --local-dir $(SMOKE_DATA)
-	$(PY) -m bench report $(RESULTS)/smoke --tables tables/smoke --figures figures/smoke --baseline mlp-small
+	$(PY) -m bench report $(RESULTS)/smoke --tables tables/smoke --figures figures/smoke
 
 # The nine local D4RL-recipe datasets, regenerated into LOCAL_DATA from the committed behaviour policies
 # (behaviour_policies/) when missing or when the policies change; local data, not D4RL. Each env's medium-expert
@@ -116,7 +116,7 @@ $(SAC_RUNS)/%/exported: | $(STAMP)
 demo: WORKERS := $(or $(WORKERS),2)
 demo: local-data
 	$(GRID_RUN) configs/demo.yaml --local-dir $(LOCAL_DATA)
-	$(PY) -m bench report $(RESULTS)/demo --tables tables/demo --figures figures/demo --baseline mlp-small
+	$(PY) -m bench report $(RESULTS)/demo --tables tables/demo --figures figures/demo
 	$(PY) -m bench deploy $(RESULTS)/demo --tables tables/demo --calls 300 --local-dir $(LOCAL_DATA)
 	$(PY) -m bench explain $(RESULTS)/demo/local-hopper-medium/kan-small/seed0.json \
 		--compare $(RESULTS)/demo/local-hopper-medium/mlp-small/seed0.json --out figures/demo/explain --local-dir $(LOCAL_DATA)
@@ -126,8 +126,7 @@ demo: local-data
 study-lr: WORKERS := $(or $(WORKERS),2)
 study-lr: local-data
 	$(GRID_RUN) configs/cpu-study-lr.yaml --local-dir $(LOCAL_DATA) --no-progress
-	$(PY) -m bench report $(RESULTS)/cpu-study-lr --tables tables/cpu-study-lr --figures figures/cpu-study-lr \
-		--baseline mlp256-lr3e-5
+	$(PY) -m bench report $(RESULTS)/cpu-study-lr --tables tables/cpu-study-lr --figures figures/cpu-study-lr
 
 # The paper's actors under TD3+BC and IQL (configs/algorithms.yaml) on the three local medium datasets, two
 # processes of five seeds side by side at a time (about 8 hours here), then its report; records go to
@@ -135,8 +134,7 @@ study-lr: local-data
 study-algorithms: WORKERS := $(or $(WORKERS),2)
 study-algorithms: local-data
 	$(GRID_RUN) configs/algorithms.yaml --local-dir $(LOCAL_DATA) --no-progress
-	$(PY) -m bench report $(RESULTS)/algorithms --tables tables/algorithms --figures figures/algorithms \
-		--baseline mlp-c2
+	$(PY) -m bench report $(RESULTS)/algorithms --tables tables/algorithms --figures figures/algorithms
 
 # Stops at once, naming every missing dataset and how to fetch or mirror it, before any cell runs.
 reproduce: setup
@@ -148,12 +146,12 @@ reproduce-local: local-data
 	$(GRID_RUN) configs/local.yaml --local-dir $(LOCAL_DATA)
 
 # Tables and figures of a grid's records ($(RESULTS)/$(GRID)) with rliable statistics: `make tables GRID=paper`.
-# Every architecture is compared with BASELINE: the paper's MLP, or the small MLP of the smoke and demo grids.
+# Every architecture is compared with the grid file's `baseline:` (else the paper's `mlp`); BASELINE=NAME picks another.
 .PHONY: tables figures
 GRID ?= smoke
-BASELINE ?= $(if $(filter smoke demo,$(GRID)),mlp-small,mlp)
+BASELINE ?=
 REPORT_SEED ?= 0
-REPORT = $(PY) -m bench report $(RESULTS)/$(GRID) --baseline $(BASELINE) --seed $(REPORT_SEED)
+REPORT = $(PY) -m bench report $(RESULTS)/$(GRID) $(if $(BASELINE),--baseline $(BASELINE)) --seed $(REPORT_SEED)
 
 tables: setup
 	$(REPORT) --only tables --tables tables/$(GRID)

@@ -549,7 +549,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", type=Path, help="output folder of the tables (default: tables/<results folder name>)")
     p.add_argument("--figures", type=Path, help="output folder of the figures (default: figures/<results folder name>)")
     p.add_argument("--only", choices=["tables", "figures"], help="write only the tables or only the figures")
-    p.add_argument("--baseline", help="architecture the others are compared with (default: mlp)")
+    p.add_argument(
+        "--baseline", help="architecture the others are compared with (default: the grid file's baseline, else mlp)"
+    )
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples for the 95%% CIs")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (same seed, same CIs)")
     p.add_argument(

@@ -187,10 +187,10 @@ def write_fixture(root: Path, scores: Mapping[tuple[str, str], list[float | None
     return write_records(root, fixture_records(scores))
 
 
-def write_grid_file(root: Path, *, datasets=DATASETS, archs=ARCHS, seeds=SEEDS) -> Path:
+def write_grid_file(root: Path, *, datasets=DATASETS, archs=ARCHS, seeds=SEEDS, baseline: str | None = None) -> Path:
     """A grid.yaml shaped like the one `python -m bench grid` writes beside its records."""
     architectures = {a: {"actor": SPECS[a][0], "critic": SPECS[a][1]} for a in archs}
-    lines = ["# resolved grid", "name: fixture", "architectures:"]
+    lines = ["# resolved grid", "name: fixture", *([f"baseline: {baseline}"] if baseline else []), "architectures:"]
     for name, entry in architectures.items():
         lines += [f"  {name}:", f"    actor: {entry['actor']}", f"    critic: {entry['critic']}"]
     lines += ["datasets:", *(f"- {d}" for d in datasets), "seeds:", *(f"- {s}" for s in seeds)]

@@ -91,6 +91,13 @@ def test_run_config_and_resolved_grid(tmp_path: Path) -> None:
     assert resolved["seeds"] == [3, 1]
 
 
+def test_the_baseline_is_one_of_the_architectures_and_reaches_the_resolved_grid(tmp_path: Path) -> None:
+    spec = load_grid(write(tmp_path, GOOD.replace("architectures:", "baseline: wide-kan\narchitectures:", 1)))
+    assert spec.baseline == "wide-kan" and spec.resolved()["baseline"] == "wide-kan"
+    spec = load_grid(write(tmp_path, GOOD))
+    assert spec.baseline is None and "baseline" not in spec.resolved()
+
+
 def test_defaults_and_name_from_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, "architectures: [mlp]\ndatasets: [d4rl:hopper-medium-v2]\nseeds: [0]\nsteps: 2000\n")
     spec = load_grid(path)
@@ -156,6 +163,13 @@ HEAD = "architectures: [mlp-small]\ndatasets: [local:hopper-random]\nseeds: [0]\
         (HEAD + "steps: 4\nresources: {num_cpus: 0}\n", 5, "resources.num_cpus", "> 0"),
         (HEAD + "steps: 4\nsteps: 8\n", 5, "steps", "twice"),
         (HEAD + "steps: 4\nname: my grid\n", 5, "name", "folder name"),
+        (
+            HEAD + "steps: 4\nbaseline: mlp\n",
+            5,
+            "baseline",
+            "str 'mlp' is not one of the grid's architectures (mlp-small)",
+        ),
+        (HEAD + "steps: 4\nbaseline: [mlp-small]\n", 5, "baseline", "not one of the grid's architectures"),
         (
             "architectures:\n  - mine:\n      actor: kan[x]\n      critic: mlp[4]\n" + TAIL,
             2,

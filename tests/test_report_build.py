@@ -10,8 +10,17 @@ import pytest
 from bench.cli import main
 from bench.errors import BenchError
 from bench.report import build_report
+from bench.report.build import analyze_folder
 from bench.report.figures import FIGURES
-from tests.report_fixtures import make_record, record_path, scores_without, smoke_records, write_fixture, write_records
+from tests.report_fixtures import (
+    make_record,
+    record_path,
+    scores_without,
+    smoke_records,
+    write_fixture,
+    write_grid_file,
+    write_records,
+)
 
 REPS = 200
 HOPPER = "d4rl:hopper-medium-v2"
@@ -96,6 +105,14 @@ def test_an_unknown_baseline_is_an_error_naming_the_choices(tmp_path: Path) -> N
         BenchError, match=r"baseline architecture 'corl-mlp' is not among .*\(kan, mlp\); pass --baseline"
     ):
         build_report(tmp_path, None, None, baseline="corl-mlp", reps=REPS)
+
+
+def test_the_grid_files_baseline_is_the_default_and_an_explicit_one_wins(tmp_path: Path) -> None:
+    write_fixture(tmp_path)
+    assert analyze_folder(tmp_path, reps=REPS).baseline == "mlp"
+    write_grid_file(tmp_path, baseline="kan")
+    assert analyze_folder(tmp_path, reps=REPS).baseline == "kan"
+    assert analyze_folder(tmp_path, baseline="mlp", reps=REPS).baseline == "mlp"
 
 
 def test_a_grid_without_complete_datasets_still_writes_every_figure(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ A grid file is flat; every key but the three lists has a default:
 
     name: smoke                      # results go to results/<name>/ (default: the file's name)
     description: one line
+    baseline: mlp-small              # the architecture the report compares the others with (default: mlp)
     architectures:                   # built-in names and/or inline definitions (architectures.yaml format)
       - mlp-small
       - kan-wide:
@@ -72,6 +73,7 @@ from bench.train import RunConfig
 KEYS: dict[str, str] = {
     "name": "the grid's name, also its results folder results/<name>/",
     "description": "free text",
+    "baseline": "the architecture the report compares the others with (one of the grid's architectures)",
     "architectures": "list of built-in architecture names or {name: {actor, critic, kan, description}}",
     "datasets": "list of dataset names with a source prefix (d4rl:, local:, minari:)",
     "seeds": "list of integer seeds",
@@ -157,6 +159,7 @@ class GridSpec:
     td3bc: TD3BCConfig = field(default_factory=TD3BCConfig)
     iql: IQLConfig = field(default_factory=IQLConfig)
     description: str = ""
+    baseline: str | None = None  # the report's reference architecture; None: the report's default (mlp)
     # {dataset or architecture: {setting: value}}, settings by their grid file names (normalize_reward, policy_lr)
     dataset_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     architecture_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -249,6 +252,7 @@ class GridSpec:
             "name": self.name,
             "source": str(self.path),
             "description": self.description,
+            **({} if self.baseline is None else {"baseline": self.baseline}),
             "architectures": {name: architecture_entry(a) for name, a in self.architectures.items()},
             "inline_architectures": sorted(self.inline),
             **({} if self.algorithms == (DEFAULT_ALGORITHM,) else {"algorithms": list(self.algorithms)}),
@@ -372,6 +376,7 @@ def load_grid(path: Path) -> GridSpec:
         name=name,
         path=path,
         description=_string(doc, data, "description", default=""),
+        baseline=_baseline(doc, data, architectures),
         architectures=architectures,
         inline=inline,
         datasets=datasets,
@@ -402,6 +407,17 @@ def load_grid(path: Path) -> GridSpec:
     except BenchError as exc:
         raise BenchError(f"grid file {path}: {exc}") from None
     return spec
+
+
+def _baseline(doc: _Document, data: dict, architectures: dict[str, Architecture]) -> str | None:
+    if "baseline" not in data:
+        return None
+    name = data["baseline"]
+    if not isinstance(name, str) or name not in architectures:
+        raise doc.error(
+            ("baseline",), f"{_type_name(name)} is not one of the grid's architectures ({', '.join(architectures)})"
+        )
+    return name
 
 
 def _type_name(value: Any) -> str:

@@ -76,9 +76,10 @@ class ReportSummary:
 
 
 def resolve_baseline(records: RecordSet, baseline: str | None) -> str:
-    """The baseline architecture (default `mlp`); it must be one of the grid's architectures. With several
-    algorithms a bare architecture name means it under the first algorithm ("mlp" -> "TD3+BC mlp")."""
-    name = baseline or DEFAULT_BASELINE
+    """The baseline architecture: `baseline`, else the grid file's `baseline:`, else `mlp`; it must be one of the
+    grid's architectures. With several algorithms a bare architecture name means it under the first algorithm
+    ("mlp" -> "TD3+BC mlp")."""
+    name = baseline or records.expected.baseline or DEFAULT_BASELINE
     if name not in records.architectures and len(records.algorithms) > 1:
         labelled = arch_label(records.algorithms[0], name)
         name = labelled if labelled in records.architectures else name
@@ -136,7 +137,7 @@ def summarize(analysis: Analysis, tables: list[Path], figures: list[Path]) -> Re
 def analyze_folder(
     results_dir: Path,
     *,
-    baseline: str | None = DEFAULT_BASELINE,
+    baseline: str | None = None,
     reps: int = DEFAULT_REPS,
     seed: int = 0,
     allow_mixed: bool = False,
@@ -154,14 +155,14 @@ def build_report(
     tables_dir: Path | None,
     figures_dir: Path | None,
     *,
-    baseline: str | None = DEFAULT_BASELINE,
+    baseline: str | None = None,
     reps: int = DEFAULT_REPS,
     seed: int = 0,
     allow_mixed: bool = False,
 ) -> ReportSummary:
     """Read the records under `results_dir`, write Tables 1-3 to `tables_dir` and the figures to `figures_dir`.
 
-    Either output folder may be None to skip it; `baseline=None` means `mlp`.
+    Either output folder may be None to skip it; `baseline=None` means the grid file's `baseline:`, else `mlp`.
     Bootstrap CIs use `reps` resamples and are reproducible for a given `seed`.
     """
     analysis = analyze_folder(results_dir, baseline=baseline, reps=reps, seed=seed, allow_mixed=allow_mixed)

@@ -97,6 +97,7 @@ class ExpectedGrid:
     datasets: list[str]
     seeds: list[int]
     source: str  # "grid.yaml" or "observed records"
+    baseline: str | None = None  # the grid file's reference architecture, if it names one
 
     @property
     def cells(self) -> int:
@@ -577,7 +578,14 @@ def read_grid_file(path: Path) -> ExpectedGrid:
         datasets=_names(data["datasets"], "datasets", path),
         seeds=_seeds(data["seeds"], path),
         source=GRID_FILE,
+        baseline=_baseline(data.get("baseline"), path),
     )
+
+
+def _baseline(value: Any, path: Path) -> str | None:
+    if value is None or (isinstance(value, str) and value):
+        return value
+    raise BenchError(f"{path}: 'baseline' should be an architecture name, got {value!r}")
 
 
 def _ordered_union(first: list[Any], extra: Iterable[Any]) -> list[Any]:
@@ -612,4 +620,5 @@ def expected_grid(root: Path, runs: pd.DataFrame, *, allow_mixed: bool = False) 
         datasets=_ordered_union(grid.datasets, observed_datasets),
         seeds=_ordered_union(grid.seeds, observed_seeds),
         source=GRID_FILE,
+        baseline=grid.baseline,
     )
