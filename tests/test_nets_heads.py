@@ -113,6 +113,22 @@ def test_sampling_is_reparameterized_and_batched() -> None:
     assert log_prob is None
 
 
+@pytest.mark.parametrize("body", ["mlp[16]", "kan[4]"])
+def test_forward_repeated_equals_forward_on_the_repeated_states(body: str) -> None:
+    # CQL's policy samples: each state repeated over its samples, the body run once per state.
+    policy = actor(body)
+    obs = torch.randn(5, 2, OBS, dtype=torch.float64)
+    repeats = (3, 4)
+    noise = torch.randn(5, sum(repeats), ACT, dtype=torch.float64)
+    repeated = obs.index_select(1, torch.tensor([0, 0, 0, 1, 1, 1, 1]))
+    expected_action, expected_log_prob = policy(repeated, noise=noise)
+    action, log_prob = policy.forward_repeated(obs, repeats, noise=noise)
+    torch.testing.assert_close(action, expected_action, rtol=0.0, atol=1e-12)
+    torch.testing.assert_close(log_prob, expected_log_prob, rtol=0.0, atol=1e-12)
+    with pytest.raises(ValueError, match="expected 3 states"):
+        policy.forward_repeated(obs, (1, 1, 1), noise=noise)
+
+
 def test_deterministic_action_is_tanh_of_mean() -> None:
     policy = actor("mlp[16]", max_action=2.0)
     obs = torch.randn(8, OBS, dtype=torch.float64)

@@ -274,16 +274,12 @@ class CQL:
 
         # Every policy sample the critic loss needs, from one actor pass without gradients:
         # N at s (current), N at s' (next-state, used at s by the conservative term), and the backup action(s).
+        # The actor's body runs once per state, not once per sample (the same values as CORL's repeated states).
         n_backup = n if cfg.cql_max_target_backup else 1
         with torch.no_grad():
-            sample_obs = torch.cat(
-                [
-                    obs.unsqueeze(2).expand(-1, -1, n, -1),
-                    next_obs.unsqueeze(2).expand(-1, -1, n + n_backup, -1),
-                ],
-                dim=2,
+            sampled, sampled_log_pi = self.actor.forward_repeated(
+                torch.stack([obs, next_obs], dim=2), (n, n + n_backup), noise=noise.samples
             )
-            sampled, sampled_log_pi = self.actor(sample_obs, noise=noise.samples)
             current_actions, next_actions, backup_actions = sampled.split([n, n, n_backup], dim=2)
             log_pi_current, log_pi_next, backup_log_pi = sampled_log_pi.split([n, n, n_backup], dim=2)
 

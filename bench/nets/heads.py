@@ -29,6 +29,7 @@ CQL, faithful to CORL's `algorithms/offline/cql.py` (corl-team/CORL):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -145,6 +146,34 @@ class TanhGaussianActor(nn.Module):
         that draws its randomness outside the step, for a compiled step or its own stream).
         """
         mean, log_std = self.distribution_params(obs)
+        return self._sample(mean, log_std, deterministic, need_log_prob, noise)
+
+    def forward_repeated(
+        self, obs: Tensor, repeats: Sequence[int], noise: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Samples with log-probs at states repeated: obs (..., K, obs_dim), state k taken `repeats[k]` times
+        along dim -2, noise (..., sum(repeats), act_dim) -> actions (..., sum(repeats), act_dim), log-probs
+        (..., sum(repeats)).
+
+        The same values as `forward` on the repeated states (CORL's repeat of a state over its sampled actions),
+        but the body runs once per state rather than once per sample: its output for a state does not depend
+        on the sample it is used for.
+        """
+        if obs.shape[-2] != len(repeats):
+            raise ValueError(f"expected {len(repeats)} states along dim -2, got shape {tuple(obs.shape)}")
+        mean, log_std = self.distribution_params(obs)
+
+        def repeat(x: Tensor) -> Tensor:
+            parts = [x[..., k : k + 1, :].expand(*x.shape[:-2], r, x.shape[-1]) for k, r in enumerate(repeats)]
+            return torch.cat(parts, dim=-2)
+
+        action, log_prob = self._sample(repeat(mean), repeat(log_std), False, True, noise)
+        assert log_prob is not None
+        return action, log_prob
+
+    def _sample(
+        self, mean: Tensor, log_std: Tensor, deterministic: bool, need_log_prob: bool, noise: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
         if deterministic:
             z = mean
             noise = torch.zeros_like(mean)
