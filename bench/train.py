@@ -259,16 +259,37 @@ def read_record(path: Path) -> dict[str, Any] | None:
     return record
 
 
+def group_fingerprint(fingerprints: list[str]) -> str:
+    """A group checkpoint's hash: its seeds' configuration hashes together."""
+    return hashlib.sha256(" ".join(fingerprints).encode()).hexdigest()[:16]
+
+
 def checkpoint_path(out: Path) -> Path:
     """A single cell's checkpoint beside its record: `seed0.json` -> `seed0.ckpt.pt` (a group of one)."""
     return group_checkpoint_path([out])
 
 
-def config_fingerprint(config: RunConfig) -> str:
-    """Hash of everything that changes the result (checkpoint cadence and device choice do not)."""
+def config_fingerprint(config: RunConfig, *, with_arch_file: bool = False) -> str:
+    """Hash of everything that changes the result: not the checkpoint cadence, and not where the architecture
+    definitions were read from (the architecture itself is in the record, and a grid refuses changed
+    definitions), so a moved checkout or another machine's path resumes the same checkpoint.
+
+    `with_arch_file=True` gives the hash of checkpoints written before the path was left out, which still
+    resume.
+    """
     data = config.to_dict()
     data.pop("checkpoint_every")
+    if not with_arch_file:
+        data.pop("arch_file")
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def portable_arch_file(arch_file: str | None, out: Path) -> str | None:
+    """The architecture file as a record keeps it: relative to the record's folder, so records name no
+    machine's absolute paths and still point at the file when the results folder moves."""
+    if arch_file is None:
+        return None
+    return os.path.relpath(Path(arch_file).resolve(), Path(out).resolve().parent)
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:
@@ -431,13 +452,15 @@ def train_group(
     data = _dataset_tensors(dataset, config.normalize_states, device)
     group = {"seeds": list(seeds), "size": len(seeds)}
     records = [_new_record(c, arch, dataset, members[0].parameter_counts(), device, group) for c in configs]
-    for record in records:
+    for record, out in zip(records, outs, strict=True):
         record["grid_overrides"] = grid_overrides or {}
-    fingerprint = hashlib.sha256(" ".join(r["config_fingerprint"] for r in records).encode()).hexdigest()[:16]
+        record["config"]["arch_file"] = portable_arch_file(config.arch_file, out)
+    fingerprint = group_fingerprint([config_fingerprint(c) for c in configs])
+    legacy_fingerprint = group_fingerprint([config_fingerprint(c, with_arch_file=True) for c in configs])
 
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state.get("config_fingerprint") != fingerprint:
+        if state.get("config_fingerprint") not in (fingerprint, legacy_fingerprint):
             raise BenchError(
                 f"checkpoint {ckpt_path} was written by a different configuration; "
                 "delete it or pass --force to start this cell from scratch"

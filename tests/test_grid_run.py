@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 import bench.grid.run
@@ -35,7 +36,7 @@ def hopper_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_grid(
     folder: Path,
     datasets: list[str],
-    archs: tuple[str, ...] = ("mlp-small",),
+    archs: tuple[str | dict, ...] = ("mlp-small",),
     seeds: tuple[int, ...] = (0,),
     **changes,
 ) -> Path:
@@ -215,6 +216,45 @@ def test_a_killed_cell_is_partial_until_the_next_run_resumes_it(
     assert main(["grid", "run", str(grid), "--results", str(results)]) == 0
     assert "2 to run, 1 resuming from a checkpoint (local launcher" in capsys.readouterr().out
     assert read(store.record_path(killed))["steps_done"] == 200
+
+
+@pytest.mark.parametrize("legacy_checkpoint", [False, True])
+def test_a_moved_results_folder_resumes_and_records_name_their_arch_file_relatively(
+    hopper_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, legacy_checkpoint: bool
+) -> None:
+    # An inline architecture is read from the results folder's architectures.yaml, by absolute path in the
+    # cell's configuration; neither the checkpoint's hash nor the record may depend on where that folder is.
+    inline = {"tiny-kan": {"actor": "kan[2]", "critic": "mlp[8]"}}
+    grid = tiny_grid(tmp_path, [f"local:{hopper_file}"], archs=(inline,), steps=8, epoch_steps=2, eval_every=8)
+    results = tmp_path / "first" / "results"
+    spec = load_grid(grid)
+    store = ResultsStore.for_grid(results, spec)
+    store.write_grid(spec)
+    cell = spec.cells()[0]
+    config = spec.run_config(cell, store.arch_file.resolve())
+    monkeypatch.setattr(train, "_train_epoch", interrupted_on_call(train._train_epoch, 3))
+    with pytest.raises(KeyboardInterrupt):
+        train.train_cell(config, store.record_path(cell), progress=False)
+    monkeypatch.undo()
+    checkpoint = train.checkpoint_path(store.record_path(cell))
+    if legacy_checkpoint:
+        # Written before the hash left the arch file's path out: it resumes where it was written.
+        state = torch.load(checkpoint, weights_only=False)
+        state["config_fingerprint"] = train.group_fingerprint([train.config_fingerprint(config, with_arch_file=True)])
+        torch.save(state, checkpoint)
+        moved = results
+    else:
+        moved = tmp_path / "second" / "results"
+        moved.parent.mkdir()
+        results.rename(moved)
+    assert main(["grid", "run", str(grid), "--results", str(moved)]) == 0
+    record_path = ResultsStore.for_grid(moved, spec).record_path(cell)
+    record = read(record_path)
+    assert record["status"] == "done" and record["steps_done"] == 8
+    assert [point["step"] for point in record["curve"]] == [8]
+    assert record["config"]["arch_file"] == os.path.join("..", "..", "architectures.yaml")
+    assert (record_path.parent / record["config"]["arch_file"]).resolve() == (moved / "tiny" / "architectures.yaml")
+    assert str(tmp_path) not in record["config"]["arch_file"]
 
 
 class FinishedElsewhere:
