@@ -100,14 +100,16 @@ def cql_step_flops(
     B = batch_size, N = n_actions, C = num_critics, one step is (as `CQL.compute_losses` runs it):
 
     - the actor on B states with gradients (the actor loss): trained;
-    - the actor without gradients on B * (2N + 1) states (N current, N next-state and 1 backup sample): 1x;
+    - the actor without gradients on 2B states, each state and next state once: 1x (the mean and log-std of
+      a state serve all its samples: N current, N next-state and 1 backup);
     - the C target critics without gradients on the B backup rows: 1x each;
     - the C critics with gradients on B * (3N + 1) rows (the dataset action and 3N sampled actions): trained;
     - the C critics in the actor loss on B rows, parameters frozen, the gradient flowing to the actions: 2x.
 
     A population of P seeds trained side by side does P times the work. CORL's sizes (3 x 256, batch 256,
-    Walker2d obs 17, act 6) come to 15.0 GFLOP, 2 x 64 to 0.58 GFLOP (`torch.utils.flop_counter` counts the
-    same on the agent's update).
+    Walker2d obs 17, act 6) come to 13.65 GFLOP (15.0 in CORL's own step, which runs the actor on each of the
+    2N + 1 repeated states), 2 x 64 to 0.52 GFLOP (`torch.utils.flop_counter` counts the same on the agent's
+    update).
     """
     if min(obs_dim, act_dim, batch_size, n_actions, num_critics, population) < 1:
         raise ValueError("obs_dim, act_dim, batch_size, n_actions, num_critics and population must be positive")
@@ -117,7 +119,7 @@ def cql_step_flops(
     actor_trained = 3 * actor_forward - actor_layers[0]
     critic_trained = 3 * critic_forward - critic_layers[0]
     b, n, c = batch_size, n_actions, num_critics
-    actor = b * actor_trained + b * (2 * n + 1) * actor_forward
+    actor = b * actor_trained + 2 * b * actor_forward
     critics = c * (b * critic_forward + b * (3 * n + 1) * critic_trained + b * 2 * critic_forward)
     return float(population * (actor + critics))
 
