@@ -451,11 +451,11 @@ def train_group(
     batch_generators = [torch.Generator(device).manual_seed(seed) for seed in seeds]
     data = _dataset_tensors(dataset, config.normalize_states, device)
     group = {"seeds": list(seeds), "size": len(seeds)}
-    records = [_new_record(c, arch, dataset, members[0].parameter_counts(), device, group) for c in configs]
-    for record, out in zip(records, outs, strict=True):
+    counts = members[0].parameter_counts()
+    records = [_new_record(c, out, arch, dataset, counts, device, group) for c, out in zip(configs, outs, strict=True)]
+    for record in records:
         record["grid_overrides"] = grid_overrides or {}
-        record["config"]["arch_file"] = portable_arch_file(config.arch_file, out)
-    fingerprint = group_fingerprint([config_fingerprint(c) for c in configs])
+    fingerprint = group_fingerprint([r["config_fingerprint"] for r in records])
     legacy_fingerprint = group_fingerprint([config_fingerprint(c, with_arch_file=True) for c in configs])
 
     if ckpt_path.exists():
@@ -568,14 +568,16 @@ _RESUMED_KEYS = ("status", "error", "steps_done", "curve", "seconds_per_epoch", 
 
 def _new_record(
     config: RunConfig,
+    out: Path,
     arch: Architecture,
     dataset: OfflineDataset,
     parameters: dict[str, int],
     device: torch.device,
     group: dict[str, Any],
 ) -> dict[str, Any]:
-    """A seed's record before training (status failed until it finishes); `parameters` are one seed's agent's
-    counts. A CQL record's cell names no algorithm (as before other algorithms existed); others name theirs."""
+    """A seed's record before training (status failed until it finishes), to be written to `out`; `parameters`
+    are one seed's agent's counts. A CQL record's cell names no algorithm (as before other algorithms existed);
+    others name theirs."""
     env = dataset.env
     cell: dict[str, Any] = {"dataset": config.dataset, "arch": config.arch, "seed": config.seed}
     if config.algo != DEFAULT_ALGORITHM:
@@ -584,7 +586,7 @@ def _new_record(
         "schema_version": RECORD_SCHEMA_VERSION,
         "cell": cell,
         "status": "failed",
-        "config": config.to_dict(),
+        "config": {**config.to_dict(), "arch_file": portable_arch_file(config.arch_file, out)},
         "config_fingerprint": config_fingerprint(config),
         "group": group,
         "architecture": {
