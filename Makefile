@@ -128,8 +128,8 @@ study-lr: local-data
 	$(GRID_RUN) configs/cpu-study-lr.yaml --local-dir $(LOCAL_DATA) --no-progress
 	$(PY) -m bench report $(RESULTS)/cpu-study-lr --tables tables/cpu-study-lr --figures figures/cpu-study-lr
 
-# The paper's actors under TD3+BC and IQL (configs/algorithms.yaml) on the three local medium datasets, two
-# processes of five seeds side by side at a time (about 8 hours here), then its report; records go to
+# The paper's actors under BC, TD3+BC and IQL (configs/algorithms.yaml) on the three local medium datasets, two
+# processes of five seeds side by side at a time (about 8.5 hours here), then its report; records go to
 # results/algorithms/<algorithm>/.
 study-algorithms: WORKERS := $(or $(WORKERS),2)
 study-algorithms: local-data

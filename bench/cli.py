@@ -457,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="d4rl:hopper-medium-v2, local:hopper-medium, minari:...")
     p.add_argument("--arch", required=True, help="architecture name (python -m bench nets describe NAME)")
     p.add_argument("--arch-file", type=Path, help="YAML file of extra architectures")
-    p.add_argument("--algo", default="cql", help="offline algorithm: cql (default), td3bc or iql")
+    p.add_argument("--algo", default="cql", help="offline algorithm: cql (default), td3bc, iql or bc")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--seeds",

@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 import bench
 from bench.agents.base import Agent, Batch
+from bench.agents.bc import BCConfig
 from bench.agents.cql import CQLConfig
 from bench.agents.iql import IQLConfig
 from bench.agents.registry import ALGORITHMS, DEFAULT_ALGORITHM, get_algorithm
@@ -75,6 +76,7 @@ class RunConfig:
     cql: CQLConfig = field(default_factory=CQLConfig)
     td3bc: TD3BCConfig = field(default_factory=TD3BCConfig)
     iql: IQLConfig = field(default_factory=IQLConfig)
+    bc: BCConfig = field(default_factory=BCConfig)
 
     @property
     def agent_config(self) -> Any:

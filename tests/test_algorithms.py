@@ -1,4 +1,4 @@
-"""The algorithm seam: CQL's records as before, TD3+BC and IQL through the same trainer, records, resume and CLI."""
+"""The algorithm seam: CQL's records as before, TD3+BC, IQL and BC through the same trainer, records, resume and CLI."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def test_cql_config_and_fingerprint_are_those_from_before_other_algorithms() -> 
     assert config_fingerprint(changed) == "b2861e12e4882ca2"
 
 
-@pytest.mark.parametrize("algo", ["td3bc", "iql"])
+@pytest.mark.parametrize("algo", ["td3bc", "iql", "bc"])
 def test_other_algorithms_name_themselves_and_keep_only_their_settings(algo: str) -> None:
     data = RunConfig(dataset="local:hopper-medium", arch="mlp", algo=algo).to_dict()
     assert data["algo"] == algo and algo in data
@@ -135,6 +135,7 @@ def test_overrides_take_the_algorithms_own_settings() -> None:
     [
         ("td3bc", DeterministicActor, ("critic_loss", "actor_loss", "bc_loss", "lmbda", "q_data", "target_q")),
         ("iql", GaussianActor, ("value_loss", "q_loss", "actor_loss", "advantage", "exp_adv", "actor_lr")),
+        ("bc", DeterministicActor, ("actor_loss",)),
     ],
 )
 def test_group_records_name_the_algorithm_and_are_deterministic(
@@ -156,7 +157,8 @@ def test_group_records_name_the_algorithm_and_are_deterministic(
             assert len(record["diagnostics"][name]) == 3, name
         params = record["parameters"]
         assert params["actor_network"] == 11 * 4 * 10 + 4 * 3 * 10  # KAN 11-4-3: one output per action
-        assert params["critic"] == (14 * 64 + 64) + (64 * 64 + 64) + 65
+        # BC builds no critic.
+        assert params["critic"] == (0 if algo == "bc" else (14 * 64 + 64) + (64 * 64 + 64) + 65)
         assert ("value" in params) == (algo == "iql")
         actor, loaded = train.load_trained_actor(out)
         assert loaded == record and isinstance(actor, actor_type) and not actor.training
@@ -164,7 +166,7 @@ def test_group_records_name_the_algorithm_and_are_deterministic(
 
 
 # TD3+BC updates its actor every 3rd step here, so checkpoints (every 2 steps) fall between actor updates too.
-@pytest.mark.parametrize(("algo", "settings"), [("td3bc", ["policy_freq=3"]), ("iql", [])])
+@pytest.mark.parametrize(("algo", "settings"), [("td3bc", ["policy_freq=3"]), ("iql", []), ("bc", [])])
 def test_killed_group_resumes_to_the_uninterrupted_records(
     hopper_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, algo: str, settings: list[str]
 ) -> None:
@@ -361,3 +363,19 @@ def test_the_report_compares_settings_within_an_algorithm_and_the_rest_across(tm
 
 def test_the_reports_algorithm_labels_are_the_registrys() -> None:
     assert {name: algorithm.label for name, algorithm in ALGORITHMS.items()} == ALGORITHM_LABELS
+
+
+def test_the_parameter_table_shows_no_critic_for_bc(tmp_path: Path) -> None:
+    cql_records = report_fixtures.fixture_records()
+    bc_records = [as_algorithm(r, "bc", {"batch_size": 256, "actor_lr": 3e-4}) for r in cql_records]
+    for record in bc_records:
+        record["parameters"].update(critic=0, critics_total=0)
+    report_fixtures.write_records(tmp_path / "r" / "cql", cql_records)
+    report_fixtures.write_records(tmp_path / "r" / "bc", bc_records)
+    build_report(tmp_path / "r", tmp_path / "tables", tmp_path / "figures", baseline="mlp", reps=50)
+    rows = (tmp_path / "tables" / "table2_parameters.md").read_text().splitlines()
+    bc_rows = [row for row in rows if "| BC " in row]
+    cql_rows = [row for row in rows if "| CQL " in row]
+    assert bc_rows and all("| none | — | — |" in row for row in bc_rows)
+    assert cql_rows and not any("none" in row for row in cql_rows)
+    assert "BC trains no critic" in "\n".join(rows)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 
-from bench.agents import cql, iql, td3_bc
+from bench.agents import bc, cql, iql, td3_bc
 from bench.agents.base import Algorithm
 from bench.errors import BenchError
 
@@ -19,6 +19,7 @@ ALGORITHMS: dict[str, Algorithm] = {
         "td3bc", "TD3+BC", td3_bc.TD3BC, td3_bc.TD3BCConfig, td3_bc.single_actor, "TD3 with behaviour cloning (CORL)"
     ),
     "iql": Algorithm("iql", "IQL", iql.IQL, iql.IQLConfig, iql.single_actor, "Implicit Q-Learning (CORL)"),
+    "bc": Algorithm("bc", "BC", bc.BC, bc.BCConfig, bc.single_actor, "behaviour cloning (CORL)"),
 }
 
 

@@ -23,8 +23,8 @@ A grid file is flat; every key but the three lists has a default:
     compile: false                   # torch.compile of the whole update (CUDA graphs on a GPU)
     seeds_per_process: 1             # seeds of one (dataset, architecture) trained side by side in one process
     resources: {num_cpus: 1, num_gpus: 0}   # per process; fractions allowed (Ray packs processes onto a GPU)
-    algo: cql                        # cql (default), td3bc, iql, or a list of them: [td3bc, iql]
-    cql: {cql_alpha: 10.0}           # CQLConfig overrides; td3bc: {...} and iql: {...} for the others
+    algo: cql                        # cql (default), td3bc, iql, bc, or a list of them: [td3bc, iql]
+    cql: {cql_alpha: 10.0}           # CQLConfig overrides; td3bc: {...}, iql: {...} and bc: {...} for the others
     dataset_overrides:               # settings for the cells of some datasets only
       local:hopper-random: {normalize_reward: true}
     architecture_overrides:          # settings for the cells of some architectures only
@@ -57,6 +57,7 @@ from typing import Any
 
 import yaml
 
+from bench.agents.bc import BCConfig
 from bench.agents.cql import CQLConfig
 from bench.agents.iql import IQLConfig
 from bench.agents.registry import ALGORITHMS, DEFAULT_ALGORITHM, get_algorithm
@@ -87,10 +88,11 @@ KEYS: dict[str, str] = {
     "compile": "true or false: torch.compile of the whole update",
     "seeds_per_process": "seeds of one (dataset, architecture) trained side by side in one process",
     "resources": "{num_cpus: N, num_gpus: N} per process",
-    "algo": "the offline algorithm, cql (default), td3bc or iql, or a list of them",
+    "algo": "the offline algorithm, cql (default), td3bc, iql or bc, or a list of them",
     "cql": "CQL settings to override, {name: value}",
     "td3bc": "TD3+BC settings to override, {name: value}",
     "iql": "IQL settings to override, {name: value}",
+    "bc": "BC settings to override, {name: value}",
     "dataset_overrides": "settings for some datasets only, {dataset: {setting: value}}",
     "architecture_overrides": "settings for some architectures only, {architecture: {setting: value}}",
 }
@@ -158,6 +160,7 @@ class GridSpec:
     cql: CQLConfig = field(default_factory=CQLConfig)
     td3bc: TD3BCConfig = field(default_factory=TD3BCConfig)
     iql: IQLConfig = field(default_factory=IQLConfig)
+    bc: BCConfig = field(default_factory=BCConfig)
     description: str = ""
     baseline: str | None = None  # the report's reference architecture; None: the report's default (mlp)
     # {dataset or architecture: {setting: value}}, settings by their grid file names (normalize_reward, policy_lr)

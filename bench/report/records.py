@@ -43,7 +43,7 @@ PER_CELL_CONFIG_KEYS = frozenset({"dataset", "arch", "seed", "checkpoint_every",
 DEFAULT_ALGORITHM = "cql"
 # How tables and figures name the algorithms (bench/agents/registry.py has the same labels; the report reads
 # records only, never model code). An unknown name is shown in capitals.
-ALGORITHM_LABELS = {"cql": "CQL", "td3bc": "TD3+BC", "iql": "IQL"}
+ALGORITHM_LABELS = {"cql": "CQL", "td3bc": "TD3+BC", "iql": "IQL", "bc": "BC"}
 
 RECORD_COLUMNS = [
     "path",
@@ -373,7 +373,8 @@ def run_row(path: Path, record: Mapping[str, Any]) -> dict[str, Any]:
         "steps_done": record["steps_done"],
         "epoch_steps": record["epoch_steps"],
         "actor_spec": record["architecture"]["actor"],
-        "critic_spec": record["architecture"]["critic"],
+        # An algorithm without critics (BC) leaves the architecture's critic unbuilt.
+        "critic_spec": record["architecture"]["critic"] if params["critics_total"] else "none",
         "actor_params": params["actor_network"],
         "actor_params_total": params["actor"],
         "critic_params": params["critic"],

@@ -425,9 +425,7 @@ def parameter_table(analysis: Analysis) -> Table:
     for env in envs:
         env_runs = runs[runs["env"] == env]
         base = env_runs[env_runs["arch"] == baseline]
-        base_counts = (
-            (int(_unique(base, "actor_params")), int(_unique(base, "critic_params"))) if not base.empty else None
-        )
+        base_counts = (int(_unique(base, "actor_params")), _critic_params(base)) if not base.empty else None
         for i, arch in enumerate(rec.architectures):
             label = env if i == 0 else ""
             group = env_runs[env_runs["arch"] == arch]
@@ -435,15 +433,15 @@ def parameter_table(analysis: Analysis) -> Table:
                 missing += 1
                 table.add_row([label, arch, *[MISSING] * (7 if value else 6)], rule_before=i == 0)
                 continue
-            actor, critic = int(_unique(group, "actor_params")), int(_unique(group, "critic_params"))
+            actor, critic = int(_unique(group, "actor_params")), _critic_params(group)
             if arch == baseline:
-                reductions = ["baseline", "baseline"]
+                reductions = ["baseline", "baseline" if critic else MISSING]
             elif base_counts is None:
                 reductions = [MISSING, MISSING]
             else:
                 reductions = [
                     signed_percent(100.0 * (1 - actor / base_counts[0])),
-                    signed_percent(100.0 * (1 - critic / base_counts[1])),
+                    signed_percent(100.0 * (1 - critic / base_counts[1])) if critic and base_counts[1] else MISSING,
                 ]
             table.add_row(
                 [
@@ -452,8 +450,8 @@ def parameter_table(analysis: Analysis) -> Table:
                     str(_unique(group, "actor_spec")),
                     f"{actor:,}",
                     reductions[0],
-                    str(_unique(group, "critic_spec")),
-                    f"{critic:,}",
+                    str(_unique(group[group["critic_params"] > 0], "critic_spec")) if critic else "none",
+                    f"{critic:,}" if critic else MISSING,
                     reductions[1],
                     *([_value_params(group)] if value else []),
                 ],
@@ -465,15 +463,19 @@ def parameter_table(analysis: Analysis) -> Table:
             "excluded, as in the paper's count. Critic: one critic network; CQL trains two, plus target copies that "
             "are not trained by gradient."
         )
+    elif rec.algorithms == ["bc"]:
+        counted = "Actor: the actor network (BC's deterministic actor has no log-std). BC trains no critic."
     else:
         counted = (
             "Actor: the actor network only; trainable log-std parameters outside it (CQL's two scalars, the "
             "state-independent log-std per action of IQL's Gaussian actor) are excluded, as in the paper's count. "
-            "Critic: one critic network; each algorithm trains two, plus target copies that are not trained by "
-            "gradient."
+            "Critic: one critic network; each algorithm with critics trains two, plus target copies that are not "
+            "trained by gradient."
         )
         if value:
             counted += " Value params: IQL's state-value network (the critic's body, one output)."
+        if "bc" in rec.algorithms:
+            counted += " BC trains no critic (Critic: none)."
     table.notes = [
         counted,
         f"Reduction = 1 − parameters / parameters of {baseline} in the same environment; negative means more "
@@ -483,6 +485,12 @@ def parameter_table(analysis: Analysis) -> Table:
         notes = f"{MISSING} no record of this architecture in this environment ({missing} row(s))"
         table.notes.append(notes + (f"; reductions need a record of {baseline} there." if base_counts is None else "."))
     return table
+
+
+def _critic_params(group: pd.DataFrame) -> int:
+    """One critic's parameters in a group of records; 0 where no record has a critic (BC trains none)."""
+    with_critic = group[group["critic_params"] > 0]
+    return int(_unique(with_critic, "critic_params")) if not with_critic.empty else 0
 
 
 def _value_params(group: pd.DataFrame) -> str:
