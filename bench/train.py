@@ -102,6 +102,12 @@ class RunConfig:
             raise BenchError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
         get_algorithm(self.algo)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as its settings and rebuilt by the code that unpickles it: a grid's worker imports the code
+        # anew for each group, so a setting added while a grid runs takes its default there instead of failing
+        # every group that starts after the change.
+        return (run_config_from_dict, (asdict(self),))
+
     def to_dict(self) -> dict[str, Any]:
         """The record's `config`: the run settings and the configured algorithm's settings only. A CQL run's
         dict names no algorithm, so CQL records and their fingerprints are those from before other algorithms
@@ -113,6 +119,16 @@ class RunConfig:
         if self.algo == DEFAULT_ALGORITHM:
             data.pop("algo")
         return data
+
+
+def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """A RunConfig from `asdict` of one, possibly made by an older version of the code: settings it lacks take
+    their defaults; one it has that no longer exists is a TypeError that names it."""
+    data = dict(data)
+    for name, algorithm in ALGORITHMS.items():
+        if name in data:
+            data[name] = algorithm.config(**data[name])
+    return RunConfig(**data)
 
 
 def apply_overrides(config: Any, overrides: list[str]) -> Any:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import copy
 import io
 import json
+import pickle
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
 
 from bench import train
+from bench.agents.bc import BCConfig
 from bench.agents.cql import CQLConfig
 from bench.agents.registry import ALGORITHMS, get_algorithm
 from bench.cli import main
@@ -21,7 +24,7 @@ from bench.grid.store import ResultsStore
 from bench.nets.heads import DeterministicActor, GaussianActor, TanhGaussianActor
 from bench.report.build import build_report
 from bench.report.records import ALGORITHM_LABELS, load_records
-from bench.train import RunConfig, apply_overrides, config_fingerprint, train_group
+from bench.train import RunConfig, apply_overrides, config_fingerprint, run_config_from_dict, train_group
 from tests import report_fixtures
 from tests.d4rl_files import write_small_d4rl_file
 from tests.interrupts import interrupted_on_call
@@ -379,3 +382,16 @@ def test_the_parameter_table_shows_no_critic_for_bc(tmp_path: Path) -> None:
     assert bc_rows and all("| none | — | — |" in row for row in bc_rows)
     assert cql_rows and not any("none" in row for row in cql_rows)
     assert "BC trains no critic" in "\n".join(rows)
+
+
+def test_a_config_pickled_by_an_older_version_takes_the_defaults_of_settings_added_since() -> None:
+    # A grid's parent pickles the configs; its workers import the code anew, perhaps changed since.
+    config = RunConfig(dataset="local:x", arch="kan-small", seed=3, algo="td3bc")
+    config.td3bc = apply_overrides(config.td3bc, ["alpha=4"])
+    assert pickle.loads(pickle.dumps(config)) == config and copy.deepcopy(config) == config
+    older = asdict(config)
+    del older["bc"], older["td3bc"]["num_critics"]
+    restored = run_config_from_dict(older)
+    assert restored.bc == BCConfig() and restored.td3bc.num_critics == 2 and restored.td3bc.alpha == 4.0
+    with pytest.raises(TypeError, match="gone"):
+        run_config_from_dict({**asdict(config), "gone": 1})
