@@ -53,7 +53,7 @@ $(PEERS_STAMP): benchmarks/peers/requirements.txt
 # LAUNCHER=local|ray; WORKERS=N cells at once (default: 1 local, as many as the resources fit on Ray);
 # RAY_ADDRESS=host:port joins an existing Ray cluster; FORCE=1 retrains finished cells.
 # E.g. `make reproduce LAUNCHER=ray`.
-.PHONY: smoke demo reproduce reproduce-local local-data study-lr study-algorithms
+.PHONY: smoke demo reproduce reproduce-local local-data study-lr study study-algorithms
 LAUNCHER ?= local
 WORKERS ?=
 RAY_ADDRESS ?=
@@ -127,6 +127,14 @@ study-lr: WORKERS := $(or $(WORKERS),2)
 study-lr: local-data
 	$(GRID_RUN) configs/cpu-study-lr.yaml --local-dir $(LOCAL_DATA) --no-progress
 	$(PY) -m bench report $(RESULTS)/cpu-study-lr --tables tables/cpu-study-lr --figures figures/cpu-study-lr
+
+# The CPU study (configs/cpu-study.yaml): MLP vs KAN vs parameter-matched MLP actors in CQL with 2 x 64 critics on
+# the local medium datasets, two processes of five seeds side by side at a time, then its report. Run it again
+# to resume; `make tables GRID=cpu-study` rebuilds the tables from the committed records without training.
+study: WORKERS := $(or $(WORKERS),2)
+study: local-data
+	$(GRID_RUN) configs/cpu-study.yaml --local-dir $(LOCAL_DATA) --no-progress
+	$(PY) -m bench report $(RESULTS)/cpu-study --tables tables/cpu-study --figures figures/cpu-study
 
 # The paper's actors under BC, TD3+BC and IQL (configs/algorithms.yaml) on the three local medium datasets, two
 # processes of five seeds side by side at a time (about 8.5 hours here), then its report; records go to

@@ -180,3 +180,38 @@ def test_the_study_sweep_grid_sets_each_actors_learning_rate() -> None:
     assert len(rates) == 12 and rates["kan4-lr1e-4"] == 1e-4 and rates["mlp256-lr3e-5"] == 3e-5
     assert {spec.architectures[a].critic.hidden for a in rates} == {(64, 64)}
     assert spec.seeds_per_process == 3
+
+
+def test_the_study_grid_takes_the_rates_the_sweep_chose() -> None:
+    """configs/cpu-study.yaml against the committed sweep records: each actor at the rate with the best final IQM
+    (rliable's), the MLP actor also at CORL's 3e-5."""
+    import json
+
+    import numpy as np
+    from rliable import metrics
+
+    from bench.grid.spec import load_grid
+
+    root = Path(__file__).resolve().parents[1]
+    finals: dict[str, list[float]] = {}
+    for path in sorted((root / "results" / "cpu-study-lr").rglob("seed*.json")):
+        record = json.loads(path.read_text())
+        finals.setdefault(record["cell"]["arch"], []).append(record["final_score"])
+    assert len(finals) == 12 and {len(scores) for scores in finals.values()} == {3}
+    chosen = {}
+    for actor in ("mlp256", "kan4", "kan44", "mlp38"):
+        iqm = {
+            float(arch.split("-lr")[1]): metrics.aggregate_iqm(np.asarray(scores))
+            for arch, scores in finals.items()
+            if arch.split("-lr")[0] == actor
+        }
+        chosen[actor] = max(iqm, key=iqm.__getitem__)
+
+    spec = load_grid(root / "configs" / "cpu-study.yaml")
+    rates = {cell.arch: spec.run_config(cell).cql.policy_lr for cell in spec.cells()}
+    assert rates == {**chosen, "mlp256-corl": 3e-5}
+    assert {spec.architectures[a].critic.hidden for a in rates} == {(64, 64)}
+    assert {str(spec.architectures[a].actor) for a in rates} == {"mlp[256]", "kan[4]", "kan[4,4]", "mlp[38]"}
+    assert spec.datasets == ("local:walker2d-medium", "local:hopper-medium", "local:halfcheetah-medium")
+    assert spec.seeds == (0, 1, 2, 3, 4) and spec.seeds_per_process == 5 and spec.steps == 50_000
+    assert spec.eval_every == 5_000 and spec.eval_episodes == 10 and spec.baseline == "mlp256"
