@@ -283,7 +283,7 @@ def test_a_folder_of_several_algorithms_gets_rows_per_algorithm(tmp_path: Path) 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        for algo in ("td3bc", "iql"):
+        for algo in ("td3bc", "iql", "bc"):
             out = results / algo / "hopper-tiny" / "kan-small" / "seed0.json"
             train_cell(tiny_config(data, algo=algo, **short), out, progress=False)
     finally:
@@ -292,6 +292,6 @@ def test_a_folder_of_several_algorithms_gets_rows_per_algorithm(tmp_path: Path) 
     code = main(["deploy", str(results), "--tables", str(tables), "--calls", "3", "--warmup", "0"])
     assert code == 0
     rows = json.loads((tables / "deployment.json").read_text())["actors"]
-    assert sorted(row["arch"] for row in rows) == ["IQL kan-small", "TD3+BC kan-small"]
+    assert sorted(row["arch"] for row in rows) == ["BC kan-small", "IQL kan-small", "TD3+BC kan-small"]
     markdown = (tables / "table4_deployment.md").read_text()
-    assert "| TD3+BC kan-small |" in markdown and "| IQL kan-small |" in markdown
+    assert all(f"| {name} kan-small |" in markdown for name in ("TD3+BC", "IQL", "BC"))
