@@ -425,7 +425,9 @@ def parameter_table(analysis: Analysis) -> Table:
     for env in envs:
         env_runs = runs[runs["env"] == env]
         base = env_runs[env_runs["arch"] == baseline]
-        base_counts = (int(_unique(base, "actor_params")), _critic_params(base)) if not base.empty else None
+        base_counts = (
+            (int(_unique(base, "actor_params")), int(_unique(base, "critic_params"))) if not base.empty else None
+        )
         for i, arch in enumerate(rec.architectures):
             label = env if i == 0 else ""
             group = env_runs[env_runs["arch"] == arch]
@@ -433,7 +435,7 @@ def parameter_table(analysis: Analysis) -> Table:
                 missing += 1
                 table.add_row([label, arch, *[MISSING] * (7 if value else 6)], rule_before=i == 0)
                 continue
-            actor, critic = int(_unique(group, "actor_params")), _critic_params(group)
+            actor, critic = int(_unique(group, "actor_params")), int(_unique(group, "critic_params"))
             if arch == baseline:
                 reductions = ["baseline", "baseline" if critic else MISSING]
             elif base_counts is None:
@@ -450,7 +452,7 @@ def parameter_table(analysis: Analysis) -> Table:
                     str(_unique(group, "actor_spec")),
                     f"{actor:,}",
                     reductions[0],
-                    str(_unique(group[group["critic_params"] > 0], "critic_spec")) if critic else "none",
+                    str(_unique(group, "critic_spec")),
                     f"{critic:,}" if critic else MISSING,
                     reductions[1],
                     *([_value_params(group)] if value else []),
@@ -485,12 +487,6 @@ def parameter_table(analysis: Analysis) -> Table:
         notes = f"{MISSING} no record of this architecture in this environment ({missing} row(s))"
         table.notes.append(notes + (f"; reductions need a record of {baseline} there." if base_counts is None else "."))
     return table
-
-
-def _critic_params(group: pd.DataFrame) -> int:
-    """One critic's parameters in a group of records; 0 where no record has a critic (BC trains none)."""
-    with_critic = group[group["critic_params"] > 0]
-    return int(_unique(with_critic, "critic_params")) if not with_critic.empty else 0
 
 
 def _value_params(group: pd.DataFrame) -> str:
