@@ -262,8 +262,9 @@ def _grid(args: argparse.Namespace) -> int:
     if args.grid_command == "status":
         print(status_table(spec, store))
         return 0
+    selection = {"architectures": _names(args.architectures), "datasets": _names(args.datasets)}
     if args.dry_run:
-        print(plan_table(spec, store, missing_datasets(spec, args.cache_dir, args.local_dir)))
+        print(plan_table(spec, store, missing_datasets(spec, args.cache_dir, args.local_dir), **selection))
         return 0
     result = run_grid(
         spec,
@@ -275,8 +276,14 @@ def _grid(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         local_dir=args.local_dir,
         progress=not args.no_progress,
+        **selection,
     )
     return result.exit_code
+
+
+def _names(text: str | None) -> tuple[str, ...]:
+    """A comma-separated list of names from the command line; () for none."""
+    return tuple(name.strip() for name in (text or "").split(",") if name.strip())
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -293,6 +300,7 @@ def _report(args: argparse.Namespace) -> int:
         reps=args.reps,
         seed=args.seed,
         allow_mixed=args.allow_mixed,
+        architectures=_names(args.architectures),
     )
     print(summary.format())
     return 0
@@ -502,6 +510,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=Path, help="D4RL cache folder")
     p.add_argument("--local-dir", type=Path, help=LOCAL_DIR_HELP)
     p.add_argument("--no-progress", action="store_true", help="no per-cell progress bar (shown with 1 local worker)")
+    p.add_argument(
+        "--architectures", metavar="NAMES", help="run the cells of these of the grid's architectures only (a,b,...)"
+    )
+    p.add_argument("--datasets", metavar="NAMES", help="run the cells of these of the grid's datasets only (a,b,...)")
     p.set_defaults(func=_grid)
     p = gsub.add_parser("status", help="done / diverged / failed / running / partial / missing per cell, and totals")
     p.add_argument("file", type=Path, metavar="FILE", help="grid file")
@@ -557,6 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--allow-mixed", action="store_true", help="report records of different configurations together anyway"
     )
+    p.add_argument("--architectures", metavar="NAMES", help="report these architectures only, in this order (a,b,...)")
     p.set_defaults(func=_report)
 
     p = sub.add_parser(

@@ -121,6 +121,34 @@ def test_run_skips_finished_cells_and_reruns_a_corrupt_one(
     assert read(paths[0]) == first[0]  # untouched
 
 
+def test_architectures_run_a_part_of_the_grid_first_and_the_rest_later(
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    grid = tiny_grid(tmp_path, [f"local:{hopper_file}"], archs=("mlp-small", "kan-small"), seeds=(0, 1))
+    args = ["grid", "run", str(grid), "--results", str(tmp_path / "results")]
+    assert main([*args, "--dry-run", "--architectures", "kan-small"]) == 0
+    out = capsys.readouterr().out
+    assert "1 architectures x 1 datasets x 2 seeds = 2 cells (of the grid's 4; the others not selected)" in out
+    assert main([*args, "--architectures", "kan-small"]) == 0
+    out = capsys.readouterr().out
+    assert "2 cells (of the grid's 4; the others not selected), 0 finished before, 2 to run" in out
+    store = ResultsStore(tmp_path / "results" / "tiny")
+    spec = load_grid(grid)
+    assert [store.state(cell).state for cell in spec.cells()] == ["missing", "done", "missing", "done"]
+    # The stored grid is the whole grid, so the rest joins the same records later.
+    assert yaml.safe_load(store.grid_file.read_text())["architectures"].keys() == {"mlp-small", "kan-small"}
+    assert main(args) == 0
+    assert "4 cells, 2 finished before, 2 to run" in capsys.readouterr().out
+    assert main([*args, "--datasets", f"local:{hopper_file}", "--architectures", "mlp-small,kan-small"]) == 0
+    assert "4 cells, 4 finished before, 0 to run" in capsys.readouterr().out
+
+    assert main([*args, "--architectures", "kan-smal"]) == 2
+    err = capsys.readouterr().err
+    assert "architecture 'kan-smal' is not in grid 'tiny'" in err and "did you mean 'kan-small'?" in err
+    assert main([*args, "--datasets", "local:walker2d-medium"]) == 2
+    assert "dataset 'local:walker2d-medium' is not in grid 'tiny'" in capsys.readouterr().err
+
+
 def test_a_failing_cell_does_not_stop_the_others(
     hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -208,10 +208,29 @@ def test_the_study_grid_takes_the_rates_the_sweep_chose() -> None:
         chosen[actor] = max(iqm, key=iqm.__getitem__)
 
     spec = load_grid(root / "configs" / "cpu-study.yaml")
-    rates = {cell.arch: spec.run_config(cell).cql.policy_lr for cell in spec.cells()}
+    main = ("mlp256", "kan4", "mlp38", "kan44", "mlp256-corl")
+    assert tuple(spec.architectures)[: len(main)] == main
+    # `make study` runs the main comparison first, then the ablations.
+    makefile = (root / "Makefile").read_text()
+    assert f"STUDY_MAIN := {','.join(main)}\n" in makefile
+    rates = {cell.arch: spec.run_config(cell).cql.policy_lr for cell in spec.cells(main)}
     assert rates == {**chosen, "mlp256-corl": 3e-5}
     assert {spec.architectures[a].critic.hidden for a in rates} == {(64, 64)}
     assert {str(spec.architectures[a].actor) for a in rates} == {"mlp[256]", "kan[4]", "kan[4,4]", "mlp[38]"}
     assert spec.datasets == ("local:walker2d-medium", "local:hopper-medium", "local:halfcheetah-medium")
     assert spec.seeds == (0, 1, 2, 3, 4) and spec.seeds_per_process == 5 and spec.steps == 50_000
     assert spec.eval_every == 5_000 and spec.eval_episodes == 10 and spec.baseline == "mlp256"
+
+    # Each ablation changes one thing of kan4 (its layer type, one KAN option or its critic) and keeps its rate.
+    kan4 = spec.architectures["kan4"]
+    ablations = tuple(spec.architectures)[len(main) :]
+    assert len(ablations) == 6
+    assert f"STUDY_ABLATIONS := {','.join(('kan4', *ablations))}\n" in makefile
+    for name in ablations:
+        arch = spec.architectures[name]
+        changed = [arch.actor.kind != kan4.actor.kind, arch.critic != kan4.critic]
+        options = ("grid_size", "grid_range", "base_activation")
+        changed += [getattr(arch.kan, option) != getattr(kan4.kan, option) for option in options]
+        assert sum(changed) == 1, name
+        assert arch.actor.hidden == kan4.actor.hidden, name
+        assert {spec.run_config(cell).cql.policy_lr for cell in spec.cells([name])} == {chosen["kan4"]}, name

@@ -133,3 +133,33 @@ def test_a_smoke_shaped_grid_writes_every_figure_with_bootstrap_intervals(tmp_pa
     captions = (tmp_path / "f" / "captions.md").read_text()
     assert "Student-t" not in captions and f"95% stratified-bootstrap CI band ({REPS} resamples, seed 0)" in captions
     assert "only 2 seeds: the CIs are wide or degenerate" in captions
+
+
+def test_architectures_report_a_part_of_the_grid_in_their_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One grid, two reports (a main comparison and an ablation, say): the selected architectures only, in the
+    order given, with aggregates over the datasets where those are complete."""
+    write_fixture(tmp_path / "r")
+    # An ablation that has run on hopper only: the whole grid's aggregates cover hopper only.
+    for path in sorted((tmp_path / "r" / "d4rl-hopper-medium-v2" / "kan").glob("seed*.json")):
+        record = json.loads(path.read_text())
+        record["cell"]["arch"] = record["config"]["arch"] = "kan-g3"
+        (path.parent.parent / "kan-g3").mkdir(exist_ok=True)
+        (path.parent.parent / "kan-g3" / path.name).write_text(json.dumps(record))
+    assert len(analyze_folder(tmp_path / "r", reps=REPS).selection.datasets) == 1
+
+    analysis = analyze_folder(tmp_path / "r", reps=REPS, architectures=["kan", "mlp"])
+    assert analysis.records.architectures == ["kan", "mlp"] and set(analysis.records.runs["arch"]) == {"kan", "mlp"}
+    assert analysis.baseline == "mlp" and list(analysis.aggregates) == ["kan", "mlp"]
+    assert len(analysis.selection.datasets) == 2
+
+    argv = ["report", str(tmp_path / "r"), "--tables", str(tmp_path / "t"), "--only", "tables", "--reps", str(REPS)]
+    assert main([*argv, "--architectures", "kan,kan-g3", "--baseline", "kan"]) == 0
+    out = capsys.readouterr().out
+    assert "9 records (9 done); 9 of 12 expected runs" in out and "missing cells (dash in the tables): 1 of 4: " in out
+    assert "IQM [95% CI] over 1 dataset(s) x 3 seed(s): kan " in out
+    assert "| kan | kan-g3 |" in (tmp_path / "t" / "table1_score.md").read_text()
+
+    assert main([*argv, "--architectures", "kan,mlp-wide"]) == 2
+    assert "--architectures: 'mlp-wide' is not an architecture of" in capsys.readouterr().err

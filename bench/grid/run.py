@@ -11,6 +11,7 @@ import math
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -140,11 +141,18 @@ def require_same_data(
         )
 
 
-def plan_table(spec: GridSpec, store: ResultsStore, missing: list[str] | None = None) -> str:
-    """The dry run: every cell in run order, its state and record path; `missing` datasets as a warning."""
+def plan_table(
+    spec: GridSpec,
+    store: ResultsStore,
+    missing: list[str] | None = None,
+    architectures: Sequence[str] = (),
+    datasets: Sequence[str] = (),
+) -> str:
+    """The dry run: every cell in run order (of `architectures` and `datasets` only, when given), its state and
+    record path; `missing` datasets as a warning."""
     rows = []
     resuming = 0
-    for i, cell in enumerate(spec.cells(), 1):
+    for i, cell in enumerate(spec.cells(architectures, datasets), 1):
         state = store.state(cell, probe_lock=True)
         if state.finished or state.state == "running":
             action = "skip"
@@ -158,9 +166,11 @@ def plan_table(spec: GridSpec, store: ResultsStore, missing: list[str] | None = 
     skip = sum(row[-2] == "skip" for row in rows)
     from_checkpoint = f" ({resuming} from a checkpoint)" if resuming else ""
     algorithms = f"{len(spec.algorithms)} algorithms x " if len(spec.algorithms) > 1 else _algorithm_label(spec)
+    n_archs, n_datasets = len(architectures or spec.architectures), len(datasets or spec.datasets)
     header = (
-        f"grid {spec.name} ({spec.path}): {algorithms}{len(spec.architectures)} architectures x "
-        f"{len(spec.datasets)} datasets x {len(spec.seeds)} seeds = {len(rows)} cells; {len(rows) - skip} to run"
+        f"grid {spec.name} ({spec.path}): {algorithms}{n_archs} architectures x "
+        f"{n_datasets} datasets x {len(spec.seeds)} seeds = {len(rows)} cells{_selected(spec, rows)}; "
+        f"{len(rows) - skip} to run"
         f"{from_checkpoint}, {skip} to skip; {spec.steps:,} steps each, eval every {spec.eval_every:,} steps on "
         f"{spec.eval_episodes} episodes"
     )
@@ -297,8 +307,11 @@ def run_grid(
     local_dir: Path | None = None,
     progress: bool = True,
     out: TextIO | None = None,
+    architectures: Sequence[str] = (),
+    datasets: Sequence[str] = (),
 ) -> GridResult:
-    """Run every unfinished cell of `spec` into results/<grid name>/ and return what happened.
+    """Run every unfinished cell of `spec` (of `architectures` and `datasets` only, when given) into
+    results/<grid name>/ and return what happened.
 
     Fails fast (BenchError, nothing run) when a dataset is missing or results/<name>/grid.yaml was written by a
     configuration that gives other results (unless `force`, which also retrains finished cells).
@@ -312,7 +325,7 @@ def run_grid(
         require_same_data(spec, store, cache_dir, local_dir)
     store.write_grid(spec)
 
-    cells = spec.cells()
+    cells = spec.cells(architectures, datasets)
     states = {cell: store.state(cell) for cell in cells}
     todo = [cell for cell in cells if force or not states[cell].finished]
     resuming = sum(states[cell].resume_step is not None for cell in todo) if not force else 0
@@ -346,7 +359,8 @@ def run_grid(
             where += f" (more than the {local_cpus()} CPUs here: workers will compete)"
     from_checkpoint = f", {resuming} resuming from a checkpoint" if resuming else ""
     print(
-        f"grid {spec.name}: {len(cells)} cells, {result.skipped} finished before, {len(tasks)} to run"
+        f"grid {spec.name}: {len(cells)} cells{_selected(spec, cells)}, {result.skipped} finished before, "
+        f"{len(tasks)} to run"
         f"{from_checkpoint} ({where}); records in {store.root}",
         file=out,
         flush=True,
@@ -356,6 +370,12 @@ def run_grid(
         runner.run(pack_groups(spec, tasks), Progress(result, runner, store, out, spec.seeds_per_process))
     print(_summary(spec, result, time.perf_counter() - start), file=out, flush=True)
     return result
+
+
+def _selected(spec: GridSpec, cells: Sized) -> str:
+    """How many cells the whole grid has, when a selection left some out; else nothing."""
+    total = len(spec.algorithms) * len(spec.architectures) * len(spec.datasets) * len(spec.seeds)
+    return f" (of the grid's {total}; the others not selected)" if len(cells) < total else ""
 
 
 def pack_groups(spec: GridSpec, tasks: list[CellTask]) -> list[Group]:

@@ -51,6 +51,7 @@ import difflib
 import json
 import re
 import typing
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,15 +174,20 @@ class GridSpec:
         start = self.seeds.index(cell.seed) // n * n
         return self.seeds[start : start + n]
 
-    def cells(self) -> list[Cell]:
+    def cells(self, architectures: Sequence[str] = (), datasets: Sequence[str] = ()) -> list[Cell]:
         """Every cell, seed-major: a grid stopped half way holds whole seeds of every (algorithm, dataset,
-        architecture)."""
+        architecture). `architectures` and `datasets`, when given, keep the cells of those of the grid's only
+        (`grid run --architectures`: run the main comparison before the ablations listed after it)."""
+        _check_selection(self, "architecture", architectures, list(self.architectures))
+        _check_selection(self, "dataset", datasets, list(self.datasets))
         return [
             Cell(d, a, s, algo)
             for s in self.seeds
             for algo in self.algorithms
             for d in self.datasets
+            if not datasets or d in datasets
             for a in self.architectures
+            if not architectures or a in architectures
         ]
 
     def overrides(self, cell: Cell) -> dict[str, Any]:
@@ -283,6 +289,16 @@ def setting_for(key: str, algo: str) -> str | None:
 def scoped_settings(settings: dict[str, Any], algo: str) -> dict[str, Any]:
     """The overrides that apply to the cells of `algo`, by setting name (see `setting_for`)."""
     return {name: value for key, value in settings.items() if (name := setting_for(key, algo)) is not None}
+
+
+def _check_selection(spec: GridSpec, kind: str, names: Sequence[str], known: list[str]) -> None:
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise BenchError(
+                f"{kind} {name!r} is not in grid {spec.name!r} ({spec.path}); {hint}its {kind}s: {', '.join(known)}"
+            )
 
 
 def architecture_entry(arch: Architecture) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,6 +101,32 @@ def order_architectures(records: RecordSet, baseline: str) -> RecordSet:
     return dataclasses.replace(records, expected=dataclasses.replace(records.expected, architectures=ordered))
 
 
+def select_architectures(records: RecordSet, names: Sequence[str]) -> RecordSet:
+    """The records of `names` only, in that order (the columns of the tables, the lines of the figures): one
+    report per question over one grid's records (the main comparison, then the ablations against their KAN
+    actor). With several algorithms a bare architecture name selects it under every algorithm."""
+    selected: list[str] = []
+    for name in names:
+        labels = [name] if name in records.architectures else []
+        if not labels and len(records.algorithms) > 1:
+            labels = [arch_label(algo, name) for algo in records.algorithms]
+            labels = [label for label in labels if label in records.architectures]
+        if not labels:
+            close = difflib.get_close_matches(name, records.architectures, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise BenchError(
+                f"--architectures: {name!r} is not an architecture of {records.root}; {hint}"
+                f"its architectures: {', '.join(records.architectures)}"
+            )
+        selected += [label for label in labels if label not in selected]
+    return dataclasses.replace(
+        records,
+        runs=records.runs[records.runs["arch"].isin(selected)].reset_index(drop=True),
+        curves=records.curves[records.curves["arch"].isin(selected)].reset_index(drop=True),
+        expected=dataclasses.replace(records.expected, architectures=selected),
+    )
+
+
 def summarize(analysis: Analysis, tables: list[Path], figures: list[Path]) -> ReportSummary:
     rec = analysis.records
     names = rec.display_names()
@@ -141,13 +169,19 @@ def analyze_folder(
     reps: int = DEFAULT_REPS,
     seed: int = 0,
     allow_mixed: bool = False,
+    architectures: Sequence[str] = (),
 ) -> Analysis:
-    """Load the records under `results_dir` and compute every statistic the tables and figures show."""
+    """Load the records under `results_dir` (of `architectures` only, when given) and compute every statistic
+    the tables and figures show."""
     if reps < 1:
         raise BenchError(f"--reps must be positive, got {reps}")
     records = load_records(Path(results_dir), allow_mixed=allow_mixed)
+    if architectures:
+        records = select_architectures(records, architectures)
     name = resolve_baseline(records, baseline)
-    return analyze(order_architectures(records, name), baseline=name, reps=reps, seed=seed)
+    # A selection is in the order given; otherwise the grid file's, or the baseline first.
+    ordered = records if architectures else order_architectures(records, name)
+    return analyze(ordered, baseline=name, reps=reps, seed=seed)
 
 
 def build_report(
@@ -159,13 +193,17 @@ def build_report(
     reps: int = DEFAULT_REPS,
     seed: int = 0,
     allow_mixed: bool = False,
+    architectures: Sequence[str] = (),
 ) -> ReportSummary:
     """Read the records under `results_dir`, write Tables 1-3 to `tables_dir` and the figures to `figures_dir`.
 
     Either output folder may be None to skip it; `baseline=None` means the grid file's `baseline:`, else `mlp`.
-    Bootstrap CIs use `reps` resamples and are reproducible for a given `seed`.
+    `architectures` reports those only, in that order. Bootstrap CIs use `reps` resamples and are reproducible
+    for a given `seed`.
     """
-    analysis = analyze_folder(results_dir, baseline=baseline, reps=reps, seed=seed, allow_mixed=allow_mixed)
+    analysis = analyze_folder(
+        results_dir, baseline=baseline, reps=reps, seed=seed, allow_mixed=allow_mixed, architectures=architectures
+    )
     tables: list[Path] = []
     if tables_dir is not None:
         for table in build_tables(analysis):
