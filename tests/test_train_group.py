@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -238,3 +239,14 @@ def test_load_trained_actor_rebuilds_the_final_actor_from_the_record(tmp_path: P
         train.load_trained_actor(out)
     with pytest.raises(BenchError, match="not a finished record"):
         train.load_trained_actor(tmp_path / "seed9.json")
+
+
+def test_a_compiled_update_keeps_dynamos_optimizer_profiler_warning_out_of_the_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    CQL.from_members([single("mlp-small", 0, CQLConfig(batch_size=16, cql_n_actions=3))], compiled=True)
+    logger = logging.getLogger("torch._dynamo.variables.ctx_manager")
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        logger.warning("Profiler record function %s will be ignored", "<class 'record_function'>")
+        logger.warning("Graph break: something else")
+    assert [r.getMessage() for r in caplog.records] == ["Graph break: something else"]

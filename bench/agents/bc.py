@@ -30,7 +30,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from bench.agents.base import Batch, check_fresh_members, stack_members
+from bench.agents.base import Batch, check_fresh_members, compiled_update, stack_members
 from bench.nets.heads import DeterministicActor
 from bench.nets.kan import KANOptions
 from bench.nets.spec import Architecture, NetworkSpec, count_parameters
@@ -84,8 +84,7 @@ class BC:
         fused = {"fused": True} if self.device.type in ("cpu", "cuda") and not compiled else {}
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, **fused)
         self.total_steps = 0
-        mode = "reduce-overhead" if compiled and self.device.type == "cuda" else None
-        self._step = torch.compile(self._update_step, mode=mode) if compiled else self._update_step
+        self._step = compiled_update(self._update_step, self.device) if compiled else self._update_step
 
     @classmethod
     def from_members(cls, members: list[BC], noise_seed: int = 0, compiled: bool = False) -> BC:

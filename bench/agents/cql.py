@@ -30,7 +30,7 @@ from typing import ClassVar, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from bench.agents.base import Batch, check_fresh_members, network_counts, stack_members
+from bench.agents.base import Batch, check_fresh_members, compiled_update, network_counts, stack_members
 from bench.agents.sac import actor_and_temperature_losses, polyak_update
 from bench.nets.heads import EnsembleCritic, TanhGaussianActor
 from bench.nets.kan import KANOptions
@@ -215,10 +215,8 @@ class CQL:
         self.total_steps = 0
         # The whole update (losses, backward, optimizer steps, Polyak) compiled as one function. The randomness
         # is drawn outside it (`StepNoise`), so it computes what the eager step does up to floating-point
-        # reassociation, holds no generator and reads nothing back to the host; on CUDA, "reduce-overhead"
-        # replays it as CUDA graphs.
-        mode = "reduce-overhead" if compiled and self.device.type == "cuda" else None
-        self._step = torch.compile(self._update_step, mode=mode) if compiled else self._update_step
+        # reassociation, holds no generator and reads nothing back to the host.
+        self._step = compiled_update(self._update_step, self.device) if compiled else self._update_step
 
     @classmethod
     def from_members(cls, members: list[CQL], noise_seed: int = 0, compiled: bool = False) -> CQL:

@@ -46,7 +46,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from bench.agents.base import Batch, check_fresh_members, network_counts, stack_members
+from bench.agents.base import Batch, check_fresh_members, compiled_update, network_counts, stack_members
 from bench.agents.sac import polyak_update
 from bench.nets.heads import DeterministicActor, EnsembleCritic, GaussianActor, ValueNetwork
 from bench.nets.kan import KANOptions
@@ -148,8 +148,7 @@ class IQL:
         fused = {"fused": True} if self.device.type in ("cpu", "cuda") and not compiled else {}
         self.optimizer = torch.optim.Adam(groups, **fused)
         self.total_steps = 0
-        mode = "reduce-overhead" if compiled and self.device.type == "cuda" else None
-        self._step = torch.compile(self._update_step, mode=mode) if compiled else self._update_step
+        self._step = compiled_update(self._update_step, self.device) if compiled else self._update_step
 
     @classmethod
     def from_members(cls, members: list[IQL], noise_seed: int = 0, compiled: bool = False) -> IQL:

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
-from bench.agents.base import Batch, check_fresh_members, network_counts, stack_members
+from bench.agents.base import Batch, check_fresh_members, compiled_update, network_counts, stack_members
 from bench.agents.sac import polyak_update
 from bench.nets.heads import DeterministicActor, EnsembleCritic
 from bench.nets.kan import KANOptions
@@ -138,8 +138,7 @@ class TD3BC:
         # The latest actor update's rows (ACTOR_ROWS), returned on the steps without one.
         self.actor_rows = torch.zeros(len(ACTOR_ROWS), population, device=self.device)
         self.total_steps = 0
-        mode = "reduce-overhead" if compiled and self.device.type == "cuda" else None
-        self._step = torch.compile(self._update_step, mode=mode) if compiled else self._update_step
+        self._step = compiled_update(self._update_step, self.device) if compiled else self._update_step
 
     @classmethod
     def from_members(cls, members: list[TD3BC], noise_seed: int = 0, compiled: bool = False) -> TD3BC:
