@@ -29,6 +29,9 @@ from tests.d4rl_files import write_small_d4rl_file
 pytest.importorskip("ray")
 
 REPO = Path(__file__).resolve().parent.parent
+# A guard against a hung Ray, not a speed check: starting a local Ray instance and one tiny cell took 184 s on a
+# 2-core machine busy with two training processes, and over 300 s once with the test suite beside them.
+RAY_RUN_TIMEOUT = 900
 # Ray's authentication settings: each subprocess here gets exactly the ones its test gives it.
 RAY_AUTH_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")
 
@@ -141,7 +144,7 @@ def grid_run(grid: Path, address: str, results: Path, env: dict[str, str]) -> su
     """`python -m bench grid run` in a process of its own: Ray reads its authentication settings once."""
     command = [sys.executable, "-m", "bench", "grid", "run", str(grid), "--results", str(results)]
     command += ["--launcher", "ray", "--ray-address", address]
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=RAY_RUN_TIMEOUT)
 
 
 @pytest.mark.slow
@@ -187,7 +190,7 @@ def test_the_local_ray_launcher_starts_its_own_instance_beside_an_old_head(tiny_
         env = clean_env(HOME=str(tmp_path), RAY_TMPDIR=str(ray_tmp))
         command = [sys.executable, "-m", "bench", "grid", "run", str(tiny_grid), "--results", str(tmp_path / "r")]
         run = subprocess.run(
-            [*command, "--launcher", "ray"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+            [*command, "--launcher", "ray"], cwd=REPO, env=env, capture_output=True, text=True, timeout=RAY_RUN_TIMEOUT
         )
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
