@@ -1,5 +1,17 @@
-"""The one exception type the CLI turns into a single line and a non-zero exit."""
+"""The one exception type the CLI turns into a single line and a non-zero exit, and the hint its messages give
+for a mistyped name."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
 
 
 class BenchError(Exception):
     """A user-facing error: the message names the file, key or value at fault and what to do."""
+
+
+def did_you_mean(name: object, known: Iterable[str], cutoff: float = 0.6) -> str:
+    """The hint "did you mean 'x'? " for the closest of `known` to a mistyped `name`, or "" when none is close."""
+    close = difflib.get_close_matches(str(name), list(known), n=1, cutoff=cutoff)
+    return f"did you mean {close[0]!r}? " if close else ""

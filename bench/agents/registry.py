@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import difflib
-
 from bench.agents import bc, cql, iql, td3_bc
 from bench.agents.base import Algorithm
-from bench.errors import BenchError
+from bench.errors import BenchError, did_you_mean
 
 # The algorithm of a configuration that names none: every record written before other algorithms existed.
 DEFAULT_ALGORITHM = "cql"
@@ -27,8 +25,7 @@ def get_algorithm(name: str) -> Algorithm:
     """The algorithm `name`; BenchError naming the known ones otherwise."""
     if name in ALGORITHMS:
         return ALGORITHMS[name]
-    close = difflib.get_close_matches(str(name), list(ALGORITHMS), n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
+    hint = did_you_mean(name, ALGORITHMS)
     raise BenchError(f"unknown algorithm {name!r}: {hint}use one of {', '.join(ALGORITHMS)}")
 
 

@@ -65,7 +65,7 @@ from bench.agents.registry import ALGORITHMS, DEFAULT_ALGORITHM, get_algorithm
 from bench.agents.td3_bc import TD3BCConfig
 from bench.data.loader import SOURCES
 from bench.data.registry import get_dataset_spec
-from bench.errors import BenchError
+from bench.errors import BenchError, did_you_mean
 from bench.nets.spec import Architecture, load_architectures
 
 # The same parser as architecture files, so an inline definition accepts exactly the architectures.yaml format.
@@ -294,8 +294,7 @@ def scoped_settings(settings: dict[str, Any], algo: str) -> dict[str, Any]:
 def _check_selection(spec: GridSpec, kind: str, names: Sequence[str], known: list[str]) -> None:
     for name in names:
         if name not in known:
-            close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(name, known, cutoff=0.5)
             raise BenchError(
                 f"{kind} {name!r} is not in grid {spec.name!r} ({spec.path}); {hint}its {kind}s: {', '.join(known)}"
             )
@@ -375,8 +374,7 @@ def load_grid(path: Path) -> GridSpec:
         raise doc.error((), f"expected a mapping with keys {', '.join(REQUIRED)} (and optional settings)")
     for key in data:
         if str(key) not in KEYS:
-            close = difflib.get_close_matches(str(key), list(KEYS), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(key, KEYS)
             raise doc.error((str(key),), f"unknown key; {hint}allowed: {', '.join(KEYS)}")
     for key in REQUIRED:
         if key not in data:
@@ -575,8 +573,7 @@ def _algorithms(doc: _Document, data: dict) -> tuple[str, ...]:
     for i, item in enumerate(items):
         key: Key = ("algo", i) if isinstance(value, list) else ("algo",)
         if not isinstance(item, str) or item not in ALGORITHMS:
-            close = difflib.get_close_matches(str(item), list(ALGORITHMS), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(item, ALGORITHMS)
             raise doc.error(key, f"unknown algorithm {item!r}; {hint}use one of {', '.join(ALGORITHMS)}")
         if item in names:
             raise doc.error(key, f"algorithm {item!r} is listed twice")
@@ -600,8 +597,7 @@ def _algorithm_settings(doc: _Document, algo: str, value: Any) -> Any:
     for key, setting in value.items():
         where: Key = (algo, str(key))
         if key not in hints:
-            close = difflib.get_close_matches(str(key), list(hints), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(key, hints)
             raise doc.error(where, f"unknown {algorithm.label} setting; {hint}known: {', '.join(hints)}")
         changes[key] = _setting_value(doc, where, hints[key], setting)
     try:
@@ -645,8 +641,7 @@ def _overrides(
     for name, settings in value.items():
         name = str(name)
         if name not in names:
-            close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(name, names, cutoff=0.5)
             listed = ", ".join(names)
             raise doc.error((key, name), f"{name!r} is not one of the grid's {what}s; {hint}they are: {listed}")
         if not isinstance(settings, dict) or not settings:
@@ -655,8 +650,7 @@ def _overrides(
         for setting, setting_value in settings.items():
             where: Key = (key, name, str(setting))
             if setting not in allowed:
-                close = difflib.get_close_matches(str(setting), allowed, n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
+                hint = did_you_mean(setting, allowed)
                 raise doc.error(
                     where,
                     f"unknown setting; {hint}an override sets one of: {', '.join(shown)} (for one algorithm's cells "

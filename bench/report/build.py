@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.errors import BenchError, did_you_mean
 from bench.report.figures import build_figures
 from bench.report.records import RecordSet, SkippedFile, arch_label, load_records
 from bench.report.stats import Analysis, analyze
@@ -112,8 +111,7 @@ def select_architectures(records: RecordSet, names: Sequence[str]) -> RecordSet:
             labels = [arch_label(algo, name) for algo in records.algorithms]
             labels = [label for label in labels if label in records.architectures]
         if not labels:
-            close = difflib.get_close_matches(name, records.architectures, n=1, cutoff=0.5)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(name, records.architectures, cutoff=0.5)
             raise BenchError(
                 f"--architectures: {name!r} is not an architecture of {records.root}; {hint}"
                 f"its architectures: {', '.join(records.architectures)}"
