@@ -256,7 +256,8 @@ def _grid(args: argparse.Namespace) -> int:
         from bench.grid.estimate import estimate_grid
 
         results = None if args.all else args.results
-        print(estimate_grid(spec, results=results, workers=args.workers, seconds=args.seconds))
+        selection = {"architectures": _names(args.architectures), "datasets": _names(args.datasets)}
+        print(estimate_grid(spec, results=results, workers=args.workers, seconds=args.seconds, **selection))
         return 0
     store = ResultsStore.for_grid(args.results, spec)
     if args.grid_command == "status":
@@ -529,6 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--results", type=Path, default=Path("results"), help="finished cells in DIR/<grid name>/ are left out"
     )
     p.add_argument("--all", action="store_true", help="estimate every cell, finished ones included")
+    p.add_argument("--architectures", metavar="NAMES", help="these of the grid's architectures only (a,b,...)")
+    p.add_argument("--datasets", metavar="NAMES", help="these of the grid's datasets only (a,b,...)")
     p.set_defaults(func=_grid)
     p = gsub.add_parser("check", help="fail fast, naming every dataset of the grid that is not on this machine")
     p.add_argument("file", type=Path, metavar="FILE", help="grid file")

@@ -74,6 +74,15 @@ def test_plan_leaves_out_finished_cells_and_subtracts_a_checkpoints_steps(tmp_pa
     assert len(plan_groups(spec, None)) == 4  # the whole grid
 
 
+def test_plan_of_a_selection_keeps_those_architectures_as_grid_run_would(tmp_path: Path) -> None:
+    spec = load_grid(write_grid(tmp_path))
+    plans = plan_groups(spec, None, architectures=["kan-small"])
+    assert [(p.arch, p.seeds) for p in plans] == [("kan-small", (0, 1)), ("kan-small", (2, 3))]
+    assert plan_groups(spec, None, datasets=["local:hopper-medium"]) == plan_groups(spec, None)
+    with pytest.raises(BenchError, match=r"architecture 'kan-smal' is not in grid 'sizing'.*did you mean 'kan-small'"):
+        plan_groups(spec, None, architectures=["kan-smal"])
+
+
 def test_group_seconds_counts_training_and_the_evaluations_left(tmp_path: Path) -> None:
     spec = load_grid(write_grid(tmp_path))
     plan = plan_groups(spec, None)[0]
@@ -98,3 +107,8 @@ def test_estimate_times_each_kind_of_process_once(tmp_path: Path, capsys: pytest
     assert len(rows) == 6
     assert "grid sizing: 6 process(es), 12 cell(s) to run" in out
     assert "with 2 worker(s) x 1 thread(s) about" in out
+
+    assert main(["grid", "estimate", str(grid), "--seconds", "0.05", "--all", "--architectures", "kan-fast"]) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[2] for line in out.splitlines() if line.startswith("CQL ")] == ["kan-fast", "kan-fast"]
+    assert "grid sizing: 2 process(es), 4 cell(s) to run" in out

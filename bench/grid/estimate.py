@@ -20,6 +20,7 @@ import dataclasses
 import heapq
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,11 +68,17 @@ def dataset_env(dataset: str) -> EnvSpec:
     raise BenchError(f"dataset {dataset!r}: cannot tell its environment; its name should contain one of {list(ENVS)}")
 
 
-def plan_groups(spec: GridSpec, store: ResultsStore | None) -> list[GroupPlan]:
-    """The groups a `grid run` would start now, in its order: unfinished cells only when `store` is given."""
+def plan_groups(
+    spec: GridSpec,
+    store: ResultsStore | None,
+    architectures: Sequence[str] = (),
+    datasets: Sequence[str] = (),
+) -> list[GroupPlan]:
+    """The groups a `grid run` would start now, in its order: unfinished cells only when `store` is given, and of
+    the given architectures and datasets only (as `grid run --architectures/--datasets`) when they are given."""
     groups: dict[tuple[str, str, str, tuple[int, ...]], list[Cell]] = {}
     steps_done: dict[tuple[str, str, str, tuple[int, ...]], int] = {}
-    for cell in spec.cells():
+    for cell in spec.cells(architectures, datasets):
         key = (cell.algo, cell.dataset, cell.arch, spec.seed_group(cell))
         state = store.state(cell) if store is not None else None
         if state is not None and state.finished:
@@ -195,14 +202,18 @@ def estimate_grid(
     workers: int = 1,
     seconds: float = 5.0,
     progress: bool = True,
+    architectures: Sequence[str] = (),
+    datasets: Sequence[str] = (),
 ) -> str:
-    """The estimate as a table and a summary line; `results=None` plans the whole grid, finished cells too."""
+    """The estimate as a table and a summary line; `results=None` plans the whole grid, finished cells too.
+    `architectures` and `datasets` estimate those of the grid's only, as `grid run` runs them."""
     if seconds <= 0:
         raise BenchError(f"--seconds must be positive, got {seconds}")
     store = ResultsStore.for_grid(results, spec) if results is not None else None
-    plans = plan_groups(spec, store)
+    plans = plan_groups(spec, store, architectures, datasets)
     if not plans:
-        return f"grid {spec.name}: every cell is finished; nothing to estimate"
+        selected = " selected" if architectures or datasets else ""
+        return f"grid {spec.name}: every{selected} cell is finished; nothing to estimate"
     threads = torch.get_num_threads()
     torch.set_num_threads(spec.resources.threads)
     retain_freed_memory()  # as the trainer does
