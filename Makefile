@@ -53,7 +53,7 @@ $(PEERS_STAMP): benchmarks/peers/requirements.txt
 # LAUNCHER=local|ray; WORKERS=N cells at once (default: 1 local, as many as the resources fit on Ray);
 # RAY_ADDRESS=host:port joins an existing Ray cluster; FORCE=1 retrains finished cells.
 # E.g. `make reproduce LAUNCHER=ray`.
-.PHONY: smoke demo reproduce reproduce-local local-data study-lr study study-algorithms
+.PHONY: smoke demo reproduce reproduce-local local-data study-lr study study-algorithms-lr study-algorithms
 LAUNCHER ?= local
 WORKERS ?=
 RAY_ADDRESS ?=
@@ -142,6 +142,14 @@ study: local-data
 		--tables tables/cpu-study --figures figures/cpu-study
 	$(PY) -m bench report $(RESULTS)/cpu-study --architectures $(STUDY_ABLATIONS) --baseline kan4 \
 		--tables tables/cpu-study-ablations --figures figures/cpu-study-ablations
+
+# The actor learning rate check of the algorithms grid (configs/algorithms-lr.yaml): its two small actors at
+# CORL's 3e-4 and at 1e-3 under BC, TD3+BC and IQL on local walker2d-medium, before the grid itself runs; then its
+# report. Records go to results/algorithms-lr/<algorithm>/.
+study-algorithms-lr: WORKERS := $(or $(WORKERS),2)
+study-algorithms-lr: local-data
+	$(GRID_RUN) configs/algorithms-lr.yaml --local-dir $(LOCAL_DATA) --no-progress
+	$(PY) -m bench report $(RESULTS)/algorithms-lr --tables tables/algorithms-lr --figures figures/algorithms-lr
 
 # The paper's actors under BC, TD3+BC and IQL (configs/algorithms.yaml) on the three local medium datasets, two
 # processes of five seeds side by side at a time (about 8.5 hours here), then its report; records go to

@@ -182,6 +182,34 @@ def test_the_study_sweep_grid_sets_each_actors_learning_rate() -> None:
     assert spec.seeds_per_process == 3
 
 
+def test_the_algorithms_rate_check_pairs_each_small_actor_of_the_algorithms_grid_at_two_rates() -> None:
+    """configs/algorithms-lr.yaml: kan[4] and mlp[38] exactly as configs/algorithms.yaml trains them (networks,
+    settings, budget), at CORL's 3e-4 and at 1e-3, under each of its algorithms."""
+    from dataclasses import asdict
+
+    from bench.grid.spec import Cell, load_grid
+
+    root = Path(__file__).resolve().parents[1]
+    check = load_grid(root / "configs" / "algorithms-lr.yaml")
+    grid = load_grid(root / "configs" / "algorithms.yaml")
+    assert check.algorithms == grid.algorithms == ("bc", "td3bc", "iql")
+    assert check.datasets == ("local:walker2d-medium",) and check.seeds == (0, 1, 2)
+    for field in ("steps", "epoch_steps", "eval_every", "eval_episodes", "device", "compile"):
+        assert getattr(check, field) == getattr(grid, field), field
+    for cell in check.cells():
+        base, rate = cell.arch.split("-lr")
+        assert check.architectures[cell.arch].actor == grid.architectures[base].actor
+        assert check.architectures[cell.arch].critic == grid.architectures[base].critic
+        config = check.run_config(cell)
+        assert getattr(config, cell.algo).actor_lr == float(rate)
+        same = grid.run_config(Cell(cell.dataset, base, cell.seed, cell.algo))
+        others = {k: v for k, v in asdict(getattr(config, cell.algo)).items() if k != "actor_lr"}
+        assert others == {k: v for k, v in asdict(getattr(same, cell.algo)).items() if k != "actor_lr"}, cell
+    assert sorted({c.arch for c in check.cells()}) == sorted(
+        f"{base}-lr{rate}" for base in ("kan1-c2", "matched-c2") for rate in ("3e-4", "1e-3")
+    )
+
+
 def test_the_study_grid_takes_the_rates_the_sweep_chose() -> None:
     """configs/cpu-study.yaml against the committed sweep records: each actor at the rate with the best final IQM
     (rliable's), the MLP actor also at CORL's 3e-5."""
