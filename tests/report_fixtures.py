@@ -43,6 +43,9 @@ EVAL_EVERY = 1_000
 # (mean 6.00, sample std 0.18 over the six runs), so kan / mlp = 3.00.
 EPOCH_SECONDS = {"mlp": [0.2, 0.2, 0.2], "kan": [0.6, 0.62, 0.58]}
 DEVICE = {"type": "cpu", "name": "Test CPU 9000", "torch_threads": 2, "cpus": 2}
+# Per-epoch diagnostics: critic_loss at epoch i (0-based) is DIAGNOSTIC_OFFSET[arch] + seed + i, so over seeds
+# 0-2 its mean is offset + 1 + i and its range offset + i to offset + 2 + i; alpha_prime is 0 in every run.
+DIAGNOSTIC_OFFSET = {"mlp": 0.0, "kan": 10.0}
 
 
 def env_of(dataset: str) -> str:
@@ -146,6 +149,11 @@ def make_record(
         "best_score": max(p["normalized_score"] for p in curve) if curve else None,
         "final_return": 1000.0 if curve else None,
         "losses": {"critic_loss": 1.0},
+        "diagnostics": {
+            "critic_loss": [DIAGNOSTIC_OFFSET.get(arch, 0.0) + seed + i for i in range(epochs)],
+            "alpha_prime": [0.0] * epochs,
+            "step": [EPOCH_STEPS * (i + 1) for i in range(epochs)],
+        },
         "device": dict(device or DEVICE),
         "versions": {"bench": "0.1.0"},
         "git_commit": "abc",

@@ -31,6 +31,7 @@ FIGURE_STEMS = [
     "probability_of_improvement",
     "learning_curves",
     "parameters_vs_iqm",
+    "training_diagnostics",
 ]
 TABLE_STEMS = ["table1_score", "table2_parameters", "table3_time"]
 
@@ -59,7 +60,7 @@ def test_cli_writes_every_table_and_figure_and_prints_a_summary(
     assert "missing cells: none of 4" in out
     assert "skipped " in out and "seed9.json: corrupt JSON" in out
     assert "IQM [95% CI] over 2 dataset(s) x 3 seed(s): mlp " in out
-    assert f"tables: 6 files in {tables}" in out and f"figures: 11 files in {figures}" in out
+    assert f"tables: 6 files in {tables}" in out and f"figures: 13 files in {figures}" in out
     for stem in TABLE_STEMS:
         assert (tables / f"{stem}.tex").stat().st_size > 0 and (tables / f"{stem}.md").stat().st_size > 0
     assert_figures(figures)
@@ -151,6 +152,7 @@ def test_architectures_report_a_part_of_the_grid_in_their_order(
 
     analysis = analyze_folder(tmp_path / "r", reps=REPS, architectures=["kan", "mlp"])
     assert analysis.records.architectures == ["kan", "mlp"] and set(analysis.records.runs["arch"]) == {"kan", "mlp"}
+    assert set(analysis.records.curves["arch"]) == set(analysis.records.diagnostics["arch"]) == {"kan", "mlp"}
     assert analysis.baseline == "mlp" and list(analysis.aggregates) == ["kan", "mlp"]
     assert len(analysis.selection.datasets) == 2
 

@@ -16,12 +16,14 @@ from bench.report.figures import (
     aggregate_figure,
     colors,
     curves_figure,
+    diagnostics_figure,
     improvement_figure,
     log_range,
     parameters_figure,
 )
 from bench.report.stats import Analysis
 from tests.report_fixtures import (
+    DIAGNOSTIC_OFFSET,
     SCORES,
     SMOKE_DATASET,
     SMOKE_SCORES,
@@ -94,6 +96,38 @@ def test_a_single_evaluation_is_a_point_with_the_ci_of_the_other_figures(tmp_pat
     offsets = {arch: c.lines[0].get_transform().transform((SMOKE_STEPS, 0))[0] for arch, c in bars.items()}
     assert offsets["mlp-small"] != offsets["kan-small"]
     assert ax.get_xlim()[0] == 0 and ax.get_xlim()[1] > SMOKE_STEPS
+
+
+def test_the_diagnostics_draw_each_quantity_as_the_seed_mean_in_the_seed_range(tmp_path: Path) -> None:
+    analysis = fixture_analysis(tmp_path / "r")
+    output = diagnostics_figure(analysis, tmp_path / "f", colors(analysis.records.architectures))
+    axes = [ax for ax in output.figure.axes if ax.has_data()]
+    # critic_loss in one row, a column per dataset; alpha_prime, 0 in every run, is left out.
+    assert len(axes) == 2 and {ax.get_ylabel() for ax in output.figure.axes} >= {"critic_loss"}
+    assert "alpha_prime" not in {ax.get_ylabel() for ax in output.figure.axes}
+    hopper = next(ax for ax in axes if ax.get_title() == "hopper-medium-v2")
+    steps = np.arange(100, 2001, 100)
+    for line in hopper.get_lines():
+        offset = DIAGNOSTIC_OFFSET[line.get_label()]
+        np.testing.assert_array_equal(line.get_xdata(), steps)
+        np.testing.assert_allclose(line.get_ydata(), offset + 1 + np.arange(20))  # mean over seeds 0-2
+    bands = [c for c in hopper.collections if isinstance(c, PolyCollection)]
+    lows_highs = sorted((v[:, 1].min(), v[:, 1].max()) for v in (b.get_paths()[0].vertices for b in bands))
+    assert lows_highs == [(0.0, 21.0), (10.0, 31.0)]  # seed 0 at the first epoch to seed 2 at the last
+    assert "range (lowest to highest seed)" in output.caption
+
+
+def test_records_without_diagnostics_get_a_figure_that_says_so(tmp_path: Path) -> None:
+    import json
+
+    paths = write_fixture(tmp_path / "r")
+    for path in paths:
+        record = json.loads(path.read_text())
+        del record["diagnostics"]
+        path.write_text(json.dumps(record))
+    analysis = analyze_folder(tmp_path / "r", baseline="mlp", reps=REPS, seed=0)
+    output = diagnostics_figure(analysis, tmp_path / "f", colors(analysis.records.architectures))
+    assert any("No record keeps per-epoch diagnostics" in text for ax in output.figure.axes for text in texts(ax))
 
 
 @pytest.mark.parametrize("seeds", [2, 3])

@@ -91,6 +91,74 @@ def test_records_of_another_configuration_are_refused(tmp_path: Path, changes: d
     assert mixed.mixed_keys == [key]
 
 
+def overridden(record: dict, architecture_overrides: dict) -> dict:
+    """`record` as a grid with these architecture_overrides writes it: its own override applied."""
+    own = architecture_overrides.get(record["cell"]["arch"], {})
+    record["grid_overrides"] = {
+        "applied": {f"cql.{k}": v for k, v in own.items()},
+        "replaced": {f"cql.{k}": record["config"]["cql"][k] for k in own},
+        "dataset_overrides": {},
+        "architecture_overrides": architecture_overrides,
+    }
+    record["config"]["cql"].update(own)
+    return record
+
+
+def test_a_grid_that_gained_architectures_is_still_one_configuration(tmp_path: Path) -> None:
+    """Architectures added to a grid after some cells finished bring their own overrides: the older records lack
+    them, which is no conflict; a record of an architecture trained without its override, or two values for
+    one override, is."""
+    before = {"kan": {"policy_lr": 1e-4}}
+    after = {**before, "kan-g3": {"policy_lr": 1e-4}}
+    records = [overridden(make_record(d, "mlp", s, 50.0), before) for d in (HALFCHEETAH, HOPPER) for s in (0, 1)]
+    records += [overridden(make_record(d, "kan", s, 50.0), after) for d in (HALFCHEETAH, HOPPER) for s in (0, 1)]
+    write_records(tmp_path, records)
+    loaded = load_records(tmp_path)
+    assert loaded.mixed_keys == [] and loaded.config["cql.policy_lr"] == 3e-5
+    assert loaded.config["grid_overrides.architecture_overrides.kan.policy_lr"] == 1e-4
+    assert loaded.config["grid_overrides.architecture_overrides.kan-g3.policy_lr"] == 1e-4
+
+    without = overridden(make_record(HOPPER, "kan", 1, 50.0), {})  # kan at the grid-wide rate
+    path = write_records(tmp_path, [without])[0]
+    with pytest.raises(BenchError, match=rf"{path} trained kan without grid_overrides\.architecture_overrides\.kan\."):
+        load_records(tmp_path)
+    assert load_records(tmp_path, allow_mixed=True).mixed_keys == [
+        "grid_overrides.architecture_overrides.kan.policy_lr"
+    ]
+
+    other = overridden(make_record(HOPPER, "kan", 1, 50.0), {**before, "kan-g3": {"policy_lr": 3e-4}})
+    write_records(tmp_path, [other])
+    with pytest.raises(BenchError, match=r"differ in grid_overrides\.architecture_overrides\.kan-g3\.policy_lr"):
+        load_records(tmp_path)
+
+
+def test_per_epoch_diagnostics_load_one_row_per_epoch_and_quantity(tmp_path: Path) -> None:
+    write_fixture(tmp_path)
+    frame = load_records(tmp_path).diagnostics
+    assert len(frame) == 12 * 20 * 2  # 12 runs x 20 epochs x (critic_loss, alpha_prime)
+    kan = frame[(frame["dataset"] == HOPPER) & (frame["arch"] == "kan") & (frame["seed"] == 2)]
+    critic = kan[kan["name"] == "critic_loss"]
+    assert critic["step"].tolist() == list(range(100, 2001, 100))
+    assert critic["value"].tolist() == [10.0 + 2 + i for i in range(20)]
+
+    diverged = make_record(HOPPER, "kan", 1, 50.0)
+    diverged["diagnostics"]["critic_loss"][-1] = None  # a non-finite mean is stored as null
+    old = make_record(HOPPER, "mlp", 1, 50.0)
+    del old["diagnostics"]  # records from before diagnostics were kept
+    write_records(tmp_path, [diverged, old])
+    frame = load_records(tmp_path).diagnostics
+    hopper = frame[frame["dataset"] == HOPPER]
+    kan = hopper[(hopper["arch"] == "kan") & (hopper["seed"] == 1) & (hopper["name"] == "critic_loss")]
+    assert math.isnan(kan["value"].iloc[-1]) and kan["value"].iloc[:-1].notna().all()
+    assert hopper[(hopper["arch"] == "mlp") & (hopper["seed"] == 1)].empty
+
+    damaged = make_record(HOPPER, "mlp", 0, 50.0)
+    damaged["diagnostics"]["critic_loss"] = damaged["diagnostics"]["critic_loss"][:-1]
+    path = write_records(tmp_path, [damaged])[0]
+    with pytest.raises(BenchError, match=rf"{path}: diagnostics\.critic_loss has 19 values for 20 epochs"):
+        load_records(tmp_path)
+
+
 def test_device_and_checkpoint_cadence_may_differ(tmp_path: Path) -> None:
     write_fixture(tmp_path)
     other = make_record(HOPPER, "kan", 2, 60.0, config_changes={"device": "cuda", "checkpoint_every": 1})

@@ -121,6 +121,7 @@ def select_architectures(records: RecordSet, names: Sequence[str]) -> RecordSet:
         records,
         runs=records.runs[records.runs["arch"].isin(selected)].reset_index(drop=True),
         curves=records.curves[records.curves["arch"].isin(selected)].reset_index(drop=True),
+        diagnostics=records.diagnostics[records.diagnostics["arch"].isin(selected)].reset_index(drop=True),
         expected=dataclasses.replace(records.expected, architectures=selected),
     )
 

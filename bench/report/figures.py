@@ -300,6 +300,62 @@ def curves_figure(analysis: Analysis, directory: Path, palette: dict) -> FigureO
     return written(figure, directory, stem, caption)
 
 
+def diagnostics_figure(analysis: Analysis, directory: Path, palette: dict) -> FigureOutput:
+    stem = "training_diagnostics"
+    rec = analysis.records
+    names = rec.display_names()
+    caption = (
+        "Training diagnostics: the per-epoch means of each training quantity the records keep (their "
+        "`diagnostics`, named as the algorithm's losses), one row per quantity and one column per dataset, against "
+        "gradient steps; the line is the mean over seeds and the band the range (lowest to highest seed). They "
+        "show what the scores cannot: a critic drifting or diverging, over-conservative Q-values, a collapsing "
+        "policy. A line ends at the last epoch every one of its runs reached. A quantity with one value in every "
+        "run (a switched-off term) is left out."
+    )
+    frame = rec.diagnostics.dropna(subset=["value"])
+    varying = frame.groupby("name", sort=False)["value"].nunique()
+    quantities = [name for name in dict.fromkeys(frame["name"]) if varying[name] > 1]
+    datasets = [d for d in rec.datasets if d in set(frame["dataset"])]
+    if not quantities:
+        reason = "No record keeps per-epoch diagnostics that vary (records from before they were kept have none)."
+        return written(placeholder("Training diagnostics", reason), directory, stem, caption)
+    width = 3.4 * len(datasets)
+    figure = new_figure(width, 2.1 * len(quantities) + 0.6)
+    axes = figure.subplots(len(quantities), len(datasets), squeeze=False, sharex="col")
+    runs = rec.diagnostics.groupby(["dataset", "arch"])["seed"].nunique()
+    drawn: dict[str, object] = {}
+    for column, dataset in enumerate(datasets):
+        for row, quantity in enumerate(quantities):
+            ax = axes[row, column]
+            panel = frame[(frame["dataset"] == dataset) & (frame["name"] == quantity)]
+            for arch in rec.architectures:
+                values = panel[panel["arch"] == arch].groupby("step")["value"]
+                summary = values.agg(["mean", "min", "max", "count"])
+                summary = summary[summary["count"] == runs.get((dataset, arch), 0)]
+                if summary.empty:
+                    continue
+                steps = summary.index.to_numpy()
+                (line,) = ax.plot(steps, summary["mean"], color=palette[arch], linewidth=1.4, label=arch)
+                ax.fill_between(steps, summary["min"], summary["max"], color=palette[arch], alpha=0.15, linewidth=0)
+                drawn.setdefault(arch, line)
+            if row == 0:
+                ax.set_title(names[dataset], fontsize="medium")
+            if column == 0:
+                ax.set_ylabel(quantity)
+            if row == len(quantities) - 1:
+                ax.set_xlabel("Gradient steps")
+            ax.grid(alpha=0.3)
+            ax.spines[["top", "right"]].set_visible(False)
+    figure.legend(
+        list(drawn.values()),
+        list(drawn),
+        loc="outside upper center",
+        ncols=max(1, min(len(drawn), int(width / 1.6))),
+        frameon=False,
+    )
+    return written(figure, directory, stem, caption)
+
+
 def mean_parameters(analysis: Analysis, arch: str, column: str) -> float:
     """Mean of a parameter count over the aggregate datasets (counts depend on the environment's sizes)."""
     runs = analysis.records.runs
@@ -437,7 +493,7 @@ def write_captions(outputs: Sequence[FigureOutput], analysis: Analysis, director
     return path
 
 
-FIGURES = (aggregate_figure, profile_figure, improvement_figure, curves_figure, parameters_figure)
+FIGURES = (aggregate_figure, profile_figure, improvement_figure, curves_figure, parameters_figure, diagnostics_figure)
 
 
 def build_figures(analysis: Analysis, directory: Path) -> list[Path]:

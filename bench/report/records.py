@@ -78,6 +78,7 @@ RECORD_COLUMNS = [
     "error",
 ]
 CURVE_COLUMNS = ["dataset", "arch", "algo", "seed", "step", "normalized_score"]
+DIAGNOSTIC_COLUMNS = ["dataset", "arch", "algo", "seed", "step", "name", "value"]
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,8 @@ class RecordSet:
     config: dict[str, Any] = field(default_factory=dict)  # the shared configuration (flattened, dotted keys)
     mixed_keys: list[str] = field(default_factory=list)  # config keys that differ (only with allow_mixed)
     algorithms: list[str] = field(default_factory=lambda: [DEFAULT_ALGORITHM])  # the records' algorithms, by name
+    # One row per epoch and training quantity of a done or diverged run (its `diagnostics`), DIAGNOSTIC_COLUMNS.
+    diagnostics: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=DIAGNOSTIC_COLUMNS))
 
     def display_names(self) -> dict[str, str]:
         """Dataset key -> the name shown in tables and figures (from the key alone when no record has it)."""
@@ -175,13 +178,17 @@ def load_records(results_dir: Path, *, allow_mixed: bool = False) -> RecordSet:
         [row for path, record in records for row in curve_rows(record)],
         columns=CURVE_COLUMNS,
     )
+    diagnostics = pd.DataFrame(
+        [row for path, record in records for row in diagnostic_rows(path, record)],
+        columns=DIAGNOSTIC_COLUMNS,
+    )
     algorithms = _ordered_union([a for a in ALGORITHM_LABELS if a in set(runs["algo"])], runs["algo"])
     if len(algorithms) > 1:
         # Every architecture once per algorithm: the tables, statistics and figures group by the label.
-        runs["arch"] = [arch_label(a, arch) for a, arch in zip(runs["algo"], runs["arch"], strict=True)]
-        curves["arch"] = [arch_label(a, arch) for a, arch in zip(curves["algo"], curves["arch"], strict=True)]
+        for frame in (runs, curves, diagnostics):
+            frame["arch"] = [arch_label(a, arch) for a, arch in zip(frame["algo"], frame["arch"], strict=True)]
     expected = expected_grid(root, runs, allow_mixed=allow_mixed)
-    return RecordSet(root, runs, curves, expected, skipped, ignored, config, mixed, algorithms)
+    return RecordSet(root, runs, curves, expected, skipped, ignored, config, mixed, algorithms, diagnostics)
 
 
 def record_algorithm(record: Mapping[str, Any]) -> str:
@@ -408,6 +415,34 @@ def curve_rows(record: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
     ]
 
 
+def diagnostic_rows(path: Path, record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The per-epoch training diagnostics of a run that counts (done or diverged), one row per epoch and
+    quantity; a non-finite mean (stored as null) is NaN. Records from before diagnostics were kept give none."""
+    diagnostics = record.get("diagnostics") or {}
+    if record["status"] == "failed" or not diagnostics:
+        return []
+    steps = diagnostics.get("step") if isinstance(diagnostics, dict) else None
+    if not isinstance(steps, list):
+        raise BenchError(f"{path}: diagnostics has no list of steps; the record is damaged, rerun the cell")
+    cell = record["cell"]
+    key = {"dataset": cell["dataset"], "arch": cell["arch"], "algo": record_algorithm(record), "seed": cell["seed"]}
+    rows = []
+    for name, values in diagnostics.items():
+        if name == "step":
+            continue
+        if not isinstance(values, list) or len(values) != len(steps):
+            count = len(values) if isinstance(values, list) else "no list of"
+            raise BenchError(
+                f"{path}: diagnostics.{name} has {count} values for {len(steps)} epochs; the record is damaged, "
+                "rerun the cell"
+            )
+        for step, value in zip(steps, values, strict=True):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, NUMBER)):
+                raise BenchError(f"{path}: diagnostics.{name} holds {value!r}, not a number; rerun the cell")
+            rows.append({**key, "step": int(step), "name": name, "value": math.nan if value is None else float(value)})
+    return rows
+
+
 def _refuse_duplicate_cells(records: list[tuple[Path, dict[str, Any]]]) -> None:
     seen: dict[tuple[str, str, int, str], Path] = {}
     for path, record in records:
@@ -451,17 +486,67 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def comparable_config(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of a record's configuration that must be the same for every record of one report.
+OVERRIDE_MAPS = ("dataset_overrides", "architecture_overrides")
 
-    A grid's per-dataset and per-architecture settings (`grid_overrides`) compare as the grid defines them: the
-    settings a cell took count at their grid-wide values, and the grid's override maps count whole.
+
+def comparable_config(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a record's configuration that must be the same for every record of one report, the grid's
+    override maps aside (`override_entries`): the settings a cell took from them count at their grid-wide values.
     """
     config = flatten({k: v for k, v in record["config"].items() if k not in PER_CELL_CONFIG_KEYS})
+    config.update((record.get("grid_overrides") or {}).get("replaced") or {})
+    return config
+
+
+def override_entries(record: Mapping[str, Any]) -> dict[tuple[str, str, str], Any]:
+    """The grid's per-dataset and per-architecture settings as the record's grid defined them, one entry per
+    (map, target, setting): ("architecture_overrides", "kan4", "policy_lr") -> 0.0001."""
     overrides = record.get("grid_overrides") or {}
-    config.update(overrides.get("replaced") or {})
-    maps = {k: overrides.get(k) or {} for k in ("dataset_overrides", "architecture_overrides")}
-    return {**config, **flatten(maps, "grid_overrides.")}
+    return {
+        (kind, target, setting): value
+        for kind in OVERRIDE_MAPS
+        for target, settings in (overrides.get(kind) or {}).items()
+        for setting, value in flatten(settings or {}).items()
+    }
+
+
+def _override_key(entry: tuple[str, str, str]) -> str:
+    """An override entry as a key of the shared configuration: grid_overrides.<map>.<target>.<setting>."""
+    return "grid_overrides." + ".".join(entry)
+
+
+def _override_conflicts(records: list[tuple[Path, dict[str, Any]]]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The union of the records' override entries, and each conflicting entry with the reason, both by key.
+
+    A grid may gain architectures and datasets, each with its own overrides, after some of its cells finished
+    (`grid run` accepts that), so older records lack the newer entries; that is no conflict. An entry conflicts
+    when records give it different values, or when a record of the cell it targets (its architecture, or its
+    dataset) lacks it: that cell trained without a setting the other records' grid gives it.
+    """
+    union: dict[tuple[str, str, str], Any] = {}
+    sources: dict[tuple[str, str, str], Path] = {}
+    conflicts: dict[str, str] = {}
+    entries = [(path, record, override_entries(record)) for path, record in records]
+    for path, _, own in entries:
+        for entry, value in own.items():
+            if entry in union and union[entry] != value:
+                key = _override_key(entry)
+                conflicts.setdefault(
+                    key, f"{sources[entry]} and {path} differ in {key} ({union[entry]!r} vs {value!r})"
+                )
+            union.setdefault(entry, value)
+            sources.setdefault(entry, path)
+    for path, record, own in entries:
+        cell = record["cell"]
+        targets = {"architecture_overrides": cell["arch"], "dataset_overrides": cell["dataset"]}
+        for entry in sorted(union.keys() - own.keys()):
+            kind, target, _ = entry
+            if targets[kind] == target:
+                key = _override_key(entry)
+                conflicts.setdefault(
+                    key, f"{path} trained {target} without {key} ({union[entry]!r} in {sources[entry]})"
+                )
+    return {_override_key(entry): value for entry, value in union.items()}, conflicts
 
 
 def _differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
@@ -523,9 +608,19 @@ def check_same_configuration(
                 f"{_describe(arch_keys, arch_resolved, resolved)}. Rename one of them, or pass --allow-mixed"
             )
         mixed.update(arch_keys)
+    overrides, conflicts = _override_conflicts(records)
+    if conflicts and not allow_mixed:
+        first_conflict = next(iter(conflicts.values()))
+        more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
+        raise BenchError(
+            f"records from different configurations in one folder: {first_conflict}{more}. Keep each grid's "
+            "records in its own folder, or pass --allow-mixed to report them together"
+        )
+    mixed.update(conflicts)
     merged = {k: v for _, config in references.values() for k, v in config.items()}
     if len(references) > 1:
         merged.pop("algo", None)
+    merged.update(overrides)
     shared = {k: v for k, v in merged.items() if k not in mixed}
     return shared, sorted(mixed)
 
