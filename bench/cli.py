@@ -248,6 +248,10 @@ def _grid(args: argparse.Namespace) -> int:
     from bench.grid.store import ResultsStore
 
     spec = load_grid(args.file)
+    selection = {
+        "architectures": _names(getattr(args, "architectures", None)),
+        "datasets": _names(getattr(args, "datasets", None)),
+    }
     if args.grid_command == "check":
         require_datasets(spec, args.cache_dir, args.local_dir)
         print(f"grid {spec.name}: all {len(spec.datasets)} datasets are here")
@@ -256,14 +260,12 @@ def _grid(args: argparse.Namespace) -> int:
         from bench.grid.estimate import estimate_grid
 
         results = None if args.all else args.results
-        selection = {"architectures": _names(args.architectures), "datasets": _names(args.datasets)}
         print(estimate_grid(spec, results=results, workers=args.workers, seconds=args.seconds, **selection))
         return 0
     store = ResultsStore.for_grid(args.results, spec)
     if args.grid_command == "status":
         print(status_table(spec, store))
         return 0
-    selection = {"architectures": _names(args.architectures), "datasets": _names(args.datasets)}
     if args.dry_run:
         print(plan_table(spec, store, missing_datasets(spec, args.cache_dir, args.local_dir), **selection))
         return 0
