@@ -130,18 +130,14 @@ study-lr: local-data
 
 # The CPU study (configs/cpu-study.yaml): MLP vs KAN vs parameter-matched MLP actors in CQL with 2 x 64 critics on
 # the local medium datasets, two processes of five seeds side by side at a time: the main comparison first, then
-# the ablations of kan4; then the two reports (the main one, and the ablations against kan4). Run it again to
-# resume; `make tables GRID=cpu-study ARCHITECTURES=...` rebuilds tables from the committed records without training.
+# the ablations of kan4; then the grid file's two reports (the main one, and the ablations against kan4). Run it
+# again to resume; `make tables GRID=cpu-study` rebuilds both reports' tables from the records without training.
 STUDY_MAIN := mlp256,kan4,mlp38,kan44,mlp256-corl
-STUDY_ABLATIONS := kan4,kan4-spline,kan4-g3,kan4-g10,kan4-range1,rbf4,kan4-kan-critic
 study: WORKERS := $(or $(WORKERS),2)
 study: local-data
 	$(GRID_RUN) configs/cpu-study.yaml --local-dir $(LOCAL_DATA) --no-progress --architectures $(STUDY_MAIN)
 	$(GRID_RUN) configs/cpu-study.yaml --local-dir $(LOCAL_DATA) --no-progress
-	$(PY) -m bench report $(RESULTS)/cpu-study --architectures $(STUDY_MAIN) \
-		--tables tables/cpu-study --figures figures/cpu-study
-	$(PY) -m bench report $(RESULTS)/cpu-study --architectures $(STUDY_ABLATIONS) --baseline kan4 \
-		--tables tables/cpu-study-ablations --figures figures/cpu-study-ablations
+	$(PY) -m bench report $(RESULTS)/cpu-study
 
 # The actor learning rate check of the algorithms grid (configs/algorithms-lr.yaml): its two small actors at
 # CORL's 3e-4 and at 1e-3 under BC, TD3+BC and IQL on local walker2d-medium, before the grid itself runs; then its
@@ -168,19 +164,21 @@ reproduce: setup
 reproduce-local: local-data
 	$(GRID_RUN) configs/local.yaml --local-dir $(LOCAL_DATA)
 
-# Tables and figures of a grid's records ($(RESULTS)/$(GRID)) with rliable statistics: `make tables GRID=paper`.
-# Every architecture is compared with the grid file's `baseline:` (else the paper's `mlp`); BASELINE=NAME picks another,
-# ARCHITECTURES=a,b,... reports those only, in that order.
+# Tables and figures of a grid's records ($(RESULTS)/$(GRID)) with rliable statistics: `make tables GRID=paper`, into
+# tables/$(GRID)/ and figures/$(GRID)/, or each of the grid file's named reports into its own folders (`reports:`;
+# REPORT=NAME writes one). Every architecture is compared with the grid file's `baseline:` (else the paper's `mlp`);
+# BASELINE=NAME picks another, ARCHITECTURES=a,b,... reports those only, in that order.
 .PHONY: tables figures
 GRID ?= smoke
 BASELINE ?=
 ARCHITECTURES ?=
+REPORT ?=
 REPORT_SEED ?= 0
-REPORT = $(PY) -m bench report $(RESULTS)/$(GRID) $(if $(BASELINE),--baseline $(BASELINE)) --seed $(REPORT_SEED) \
-	$(if $(ARCHITECTURES),--architectures $(ARCHITECTURES))
+BENCH_REPORT = $(PY) -m bench report $(RESULTS)/$(GRID) $(if $(BASELINE),--baseline $(BASELINE)) --seed $(REPORT_SEED) \
+	$(if $(ARCHITECTURES),--architectures $(ARCHITECTURES)) $(if $(REPORT),--report $(REPORT))
 
 tables: setup
-	$(REPORT) --only tables --tables tables/$(GRID)
+	$(BENCH_REPORT) --only tables
 
 figures: setup
-	$(REPORT) --only figures --figures figures/$(GRID)
+	$(BENCH_REPORT) --only figures

@@ -15,8 +15,12 @@ import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bench.errors import BenchError
+from bench.errors import BenchError, did_you_mean
+
+if TYPE_CHECKING:
+    from bench.report.records import NamedReport
 
 
 def _datasets_list(args: argparse.Namespace) -> int:
@@ -290,23 +294,51 @@ def _names(text: str | None) -> tuple[str, ...]:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from bench.report.build import build_report
+    from bench.report.build import build_report, named_reports
 
-    grid = args.results.resolve().name
-    tables = None if args.only == "figures" else args.tables or Path("tables") / grid
-    figures = None if args.only == "tables" else args.figures or Path("figures") / grid
-    summary = build_report(
-        args.results,
-        tables,
-        figures,
-        baseline=args.baseline,
-        reps=args.reps,
-        seed=args.seed,
-        allow_mixed=args.allow_mixed,
-        architectures=_names(args.architectures),
-    )
-    print(summary.format())
+    for name, architectures, baseline in _report_jobs(args, named_reports(args.results)):
+        tables = None if args.only == "figures" else args.tables or Path("tables") / name
+        figures = None if args.only == "tables" else args.figures or Path("figures") / name
+        summary = build_report(
+            args.results,
+            tables,
+            figures,
+            baseline=args.baseline or baseline,
+            reps=args.reps,
+            seed=args.seed,
+            allow_mixed=args.allow_mixed,
+            architectures=architectures,
+        )
+        print(summary.format())
     return 0
+
+
+def _report_jobs(
+    args: argparse.Namespace, reports: dict[str, NamedReport]
+) -> list[tuple[str, tuple[str, ...], str | None]]:
+    """(output name, architectures, baseline) of each report to build: --architectures, or --report NAME of the
+    grid file's reports, or every one of them, or one report of all the records under the results folder's name."""
+    grid = args.results.resolve().name
+    if args.report and args.architectures:
+        raise BenchError("--report and --architectures both pick the architectures; pass one of them")
+    if args.report:
+        if args.report not in reports:
+            known = f"its reports: {', '.join(reports)}" if reports else "it names no reports"
+            raise BenchError(
+                f"--report {args.report!r}: the grid file {args.results / 'grid.yaml'} has no such report; "
+                f"{did_you_mean(args.report, reports)}{known}"
+            )
+        chosen = {args.report: reports[args.report]}
+    elif args.architectures or not reports:
+        return [(grid, _names(args.architectures), None)]
+    else:
+        chosen = reports
+        if len(chosen) > 1 and (args.tables or args.figures):
+            raise BenchError(
+                f"{args.results / 'grid.yaml'} names {len(chosen)} reports ({', '.join(chosen)}), each with its "
+                "own folders; pick one with --report NAME to write it to --tables/--figures"
+            )
+    return [(name, report.architectures, report.baseline) for name, report in chosen.items()]
 
 
 def _deploy(args: argparse.Namespace) -> int:
@@ -575,6 +607,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-mixed", action="store_true", help="report records of different configurations together anyway"
     )
     p.add_argument("--architectures", metavar="NAMES", help="report these architectures only, in this order (a,b,...)")
+    p.add_argument(
+        "--report",
+        metavar="NAME",
+        help="write only this one of the grid file's named reports (default: every one, each to tables/<report>/)",
+    )
     p.set_defaults(func=_report)
 
     p = sub.add_parser(

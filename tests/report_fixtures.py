@@ -195,10 +195,24 @@ def write_fixture(root: Path, scores: Mapping[tuple[str, str], list[float | None
     return write_records(root, fixture_records(scores))
 
 
-def write_grid_file(root: Path, *, datasets=DATASETS, archs=ARCHS, seeds=SEEDS, baseline: str | None = None) -> Path:
+def write_grid_file(
+    root: Path,
+    *,
+    datasets=DATASETS,
+    archs=ARCHS,
+    seeds=SEEDS,
+    baseline: str | None = None,
+    reports: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Path:
     """A grid.yaml shaped like the one `python -m bench grid` writes beside its records."""
     architectures = {a: {"actor": SPECS[a][0], "critic": SPECS[a][1]} for a in archs}
-    lines = ["# resolved grid", "name: fixture", *([f"baseline: {baseline}"] if baseline else []), "architectures:"]
+    lines = ["# resolved grid", "name: fixture", *([f"baseline: {baseline}"] if baseline else [])]
+    if reports:
+        lines.append("reports:")
+        for name, entry in reports.items():
+            lines += [f"  {name}:", f"    architectures: [{', '.join(entry['architectures'])}]"]
+            lines += [f"    baseline: {entry['baseline']}"] if entry.get("baseline") else []
+    lines.append("architectures:")
     for name, entry in architectures.items():
         lines += [f"  {name}:", f"    actor: {entry['actor']}", f"    critic: {entry['critic']}"]
     lines += ["datasets:", *(f"- {d}" for d in datasets), "seeds:", *(f"- {s}" for s in seeds)]

@@ -98,6 +98,24 @@ def test_the_baseline_is_one_of_the_architectures_and_reaches_the_resolved_grid(
     assert spec.baseline is None and "baseline" not in spec.resolved()
 
 
+def test_named_reports_keep_their_order_and_baselines_and_reach_the_resolved_grid(tmp_path: Path) -> None:
+    reports = (
+        "baseline: mlp-small\nreports:\n  main: {architectures: [mlp-small, kan-small]}\n"
+        "  kans: {architectures: [kan-small, wide-kan], baseline: kan-small}\narchitectures:"
+    )
+    spec = load_grid(write(tmp_path, GOOD.replace("architectures:", reports, 1)))
+    assert list(spec.reports) == ["main", "kans"]
+    assert spec.reports["main"].architectures == ("mlp-small", "kan-small") and spec.reports["main"].baseline is None
+    assert spec.reports["kans"].baseline == "kan-small"
+    assert spec.resolved()["reports"] == {
+        "main": {"architectures": ["mlp-small", "kan-small"]},
+        "kans": {"architectures": ["kan-small", "wide-kan"], "baseline": "kan-small"},
+    }
+    assert (
+        load_grid(write(tmp_path, GOOD)).reports == {} and "reports" not in load_grid(write(tmp_path, GOOD)).resolved()
+    )
+
+
 def test_defaults_and_name_from_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, "architectures: [mlp]\ndatasets: [d4rl:hopper-medium-v2]\nseeds: [0]\nsteps: 2000\n")
     spec = load_grid(path)
@@ -170,6 +188,39 @@ HEAD = "architectures: [mlp-small]\ndatasets: [local:hopper-random]\nseeds: [0]\
             "str 'mlp' is not one of the grid's architectures (mlp-small)",
         ),
         (HEAD + "steps: 4\nbaseline: [mlp-small]\n", 5, "baseline", "not one of the grid's architectures"),
+        (HEAD + "steps: 4\nreports: [mlp-small]\n", 5, "reports", "expected a mapping"),
+        (
+            HEAD + "steps: 4\nreports:\n  main: {architectures: [mlp-smal]}\n",
+            6,
+            "reports.main.architectures[0]",
+            "did you mean 'mlp-small'",
+        ),
+        (HEAD + "steps: 4\nreports:\n  main: {architectures: []}\n", 6, "reports.main.architectures", "non-empty"),
+        (
+            HEAD + "steps: 4\nreports:\n  main: {architectures: [mlp-small], baselne: x}\n",
+            6,
+            "reports.main.baselne",
+            "did you mean 'baseline'",
+        ),
+        (
+            HEAD + "steps: 4\nreports:\n  main: {architectures: [mlp-small], baseline: mlp}\n",
+            6,
+            "reports.main.baseline",
+            "not one of this report's architectures",
+        ),
+        (
+            HEAD + "steps: 4\nreports:\n  my report: {architectures: [mlp-small]}\n",
+            6,
+            "reports.my report",
+            "folder name",
+        ),
+        (
+            "architectures: [mlp-small, kan-small]\ndatasets: [local:a]\nseeds: [0]\nsteps: 4\nbaseline: mlp-small\n"
+            "reports:\n  kans: {architectures: [kan-small]}\n",
+            7,
+            "reports.kans",
+            "the grid's baseline 'mlp-small' is not among this report's architectures",
+        ),
         (
             "architectures:\n  - mine:\n      actor: kan[x]\n      critic: mlp[4]\n" + TAIL,
             2,

@@ -238,9 +238,11 @@ def test_the_study_grid_takes_the_rates_the_sweep_chose() -> None:
     spec = load_grid(root / "configs" / "cpu-study.yaml")
     main = ("mlp256", "kan4", "mlp38", "kan44", "mlp256-corl")
     assert tuple(spec.architectures)[: len(main)] == main
-    # `make study` runs the main comparison first, then the ablations.
+    # `make study` runs the main comparison first, then the ablations; the grid's first report is the main one.
     makefile = (root / "Makefile").read_text()
     assert f"STUDY_MAIN := {','.join(main)}\n" in makefile
+    assert list(spec.reports) == ["cpu-study", "cpu-study-ablations"]
+    assert spec.reports["cpu-study"].architectures == main and spec.reports["cpu-study"].baseline is None
     rates = {cell.arch: spec.run_config(cell).cql.policy_lr for cell in spec.cells(main)}
     assert rates == {**chosen, "mlp256-corl": 3e-5}
     assert {spec.architectures[a].critic.hidden for a in rates} == {(64, 64)}
@@ -253,7 +255,8 @@ def test_the_study_grid_takes_the_rates_the_sweep_chose() -> None:
     kan4 = spec.architectures["kan4"]
     ablations = tuple(spec.architectures)[len(main) :]
     assert len(ablations) == 6
-    assert f"STUDY_ABLATIONS := {','.join(('kan4', *ablations))}\n" in makefile
+    assert spec.reports["cpu-study-ablations"].architectures == ("kan4", *ablations)
+    assert spec.reports["cpu-study-ablations"].baseline == "kan4"
     for name in ablations:
         arch = spec.architectures[name]
         changed = [arch.actor.kind != kan4.actor.kind, arch.critic != kan4.critic]

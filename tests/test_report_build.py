@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,47 @@ def test_architectures_report_a_part_of_the_grid_in_their_order(
 
     assert main([*argv, "--architectures", "kan,mlp-wide"]) == 2
     assert "--architectures: 'mlp-wide' is not an architecture of" in capsys.readouterr().err
+
+
+def test_a_grid_files_named_reports_each_get_their_own_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`reports:` in grid.yaml: every report by default, each into tables/<report>/; --report NAME picks one."""
+    results = tmp_path / "results" / "fixture"
+    write_fixture(results)
+    write_grid_file(
+        results,
+        reports={"main": {"architectures": ["kan", "mlp"]}, "kans": {"architectures": ["kan"], "baseline": "kan"}},
+    )
+    monkeypatch.chdir(tmp_path)
+    argv = ["report", "results/fixture", "--only", "tables", "--reps", "50"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "tables").iterdir()) == ["kans", "main"]
+    assert "| kan | mlp |" in (tmp_path / "tables" / "main" / "table1_score.md").read_text()
+    kans = (tmp_path / "tables" / "kans" / "table1_score.md").read_text()
+    assert "| kan |" in kans and "mlp" not in kans.split("\n")[0]
+    assert out.count("report of results/fixture") == 2
+
+    shutil.rmtree(tmp_path / "tables")
+    assert main([*argv, "--report", "kans", "--tables", "t"]) == 0
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == sorted(
+        f"{stem}.{ext}" for stem in TABLE_STEMS for ext in ("md", "tex")
+    )
+    assert not (tmp_path / "tables").exists()
+    assert main([*argv, "--architectures", "mlp"]) == 0
+    assert (tmp_path / "tables" / "fixture" / "table1_score.md").exists()
+    capsys.readouterr()
+
+    assert main([*argv, "--report", "kan"]) == 2
+    assert (
+        "--report 'kan': the grid file results/fixture/grid.yaml has no such report; did you mean 'kans'? "
+        "its reports: main, kans" in capsys.readouterr().err
+    )
+    assert main([*argv, "--tables", "t"]) == 2
+    assert (
+        "names 2 reports (main, kans), each with its own folders; pick one with --report NAME"
+        in capsys.readouterr().err
+    )
+    assert main([*argv, "--report", "main", "--architectures", "kan"]) == 2
+    assert "--report and --architectures both pick" in capsys.readouterr().err

@@ -5,6 +5,9 @@ A grid file is flat; every key but the three lists has a default:
     name: smoke                      # results go to results/<name>/ (default: the file's name)
     description: one line
     baseline: mlp-small              # the architecture the report compares the others with (default: mlp)
+    reports:                         # named reports of the grid's records (default: one of every architecture)
+      main: {architectures: [mlp-small, kan-wide]}
+      kans: {architectures: [kan-wide, kan-small], baseline: kan-wide}
     architectures:                   # built-in names and/or inline definitions (architectures.yaml format)
       - mlp-small
       - kan-wide:
@@ -38,6 +41,10 @@ for one cell is refused (no precedence to guess).
 
 A grid of several algorithms trains every (dataset, architecture, seed) cell under each of them; its records
 go to results/<name>/<algorithm>/..., while a grid of one algorithm keeps results/<name>/<dataset>/... .
+
+`reports` splits one grid's records into the questions they answer: `python -m bench report results/<name>`
+writes each named report to tables/<report>/ and figures/<report>/ (its architectures, in that order, against
+its baseline, else the grid's), and `--report NAME` writes one. Reports change no record.
 
 Every problem is reported as a BenchError naming the file, the line and the key, found through the node marks
 of `yaml.compose`.
@@ -76,6 +83,7 @@ KEYS: dict[str, str] = {
     "name": "the grid's name, also its results folder results/<name>/",
     "description": "free text",
     "baseline": "the architecture the report compares the others with (one of the grid's architectures)",
+    "reports": "named reports, {report: {architectures: [...], baseline: NAME}}",
     "architectures": "list of built-in architecture names or {name: {actor, critic, kan, description}}",
     "datasets": "list of dataset names with a source prefix (d4rl:, local:, minari:)",
     "seeds": "list of integer seeds",
@@ -98,6 +106,7 @@ KEYS: dict[str, str] = {
     "architecture_overrides": "settings for some architectures only, {architecture: {setting: value}}",
 }
 REQUIRED = ("architectures", "datasets", "seeds", "steps")
+REPORT_KEYS = ("architectures", "baseline")
 RESOURCE_KEYS = ("num_cpus", "num_gpus")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DEFAULTS = RunConfig(dataset="", arch="")
@@ -119,6 +128,15 @@ class Resources:
     def threads(self) -> int:
         """torch threads for one cell: a fractional CPU share still needs one thread."""
         return max(1, int(self.num_cpus))
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    """A named report of a grid's records: these architectures, in this order, against `baseline` (None: the
+    grid's baseline)."""
+
+    architectures: tuple[str, ...]
+    baseline: str | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +182,7 @@ class GridSpec:
     bc: BCConfig = field(default_factory=BCConfig)
     description: str = ""
     baseline: str | None = None  # the report's reference architecture; None: the report's default (mlp)
+    reports: dict[str, ReportSpec] = field(default_factory=dict)
     # {dataset or architecture: {setting: value}}, settings by their grid file names (normalize_reward, policy_lr)
     dataset_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     architecture_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -262,6 +281,7 @@ class GridSpec:
             "source": str(self.path),
             "description": self.description,
             **({} if self.baseline is None else {"baseline": self.baseline}),
+            **({"reports": {name: report_entry(r) for name, r in self.reports.items()}} if self.reports else {}),
             "architectures": {name: architecture_entry(a) for name, a in self.architectures.items()},
             "inline_architectures": sorted(self.inline),
             **({} if self.algorithms == (DEFAULT_ALGORITHM,) else {"algorithms": list(self.algorithms)}),
@@ -275,6 +295,14 @@ class GridSpec:
             "resources": asdict(self.resources),
         }
         return json.loads(json.dumps(data))  # tuples as lists, so YAML writes plain sequences
+
+
+def report_entry(report: ReportSpec) -> dict[str, Any]:
+    """A report as a grid file writes it."""
+    entry: dict[str, Any] = {"architectures": list(report.architectures)}
+    if report.baseline is not None:
+        entry["baseline"] = report.baseline
+    return entry
 
 
 def setting_for(key: str, algo: str) -> str | None:
@@ -394,6 +422,7 @@ def load_grid(path: Path) -> GridSpec:
         path=path,
         description=_string(doc, data, "description", default=""),
         baseline=_baseline(doc, data, architectures),
+        reports=_reports(doc, data.get("reports", {}), architectures, _baseline(doc, data, architectures)),
         architectures=architectures,
         inline=inline,
         datasets=datasets,
@@ -435,6 +464,58 @@ def _baseline(doc: _Document, data: dict, architectures: dict[str, Architecture]
             ("baseline",), f"{_type_name(name)} is not one of the grid's architectures ({', '.join(architectures)})"
         )
     return name
+
+
+def _reports(
+    doc: _Document, value: Any, architectures: dict[str, Architecture], grid_baseline: str | None
+) -> dict[str, ReportSpec]:
+    if not isinstance(value, dict):
+        raise doc.error(("reports",), f"expected a mapping {KEYS['reports']}, got {_type_name(value)}")
+    reports: dict[str, ReportSpec] = {}
+    for name, entry in value.items():
+        key: Key = ("reports", str(name))
+        if not isinstance(name, str) or not _SAFE_NAME.match(name):
+            raise doc.error(
+                key, f"{name!r} is not a folder name (tables/<report>/); use letters, digits, '.', '_', '-'"
+            )
+        if not isinstance(entry, dict):
+            raise doc.error(key, f"expected a mapping with keys {', '.join(REPORT_KEYS)}, got {_type_name(entry)}")
+        for item in entry:
+            if item not in REPORT_KEYS:
+                raise doc.error(
+                    (*key, str(item)),
+                    f"unknown key; {did_you_mean(item, REPORT_KEYS)}allowed: {', '.join(REPORT_KEYS)}",
+                )
+        names = entry.get("architectures")
+        if not isinstance(names, list) or not names:
+            raise doc.error(
+                (*key, "architectures"),
+                f"expected a non-empty list of the grid's architectures, got {_type_name(names)}",
+            )
+        for i, arch in enumerate(names):
+            if not isinstance(arch, str) or arch not in architectures:
+                hint = did_you_mean(arch, architectures, cutoff=0.5) if isinstance(arch, str) else ""
+                raise doc.error(
+                    (*key, "architectures", i),
+                    f"{_type_name(arch)} is not one of the grid's architectures; {hint}its architectures: "
+                    f"{', '.join(architectures)}",
+                )
+        if len(set(names)) < len(names):
+            raise doc.error((*key, "architectures"), "names an architecture twice; keep one")
+        baseline = entry.get("baseline")
+        if baseline is not None and baseline not in names:
+            raise doc.error(
+                (*key, "baseline"),
+                f"{_type_name(baseline)} is not one of this report's architectures ({', '.join(names)})",
+            )
+        if baseline is None and grid_baseline is not None and grid_baseline not in names:
+            raise doc.error(
+                key,
+                f"the grid's baseline {grid_baseline!r} is not among this report's architectures; "
+                "add it, or give the report its own (baseline: NAME, one of its architectures)",
+            )
+        reports[name] = ReportSpec(tuple(names), baseline)
+    return reports
 
 
 def _type_name(value: Any) -> str:

@@ -10,7 +10,15 @@ from pathlib import Path
 
 from bench.errors import BenchError, did_you_mean
 from bench.report.figures import build_figures
-from bench.report.records import RecordSet, SkippedFile, arch_label, load_records
+from bench.report.records import (
+    GRID_FILE,
+    NamedReport,
+    RecordSet,
+    SkippedFile,
+    arch_label,
+    load_records,
+    read_grid_file,
+)
 from bench.report.stats import Analysis, analyze
 from bench.report.tables import build_tables, write_table
 
@@ -181,6 +189,13 @@ def analyze_folder(
     # A selection is in the order given; otherwise the grid file's, or the baseline first.
     ordered = records if architectures else order_architectures(records, name)
     return analyze(ordered, baseline=name, reps=reps, seed=seed)
+
+
+def named_reports(results_dir: Path) -> dict[str, NamedReport]:
+    """The reports the grid file beside the records names (`reports:` of results/<grid>/grid.yaml), in its
+    order; {} for a grid without them or a folder without a grid file."""
+    path = Path(results_dir) / GRID_FILE
+    return read_grid_file(path).reports if path.exists() else {}
 
 
 def build_report(

@@ -90,6 +90,15 @@ class SkippedFile:
 
 
 @dataclass(frozen=True)
+class NamedReport:
+    """One report a grid file names (`reports:`): its architectures, in order, and its baseline (None: the
+    grid's)."""
+
+    architectures: tuple[str, ...]
+    baseline: str | None = None
+
+
+@dataclass(frozen=True)
 class ExpectedGrid:
     """The cells a complete report holds: from the grid harness's `grid.yaml`, else inferred from the records.
     With several algorithms, `architectures` are the "<algorithm> <architecture>" labels."""
@@ -99,6 +108,7 @@ class ExpectedGrid:
     seeds: list[int]
     source: str  # "grid.yaml" or "observed records"
     baseline: str | None = None  # the grid file's reference architecture, if it names one
+    reports: dict[str, NamedReport] = field(default_factory=dict)  # the grid file's named reports
 
     @property
     def cells(self) -> int:
@@ -675,6 +685,7 @@ def read_grid_file(path: Path) -> ExpectedGrid:
         seeds=_seeds(data["seeds"], path),
         source=GRID_FILE,
         baseline=_baseline(data.get("baseline"), path),
+        reports=_reports(data.get("reports") or {}, path),
     )
 
 
@@ -682,6 +693,18 @@ def _baseline(value: Any, path: Path) -> str | None:
     if value is None or (isinstance(value, str) and value):
         return value
     raise BenchError(f"{path}: 'baseline' should be an architecture name, got {value!r}")
+
+
+def _reports(value: Any, path: Path) -> dict[str, NamedReport]:
+    if not isinstance(value, Mapping):
+        raise BenchError(f"{path}: 'reports' should map report names to {{architectures, baseline}}, got {value!r}")
+    reports = {}
+    for name, entry in value.items():
+        names = entry.get("architectures") if isinstance(entry, Mapping) else None
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise BenchError(f"{path}: report {name!r} should list its architectures, got {entry!r}")
+        reports[str(name)] = NamedReport(tuple(names), _baseline(entry.get("baseline"), path))
+    return reports
 
 
 def _ordered_union(first: list[Any], extra: Iterable[Any]) -> list[Any]:
@@ -717,4 +740,5 @@ def expected_grid(root: Path, runs: pd.DataFrame, *, allow_mixed: bool = False) 
         seeds=_ordered_union(grid.seeds, observed_seeds),
         source=GRID_FILE,
         baseline=grid.baseline,
+        reports=grid.reports,
     )
