@@ -341,6 +341,20 @@ def _report_jobs(
     return [(name, report.architectures, report.baseline) for name, report in chosen.items()]
 
 
+def _actions(args: argparse.Namespace) -> int:
+    from bench.actions import actions_grid
+
+    summary = actions_grid(
+        args.results,
+        args.tables or Path("tables") / args.results.resolve().name,
+        architectures=_names(args.architectures),
+        cache_dir=args.cache_dir,
+        local_dir=args.local_dir,
+    )
+    print(summary.format())
+    return 0
+
+
 def _deploy(args: argparse.Namespace) -> int:
     from bench.deploy import deploy_grid
 
@@ -625,6 +639,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=Path, help="D4RL cache folder")
     p.add_argument("--local-dir", type=Path, help=LOCAL_DIR_HELP)
     p.set_defaults(func=_deploy)
+
+    p = sub.add_parser(
+        "actions", help="Table 5: how far every trained actor's actions are from its dataset's (MSE, R^2)"
+    )
+    p.add_argument("results", type=Path, help="folder of run records with their actors, e.g. results/cpu-study")
+    p.add_argument("--tables", type=Path, help="output folder (default: tables/<results folder name>)")
+    p.add_argument("--architectures", metavar="NAMES", help="these architectures only, in this order (a,b,...)")
+    p.add_argument("--cache-dir", type=Path, help="D4RL cache folder")
+    p.add_argument("--local-dir", type=Path, help=LOCAL_DIR_HELP)
+    p.set_defaults(func=_actions)
 
     p = sub.add_parser(
         "explain",

@@ -385,7 +385,7 @@ def find_actor_records(results_dir: Path) -> tuple[list[Path], list[str]]:
     return usable, skipped
 
 
-def _order(results_dir: Path, records: dict[Path, dict[str, Any]]) -> list[Path]:
+def order_records(results_dir: Path, records: dict[Path, dict[str, Any]]) -> list[Path]:
     """Records in table order: environment (hopper, walker2d, halfcheetah), architecture and dataset in the
     grid file's order when there is one (else by name), then seed."""
     archs: list[str] = []
@@ -442,7 +442,7 @@ def deploy_grid(
             + (f"; {len(skipped)} JSON file(s) skipped, the notes above say why" if skipped else "")
         )
     records = {path: read_record(path) or {} for path in paths}
-    ordered = _order(results_dir, records)
+    ordered = order_records(results_dir, records)
     # As the report: with several algorithms in one folder every architecture is labelled per algorithm.
     several_algorithms = len({record_algorithm(r) for r in records.values()}) > 1
     threads = torch.get_num_threads()

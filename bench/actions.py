@@ -1,0 +1,271 @@
+"""Table 5: how far each trained actor acts from the data it was trained on.
+
+For every finished record of a results folder whose final actor is kept beside it (`<record>.actor.pt`), the
+actor's deterministic action (`act`: tanh(mean) * max_action for CQL's actor) is computed on every state of the
+record's dataset, normalized as in training, and compared with the dataset's own action in that state:
+
+- MSE: the mean over transitions and action dimensions of (a_actor - a_data)^2;
+- R^2 = 1 - MSE / MSE_const, where MSE_const is the same error for the constant policy that always takes the
+  data's mean action (the variance of the data's actions). R^2 = 1: the actor reproduces the data's actions;
+  0: it tells states apart no better than a constant; below 0: worse than that constant.
+
+An offline-RL actor is not meant to copy the behaviour policy, so neither number is a score. They say whether
+an actor follows the data's actions, drifts from them (the actions CQL's conservative term pushes Q down on),
+or barely responds to the state at all.
+
+Outputs: `table5_actions.md` and `.tex` (mean ± std over seeds per dataset and architecture, beside the final
+score, and the constant policy's row per dataset) and `actions.json` with every number unrounded.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.data.loader import load_dataset
+from bench.deploy import DatasetStates, find_actor_records, order_records
+from bench.errors import BenchError, did_you_mean
+from bench.fileio import atomic_write_json
+from bench.report.records import arch_label, display_name, record_algorithm
+from bench.report.tables import MISSING, Table, mean_std, write_table
+from bench.train import load_trained_actor, read_record
+
+TABLE_STEM = "table5_actions"
+JSON_NAME = "actions.json"
+CONSTANT = "constant (the data's mean action)"
+BATCH_SIZE = 65_536
+METHOD = (
+    "the actor's deterministic action on every state of its dataset (normalized as in training) against the "
+    "dataset's action there: MSE over transitions and action dimensions; R^2 = 1 - MSE / MSE of the constant "
+    "policy that always takes the data's mean action"
+)
+
+
+@dataclass(frozen=True)
+class ActorActions:
+    """One trained actor against its dataset's actions."""
+
+    record: str
+    dataset: str
+    dataset_name: str
+    arch: str
+    seed: int
+    mse: float
+    r2: float
+    final_score: float | None
+
+
+@dataclass(frozen=True)
+class DatasetActions:
+    """What a dataset's own actions give: the constant policy's error, over `transitions` transitions."""
+
+    dataset: str
+    dataset_name: str
+    transitions: int
+    action_dim: int
+    constant_mse: float
+
+
+@dataclass
+class ActionsSummary:
+    """What `python -m bench actions` measured and wrote; `format()` is the text it prints."""
+
+    results_dir: Path
+    actors: list[ActorActions]
+    datasets: dict[str, DatasetActions]
+    skipped: list[str] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+
+    def format(self) -> str:
+        lines = [f"actions of {len(self.actors)} trained actor(s) of {self.results_dir} against their data"]
+        for (dataset, arch), group in _cells(self.actors).items():
+            r2 = np.mean([a.r2 for a in group])
+            lines.append(f"{self.datasets[dataset].dataset_name} {arch}: R^2 {r2:.2f} (n={len(group)})")
+        lines += [f"note: {note}" for note in self.skipped]
+        if self.written:
+            lines.append(f"wrote {', '.join(p.name for p in self.written)} to {self.written[0].parent}")
+        return "\n".join(lines)
+
+
+def action_errors(actor: torch.nn.Module, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """Per transition, the mean over action dimensions of (a_actor(s) - a_data)^2, in batches."""
+    errors = np.empty(len(states), dtype=np.float64)
+    with torch.inference_mode():
+        for start in range(0, len(states), BATCH_SIZE):
+            stop = start + BATCH_SIZE
+            predicted = actor.act(torch.as_tensor(states[start:stop])).double().numpy()
+            errors[start:stop] = np.mean((predicted - actions[start:stop]) ** 2, axis=1)
+    return errors
+
+
+def constant_policy_mse(actions: np.ndarray) -> float:
+    """The error of always taking the data's mean action: the mean over action dimensions of their variance."""
+    actions = np.asarray(actions, dtype=np.float64)
+    return float(np.mean((actions - actions.mean(axis=0)) ** 2))
+
+
+def actions_grid(
+    results_dir: Path,
+    tables_dir: Path,
+    *,
+    architectures: Sequence[str] = (),
+    cache_dir: Path | None = None,
+    local_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ActionsSummary:
+    """Compare every trained actor under `results_dir` (of `architectures` only, when given) with its dataset's
+    actions; write Table 5 and actions.json into `tables_dir`. `progress` gets one line per actor (default:
+    stderr)."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise BenchError(f"results folder {results_dir} does not exist; run a grid first or name its records' folder")
+    say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+    paths, skipped = find_actor_records(results_dir)
+    records = {path: read_record(path) or {} for path in paths}
+    several_algorithms = len({record_algorithm(r) for r in records.values()}) > 1
+
+    def label(record: dict[str, Any]) -> str:
+        arch = record["cell"]["arch"]
+        return arch_label(record_algorithm(record), arch) if several_algorithms else arch
+
+    if architectures:
+        known = sorted({label(r) for r in records.values()} | {r["cell"]["arch"] for r in records.values()})
+        for name in architectures:
+            if name not in known:
+                raise BenchError(
+                    f"--architectures: {name!r} has no trained actor under {results_dir}; "
+                    f"{did_you_mean(name, known, cutoff=0.5)}its architectures: {', '.join(known)}"
+                )
+        records = {p: r for p, r in records.items() if label(r) in architectures or r["cell"]["arch"] in architectures}
+    if not records:
+        raise BenchError(
+            f"no finished record with its final actor (<record>.actor.pt beside seed<k>.json) under {results_dir}"
+            + (f"; {len(skipped)} JSON file(s) skipped: {skipped[0]}" if skipped else "")
+        )
+    ordered = order_records(results_dir, records)
+    if architectures:
+        rank = {name: i for i, name in enumerate(architectures)}
+        ordered.sort(key=lambda p: rank.get(label(records[p]), rank.get(records[p]["cell"]["arch"], len(rank))))
+
+    loaded: dict[tuple[str, bool], tuple[DatasetStates, np.ndarray]] = {}
+    datasets: dict[str, DatasetActions] = {}
+    actors: list[ActorActions] = []
+    for path in ordered:
+        actor, record = load_trained_actor(path)
+        config, cell = record["config"], record["cell"]
+        normalize = bool(config.get("normalize_states", True))
+        key = (config["dataset"], normalize)
+        if key not in loaded:
+            dataset = load_dataset(
+                config["dataset"],
+                cache_dir=cache_dir,
+                local_dir=local_dir,
+                normalize_reward=config.get("normalize_reward", False),
+            )
+            actions = np.ascontiguousarray(dataset.transitions.actions, dtype=np.float64)
+            loaded[key] = (DatasetStates.of(dataset, normalize), actions)
+            datasets[cell["dataset"]] = DatasetActions(
+                cell["dataset"],
+                display_name(cell["dataset"], record["dataset"].get("source", "")),
+                len(actions),
+                actions.shape[1],
+                constant_policy_mse(actions),
+            )
+        states, actions = loaded[key]
+        trained_on = record["dataset"].get("sha256")
+        if trained_on and trained_on != states.sha256:
+            raise BenchError(
+                f"{path}: {config['dataset']} now holds other transitions than the run trained on (dataset.sha256 "
+                f"{trained_on[:12]}... in the record, {states.sha256[:12]}... now): the file was regenerated since"
+            )
+        mse = float(np.mean(action_errors(actor, states.states, actions)))
+        constant = datasets[cell["dataset"]].constant_mse
+        entry = ActorActions(
+            record=str(path),
+            dataset=cell["dataset"],
+            dataset_name=datasets[cell["dataset"]].dataset_name,
+            arch=label(record),
+            seed=int(cell["seed"]),
+            mse=mse,
+            r2=1.0 - mse / constant if constant > 0 else float("nan"),
+            final_score=record.get("final_score"),
+        )
+        actors.append(entry)
+        say(f"{entry.dataset_name} {entry.arch} seed {entry.seed}: MSE {mse:.4f}, R^2 {entry.r2:.3f}")
+
+    tables_dir = Path(tables_dir)
+    written = write_table(actions_table(actors, datasets), tables_dir)
+    document = {
+        "results": str(results_dir),
+        "method": METHOD,
+        "datasets": {name: asdict(d) for name, d in datasets.items()},
+        "actors": [asdict(a) for a in actors],
+    }
+    atomic_write_json(tables_dir / JSON_NAME, document)
+    return ActionsSummary(results_dir, actors, datasets, skipped, [*written, tables_dir / JSON_NAME])
+
+
+def _cells(actors: list[ActorActions]) -> dict[tuple[str, str], list[ActorActions]]:
+    """The actors per (dataset, architecture), datasets and architectures in the order they first appear."""
+    datasets = list(dict.fromkeys(a.dataset for a in actors))
+    archs = list(dict.fromkeys(a.arch for a in actors))
+    cells: dict[tuple[str, str], list[ActorActions]] = {}
+    for actor in sorted(actors, key=lambda a: (datasets.index(a.dataset), archs.index(a.arch), a.seed)):
+        cells.setdefault((actor.dataset, actor.arch), []).append(actor)
+    return cells
+
+
+def _mean_std(values: Sequence[float | None], decimals: int) -> str:
+    present = [v for v in values if v is not None]
+    if len(present) < len(values) or not present:
+        return MISSING
+    std = float(np.std(present, ddof=1)) if len(present) > 1 else float("nan")
+    return mean_std(float(np.mean(present)), std, len(present), decimals)
+
+
+def actions_table(actors: list[ActorActions], datasets: dict[str, DatasetActions]) -> Table:
+    """Table 5: per dataset and architecture, the actors' error and R^2 against the data's actions beside their
+    final score, mean ± std over seeds, under the constant policy's row."""
+    table = Table(
+        stem=TABLE_STEM,
+        number=5,
+        title="Actions against the data",
+        caption=(
+            "How far each trained actor acts from its dataset: its deterministic action on every state of the "
+            "dataset (normalized as in training) against the dataset's action there. MSE: mean over transitions "
+            "and action dimensions of the squared difference. R²: 1 − MSE / MSE of the constant policy that "
+            "always takes the data's mean action (1: the data's actions; 0: no better than that constant). "
+            "Mean ± sample standard deviation over seeds, beside the final normalized score. Not a score: an "
+            "offline-RL actor need not copy the behaviour policy."
+        ),
+        header=["Dataset", "Architecture", "Seeds", "MSE", "R²", "Final score"],
+        align="llrrrr",
+    )
+    previous = None
+    for (dataset, arch), group in _cells(actors).items():
+        if dataset != previous:
+            reference = datasets[dataset]
+            table.add_row(
+                [reference.dataset_name, CONSTANT, "", f"{reference.constant_mse:.3f}", "0", ""], rule_before=True
+            )
+        table.add_row(
+            [
+                "",
+                arch,
+                str(len(group)),
+                _mean_std([a.mse for a in group], 3),
+                _mean_std([a.r2 for a in group], 2),
+                _mean_std([a.final_score for a in group], 1),
+            ]
+        )
+        previous = dataset
+    table.notes = [
+        f"{d.dataset_name}: {d.transitions:,} transitions, {d.action_dim} action dimensions." for d in datasets.values()
+    ]
+    return table

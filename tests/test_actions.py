@@ -1,0 +1,93 @@
+"""Table 5, actions against the data: the error and R^2 by hand, the table, actions.json and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench.actions import CONSTANT, ActorActions, DatasetActions, action_errors, actions_table, constant_policy_mse
+from bench.cli import main
+from bench.data.loader import load_dataset
+from bench.deploy import normalized_states
+from bench.report.tables import MISSING, to_markdown
+from bench.train import load_trained_actor, train_cell
+from tests.d4rl_files import write_small_d4rl_file
+from tests.test_train import tiny_config
+
+
+class FixedActor(torch.nn.Module):
+    """An actor whose action is the first two state features, to check the error by hand."""
+
+    def act(self, states: torch.Tensor) -> torch.Tensor:
+        return states[:, :2]
+
+
+def test_the_error_is_the_mean_squared_difference_per_transition_and_the_constant_its_variance() -> None:
+    states = np.array([[0.5, -0.5, 9.0], [1.0, 0.0, 9.0], [0.0, 0.25, 9.0]], dtype=np.float32)
+    actions = np.array([[0.5, 0.5], [0.0, 0.0], [0.0, 0.75]])
+    errors = action_errors(FixedActor(), states, actions)
+    np.testing.assert_allclose(errors, [(0 + 1) / 2, (1 + 0) / 2, (0 + 0.25) / 2])
+
+    expected = np.mean([np.mean((actions[:, j] - actions[:, j].mean()) ** 2) for j in range(2)])
+    assert constant_policy_mse(actions) == pytest.approx(expected)
+    assert constant_policy_mse(np.ones((4, 3))) == 0.0
+
+
+def test_the_table_puts_the_constant_policy_above_each_datasets_rows() -> None:
+    datasets = {"local:a": DatasetActions("local:a", "a (local)", 100, 3, 0.3)}
+    actors = [
+        ActorActions("r0", "local:a", "a (local)", "kan", 0, 0.27, 0.1, 5.0),
+        ActorActions("r1", "local:a", "a (local)", "mlp", 0, 0.15, 0.5, 40.0),
+        ActorActions("r2", "local:a", "a (local)", "kan", 1, 0.25, 1 - 0.25 / 0.3, None),
+    ]
+    text = to_markdown(actions_table(actors, datasets))
+    rows = [line for line in text.splitlines() if line.startswith("| ") and ":--" not in line][1:]
+    assert rows[0] == f"| a (local) | {CONSTANT} |  | 0.300 | 0 |  |"
+    assert rows[1].startswith("|  | kan | 2 | 0.260 ± 0.014 | 0.13 ± 0.05 |") and rows[1].endswith(f"| {MISSING} |")
+    assert rows[2] == "|  | mlp | 1 | 0.150 | 0.50 | 40.0 |"
+    assert "a (local): 100 transitions, 3 action dimensions." in text
+
+
+def test_the_command_measures_every_trained_actor_against_its_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_small_d4rl_file(tmp_path / "hopper-tiny.hdf5", env="hopper")
+    results = tmp_path / "results" / "tiny"
+    short = {"steps": 2, "epoch_steps": 2, "eval_every": 2}
+    for arch in ("mlp-small", "kan-small"):
+        train_cell(tiny_config(data, arch=arch, **short), results / "hopper-tiny" / arch / "seed0.json", progress=False)
+    tables = tmp_path / "tables"
+
+    assert main(["actions", str(results), "--tables", str(tables)]) == 0
+    out = capsys.readouterr()
+    assert "actions of 2 trained actor(s)" in out.out and "kan-small seed 0: MSE " in out.err
+    document = json.loads((tables / "actions.json").read_text())
+    assert [a["arch"] for a in document["actors"]] == ["kan-small", "mlp-small"]  # by name without a grid file
+    (dataset,) = document["datasets"].values()
+    loaded = load_dataset(f"local:{data}")
+    assert dataset["transitions"] == len(loaded.transitions.actions)
+    assert dataset["constant_mse"] == pytest.approx(constant_policy_mse(loaded.transitions.actions))
+    for row in document["actors"]:
+        actor, record = load_trained_actor(Path(row["record"]))
+        states = normalized_states(loaded, record["config"]["normalize_states"])
+        with torch.no_grad():
+            predicted = actor.act(torch.as_tensor(states)).double().numpy()
+        mse = float(np.mean((predicted - loaded.transitions.actions) ** 2))
+        assert row["mse"] == pytest.approx(mse, rel=1e-9) and mse > 0
+        assert row["r2"] == pytest.approx(1 - mse / dataset["constant_mse"])
+        assert row["final_score"] == record["final_score"]
+    assert (tables / "table5_actions.md").exists() and (tables / "table5_actions.tex").exists()
+
+    for selection in ("kan-small", "mlp-small,kan-small"):
+        assert main(["actions", str(results), "--tables", str(tables), "--architectures", selection]) == 0
+        actors = json.loads((tables / "actions.json").read_text())["actors"]
+        assert ",".join(a["arch"] for a in actors) == selection
+    capsys.readouterr()
+    assert main(["actions", str(results), "--tables", str(tables), "--architectures", "kan-smal"]) == 2
+    assert "'kan-smal' has no trained actor under" in capsys.readouterr().err
+    assert main(["actions", str(tmp_path / "tables"), "--tables", str(tables)]) == 2
+    assert "no finished record with its final actor" in capsys.readouterr().err
