@@ -130,14 +130,16 @@ study-lr: local-data
 
 # The CPU study (configs/cpu-study.yaml): MLP vs KAN vs parameter-matched MLP actors in CQL with 2 x 64 critics on
 # the local medium datasets, two processes of five seeds side by side at a time: the main comparison first, then
-# the ablations of kan4; then the grid file's two reports (the main one, and the ablations against kan4). Run it
-# again to resume; `make tables GRID=cpu-study` rebuilds both reports' tables from the records without training.
+# the ablations of kan4; then the grid file's two reports (the main one, and the ablations against kan4) and Table 5
+# of the main comparison's actors. Run it again to resume; `make tables GRID=cpu-study` rebuilds both reports'
+# tables from the records without training.
 STUDY_MAIN := mlp256,kan4,mlp38,kan44,mlp256-corl
 study: WORKERS := $(or $(WORKERS),2)
 study: local-data
 	$(GRID_RUN) configs/cpu-study.yaml --local-dir $(LOCAL_DATA) --no-progress --architectures $(STUDY_MAIN)
 	$(GRID_RUN) configs/cpu-study.yaml --local-dir $(LOCAL_DATA) --no-progress
 	$(PY) -m bench report $(RESULTS)/cpu-study
+	$(PY) -m bench actions $(RESULTS)/cpu-study --architectures $(STUDY_MAIN) --local-dir $(LOCAL_DATA)
 
 # The actor learning rate check of the algorithms grid (configs/algorithms-lr.yaml): its two small actors at
 # CORL's 3e-4 and at 1e-3 under BC, TD3+BC and IQL on local walker2d-medium, before the grid itself runs; then its
