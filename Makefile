@@ -130,14 +130,13 @@ study-lr: local-data
 
 # The CPU study (configs/cpu-study.yaml): MLP vs KAN vs parameter-matched MLP actors in CQL with 2 x 64 critics on
 # the local medium datasets, two processes of five seeds side by side at a time: the main comparison first, then
-# the ablations of kan4; then the grid file's two reports (the main one, and the ablations against kan4) and Table 5
-# of the main comparison's actors. Run it again to resume; `make tables GRID=cpu-study` rebuilds both reports'
-# tables from the records without training.
+# the ablations of kan4, in one run, so no worker waits between them; then the grid file's two reports (the main
+# one, and the ablations against kan4) and Table 5 of the main comparison's actors. Run it again to resume;
+# `make tables GRID=cpu-study` rebuilds both reports' tables from the records without training.
 STUDY_MAIN := mlp256,kan4,mlp38,kan44,mlp256-corl
 study: WORKERS := $(or $(WORKERS),2)
 study: local-data
-	$(GRID_RUN) configs/cpu-study.yaml --local-dir $(LOCAL_DATA) --no-progress --architectures $(STUDY_MAIN)
-	$(GRID_RUN) configs/cpu-study.yaml --local-dir $(LOCAL_DATA) --no-progress
+	$(GRID_RUN) configs/cpu-study.yaml --local-dir $(LOCAL_DATA) --no-progress --first $(STUDY_MAIN)
 	$(PY) -m bench report $(RESULTS)/cpu-study
 	$(PY) -m bench actions $(RESULTS)/cpu-study --architectures $(STUDY_MAIN) --local-dir $(LOCAL_DATA)
 

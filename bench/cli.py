@@ -255,6 +255,7 @@ def _grid(args: argparse.Namespace) -> int:
     selection = {
         "architectures": _names(getattr(args, "architectures", None)),
         "datasets": _names(getattr(args, "datasets", None)),
+        "first": _names(getattr(args, "first", None)),
     }
     if args.grid_command == "check":
         require_datasets(spec, args.cache_dir, args.local_dir)
@@ -563,6 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--architectures", metavar="NAMES", help="run the cells of these of the grid's architectures only (a,b,...)"
     )
     p.add_argument("--datasets", metavar="NAMES", help="run the cells of these of the grid's datasets only (a,b,...)")
+    p.add_argument("--first", metavar="NAMES", help="run the cells of these architectures before the others (a,b,...)")
     p.set_defaults(func=_grid)
     p = gsub.add_parser("status", help="done / diverged / failed / running / partial / missing per cell, and totals")
     p.add_argument("file", type=Path, metavar="FILE", help="grid file")
@@ -580,6 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="estimate every cell, finished ones included")
     p.add_argument("--architectures", metavar="NAMES", help="these of the grid's architectures only (a,b,...)")
     p.add_argument("--datasets", metavar="NAMES", help="these of the grid's datasets only (a,b,...)")
+    p.add_argument("--first", metavar="NAMES", help="the cells of these architectures before the others (a,b,...)")
     p.set_defaults(func=_grid)
     p = gsub.add_parser("check", help="fail fast, naming every dataset of the grid that is not on this machine")
     p.add_argument("file", type=Path, metavar="FILE", help="grid file")

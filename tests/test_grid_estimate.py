@@ -83,6 +83,18 @@ def test_plan_of_a_selection_keeps_those_architectures_as_grid_run_would(tmp_pat
         plan_groups(spec, None, architectures=["kan-smal"])
 
 
+def test_first_moves_those_architectures_groups_ahead_and_keeps_the_grids_order_in_each_part(tmp_path: Path) -> None:
+    spec = load_grid(write_grid(tmp_path))
+    whole = [(p.arch, p.seeds) for p in plan_groups(spec, None)]
+    assert whole == [("mlp-small", (0, 1)), ("kan-small", (0, 1)), ("mlp-small", (2, 3)), ("kan-small", (2, 3))]
+    first = [(p.arch, p.seeds) for p in plan_groups(spec, None, first=["kan-small"])]
+    assert first == [("kan-small", (0, 1)), ("kan-small", (2, 3)), ("mlp-small", (0, 1)), ("mlp-small", (2, 3))]
+    assert spec.cells(first=["kan-small"]) == sorted(spec.cells(), key=lambda cell: cell.arch != "kan-small")
+    assert spec.cells(first=["mlp-small", "kan-small"]) == spec.cells()
+    with pytest.raises(BenchError, match=r"architecture 'kan-smal' is not in grid 'sizing'"):
+        spec.cells(first=["kan-smal"])
+
+
 def test_group_seconds_counts_training_and_the_evaluations_left(tmp_path: Path) -> None:
     spec = load_grid(write_grid(tmp_path))
     plan = plan_groups(spec, None)[0]

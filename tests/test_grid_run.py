@@ -145,6 +145,16 @@ def test_architectures_run_a_part_of_the_grid_first_and_the_rest_later(
     assert main([*args, "--architectures", "kan-smal"]) == 2
     err = capsys.readouterr().err
     assert "architecture 'kan-smal' is not in grid 'tiny'" in err and "did you mean 'kan-small'?" in err
+    assert main([*args, "--dry-run", "--first", "kan-small"]) == 0
+    plan = [line.split() for line in capsys.readouterr().out.splitlines() if line.split()[0].isdigit()]
+    assert [(row[0], row[2], row[3]) for row in plan] == [
+        ("1", "kan-small", "0"),
+        ("2", "kan-small", "1"),
+        ("3", "mlp-small", "0"),
+        ("4", "mlp-small", "1"),
+    ]
+    assert main([*args, "--first", "kan-smal"]) == 2
+    assert "architecture 'kan-smal' is not in grid 'tiny'" in capsys.readouterr().err
     assert main([*args, "--datasets", "local:walker2d-medium"]) == 2
     assert "dataset 'local:walker2d-medium' is not in grid 'tiny'" in capsys.readouterr().err
 

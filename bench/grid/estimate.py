@@ -73,12 +73,14 @@ def plan_groups(
     store: ResultsStore | None,
     architectures: Sequence[str] = (),
     datasets: Sequence[str] = (),
+    first: Sequence[str] = (),
 ) -> list[GroupPlan]:
     """The groups a `grid run` would start now, in its order: unfinished cells only when `store` is given, and of
-    the given architectures and datasets only (as `grid run --architectures/--datasets`) when they are given."""
+    the given architectures and datasets only (as `grid run --architectures/--datasets`) when they are given,
+    those of `first` first (`--first`)."""
     groups: dict[tuple[str, str, str, tuple[int, ...]], list[Cell]] = {}
     steps_done: dict[tuple[str, str, str, tuple[int, ...]], int] = {}
-    for cell in spec.cells(architectures, datasets):
+    for cell in spec.cells(architectures, datasets, first):
         key = (cell.algo, cell.dataset, cell.arch, spec.seed_group(cell))
         state = store.state(cell) if store is not None else None
         if state is not None and state.finished:
@@ -204,13 +206,14 @@ def estimate_grid(
     progress: bool = True,
     architectures: Sequence[str] = (),
     datasets: Sequence[str] = (),
+    first: Sequence[str] = (),
 ) -> str:
     """The estimate as a table and a summary line; `results=None` plans the whole grid, finished cells too.
-    `architectures` and `datasets` estimate those of the grid's only, as `grid run` runs them."""
+    `architectures`, `datasets` and `first` select and order the cells as `grid run` does."""
     if seconds <= 0:
         raise BenchError(f"--seconds must be positive, got {seconds}")
     store = ResultsStore.for_grid(results, spec) if results is not None else None
-    plans = plan_groups(spec, store, architectures, datasets)
+    plans = plan_groups(spec, store, architectures, datasets, first)
     if not plans:
         selected = " selected" if architectures or datasets else ""
         return f"grid {spec.name}: every{selected} cell is finished; nothing to estimate"

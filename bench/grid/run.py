@@ -147,12 +147,13 @@ def plan_table(
     missing: list[str] | None = None,
     architectures: Sequence[str] = (),
     datasets: Sequence[str] = (),
+    first: Sequence[str] = (),
 ) -> str:
-    """The dry run: every cell in run order (of `architectures` and `datasets` only, when given), its state and
-    record path; `missing` datasets as a warning."""
+    """The dry run: every cell in run order (of `architectures` and `datasets` only, when given; those of
+    `first` first), its state and record path; `missing` datasets as a warning."""
     rows = []
     resuming = 0
-    for i, cell in enumerate(spec.cells(architectures, datasets), 1):
+    for i, cell in enumerate(spec.cells(architectures, datasets, first), 1):
         state = store.state(cell, probe_lock=True)
         if state.finished or state.state == "running":
             action = "skip"
@@ -309,9 +310,10 @@ def run_grid(
     out: TextIO | None = None,
     architectures: Sequence[str] = (),
     datasets: Sequence[str] = (),
+    first: Sequence[str] = (),
 ) -> GridResult:
-    """Run every unfinished cell of `spec` (of `architectures` and `datasets` only, when given) into
-    results/<grid name>/ and return what happened.
+    """Run every unfinished cell of `spec` (of `architectures` and `datasets` only, when given; the cells of
+    `first` before the others) into results/<grid name>/ and return what happened.
 
     Fails fast (BenchError, nothing run) when a dataset is missing or results/<name>/grid.yaml was written by a
     configuration that gives other results (unless `force`, which also retrains finished cells).
@@ -325,7 +327,7 @@ def run_grid(
         require_same_data(spec, store, cache_dir, local_dir)
     store.write_grid(spec)
 
-    cells = spec.cells(architectures, datasets)
+    cells = spec.cells(architectures, datasets, first)
     states = {cell: store.state(cell) for cell in cells}
     todo = [cell for cell in cells if force or not states[cell].finished]
     resuming = sum(states[cell].resume_step is not None for cell in todo) if not force else 0

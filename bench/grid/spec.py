@@ -193,13 +193,17 @@ class GridSpec:
         start = self.seeds.index(cell.seed) // n * n
         return self.seeds[start : start + n]
 
-    def cells(self, architectures: Sequence[str] = (), datasets: Sequence[str] = ()) -> list[Cell]:
+    def cells(
+        self, architectures: Sequence[str] = (), datasets: Sequence[str] = (), first: Sequence[str] = ()
+    ) -> list[Cell]:
         """Every cell, seed-major: a grid stopped half way holds whole seeds of every (algorithm, dataset,
         architecture). `architectures` and `datasets`, when given, keep the cells of those of the grid's only
-        (`grid run --architectures`: run the main comparison before the ablations listed after it)."""
+        (`grid run --architectures`); `first` moves the cells of those architectures ahead of the others, both
+        parts in the grid's order (`grid run --first`: the main comparison before the ablations, in one run)."""
         _check_selection(self, "architecture", architectures, list(self.architectures))
         _check_selection(self, "dataset", datasets, list(self.datasets))
-        return [
+        _check_selection(self, "architecture", first, list(self.architectures))
+        cells = [
             Cell(d, a, s, algo)
             for s in self.seeds
             for algo in self.algorithms
@@ -208,6 +212,7 @@ class GridSpec:
             for a in self.architectures
             if not architectures or a in architectures
         ]
+        return sorted(cells, key=lambda cell: cell.arch not in first) if first else cells
 
     def overrides(self, cell: Cell) -> dict[str, Any]:
         """The settings the cell takes from its dataset's and its architecture's overrides (never both for one
