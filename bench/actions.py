@@ -28,18 +28,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.data.loader import load_dataset
-from bench.deploy import DatasetStates, find_actor_records, order_records
+from bench.deploy import DatasetStates, actions_on, find_actor_records, order_records, record_dataset, torch_policy
 from bench.errors import BenchError, did_you_mean
 from bench.fileio import atomic_write_json
 from bench.report.records import arch_label, display_name, record_algorithm
-from bench.report.tables import MISSING, Table, mean_std, write_table
+from bench.report.tables import Table, values_mean_std, write_table
 from bench.train import load_trained_actor, read_record
 
 TABLE_STEM = "table5_actions"
 JSON_NAME = "actions.json"
 CONSTANT = "constant (the data's mean action)"
-BATCH_SIZE = 65_536
 METHOD = (
     "the actor's deterministic action on every state of its dataset (normalized as in training) against the "
     "dataset's action there: MSE over transitions and action dimensions; R^2 = 1 - MSE / MSE of the constant "
@@ -94,14 +92,9 @@ class ActionsSummary:
 
 
 def action_errors(actor: torch.nn.Module, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
-    """Per transition, the mean over action dimensions of (a_actor(s) - a_data)^2, in batches."""
-    errors = np.empty(len(states), dtype=np.float64)
-    with torch.inference_mode():
-        for start in range(0, len(states), BATCH_SIZE):
-            stop = start + BATCH_SIZE
-            predicted = actor.act(torch.as_tensor(states[start:stop])).double().numpy()
-            errors[start:stop] = np.mean((predicted - actions[start:stop]) ** 2, axis=1)
-    return errors
+    """Per transition, the mean over action dimensions of (a_actor(s) - a_data)^2."""
+    predicted = actions_on(torch_policy(actor), states).astype(np.float64)
+    return np.mean((predicted - actions) ** 2, axis=1)
 
 
 def constant_policy_mse(actions: np.ndarray) -> float:
@@ -153,38 +146,22 @@ def actions_grid(
         rank = {name: i for i, name in enumerate(architectures)}
         ordered.sort(key=lambda p: rank.get(label(records[p]), rank.get(records[p]["cell"]["arch"], len(rank))))
 
-    loaded: dict[tuple[str, bool], tuple[DatasetStates, np.ndarray]] = {}
+    loaded: dict[tuple[str, bool], DatasetStates] = {}
     datasets: dict[str, DatasetActions] = {}
     actors: list[ActorActions] = []
     for path in ordered:
         actor, record = load_trained_actor(path)
-        config, cell = record["config"], record["cell"]
-        normalize = bool(config.get("normalize_states", True))
-        key = (config["dataset"], normalize)
-        if key not in loaded:
-            dataset = load_dataset(
-                config["dataset"],
-                cache_dir=cache_dir,
-                local_dir=local_dir,
-                normalize_reward=config.get("normalize_reward", False),
-            )
-            actions = np.ascontiguousarray(dataset.transitions.actions, dtype=np.float64)
-            loaded[key] = (DatasetStates.of(dataset, normalize), actions)
+        cell = record["cell"]
+        data = record_dataset(path, record, loaded, cache_dir, local_dir)
+        if cell["dataset"] not in datasets:
             datasets[cell["dataset"]] = DatasetActions(
                 cell["dataset"],
                 display_name(cell["dataset"], record["dataset"].get("source", "")),
-                len(actions),
-                actions.shape[1],
-                constant_policy_mse(actions),
+                len(data.actions),
+                data.actions.shape[1],
+                constant_policy_mse(data.actions),
             )
-        states, actions = loaded[key]
-        trained_on = record["dataset"].get("sha256")
-        if trained_on and trained_on != states.sha256:
-            raise BenchError(
-                f"{path}: {config['dataset']} now holds other transitions than the run trained on (dataset.sha256 "
-                f"{trained_on[:12]}... in the record, {states.sha256[:12]}... now): the file was regenerated since"
-            )
-        mse = float(np.mean(action_errors(actor, states.states, actions)))
+        mse = float(np.mean(action_errors(actor, data.states, data.actions)))
         constant = datasets[cell["dataset"]].constant_mse
         entry = ActorActions(
             record=str(path),
@@ -221,14 +198,6 @@ def _cells(actors: list[ActorActions]) -> dict[tuple[str, str], list[ActorAction
     return cells
 
 
-def _mean_std(values: Sequence[float | None], decimals: int) -> str:
-    present = [v for v in values if v is not None]
-    if len(present) < len(values) or not present:
-        return MISSING
-    std = float(np.std(present, ddof=1)) if len(present) > 1 else float("nan")
-    return mean_std(float(np.mean(present)), std, len(present), decimals)
-
-
 def actions_table(actors: list[ActorActions], datasets: dict[str, DatasetActions]) -> Table:
     """Table 5: per dataset and architecture, the actors' error and R^2 against the data's actions beside their
     final score, mean ± std over seeds, under the constant policy's row."""
@@ -259,9 +228,9 @@ def actions_table(actors: list[ActorActions], datasets: dict[str, DatasetActions
                 "",
                 arch,
                 str(len(group)),
-                _mean_std([a.mse for a in group], 3),
-                _mean_std([a.r2 for a in group], 2),
-                _mean_std([a.final_score for a in group], 1),
+                values_mean_std([a.mse for a in group], 3),
+                values_mean_std([a.r2 for a in group], 2),
+                values_mean_std([a.final_score for a in group], 1),
             ]
         )
         previous = dataset

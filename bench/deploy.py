@@ -54,7 +54,7 @@ from bench.nets.kan import KAN, KANLinear, normalize_spline_input, spline_featur
 from bench.nets.mlp import MLP
 from bench.nets.spec import count_parameters
 from bench.report.records import GRID_FILE, arch_label, display_name, read_grid_file, record_algorithm
-from bench.report.tables import ENV_ORDER, MISSING, Table, mean_std, to_latex, to_markdown
+from bench.report.tables import ENV_ORDER, MISSING, Table, to_latex, to_markdown, values_mean_std
 from bench.train import actor_path, device_info, library_versions, load_trained_actor, now, read_record
 
 EXPORT_TOLERANCE = 1e-5
@@ -233,17 +233,43 @@ def normalized_states(dataset: OfflineDataset, normalize: bool) -> np.ndarray:
 @dataclass(frozen=True)
 class DatasetStates:
     """What deployment keeps of a dataset: its SHA-256, the state mean and std the actor's inputs were normalized
-    with (None without normalization) and the states as the actor saw them."""
+    with (None without normalization), the states as the actor saw them and the dataset's actions in them."""
 
     sha256: str
     state_mean: np.ndarray | None
     state_std: np.ndarray | None
     states: np.ndarray
+    actions: np.ndarray
 
     @classmethod
     def of(cls, dataset: OfflineDataset, normalize: bool) -> DatasetStates:
         mean, std = (dataset.state_mean, dataset.state_std) if normalize else (None, None)
-        return cls(dataset.sha256, mean, std, normalized_states(dataset, normalize))
+        return cls(dataset.sha256, mean, std, normalized_states(dataset, normalize), dataset.transitions.actions)
+
+
+def record_dataset(
+    path: Path,
+    record: dict[str, Any],
+    loaded: dict[tuple[str, bool], DatasetStates],
+    cache_dir: Path | None,
+    local_dir: Path | None,
+) -> DatasetStates:
+    """The data of the record at `path` as its actor saw it, loaded once per (dataset, normalization) into
+    `loaded`. BenchError when the file now holds other transitions than the run trained on."""
+    name = record["cell"]["dataset"]
+    normalize = bool(record["config"].get("normalize_states", True))
+    if (name, normalize) not in loaded:
+        loaded[(name, normalize)] = DatasetStates.of(
+            load_dataset(name, cache_dir=cache_dir, local_dir=local_dir), normalize
+        )
+    dataset = loaded[(name, normalize)]
+    if record["dataset"].get("sha256") and record["dataset"]["sha256"] != dataset.sha256:
+        raise BenchError(
+            f"{path} was trained on other data than {name} holds now (dataset.sha256 differs: the file was "
+            "replaced or regenerated since); its actor needs the data it trained on to normalize states and compare "
+            "actions, so restore that file or train the cell again"
+        )
+    return dataset
 
 
 @dataclass(frozen=True)
@@ -479,17 +505,7 @@ def _deploy_records(
     for index, path in enumerate(ordered, start=1):
         actor, record = load_trained_actor(path)
         name = record["cell"]["dataset"]
-        normalize = bool(record["config"].get("normalize_states", True))
-        if (name, normalize) not in datasets:
-            loaded = load_dataset(name, cache_dir=cache_dir, local_dir=local_dir)
-            datasets[(name, normalize)] = DatasetStates.of(loaded, normalize)
-        dataset = datasets[(name, normalize)]
-        if record["dataset"].get("sha256") and record["dataset"]["sha256"] != dataset.sha256:
-            raise BenchError(
-                f"{path} was trained on other data than {name} holds now (dataset.sha256 differs: the file was "
-                "replaced or regenerated since); deploy needs the data it trained on to normalize states and check "
-                "actions, so restore that file or train the cell again"
-            )
+        dataset = record_dataset(path, record, datasets, cache_dir, local_dir)
         states = dataset.states
         relative = path.relative_to(results_dir).with_suffix("")
         fp32_path = onnx_dir / f"{relative}.onnx"
@@ -668,12 +684,7 @@ def score_table(actors: list[ActorDeployment]) -> Table:
             [a.fp32_score for a in group],
             [a.int8_score for a in group],
         ):
-            present = [v for v in values if v is not None]
-            if len(present) < len(values):
-                row.append(MISSING)
-                continue
-            std = float(np.std(present, ddof=1)) if len(present) > 1 else float("nan")
-            row.append(mean_std(float(np.mean(present)), std, len(present), SCORE_DECIMALS))
+            row.append(values_mean_std(values, SCORE_DECIMALS))
         diffs = [
             a.int8_score - a.record_score for a in group if a.record_score is not None and a.int8_score is not None
         ]

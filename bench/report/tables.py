@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
@@ -150,6 +151,15 @@ def mean_std(mean: float, std: float, n: int, decimals: int) -> str:
     if n < 2 or math.isnan(std):
         return f"{mean:.{decimals}f}"
     return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+
+
+def values_mean_std(values: Sequence[float | None], decimals: int) -> str:
+    """`mean ± sample std` of `values`, or MISSING when any of them is missing."""
+    present = [v for v in values if v is not None]
+    if not present or len(present) < len(values):
+        return MISSING
+    std = float(np.std(present, ddof=1)) if len(present) > 1 else float("nan")
+    return mean_std(float(np.mean(present)), std, len(present), decimals)
 
 
 def interval_text(interval: Interval, decimals: int = SCORE_DECIMALS) -> str:
