@@ -77,17 +77,31 @@ smoke: setup $(SMOKE_DATA)/hopper-random.hdf5
 	$(PY) -m bench report $(RESULTS)/smoke --tables tables/smoke --figures figures/smoke
 
 # The nine local D4RL-recipe datasets, regenerated into LOCAL_DATA from the committed behaviour policies
-# (behaviour_policies/) when missing or when the policies change; local data, not D4RL. Each env's medium-expert
-# file is written last, so its presence means the env's three files are complete.
+# (behaviour_policies/) when missing or when the policies or the recipe code change; local data, not D4RL. Each
+# env's medium-expert file is written last, so its presence means the env's three files are complete. Recipe 2
+# (the policies act in float64) gives the same files on any x86 CPU. LOCAL_DATA_RECIPE1 holds recipe 1 data (float32
+# actions), which the grids with records trained on it need (cpu-study, cpu-study-lr): it regenerates
+# byte-identically only on a CPU with the same float32 matmul kernels as the one that made those records (`bench
+# grid run` says so when the data differ).
 LOCAL_ENVS := halfcheetah hopper walker2d
+LOCAL_DATA_RECIPE1 ?= $(LOCAL_DATA)-recipe1
 LOCAL_FILES := $(foreach env,$(LOCAL_ENVS),$(LOCAL_DATA)/$(env)-medium-expert.hdf5)
+LOCAL_FILES_RECIPE1 := $(foreach env,$(LOCAL_ENVS),$(LOCAL_DATA_RECIPE1)/$(env)-medium-expert.hdf5)
+.PHONY: local-data-recipe1
 
-$(LOCAL_DATA)/%-medium-expert.hdf5: behaviour_policies/%/policies.json | $(STAMP)
+$(LOCAL_DATA)/%-medium-expert.hdf5: behaviour_policies/%/policies.json bench/suite/recipe.py | $(STAMP)
 	$(PY) -m bench datasets generate --env $* --from-policies --local-dir $(LOCAL_DATA) --overwrite --no-progress
+
+$(LOCAL_DATA_RECIPE1)/%-medium-expert.hdf5: behaviour_policies/%/policies.json bench/suite/recipe.py | $(STAMP)
+	$(PY) -m bench datasets generate --env $* --from-policies --recipe 1 --local-dir $(LOCAL_DATA_RECIPE1) \
+		--overwrite --no-progress
 
 # The three envs regenerate in parallel (one torch thread each; about 4 minutes of CPU per env).
 local-data: setup
 	$(MAKE) --no-print-directory -j 3 $(LOCAL_FILES)
+
+local-data-recipe1: setup
+	$(MAKE) --no-print-directory -j 3 $(LOCAL_FILES_RECIPE1)
 
 # The three SAC behaviour-policy runs (1,000,000 steps each, one core each, niced), trained or resumed from their
 # checkpoints in $(SAC_RUNS)/<env>; each then exports its policies into behaviour_policies/<env>/ and regenerates
@@ -124,8 +138,8 @@ demo: local-data
 # The CPU study's policy learning rate sweep (configs/cpu-study-lr.yaml) on the local walker2d-medium data,
 # two processes of three seeds side by side at a time, then its report. Records go to results/cpu-study-lr/.
 study-lr: WORKERS := $(or $(WORKERS),2)
-study-lr: local-data
-	$(GRID_RUN) configs/cpu-study-lr.yaml --local-dir $(LOCAL_DATA) --no-progress
+study-lr: local-data-recipe1
+	$(GRID_RUN) configs/cpu-study-lr.yaml --local-dir $(LOCAL_DATA_RECIPE1) --no-progress
 	$(PY) -m bench report $(RESULTS)/cpu-study-lr --tables tables/cpu-study-lr --figures figures/cpu-study-lr
 
 # The CPU study (configs/cpu-study.yaml): MLP vs KAN vs parameter-matched MLP actors in CQL with 2 x 64 critics on
@@ -135,10 +149,10 @@ study-lr: local-data
 # `make tables GRID=cpu-study` rebuilds both reports' tables from the records without training.
 STUDY_MAIN := mlp256,kan4,mlp38,kan44,mlp256-corl
 study: WORKERS := $(or $(WORKERS),2)
-study: local-data
-	$(GRID_RUN) configs/cpu-study.yaml --local-dir $(LOCAL_DATA) --no-progress --first $(STUDY_MAIN)
+study: local-data-recipe1
+	$(GRID_RUN) configs/cpu-study.yaml --local-dir $(LOCAL_DATA_RECIPE1) --no-progress --first $(STUDY_MAIN)
 	$(PY) -m bench report $(RESULTS)/cpu-study
-	$(PY) -m bench actions $(RESULTS)/cpu-study --architectures $(STUDY_MAIN) --local-dir $(LOCAL_DATA)
+	$(PY) -m bench actions $(RESULTS)/cpu-study --architectures $(STUDY_MAIN) --local-dir $(LOCAL_DATA_RECIPE1)
 
 # The actor learning rate check of the algorithms grid (configs/algorithms-lr.yaml): its two small actors at
 # CORL's 3e-4 and at 1e-3 under BC, TD3+BC and IQL on local walker2d-medium, before the grid itself runs; then its

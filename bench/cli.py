@@ -133,9 +133,10 @@ def _datasets_generate(args: argparse.Namespace) -> int:
             seed=args.seed,
             progress=not args.no_progress,
             overwrite=args.overwrite,
+            recipe=args.recipe,
         )
         for path in paths:
-            print(f"wrote {path} (local data, not D4RL)")
+            print(f"wrote {path} (local data, not D4RL, recipe {args.recipe})")
     return 0
 
 
@@ -489,6 +490,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="SAC environment steps (default: per environment); a stopped run resumes to the new budget",
     )
     p.add_argument("--dataset-steps", type=int, default=200_000, help="rows of the medium and of the expert stream")
+    p.add_argument(
+        "--recipe",
+        type=int,
+        choices=[1, 2],
+        default=2,
+        help="2: the policies act in float64, the same files on any x86 CPU (default); 1: float32, as the CPU "
+        "study's data, byte-identical only on CPUs with the same matmul kernels as the machine that made it",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads for SAC training")
     p.add_argument("--steps", type=int, default=100_000, help="random policy: environment steps (= rows)")
     p.add_argument("--seed", type=int, default=0)

@@ -430,6 +430,31 @@ def test_records_of_regenerated_data_are_not_mixed(
     assert read(paths[0])["dataset"]["sha256"] == read(paths[1])["dataset"]["sha256"]
 
 
+def test_regenerated_data_of_a_finished_dataset_does_not_block_the_others(
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    finished, pending = tmp_path / "finished.hdf5", tmp_path / "pending.hdf5"
+    finished.write_bytes(hopper_file.read_bytes())
+    pending.write_bytes(hopper_file.read_bytes())
+    grid = tiny_grid(tmp_path, [f"local:{finished}", f"local:{pending}"], seeds=(0, 1))
+    args = ["grid", "run", str(grid), "--results", str(tmp_path / "results")]
+    assert main(args) == 0
+    store = ResultsStore(tmp_path / "results" / "tiny")
+    cells = load_grid(grid).cells()
+    old = store.record_path(next(cell for cell in cells if cell.dataset == f"local:{finished}"))
+    rerun = store.record_path(next(c for c in cells if c.dataset == f"local:{pending}" and c.seed == 1))
+    rerun.unlink()
+    write_small_d4rl_file(finished, env="hopper", seed=1)  # no cell of this dataset is left to run
+    before = old.read_bytes()
+    assert main(args) == 0, capsys.readouterr().err
+    assert rerun.exists() and old.read_bytes() == before
+    write_small_d4rl_file(pending, env="hopper", seed=1)  # now seed 1 would sit beside seed 0 on other data
+    rerun.unlink()
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "were trained on other data" in capsys.readouterr().err and not rerun.exists()
+
+
 def test_ray_needs_resources_the_cluster_has() -> None:
     launcher = RayLauncher(Resources(num_cpus=1, num_gpus=0.25))
     with pytest.raises(BenchError, match="num_gpus"):

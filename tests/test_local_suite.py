@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from bench.cli import main
 from bench.data.loader import load_dataset
 from bench.errors import BenchError
 from bench.suite.recipe import (
+    POLICIES_DIR,
     choose_expert,
     choose_medium,
     expert_candidates,
@@ -198,6 +201,38 @@ def test_regeneration_is_byte_identical_and_loads(policies: Path, tmp_path: Path
     assert info["replay"]["steps"] > 0
 
 
+ROLLOUT_DIGESTS = """
+import json, sys, torch
+from bench.agents.sac import stochastic_policy
+from bench.data.generate import collect_transitions, stream_digest
+from bench.suite.recipe import POLICIES_DIR, RECIPES, load_behaviour_actor
+torch.set_num_threads(1)
+info = json.loads((POLICIES_DIR / "hopper" / "policies.json").read_text())
+actor = load_behaviour_actor(POLICIES_DIR / "hopper" / "medium_actor.pt", "hopper", info["actor"])
+streams = {recipe: collect_transitions("hopper", stochastic_policy(actor, 0, dtype=dtype), steps=300, seed=0)
+           for recipe, dtype in RECIPES.items()}
+print(json.dumps({recipe: stream_digest(stream) for recipe, stream in streams.items()}))
+"""
+
+
+@pytest.mark.skipif(not (POLICIES_DIR / "hopper" / "policies.json").exists(), reason="no committed hopper policies")
+def test_recipe_2_rollouts_do_not_depend_on_the_cpu_kernels() -> None:
+    """Another CPU, stood in for by other kernels on this one: MKL's reproducible SSE code path and ATen's
+    non-vectorized one instead of the ones this CPU would pick."""
+
+    def digests(**env: str) -> dict[str, str]:
+        out = subprocess.run(
+            [sys.executable, "-c", ROLLOUT_DIGESTS], env={**os.environ, **env}, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    native, other = digests(), digests(MKL_CBWR="COMPATIBLE", ATEN_CPU_CAPABILITY="default")
+    if native["1"] == other["1"]:
+        pytest.skip("these kernels give this CPU's float32 results: the check would show nothing")
+    assert native["2"] == other["2"]
+
+
 def test_replay_stream_matches_the_training_stream(finished_run: Path, policies: Path, tmp_path: Path) -> None:
     from bench.suite.recipe import replay_training_stream
 
@@ -223,9 +258,16 @@ def test_cli_from_policies(policies: Path, tmp_path: Path, capsys: pytest.Captur
     common = ["--policies-dir", str(root), "--dataset-steps", "300", "--no-progress"]
     args = ["datasets", "generate", "--env", "hopper", "--from-policies", "--local-dir", str(tmp_path / "a")]
     assert main(args + common) == 0
-    assert capsys.readouterr().out.count("local data, not D4RL") == 3
+    assert capsys.readouterr().out.count("local data, not D4RL, recipe 2") == 3
     assert main(args + common) == 2
     assert "--overwrite" in capsys.readouterr().err
+    recipe1 = ["datasets", "generate", "--env", "hopper", "--from-policies", "--recipe", "1"]
+    assert main([*recipe1, "--local-dir", str(tmp_path / "v1"), *common]) == 0
+    capsys.readouterr()
+    v1, v2 = (load_dataset(f"local:{tmp_path / d / 'hopper-medium.hdf5'}") for d in ("v1", "a"))
+    assert (v1.attrs["recipe"], v2.attrs["recipe"]) == (1, 2)
+    # The same policy and seeds: float32 and float64 actions agree to float32 rounding before the paths part.
+    np.testing.assert_allclose(v1.transitions.actions[0], v2.transitions.actions[0], atol=1e-6)
 
     # Without --env every env is regenerated, so every env needs its policies; nothing is written otherwise.
     assert main(["datasets", "generate", "--from-policies", "--local-dir", str(tmp_path / "b"), *common]) == 2

@@ -154,18 +154,37 @@ class SAC:
         self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
 
 
-def stochastic_policy(actor: TanhGaussianActor, seed: int) -> Callable[[np.ndarray], np.ndarray]:
-    """The behaviour policy of the datasets: sampled actions (as D4RL's SAC data), its own seeded generator."""
+def stochastic_policy(
+    actor: TanhGaussianActor, seed: int, *, dtype: torch.dtype = torch.float32
+) -> Callable[[np.ndarray], np.ndarray]:
+    """The behaviour policy of the datasets: sampled actions (as D4RL's SAC data), its own seeded generator.
+
+    `dtype=torch.float64` computes each action in double precision and rounds it to float32 only at the end. A
+    float32 forward pass is exact on one machine but its last bit depends on the CPU's matmul kernels (AVX2 or
+    AVX-512, MKL's code path), and one flipped bit sends a rollout elsewhere; differences of that size in float64
+    almost never survive the final rounding, so the stream is the same on any x86 CPU.
+    """
     generator = torch.Generator().manual_seed(seed)
+    if dtype == torch.float32:
+
+        @torch.no_grad()
+        def act(obs: np.ndarray) -> np.ndarray:
+            x = torch.as_tensor(obs, dtype=torch.float32)
+            mean, log_std = actor.distribution_params(x)
+            noise = torch.randn(mean.shape, generator=generator)
+            return torch.tanh(mean + noise * log_std.exp()).numpy() * actor.max_action
+
+        return act
+
+    wide = copy.deepcopy(actor).to(dtype)
 
     @torch.no_grad()
-    def act(obs: np.ndarray) -> np.ndarray:
-        x = torch.as_tensor(obs, dtype=torch.float32)
-        mean, log_std = actor.distribution_params(x)
-        noise = torch.randn(mean.shape, generator=generator)
-        return torch.tanh(mean + noise * log_std.exp()).numpy() * actor.max_action
+    def act_wide(obs: np.ndarray) -> np.ndarray:
+        mean, log_std = wide.distribution_params(torch.as_tensor(obs, dtype=dtype))
+        noise = torch.randn(mean.shape, generator=generator, dtype=dtype)
+        return (torch.tanh(mean + noise * log_std.exp()) * actor.max_action).to(torch.float32).numpy()
 
-    return act
+    return act_wide
 
 
 @dataclass

@@ -11,7 +11,7 @@ import math
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence, Sized
+from collections.abc import Collection, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -108,13 +108,20 @@ def require_datasets(spec: GridSpec, cache_dir: Path | None = None, local_dir: P
 
 
 def stale_records(
-    spec: GridSpec, store: ResultsStore, cache_dir: Path | None = None, local_dir: Path | None = None
+    spec: GridSpec,
+    store: ResultsStore,
+    cache_dir: Path | None = None,
+    local_dir: Path | None = None,
+    datasets: Collection[str] | None = None,
 ) -> list[tuple[Cell, Path]]:
-    """Finished records whose `dataset.sha256` differs from the data their dataset's file holds now."""
+    """Finished records (of `datasets` only, when given) whose `dataset.sha256` differs from the data their
+    dataset's file holds now."""
     from bench.data.loader import load_dataset
 
     finished: dict[str, list[tuple[Cell, Path, str]]] = {}
     for cell in spec.cells():
+        if datasets is not None and cell.dataset not in datasets:
+            continue
         state = store.state(cell)
         digest = (state.record or {}).get("dataset", {}).get("sha256")
         if state.finished and digest:
@@ -127,17 +134,23 @@ def stale_records(
 
 
 def require_same_data(
-    spec: GridSpec, store: ResultsStore, cache_dir: Path | None = None, local_dir: Path | None = None
+    spec: GridSpec,
+    store: ResultsStore,
+    cache_dir: Path | None = None,
+    local_dir: Path | None = None,
+    datasets: Collection[str] | None = None,
 ) -> None:
-    """Refuse to add cells beside finished ones that trained on other data (a dataset regenerated since)."""
-    stale = stale_records(spec, store, cache_dir, local_dir)
+    """Refuse to add cells of `datasets` (default: all) beside finished ones that trained on other data (a dataset
+    regenerated since). A dataset with nothing left to run is not checked: no new cell would sit beside them."""
+    stale = stale_records(spec, store, cache_dir, local_dir, datasets)
     if stale:
         lines = "\n".join(f"  {cell}: {path}" for cell, path in stale[:10])
         more = f"\n  ... and {len(stale) - 10} more" if len(stale) > 10 else ""
         raise BenchError(
             f"{len(stale)} finished record(s) of grid {spec.name!r} were trained on other data than the dataset "
-            f"files hold now (regenerated or replaced since):\n{lines}{more}\nTo fix: pass --force to retrain "
-            "every cell on the current data, or --results DIR to keep the old records apart."
+            f"files hold now (regenerated or replaced since, or made on another CPU from recipe 1: see `python -m "
+            f"bench datasets generate --help`):\n{lines}{more}\nTo fix: regenerate the data they trained on, pass "
+            "--force to retrain every cell on the current data, or --results DIR to keep the old records apart."
         )
 
 
@@ -322,13 +335,15 @@ def run_grid(
     store = ResultsStore.for_grid(results, spec)
     runner = make_launcher(launcher, spec.resources, workers, ray_address)
     require_datasets(spec, cache_dir, local_dir)
-    if not force:
-        store.check_grid(spec)
-        require_same_data(spec, store, cache_dir, local_dir)
-    store.write_grid(spec)
-
     cells = spec.cells(architectures, datasets, first)
     states = {cell: store.state(cell) for cell in cells}
+    if not force:
+        store.check_grid(spec)
+        require_same_data(
+            spec, store, cache_dir, local_dir, {cell.dataset for cell in cells if not states[cell].finished}
+        )
+    store.write_grid(spec)
+
     todo = [cell for cell in cells if force or not states[cell].finished]
     resuming = sum(states[cell].resume_step is not None for cell in todo) if not force else 0
     result = GridResult(total=len(cells), skipped=len(cells) - len(todo))

@@ -12,6 +12,12 @@ actions of the training stream up to the medium snapshot, and `policies.json` (s
 hash of the training stream). MuJoCo is deterministic, so stepping the environment from the same seed with
 the same actions rebuilds the training stream exactly; the hash checks that it did. Rollouts of the two
 policies sample actions from their own seeded generators, so regeneration gives byte-identical files.
+
+Recipes: how the two policies' actions are computed (`RECIPES`). Recipe 2 (the default) runs the policy in
+float64 and rounds each action to float32, and gives the same files on any x86 CPU. Recipe 1, the float32 forward
+pass the CPU study's datasets were made with, gives byte-identical files only on a CPU that takes the same matmul
+kernels as the one that made them: one flipped last bit sends a rollout elsewhere, and MKL's float32 kernels
+differ between AVX2 and AVX-512 machines and between Intel and AMD ones.
 """
 
 from __future__ import annotations
@@ -41,6 +47,9 @@ LEVELS = ("medium", "medium-replay", "medium-expert")
 # Rows of the medium and expert streams: a fifth of D4RL's 1,000,000, so the nine files regenerate in minutes
 # on two CPU cores and CQL's epochs still sample from hundreds of episodes.
 DEFAULT_DATASET_STEPS = 200_000
+# Recipe -> the precision the behaviour policies' actions are computed in (module docstring).
+RECIPES = {1: torch.float32, 2: torch.float64}
+DEFAULT_RECIPE = 2
 # Training actions per committed file: 150,000 Walker2d actions compress to about 3.3 MB (random-looking floats
 # barely compress), under the 5 MB that a committed file may take.
 REPLAY_ROWS_PER_FILE = 150_000
@@ -195,10 +204,14 @@ def regenerate_datasets(
     seed: int = 0,
     progress: bool = True,
     overwrite: bool = False,
+    recipe: int = DEFAULT_RECIPE,
 ) -> list[Path]:
-    """Write `<env>-medium`, `<env>-medium-replay` and `<env>-medium-expert` from the committed policies."""
+    """Write `<env>-medium`, `<env>-medium-replay` and `<env>-medium-expert` from the committed policies, their
+    actions computed as `recipe` says (`RECIPES`)."""
+    if recipe not in RECIPES:
+        raise BenchError(f"dataset recipe {recipe!r} is not one of {sorted(RECIPES)}")
     with single_threaded_torch():
-        return _regenerate_datasets(env, policies_dir, out_dir, dataset_steps, seed, progress, overwrite)
+        return _regenerate_datasets(env, policies_dir, out_dir, dataset_steps, seed, progress, overwrite, recipe)
 
 
 def _regenerate_datasets(
@@ -209,6 +222,7 @@ def _regenerate_datasets(
     seed: int,
     progress: bool,
     overwrite: bool,
+    recipe: int,
 ) -> list[Path]:
     spec = get_env_spec(env)
     policies_dir = Path(policies_dir) if policies_dir else POLICIES_DIR / spec.name
@@ -227,15 +241,26 @@ def _regenerate_datasets(
     medium_actor = load_behaviour_actor(policies_dir / "medium_actor.pt", spec.name, info["actor"])
     expert_actor = load_behaviour_actor(policies_dir / "expert_actor.pt", spec.name, info["actor"])
     # Distinct seeds per stream: the medium and expert rollouts must not start from the same states.
+    dtype = RECIPES[recipe]
     medium = collect_transitions(
-        spec.name, stochastic_policy(medium_actor, seed), steps=dataset_steps, seed=seed, progress=progress
+        spec.name, stochastic_policy(medium_actor, seed, dtype=dtype), steps=dataset_steps, seed=seed, progress=progress
     )
     expert = collect_transitions(
-        spec.name, stochastic_policy(expert_actor, seed + 1), steps=dataset_steps, seed=seed + 1, progress=progress
+        spec.name,
+        stochastic_policy(expert_actor, seed + 1, dtype=dtype),
+        steps=dataset_steps,
+        seed=seed + 1,
+        progress=progress,
     )
     replay = replay_training_stream(spec.name, policies_dir, info, progress=progress)
 
-    attrs = {"env": spec.name, "source": "local", "env_id": spec.env_id, "generator": "bench.suite.recipe"}
+    attrs = {
+        "env": spec.name,
+        "source": "local",
+        "env_id": spec.env_id,
+        "generator": "bench.suite.recipe",
+        "recipe": recipe,
+    }
     write_d4rl_hdf5(paths["medium"], medium, {**attrs, "policy": "sac-medium", "seed": seed, "level": "medium"})
     write_d4rl_hdf5(
         paths["medium-replay"],
