@@ -204,26 +204,48 @@ def test_run_cli_with_seeds_writes_a_folder_of_records(hopper_file: Path, tmp_pa
     assert main([*argv[:5], "--seeds", "1,1", *argv[7:]]) == 2
 
 
+def agent_state(agent: CQL) -> list[torch.Tensor]:
+    """Every tensor an update reads and writes, in a fixed order: networks, temperatures, Adam's steps and moments."""
+    tensors = [*agent.actor.state_dict().values(), *agent.critic.state_dict().values()]
+    tensors += [*agent.target_critic.state_dict().values(), agent.log_alpha, agent.log_alpha_prime]
+    for group in agent.optimizer.param_groups:
+        for p in group["params"]:
+            tensors += [agent.optimizer.state[p][key] for key in ("step", "exp_avg", "exp_avg_sq")]
+    return tensors
+
+
 def test_compiled_update_agrees_with_eager_over_200_steps() -> None:
+    """Each of 200 compiled steps, taken from the eager agent's state, does what the eager step does.
+
+    Run apart, the two drift by chaos rather than by error: float32 reassociation (and the compiled plain Adam
+    against eager's fused one) switches a hidden unit at a ReLU kink on in one run and off in the other, and
+    Adam's normalized step then differs by about the learning rate; how far that goes in 200 steps depends on the
+    CPU's kernels and the thread count (measured: from 1 to 6 learning rates at the worst parameter). So before
+    each step the compiled agent takes the eager agent's whole state, in place (the compiled graph keeps its
+    tensors), and the step must agree: the losses to float tolerance, and every tensor's change (parameters,
+    target critics, temperature, Adam's moments) within 10% of the eager change on average over its elements
+    (measured at most 2.3%; a missing term, learning rate or Polyak update changes it by the whole change).
+    """
     config = CQLConfig(batch_size=16, cql_n_actions=3)
     eager = CQL.from_members([single("mlp-small", 0, config)], noise_seed=7)
     compiled = CQL.from_members([single("mlp-small", 0, config)], noise_seed=7, compiled=True)
     g = torch.Generator().manual_seed(0)
-    for _ in range(200):
+    for step in range(200):
         batch = random_batch(1, 16, g)
-        expected, got = eager.update(batch), compiled.update(batch)
+        noise = eager.draw_noise(batch.observations.shape[1])
+        if step == 0:  # both fresh, and Adam's state does not exist yet
+            torch.testing.assert_close(compiled.update(batch, noise), eager.update(batch, noise))
+            continue
+        with torch.no_grad():
+            for target, source in zip(agent_state(compiled), agent_state(eager), strict=True):
+                target.copy_(source)
+        before = [t.detach().clone() for t in agent_state(eager)]
+        expected, got = eager.update(batch, noise), compiled.update(batch, noise)
         torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-4)
-    # Float32 reassociation lets single parameters drift over 200 Adam steps: a hidden unit at the ReLU kink
-    # switches on in one run and off in the other, and Adam's normalized step (about the learning rate, however
-    # small the gradient) then differs. The parameters as a whole must agree: every one within a few steps,
-    # their mean difference under a tenth of one step (measured: actor about 1e-7, critics at most 1.3e-5).
-    for agent_net, compiled_net, lr in (
-        (eager.actor, compiled.actor, config.policy_lr),
-        (eager.critic, compiled.critic, config.qf_lr),
-    ):
-        for (name, a), b in zip(agent_net.named_parameters(), compiled_net.parameters(), strict=True):
-            difference = (b - a).abs()
-            assert difference.max() < 5 * lr and difference.mean() < 0.1 * lr, name
+        for index, (start, e, c) in enumerate(zip(before, agent_state(eager), agent_state(compiled), strict=True)):
+            eager_change, compiled_change = (e - start).double(), (c - start).double()
+            scale = eager_change.abs().mean()
+            assert (compiled_change - eager_change).abs().mean() <= 0.1 * scale, (step, index)
 
 
 def test_load_trained_actor_rebuilds_the_final_actor_from_the_record(tmp_path: Path, hopper_file: Path) -> None:
