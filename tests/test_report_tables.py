@@ -15,6 +15,7 @@ from bench.report.stats import Analysis
 from bench.report.tables import (
     Table,
     latex_text,
+    override_notes,
     parameter_table,
     score_table,
     time_table,
@@ -273,3 +274,19 @@ def test_runs_still_improving_at_their_last_evaluation_are_marked(tmp_path: Path
     assert not rows["hopper-medium-v2"][0].endswith("↑") and not rows["halfcheetah-medium-v2"][1].endswith("↑")
     notes = "\n".join(table.notes)
     assert "↑ still improving at the last evaluation" in notes and "hopper-medium-v2/kan (2 of 3)" in notes
+
+
+def test_override_notes_name_an_algorithms_settings_only_where_its_records_are() -> None:
+    row = "grid_overrides.dataset_overrides.local:hopper-medium"
+    config = {f"{row}.iql.tau": 0.001, f"{row}.normalize_reward": True, "iql.tau": 0.005, "normalize_reward": False}
+    datasets = ["local:hopper-medium", "local:walker2d-medium"]
+    both = override_notes(config, [], datasets, {}, ["td3bc", "iql"])
+    assert both == [
+        "Settings per row (the grid's dataset_overrides): local:hopper-medium: iql.tau 0.001, normalize_reward True; "
+        "the other rows at the grid's iql.tau 0.005, normalize_reward False."
+    ]
+    assert override_notes(config, [], datasets, {}, ["bc"]) == [
+        "Settings per row (the grid's dataset_overrides): local:hopper-medium: normalize_reward True; "
+        "the other rows at the grid's normalize_reward False."
+    ]
+    assert override_notes(config, [], datasets, {}) == both

@@ -18,6 +18,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.fileio import atomic_write_text
+from bench.report.records import ALGORITHM_LABELS
 from bench.report.stats import Analysis, Interval
 
 MISSING = "—"
@@ -322,7 +323,7 @@ def score_notes(
         notes.append(f"{len(short_runs)} finished run(s) have no evaluation at their last step; their last one counts.")
     if rec.mixed_keys:
         notes.append(f"Records with different configurations are mixed (--allow-mixed): {', '.join(rec.mixed_keys)}.")
-    notes.extend(override_notes(rec.config, list(dict.fromkeys(runs["arch"])), rec.datasets, names))
+    notes.extend(override_notes(rec.config, list(dict.fromkeys(runs["arch"])), rec.datasets, names, rec.algorithms))
     return notes
 
 
@@ -337,9 +338,18 @@ def _grid_value(config: dict[str, Any], setting: str) -> str:
     return "/".join(dict.fromkeys(values))
 
 
-def override_notes(config: dict[str, Any], archs: list[str], datasets: list[str], names: dict[str, str]) -> list[str]:
+def override_notes(
+    config: dict[str, Any],
+    archs: list[str],
+    datasets: list[str],
+    names: dict[str, str],
+    algorithms: Sequence[str] = (),
+) -> list[str]:
     """Notes naming the settings a grid gives some columns (architecture_overrides) or rows (dataset_overrides),
-    with the grid-wide value the others keep, e.g. each actor's policy learning rate."""
+    with the grid-wide value the others keep, e.g. each actor's policy learning rate. A setting scoped to an
+    algorithm (`iql.tau`) is named only when the report holds that algorithm's records (`algorithms`, when given).
+    """
+    foreign = {algo for algo in ALGORITHM_LABELS if algorithms and algo not in algorithms}
     notes = []
     for kind, keys, what in (
         ("architecture_overrides", archs, "column"),
@@ -352,6 +362,8 @@ def override_notes(config: dict[str, Any], archs: list[str], datasets: list[str]
             for name, value in config.items():
                 if name.startswith(prefix):
                     setting = name.removeprefix(prefix)
+                    if setting.split(".")[0] in foreign:
+                        continue
                     shown = f"{value:g}" if isinstance(value, float) else str(value)
                     given.setdefault(names.get(key, key), []).append(f"{setting} {shown}")
                     settings.append(setting)
