@@ -165,26 +165,15 @@ def stochastic_policy(
     almost never survive the final rounding, so the stream is the same on any x86 CPU.
     """
     generator = torch.Generator().manual_seed(seed)
-    if dtype == torch.float32:
-
-        @torch.no_grad()
-        def act(obs: np.ndarray) -> np.ndarray:
-            x = torch.as_tensor(obs, dtype=torch.float32)
-            mean, log_std = actor.distribution_params(x)
-            noise = torch.randn(mean.shape, generator=generator)
-            return torch.tanh(mean + noise * log_std.exp()).numpy() * actor.max_action
-
-        return act
-
-    wide = copy.deepcopy(actor).to(dtype)
+    policy = actor if dtype == torch.float32 else copy.deepcopy(actor).to(dtype)
 
     @torch.no_grad()
-    def act_wide(obs: np.ndarray) -> np.ndarray:
-        mean, log_std = wide.distribution_params(torch.as_tensor(obs, dtype=dtype))
+    def act(obs: np.ndarray) -> np.ndarray:
+        mean, log_std = policy.distribution_params(torch.as_tensor(obs, dtype=dtype))
         noise = torch.randn(mean.shape, generator=generator, dtype=dtype)
         return (torch.tanh(mean + noise * log_std.exp()) * actor.max_action).to(torch.float32).numpy()
 
-    return act_wide
+    return act
 
 
 @dataclass
