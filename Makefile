@@ -84,15 +84,17 @@ smoke: setup $(SMOKE_DATA)/hopper-random.hdf5
 # byte-identically only on a CPU with the same float32 matmul kernels as the one that made those records (`bench
 # grid run` says so when the data differ).
 LOCAL_ENVS := halfcheetah hopper walker2d
+# The code that computes the datasets: the recipe and the behaviour policy that acts in it.
+RECIPE_CODE := bench/suite/recipe.py bench/agents/sac.py
 LOCAL_DATA_RECIPE1 ?= $(LOCAL_DATA)-recipe1
 LOCAL_FILES := $(foreach env,$(LOCAL_ENVS),$(LOCAL_DATA)/$(env)-medium-expert.hdf5)
 LOCAL_FILES_RECIPE1 := $(foreach env,$(LOCAL_ENVS),$(LOCAL_DATA_RECIPE1)/$(env)-medium-expert.hdf5)
 .PHONY: local-data-recipe1
 
-$(LOCAL_DATA)/%-medium-expert.hdf5: behaviour_policies/%/policies.json bench/suite/recipe.py | $(STAMP)
+$(LOCAL_DATA)/%-medium-expert.hdf5: behaviour_policies/%/policies.json $(RECIPE_CODE) | $(STAMP)
 	$(PY) -m bench datasets generate --env $* --from-policies --local-dir $(LOCAL_DATA) --overwrite --no-progress
 
-$(LOCAL_DATA_RECIPE1)/%-medium-expert.hdf5: behaviour_policies/%/policies.json bench/suite/recipe.py | $(STAMP)
+$(LOCAL_DATA_RECIPE1)/%-medium-expert.hdf5: behaviour_policies/%/policies.json $(RECIPE_CODE) | $(STAMP)
 	$(PY) -m bench datasets generate --env $* --from-policies --recipe 1 --local-dir $(LOCAL_DATA_RECIPE1) \
 		--overwrite --no-progress
 
