@@ -53,7 +53,7 @@ from bench.fileio import atomic_write_bytes, atomic_write_json, atomic_write_tex
 from bench.nets.kan import KAN, KANLinear, normalize_spline_input, spline_features_plain
 from bench.nets.mlp import MLP
 from bench.nets.spec import count_parameters
-from bench.report.records import GRID_FILE, arch_label, display_name, read_grid_file, record_algorithm
+from bench.report.records import arch_label, display_name, grid_file_of, read_grid_file, record_algorithm
 from bench.report.tables import ENV_ORDER, MISSING, Table, to_latex, to_markdown, values_mean_std
 from bench.train import actor_path, device_info, library_versions, load_trained_actor, now, read_record
 
@@ -416,10 +416,12 @@ def order_records(results_dir: Path, records: dict[Path, dict[str, Any]]) -> lis
     grid file's order when there is one (else by name), then seed."""
     archs: list[str] = []
     datasets: list[str] = []
-    grid_path = Path(results_dir) / GRID_FILE
-    if grid_path.exists():
-        grid = read_grid_file(grid_path)
-        archs, datasets = list(grid.architectures), list(grid.datasets)
+    found = grid_file_of(Path(results_dir))
+    if found is not None:
+        grid = read_grid_file(*found)
+        # A multi-algorithm grid labels its architectures "TD3+BC mlp"; records name the bare architecture.
+        archs = list(dict.fromkeys(label.rsplit(" ", 1)[-1] for label in grid.architectures))
+        datasets = list(grid.datasets)
 
     def key(path: Path) -> tuple[Any, ...]:
         record = records[path]

@@ -315,13 +315,14 @@ def test_a_cql_grid_resolves_as_before_other_algorithms(tmp_path: Path) -> None:
 
 def test_a_grid_of_two_algorithms_runs_and_reports_per_algorithm(hopper_file: Path, tmp_path: Path) -> None:
     grid = GRID.replace("local:hopper-random, local:walker2d-random", f"local:{hopper_file}")
-    spec = load_grid(write_grid(tmp_path, grid.replace("[mlp-small, kan-small]", "[mlp-small]")))
+    grid = grid.replace("[mlp-small, kan-small]", "[mlp-small]\nbaseline: mlp-small")
+    spec = load_grid(write_grid(tmp_path, grid))
     result = run_grid(spec, results=tmp_path / "results", workers=2, progress=False, out=io.StringIO())
     assert result.exit_code == 0 and result.outcomes["done"] == 4
     root = tmp_path / "results" / "two"
     records = sorted(root.rglob("seed*.json"))
     assert {p.relative_to(root).parts[0] for p in records} == {"td3bc", "iql"}
-    summary = build_report(root, tmp_path / "tables", tmp_path / "figures", baseline="mlp-small", reps=50)
+    summary = build_report(root, tmp_path / "tables", tmp_path / "figures", reps=50)
     assert summary.baseline == "TD3+BC mlp-small"
     assert set(summary.iqm) == {"TD3+BC mlp-small", "IQL mlp-small"}
     table1 = (tmp_path / "tables" / "table1_score.md").read_text()
@@ -330,6 +331,12 @@ def test_a_grid_of_two_algorithms_runs_and_reports_per_algorithm(hopper_file: Pa
     table2 = (tmp_path / "tables" / "table2_parameters.md").read_text()
     assert "Value params" in table2 and "IQL's state-value network" in table2
     assert "Algorithms: TD3+BC, IQL" in (tmp_path / "figures" / "captions.md").read_text()
+    # One algorithm's folder takes its cells and baseline from the grid file of the folder above.
+    iql = build_report(root / "iql", None, None, reps=50)
+    assert iql.baseline == "mlp-small" and set(iql.iqm) == {"mlp-small"} and iql.expected_source == "grid.yaml"
+    next((root / "iql").rglob("seed1.json")).unlink()
+    iql = build_report(root / "iql", None, None, reps=50)
+    assert (iql.expected_runs, iql.scored_runs, len(iql.partial_cells)) == (2, 1, 1)
 
 
 def as_algorithm(record: dict, algo: str, settings: dict) -> dict:

@@ -25,6 +25,7 @@ from bench.deploy import (
     onnx_policy,
     onnx_score,
     onnx_session,
+    order_records,
     score_table,
     torch_policy,
 )
@@ -295,3 +296,24 @@ def test_a_folder_of_several_algorithms_gets_rows_per_algorithm(tmp_path: Path) 
     assert sorted(row["arch"] for row in rows) == ["BC kan-small", "IQL kan-small", "TD3+BC kan-small"]
     markdown = (tables / "table4_deployment.md").read_text()
     assert all(f"| {name} kan-small |" in markdown for name in ("TD3+BC", "IQL", "BC"))
+
+
+def test_records_of_a_multi_algorithm_grid_follow_its_architecture_order(tmp_path: Path) -> None:
+    grid = "architectures: [mlp-c2, kan1-c2]\nalgorithms: [bc, td3bc]\ndatasets: [local:hopper-medium]\nseeds: [0]\n"
+    (tmp_path / "grid.yaml").write_text(grid)
+    records = {
+        tmp_path / algo / arch: {
+            "dataset": {"env": "hopper"},
+            "cell": {"arch": arch, "dataset": "local:hopper-medium", "seed": 0},
+            "config": {"algo": algo},
+        }
+        for algo in ("td3bc", "bc")
+        for arch in ("kan1-c2", "mlp-c2")
+    }
+    order = [path.relative_to(tmp_path).as_posix() for path in order_records(tmp_path, records)]
+    assert order == ["bc/mlp-c2", "bc/kan1-c2", "td3bc/mlp-c2", "td3bc/kan1-c2"]
+    # One algorithm's folder reads the grid file above it.
+    assert order_records(tmp_path / "bc", {p: r for p, r in records.items() if p.parent.name == "bc"}) == [
+        tmp_path / "bc" / "mlp-c2",
+        tmp_path / "bc" / "kan1-c2",
+    ]

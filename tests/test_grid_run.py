@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -16,11 +17,13 @@ from bench import train
 from bench.cli import main
 from bench.errors import BenchError
 from bench.grid.launchers import CellOutcome, CellTask, LocalLauncher, RayLauncher
-from bench.grid.spec import Resources, load_grid
+from bench.grid.run import GridResult, Progress
+from bench.grid.spec import Cell, Resources, load_grid
 from bench.grid.store import CellLock, ResultsStore, error_path
 from bench.report.build import analyze_folder
 from bench.report.records import load_records
 from bench.report.tables import score_table
+from bench.train import RunConfig
 from tests.d4rl_files import write_small_d4rl_file
 from tests.interrupts import interrupted_on_call
 
@@ -527,3 +530,23 @@ def test_a_killed_group_is_partial_and_resumes_as_a_group(
     for path, expected in zip(paths, reference, strict=True):
         got = read(path)
         assert got["steps_done"] == 200 and got["curve"] == expected["curve"]
+
+
+def test_eta_counts_each_algorithms_cells_at_its_own_pace_and_leaves_out_resumed_cells(tmp_path: Path) -> None:
+    cells = [Cell("local:x", "mlp", seed, algo) for algo in ("bc", "iql") for seed in range(4)]
+    tasks = [
+        CellTask(cell, RunConfig(dataset="local:x", arch="mlp"), tmp_path / f"{i}.json") for i, cell in enumerate(cells)
+    ]
+    launcher = LocalLauncher(workers=1)
+    progress = Progress(GridResult(total=8), launcher, ResultsStore(tmp_path), io.StringIO(), tasks, [cells[1]])
+    progress(tasks[0], CellOutcome("done", seconds=10.0, final_score=1.0))
+    # Until an IQL cell finishes, its cells are priced at the BC pace: 7 cells x 10 s.
+    assert progress.eta() == "1m10s"
+    progress(tasks[1], CellOutcome("done", seconds=1.0, final_score=1.0))  # resumed: half trained before
+    assert progress.eta() == "1m00s"
+    progress(tasks[4], CellOutcome("done", seconds=100.0, final_score=1.0))
+    # 2 BC cells x 10 s + 3 IQL cells x 100 s.
+    assert progress.eta() == "5m20s"
+    for task in tasks[2:4] + tasks[5:]:
+        progress(task, CellOutcome("done", seconds=100.0, final_score=1.0))
+    assert progress.eta() == "0s" and "[8/8] done" in progress.out.getvalue()

@@ -7,11 +7,11 @@ is one line per finished cell: cells finished / total, failures, and an ETA from
 
 from __future__ import annotations
 
-import math
+import statistics
 import sys
 import time
-from collections import Counter
-from collections.abc import Collection, Sequence, Sized
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -256,10 +256,21 @@ def format_duration(seconds: float) -> str:
 
 
 class Progress:
-    """Prints one line per finished cell: position, outcome, duration, failures so far and the ETA."""
+    """Prints one line per finished cell: position, outcome, duration, failures so far and the ETA.
+
+    The ETA is per algorithm (a TD3+BC cell costs ten BC cells): each algorithm's cells left times its mean
+    duration, or the mean over all algorithms until one of its cells has finished. A cell that resumed from a
+    checkpoint trained only part of its steps, so its duration is left out of the means."""
 
     def __init__(
-        self, result: GridResult, launcher: Launcher, store: ResultsStore, out: TextIO, cells_per_process: int = 1
+        self,
+        result: GridResult,
+        launcher: Launcher,
+        store: ResultsStore,
+        out: TextIO,
+        tasks: Sequence[CellTask],
+        resumed: Iterable[Cell] = (),
+        cells_per_process: int = 1,
     ) -> None:
         self.result = result
         self.cells_per_process = cells_per_process
@@ -267,19 +278,22 @@ class Progress:
         self.store = store
         self.out = out
         self.finished = result.skipped
-        self.durations: list[float] = []
+        self.left = Counter(task.cell.algo for task in tasks)
+        self.resumed = set(resumed)
+        self.durations: dict[str, list[float]] = defaultdict(list)
 
     def __call__(self, task: CellTask, outcome: CellOutcome) -> None:
         result = self.result
         result.outcomes[outcome.status] += 1
+        self.left[task.cell.algo] -= 1
         path = self.store.record_path(task.cell)
         if outcome.status == "failed":
             # Where the whole error is: the failed record, or <record>.error when training never started.
             result.failed.append((task.cell, error_path(path) if error_path(path).exists() else path, outcome.error))
         elif outcome.status == "busy":
             result.busy.append((task.cell, path, "running elsewhere (its lock is held by another process)"))
-        if outcome.status in ("done", "diverged"):
-            self.durations.append(outcome.seconds)
+        if outcome.status in ("done", "diverged") and task.cell not in self.resumed:
+            self.durations[task.cell.algo].append(outcome.seconds)
         if outcome.status != "busy":
             self.finished += 1
         detail = {
@@ -298,15 +312,18 @@ class Progress:
         )
 
     def eta(self) -> str:
-        remaining = self.result.total - self.finished - len(self.result.busy)
-        if remaining <= 0:
+        if sum(self.left.values()) <= 0:
             return "0s"
-        if not self.durations:
+        measured = [seconds for durations in self.durations.values() for seconds in durations]
+        if not measured:
             return "-"
-        mean = sum(self.durations) / len(self.durations)
+        overall = sum(measured) / len(measured)
+        cell_seconds = sum(
+            left * (statistics.fmean(self.durations[algo]) if self.durations[algo] else overall)
+            for algo, left in self.left.items()
+        )
         # A group's cells report together, each with the group's wall time.
-        at_once = self.launcher.parallelism * self.cells_per_process
-        return format_duration(mean * math.ceil(remaining / at_once))
+        return format_duration(cell_seconds / (self.launcher.parallelism * self.cells_per_process))
 
 
 def run_grid(
@@ -384,7 +401,9 @@ def run_grid(
     )
     start = time.perf_counter()
     if tasks:
-        runner.run(pack_groups(spec, tasks), Progress(result, runner, store, out, spec.seeds_per_process))
+        resumed = [cell for cell in todo if states[cell].resume_step is not None and not force]
+        progress_lines = Progress(result, runner, store, out, tasks, resumed, spec.seeds_per_process)
+        runner.run(pack_groups(spec, tasks), progress_lines)
     print(_summary(spec, result, time.perf_counter() - start), file=out, flush=True)
     return result
 

@@ -11,11 +11,11 @@ from pathlib import Path
 from bench.errors import BenchError, did_you_mean
 from bench.report.figures import build_figures
 from bench.report.records import (
-    GRID_FILE,
     NamedReport,
     RecordSet,
     SkippedFile,
     arch_label,
+    grid_file_of,
     load_records,
     read_grid_file,
 )
@@ -192,10 +192,10 @@ def analyze_folder(
 
 
 def named_reports(results_dir: Path) -> dict[str, NamedReport]:
-    """The reports the grid file beside the records names (`reports:` of results/<grid>/grid.yaml), in its
-    order; {} for a grid without them or a folder without a grid file."""
-    path = Path(results_dir) / GRID_FILE
-    return read_grid_file(path).reports if path.exists() else {}
+    """The reports the grid file of the records names (`reports:` of results/<grid>/grid.yaml), in its order;
+    {} for a grid without them or records without a grid file."""
+    found = grid_file_of(Path(results_dir))
+    return read_grid_file(*found).reports if found else {}
 
 
 def build_report(

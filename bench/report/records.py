@@ -661,8 +661,27 @@ def _seeds(value: Any, path: Path) -> list[int]:
     raise BenchError(f"{path}: 'seeds' should be a positive count or a list of integers, got {value!r}")
 
 
-def read_grid_file(path: Path) -> ExpectedGrid:
-    """The expected cells from the grid harness's resolved grid file (`architectures`, `datasets`, `seeds`)."""
+def grid_file_of(root: Path) -> tuple[Path, str | None] | None:
+    """The grid file that describes the records under `root`, and the algorithm it narrows to: `root/grid.yaml`;
+    else, for one algorithm's folder of a multi-algorithm grid (results/algorithms/td3bc), the parent's grid file
+    when it lists that algorithm; None for records without a grid file."""
+    root = Path(root)
+    if (root / GRID_FILE).exists():
+        return root / GRID_FILE, None
+    parent = root.resolve().parent / GRID_FILE
+    if parent.exists():
+        try:
+            data = yaml.safe_load(parent.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            return None
+        if isinstance(data, Mapping) and root.resolve().name in (data.get("algorithms") or []):
+            return parent, root.resolve().name
+    return None
+
+
+def read_grid_file(path: Path, algorithm: str | None = None) -> ExpectedGrid:
+    """The expected cells from the grid harness's resolved grid file (`architectures`, `datasets`, `seeds`);
+    with `algorithm`, the cells of that one algorithm of a multi-algorithm grid, its architectures unlabelled."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
@@ -677,6 +696,10 @@ def read_grid_file(path: Path) -> ExpectedGrid:
         )
     architectures = _names(data["architectures"], "architectures", path)
     algorithms = _names(data.get("algorithms") or [DEFAULT_ALGORITHM], "algorithms", path)
+    if algorithm is not None:
+        if algorithm not in algorithms:
+            raise BenchError(f"{path}: the grid file has no algorithm {algorithm!r}; its algorithms: {algorithms}")
+        algorithms = [algorithm]
     if len(algorithms) > 1:
         architectures = [arch_label(algo, arch) for algo in algorithms for arch in architectures]
     return ExpectedGrid(
@@ -720,10 +743,11 @@ def expected_grid(root: Path, runs: pd.DataFrame, *, allow_mixed: bool = False) 
     observed_archs = sorted(runs["arch"].unique())
     observed_datasets = sorted(runs["dataset"].unique())
     observed_seeds = sorted(int(s) for s in runs["seed"].unique())
-    grid_path = root / GRID_FILE
-    if not grid_path.exists():
+    found = grid_file_of(root)
+    if found is None:
         return ExpectedGrid(observed_archs, observed_datasets, observed_seeds, "observed records")
-    grid = read_grid_file(grid_path)
+    grid_path, algorithm = found
+    grid = read_grid_file(grid_path, algorithm)
     for column, listed in (("arch", grid.architectures), ("dataset", grid.datasets), ("seed", grid.seeds)):
         outside = runs[~runs[column].isin(listed)]
         if not outside.empty and not allow_mixed:
