@@ -165,12 +165,13 @@ study-algorithms-lr: local-data
 	$(PY) -m bench report $(RESULTS)/algorithms-lr --tables tables/algorithms-lr --figures figures/algorithms-lr
 
 # The paper's actors under BC, TD3+BC and IQL (configs/algorithms.yaml) on the three local medium datasets, two
-# processes of five seeds side by side at a time (about 8.5 hours here), then its report; records go to
-# results/algorithms/<algorithm>/.
+# processes of five seeds side by side at a time (about 8.5 hours here), then its report and Table 5 (each
+# actor's actions against the data, rows per algorithm); records go to results/algorithms/<algorithm>/.
 study-algorithms: WORKERS := $(or $(WORKERS),2)
 study-algorithms: local-data
 	$(GRID_RUN) configs/algorithms.yaml --local-dir $(LOCAL_DATA) --no-progress
 	$(PY) -m bench report $(RESULTS)/algorithms --tables tables/algorithms --figures figures/algorithms
+	$(PY) -m bench actions $(RESULTS)/algorithms --tables tables/algorithms --local-dir $(LOCAL_DATA)
 
 # Stops at once, naming every missing dataset and how to fetch or mirror it, before any cell runs.
 reproduce: setup
