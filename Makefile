@@ -165,7 +165,7 @@ study-algorithms-lr: local-data
 	$(PY) -m bench report $(RESULTS)/algorithms-lr --tables tables/algorithms-lr --figures figures/algorithms-lr
 
 # The paper's actors under BC, TD3+BC and IQL (configs/algorithms.yaml) on the three local medium datasets, two
-# processes of five seeds side by side at a time (about 8.5 hours here), then its report and Table 5 (each
+# processes of five seeds side by side at a time (about 4 hours here), then its report and Table 5 (each
 # actor's actions against the data, rows per algorithm); records go to results/algorithms/<algorithm>/.
 study-algorithms: WORKERS := $(or $(WORKERS),2)
 study-algorithms: local-data
