@@ -674,7 +674,8 @@ def grid_file_of(root: Path) -> tuple[Path, str | None] | None:
             data = yaml.safe_load(parent.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError):
             return None
-        if isinstance(data, Mapping) and root.resolve().name in (data.get("algorithms") or []):
+        algorithms = data.get("algorithms") if isinstance(data, Mapping) else None
+        if isinstance(algorithms, list) and root.resolve().name in algorithms:
             return parent, root.resolve().name
     return None
 
