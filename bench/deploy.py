@@ -419,18 +419,18 @@ def order_records(results_dir: Path, records: dict[Path, dict[str, Any]]) -> lis
     found = grid_file_of(Path(results_dir))
     if found is not None:
         grid = read_grid_file(*found)
-        # A multi-algorithm grid labels its architectures "TD3+BC mlp"; records name the bare architecture.
-        archs = list(dict.fromkeys(label.rsplit(" ", 1)[-1] for label in grid.architectures))
-        datasets = list(grid.datasets)
+        archs, datasets = list(grid.architectures), list(grid.datasets)
 
     def key(path: Path) -> tuple[Any, ...]:
         record = records[path]
         env, arch, dataset = record["dataset"]["env"], record["cell"]["arch"], record["cell"]["dataset"]
+        # A multi-algorithm grid file lists its architectures labelled ("TD3+BC mlp"); the record names the bare one.
+        listed = arch if arch in archs else arch_label(record_algorithm(record), arch)
         return (
             ENV_ORDER.index(env) if env in ENV_ORDER else len(ENV_ORDER),
             env,
             record_algorithm(record),
-            archs.index(arch) if arch in archs else len(archs),
+            archs.index(listed) if listed in archs else len(archs),
             arch,
             datasets.index(dataset) if dataset in datasets else len(datasets),
             dataset,

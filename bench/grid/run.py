@@ -317,7 +317,7 @@ class Progress:
         measured = [seconds for durations in self.durations.values() for seconds in durations]
         if not measured:
             return "-"
-        overall = sum(measured) / len(measured)
+        overall = statistics.fmean(measured)
         cell_seconds = sum(
             left * (statistics.fmean(self.durations[algo]) if self.durations[algo] else overall)
             for algo, left in self.left.items()

@@ -665,18 +665,19 @@ def grid_file_of(root: Path) -> tuple[Path, str | None] | None:
     """The grid file that describes the records under `root`, and the algorithm it narrows to: `root/grid.yaml`;
     else, for one algorithm's folder of a multi-algorithm grid (results/algorithms/td3bc), the parent's grid file
     when it lists that algorithm; None for records without a grid file."""
-    root = Path(root)
-    if (root / GRID_FILE).exists():
-        return root / GRID_FILE, None
-    parent = root.resolve().parent / GRID_FILE
+    if (Path(root) / GRID_FILE).exists():
+        return Path(root) / GRID_FILE, None
+    # Resolved: the folder above "results/algorithms/td3bc" or "." alike.
+    root = Path(root).resolve()
+    parent = root.parent / GRID_FILE
     if parent.exists():
         try:
             data = yaml.safe_load(parent.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError):
             return None
         algorithms = data.get("algorithms") if isinstance(data, Mapping) else None
-        if isinstance(algorithms, list) and root.resolve().name in algorithms:
-            return parent, root.resolve().name
+        if isinstance(algorithms, list) and root.name in algorithms:
+            return parent, root.name
     return None
 
 
