@@ -53,7 +53,7 @@ $(PEERS_STAMP): benchmarks/peers/requirements.txt
 # LAUNCHER=local|ray; WORKERS=N cells at once (default: 1 local, as many as the resources fit on Ray);
 # RAY_ADDRESS=host:port joins an existing Ray cluster; FORCE=1 retrains finished cells.
 # E.g. `make reproduce LAUNCHER=ray`.
-.PHONY: smoke demo reproduce reproduce-local local-data study-lr study study-algorithms-lr study-algorithms
+.PHONY: smoke demo reproduce reproduce-local local-data study-lr study study-ablations study-algorithms-lr study-algorithms
 LAUNCHER ?= local
 WORKERS ?=
 RAY_ADDRESS ?=
@@ -145,16 +145,24 @@ study-lr: local-data-recipe1
 	$(PY) -m bench report $(RESULTS)/cpu-study-lr --tables tables/cpu-study-lr --figures figures/cpu-study-lr
 
 # The CPU study (configs/cpu-study.yaml): MLP vs KAN vs parameter-matched MLP actors in CQL with 2 x 64 critics on
-# the local medium datasets, two processes of five seeds side by side at a time: the main comparison first, then
-# the ablations of kan4, in one run, so no worker waits between them; then the grid file's two reports (the main
-# one, and the ablations against kan4) and Table 5 of the main comparison's actors. Run it again to resume;
-# `make tables GRID=cpu-study` rebuilds both reports' tables from the records without training.
-STUDY_MAIN := mlp256,kan4,mlp38,kan44,mlp256-corl
+# the recipe 1 local medium datasets, two processes of five seeds side by side at a time; then its report and
+# Table 5 of its actors. Run it again to resume; `make tables GRID=cpu-study` rebuilds the tables from the records
+# without training.
 study: WORKERS := $(or $(WORKERS),2)
 study: local-data-recipe1
-	$(GRID_RUN) configs/cpu-study.yaml --local-dir $(LOCAL_DATA_RECIPE1) --no-progress --first $(STUDY_MAIN)
+	$(GRID_RUN) configs/cpu-study.yaml --local-dir $(LOCAL_DATA_RECIPE1) --no-progress
 	$(PY) -m bench report $(RESULTS)/cpu-study
-	$(PY) -m bench actions $(RESULTS)/cpu-study --architectures $(STUDY_MAIN) --local-dir $(LOCAL_DATA_RECIPE1)
+	$(PY) -m bench actions $(RESULTS)/cpu-study --local-dir $(LOCAL_DATA_RECIPE1)
+
+# The CPU study's ablations of kan4 (configs/cpu-study-ablations.yaml) on the recipe 2 local medium datasets, so
+# any x86 CPU runs and resumes them: two processes of five seeds side by side at a time, the KAN critics (the
+# costliest cells) last; then their report against kan4 and Table 5 of their actors. Run it again to resume.
+ABLATIONS_FIRST := kan4,kan4-spline,kan4-g3,kan4-g10,kan4-range1,rbf4,mlp38
+study-ablations: WORKERS := $(or $(WORKERS),2)
+study-ablations: local-data
+	$(GRID_RUN) configs/cpu-study-ablations.yaml --local-dir $(LOCAL_DATA) --no-progress --first $(ABLATIONS_FIRST)
+	$(PY) -m bench report $(RESULTS)/cpu-study-ablations
+	$(PY) -m bench actions $(RESULTS)/cpu-study-ablations --local-dir $(LOCAL_DATA)
 
 # The actor learning rate check of the algorithms grid (configs/algorithms-lr.yaml): its two small actors at
 # CORL's 3e-4 and at 1e-3 under BC, TD3+BC and IQL on local walker2d-medium, before the grid itself runs; then its

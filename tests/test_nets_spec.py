@@ -237,13 +237,8 @@ def test_the_study_grid_takes_the_rates_the_sweep_chose() -> None:
 
     spec = load_grid(root / "configs" / "cpu-study.yaml")
     main = ("mlp256", "kan4", "mlp38", "kan44", "mlp256-corl")
-    assert tuple(spec.architectures)[: len(main)] == main
-    # `make study` runs the main comparison first, then the ablations; the grid's first report is the main one.
-    makefile = (root / "Makefile").read_text()
-    assert f"STUDY_MAIN := {','.join(main)}\n" in makefile
-    assert list(spec.reports) == ["cpu-study", "cpu-study-ablations"]
-    assert spec.reports["cpu-study"].architectures == main and spec.reports["cpu-study"].baseline is None
-    rates = {cell.arch: spec.run_config(cell).cql.policy_lr for cell in spec.cells(main)}
+    assert tuple(spec.architectures) == main and not spec.reports
+    rates = {cell.arch: spec.run_config(cell).cql.policy_lr for cell in spec.cells()}
     assert rates == {**chosen, "mlp256-corl": 3e-5}
     assert {spec.architectures[a].critic.hidden for a in rates} == {(64, 64)}
     assert {str(spec.architectures[a].actor) for a in rates} == {"mlp[256]", "kan[4]", "kan[4,4]", "mlp[38]"}
@@ -251,12 +246,30 @@ def test_the_study_grid_takes_the_rates_the_sweep_chose() -> None:
     assert spec.seeds == (0, 1, 2, 3, 4) and spec.seeds_per_process == 5 and spec.steps == 50_000
     assert spec.eval_every == 5_000 and spec.eval_episodes == 10 and spec.baseline == "mlp256"
 
-    # Each ablation changes one thing of kan4 (its layer type, one KAN option or its critic) and keeps its rate.
+
+def test_the_ablation_grid_changes_one_thing_of_the_studys_kan4_each() -> None:
+    """configs/cpu-study-ablations.yaml: kan4 and mlp38 exactly as the study trains them (networks, rate, budget),
+    and six ablations that each change one thing of kan4 (its layer type, one KAN option or its critic) and keep
+    its rate; `make study-ablations` runs the KAN critics, the costliest cells, last."""
+    from bench.grid.spec import Cell, load_grid
+
+    root = Path(__file__).resolve().parents[1]
+    study = load_grid(root / "configs" / "cpu-study.yaml")
+    spec = load_grid(root / "configs" / "cpu-study-ablations.yaml")
+    assert spec.baseline == "kan4" and spec.datasets == study.datasets
+    shared = ("seeds", "seeds_per_process", "steps", "epoch_steps", "eval_every", "eval_episodes", "device", "compile")
+    for field in shared:
+        assert getattr(spec, field) == getattr(study, field), field
+    for name in ("kan4", "mlp38"):
+        assert spec.architectures[name].actor == study.architectures[name].actor
+        assert spec.architectures[name].critic == study.architectures[name].critic
+        assert spec.architectures[name].kan == study.architectures[name].kan
+        cell = Cell(spec.datasets[0], name, 0)
+        assert spec.run_config(cell).cql == study.run_config(cell).cql, name
+
     kan4 = spec.architectures["kan4"]
-    ablations = tuple(spec.architectures)[len(main) :]
-    assert len(ablations) == 6
-    assert spec.reports["cpu-study-ablations"].architectures == ("kan4", *ablations)
-    assert spec.reports["cpu-study-ablations"].baseline == "kan4"
+    ablations = [name for name in spec.architectures if name not in ("kan4", "mlp38")]
+    assert len(ablations) == 6 and ablations[-1] == "kan4-kan-critic"
     for name in ablations:
         arch = spec.architectures[name]
         changed = [arch.actor.kind != kan4.actor.kind, arch.critic != kan4.critic]
@@ -264,4 +277,8 @@ def test_the_study_grid_takes_the_rates_the_sweep_chose() -> None:
         changed += [getattr(arch.kan, option) != getattr(kan4.kan, option) for option in options]
         assert sum(changed) == 1, name
         assert arch.actor.hidden == kan4.actor.hidden, name
-        assert {spec.run_config(cell).cql.policy_lr for cell in spec.cells([name])} == {chosen["kan4"]}, name
+        cell = Cell(spec.datasets[0], name, 0)
+        assert spec.run_config(cell).cql == spec.run_config(Cell(spec.datasets[0], "kan4", 0)).cql, name
+    makefile = (root / "Makefile").read_text()
+    first = [name for name in spec.architectures if name != "kan4-kan-critic"]
+    assert f"ABLATIONS_FIRST := {','.join(first)}\n" in makefile
