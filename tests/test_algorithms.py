@@ -371,6 +371,23 @@ def test_the_report_compares_settings_within_an_algorithm_and_the_rest_across(tm
         load_records(tmp_path / "r")
 
 
+def test_captions_name_the_algorithms_in_the_grid_files_column_order(tmp_path: Path) -> None:
+    cql_records = report_fixtures.fixture_records()
+    report_fixtures.write_records(tmp_path / "r" / "cql", cql_records)
+    report_fixtures.write_records(tmp_path / "r" / "iql", [as_algorithm(r, "iql", {}) for r in cql_records])
+    loaded = load_records(tmp_path / "r")
+    assert loaded.algorithm_phrase().startswith("Algorithms: CQL, IQL (")  # no grid file: the registry's order
+    grid = {
+        "algorithms": ["iql", "cql"],
+        "architectures": sorted({r["cell"]["arch"] for r in cql_records}),
+        "datasets": sorted({r["cell"]["dataset"] for r in cql_records}),
+        "seeds": sorted({r["cell"]["seed"] for r in cql_records}),
+    }
+    (tmp_path / "r" / "grid.yaml").write_text(json.dumps(grid))
+    loaded = load_records(tmp_path / "r")
+    assert loaded.architectures[0].startswith("IQL ") and loaded.algorithm_phrase().startswith("Algorithms: IQL, CQL (")
+
+
 def test_the_reports_algorithm_labels_are_the_registrys() -> None:
     assert {name: algorithm.label for name, algorithm in ALGORITHMS.items()} == ALGORITHM_LABELS
 

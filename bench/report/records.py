@@ -142,7 +142,13 @@ class RecordSet:
 
     def algorithm_phrase(self) -> str:
         """How captions name the algorithm(s): "Algorithm: CQL." or "Algorithms: TD3+BC, IQL (...)."."""
-        labels = [algorithm_label(a) for a in self.algorithms]
+        columns = self.architectures
+
+        def first_column(label: str) -> int:
+            return next((i for i, a in enumerate(columns) if a.startswith(f"{label} ")), len(columns))
+
+        # In the order of the columns (a grid file's order), not the registry's.
+        labels = sorted((algorithm_label(a) for a in self.algorithms), key=first_column)
         if len(labels) == 1:
             return f"Algorithm: {labels[0]}."
         return f"Algorithms: {', '.join(labels)} (each column or label names its algorithm before the architecture)."
