@@ -156,13 +156,16 @@ study: local-data-recipe1
 
 # The CPU study's ablations of kan4 (configs/cpu-study-ablations.yaml) on the recipe 2 local medium datasets, so
 # any x86 CPU runs and resumes them: two processes of five seeds side by side at a time, the KAN critics (the
-# costliest cells) last; then their report against kan4 and Table 5 of their actors. Run it again to resume.
+# costliest cells) last; then their report against kan4, Table 5 of their actors and Table 4 (deployment: does
+# the RBF layer run faster than the B-spline one, as it trains faster?), timed once no worker runs. Run it again to
+# resume.
 ABLATIONS_FIRST := kan4,kan4-spline,kan4-g3,kan4-g10,kan4-range1,rbf4,mlp38
 study-ablations: WORKERS := $(or $(WORKERS),2)
 study-ablations: local-data
 	$(GRID_RUN) configs/cpu-study-ablations.yaml --local-dir $(LOCAL_DATA) --no-progress --first $(ABLATIONS_FIRST)
 	$(PY) -m bench report $(RESULTS)/cpu-study-ablations
 	$(PY) -m bench actions $(RESULTS)/cpu-study-ablations --local-dir $(LOCAL_DATA)
+	$(PY) -m bench deploy $(RESULTS)/cpu-study-ablations --local-dir $(LOCAL_DATA)
 
 # The actor learning rate check of the algorithms grid (configs/algorithms-lr.yaml): its two small actors at
 # CORL's 3e-4 and at 1e-3 under BC, TD3+BC and IQL on local walker2d-medium, before the grid itself runs; then its

@@ -270,7 +270,7 @@ def _grid(args: argparse.Namespace) -> int:
         return 0
     store = ResultsStore.for_grid(args.results, spec)
     if args.grid_command == "status":
-        print(status_table(spec, store))
+        print(status_table(spec, store, summary=args.summary))
         return 0
     if args.dry_run:
         print(plan_table(spec, store, missing_datasets(spec, args.cache_dir, args.local_dir), **selection))
@@ -578,6 +578,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = gsub.add_parser("status", help="done / diverged / failed / running / partial / missing per cell, and totals")
     p.add_argument("file", type=Path, metavar="FILE", help="grid file")
     p.add_argument("--results", type=Path, default=Path("results"), help="records are in DIR/<grid name>/")
+    p.add_argument(
+        "--summary",
+        action="store_true",
+        help="one row per dataset and architecture (its seeds' states, least steps, mean ± std final score)",
+    )
     p.set_defaults(func=_grid)
     p = gsub.add_parser(
         "estimate", help="time each process the grid will start, here and now, and add up the wall time it needs"

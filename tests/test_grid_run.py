@@ -6,6 +6,7 @@ import io
 import json
 import os
 import signal
+import statistics
 from pathlib import Path
 
 import pytest
@@ -248,6 +249,10 @@ def test_a_killed_cell_is_partial_until_the_next_run_resumes_it(
     row = next(line for line in status.splitlines() if " partial " in line)
     assert "150/200" in row and "resumes from it" in row and row.split()[2] == "0"
     assert "running 0, partial 1, missing 1 (of 2 cells)" in status
+    # The summary: one row for the grid's one dataset and architecture, at its least advanced seed's steps.
+    assert main(["grid", "status", str(grid), "--results", str(results), "--summary"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "mlp-small" in line]
+    assert len(rows) == 1 and "1 partial, 1 missing" in rows[0] and rows[0].rstrip().endswith("0/200")
 
     assert main(["grid", "run", str(grid), "--dry-run", "--results", str(results)]) == 0
     plan = capsys.readouterr().out
@@ -257,6 +262,11 @@ def test_a_killed_cell_is_partial_until_the_next_run_resumes_it(
     assert main(["grid", "run", str(grid), "--results", str(results)]) == 0
     assert "2 to run, 1 resuming from a checkpoint (local launcher" in capsys.readouterr().out
     assert read(store.record_path(killed))["steps_done"] == 200
+    scores = [read(store.record_path(cell))["final_score"] for cell in spec.cells()]
+    assert main(["grid", "status", str(grid), "--results", str(results), "--summary"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "mlp-small" in line)
+    assert "2 done" in row and "200/200" in row
+    assert row.rstrip().endswith(f"{statistics.fmean(scores):.1f} ± {statistics.stdev(scores):.1f}")
 
 
 @pytest.mark.parametrize("legacy_checkpoint", [False, True])

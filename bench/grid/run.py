@@ -23,7 +23,7 @@ from bench.data.registry import D4RL_DATASETS, d4rl_cache_dir, local_dataset_dir
 from bench.errors import BenchError
 from bench.grid.launchers import CellOutcome, CellTask, Group, Launcher, local_cpus, make_launcher
 from bench.grid.spec import Cell, GridSpec
-from bench.grid.store import STATES, ResultsStore, error_path
+from bench.grid.store import STATES, CellState, ResultsStore, error_path
 
 DIVERGED_NOTE = (
     "diverged cells count as finished and are not retried: a divergence repeats for the same seed on CPU "
@@ -194,33 +194,24 @@ def plan_table(
     return f"{header}\n{table}{warning}"
 
 
-def status_table(spec: GridSpec, store: ResultsStore) -> str:
-    """`grid status`: one row per cell (state, steps, final score, first error line) and the totals."""
-    rows = []
-    counts: Counter[str] = Counter()
-    for cell in spec.cells():
-        state = store.state(cell, probe_lock=True)
-        counts[state.state] += 1
-        record = state.record or {}
-        score = record.get("final_score")
-        # Where the cell stands: a finished record's steps, else the checkpoint's that the next run resumes from.
-        steps = record.get("steps_done") if state.finished or state.resume_step is None else state.resume_step
-        rows.append(
-            [
-                *_algorithm_column(spec, cell),
-                cell.dataset,
-                cell.arch,
-                cell.seed,
-                state.state,
-                "" if steps is None else f"{steps:,}/{spec.steps:,}",
-                "" if score is None else f"{score:.1f}",
-                state.note,
-            ]
-        )
+def status_table(spec: GridSpec, store: ResultsStore, *, summary: bool = False) -> str:
+    """`grid status`: one row per cell (state, steps, final score, first error line) and the totals; with
+    `summary`, one row per (algorithm,) dataset and architecture instead (see `_summary_rows`)."""
+    states = [store.state(cell, probe_lock=True) for cell in spec.cells()]
+    counts = Counter(state.state for state in states)
+    if summary:
+        rows = _summary_rows(spec, states)
+        headers = ["seeds", "steps", "final score (mean ± std)"]
+    else:
+        rows = [[*_algorithm_column(spec, s.cell), s.cell.dataset, s.cell.arch, s.cell.seed, s.state] for s in states]
+        for row, state in zip(rows, states, strict=True):
+            score = (state.record or {}).get("final_score")
+            steps = _steps(state)
+            row += ["" if steps is None else f"{steps:,}/{spec.steps:,}", "" if score is None else f"{score:.1f}"]
+            row.append(state.note)
+        headers = ["seed", "state", "steps", "final score", "note"]
     table = tabulate(
-        rows,
-        headers=[*_algorithm_header(spec), "dataset", "architecture", "seed", "state", "steps", "final score", "note"],
-        disable_numparse=True,
+        rows, headers=[*_algorithm_header(spec), "dataset", "architecture", *headers], disable_numparse=True
     )
     totals = ", ".join(f"{name} {counts[name]}" for name in STATES)
     lines = [f"grid {spec.name}: records in {store.root}", table, "", f"{totals} (of {sum(counts.values())} cells)"]
@@ -230,6 +221,44 @@ def status_table(spec: GridSpec, store: ResultsStore) -> str:
     if differences:
         lines.append(f"Warning: {store.grid_file} was written for another configuration: {'; '.join(differences)}")
     return "\n".join(lines)
+
+
+def _steps(state: CellState) -> int | None:
+    """Where a cell stands: a finished record's steps, else the checkpoint's that the next run resumes from."""
+    if state.finished or state.resume_step is None:
+        return (state.record or {}).get("steps_done")
+    return state.resume_step
+
+
+def _summary_rows(spec: GridSpec, states: list[CellState]) -> list[list[object]]:
+    """One row per (algorithm,) dataset and architecture, in the grid's order: how many of its seeds are in each
+    state, the steps of its least advanced seed, and the mean ± sample std of its seeds' final scores (with how
+    many seeds have one, when not all)."""
+    groups: dict[tuple[str, str, str], list[CellState]] = defaultdict(list)
+    for state in states:
+        groups[(state.cell.algo, state.cell.dataset, state.cell.arch)].append(state)
+    rows: list[list[object]] = []
+    for (_, dataset, arch), members in groups.items():
+        counts = Counter(m.state for m in members)
+        steps = [_steps(m) or 0 for m in members]
+        scores = [m.record["final_score"] for m in members if m.record and m.record.get("final_score") is not None]
+        score = ""
+        if scores:
+            score = f"{statistics.fmean(scores):.1f}" + (
+                f" ± {statistics.stdev(scores):.1f}" if len(scores) > 1 else ""
+            )
+            score += f" ({len(scores)} of {len(members)})" if len(scores) < len(members) else ""
+        rows.append(
+            [
+                *_algorithm_column(spec, members[0].cell),
+                dataset,
+                arch,
+                ", ".join(f"{counts[name]} {name}" for name in STATES if counts[name]),
+                f"{min(steps):,}/{spec.steps:,}",
+                score,
+            ]
+        )
+    return rows
 
 
 def _algorithm_header(spec: GridSpec) -> list[str]:
