@@ -203,12 +203,7 @@ def status_table(spec: GridSpec, store: ResultsStore, *, summary: bool = False) 
         rows = _summary_rows(spec, states)
         headers = ["seeds", "steps", "final score (mean ± std)"]
     else:
-        rows = [[*_algorithm_column(spec, s.cell), s.cell.dataset, s.cell.arch, s.cell.seed, s.state] for s in states]
-        for row, state in zip(rows, states, strict=True):
-            score = (state.record or {}).get("final_score")
-            steps = _steps(state)
-            row += ["" if steps is None else f"{steps:,}/{spec.steps:,}", "" if score is None else f"{score:.1f}"]
-            row.append(state.note)
+        rows = [_cell_row(spec, state) for state in states]
         headers = ["seed", "state", "steps", "final score", "note"]
     table = tabulate(
         rows, headers=[*_algorithm_header(spec), "dataset", "architecture", *headers], disable_numparse=True
@@ -221,6 +216,22 @@ def status_table(spec: GridSpec, store: ResultsStore, *, summary: bool = False) 
     if differences:
         lines.append(f"Warning: {store.grid_file} was written for another configuration: {'; '.join(differences)}")
     return "\n".join(lines)
+
+
+def _cell_row(spec: GridSpec, state: CellState) -> list[object]:
+    """One cell of `grid status`: its state, steps, final score and note."""
+    score = (state.record or {}).get("final_score")
+    steps = _steps(state)
+    return [
+        *_algorithm_column(spec, state.cell),
+        state.cell.dataset,
+        state.cell.arch,
+        state.cell.seed,
+        state.state,
+        "" if steps is None else f"{steps:,}/{spec.steps:,}",
+        "" if score is None else f"{score:.1f}",
+        state.note,
+    ]
 
 
 def _steps(state: CellState) -> int | None:
