@@ -245,6 +245,8 @@ def _summary_rows(spec: GridSpec, states: list[CellState]) -> list[list[object]]
     """One row per (algorithm,) dataset and architecture, in the grid's order: how many of its seeds are in each
     state, the steps of its least advanced seed, and the mean ± sample std of its seeds' final scores (with how
     many seeds have one, when not all)."""
+    from bench.report.tables import mean_std  # the tables' format; imported here, as the report's libraries are slow
+
     groups: dict[tuple[str, str, str], list[CellState]] = defaultdict(list)
     for state in states:
         groups[(state.cell.algo, state.cell.dataset, state.cell.arch)].append(state)
@@ -255,9 +257,8 @@ def _summary_rows(spec: GridSpec, states: list[CellState]) -> list[list[object]]
         scores = [m.record["final_score"] for m in members if m.record and m.record.get("final_score") is not None]
         score = ""
         if scores:
-            score = f"{statistics.fmean(scores):.1f}" + (
-                f" ± {statistics.stdev(scores):.1f}" if len(scores) > 1 else ""
-            )
+            std = statistics.stdev(scores) if len(scores) > 1 else float("nan")
+            score = mean_std(statistics.fmean(scores), std, len(scores), decimals=1)
             score += f" ({len(scores)} of {len(members)})" if len(scores) < len(members) else ""
         rows.append(
             [

@@ -144,11 +144,12 @@ class RecordSet:
         """How captions name the algorithm(s): "Algorithm: CQL." or "Algorithms: TD3+BC, IQL (...)."."""
         columns = self.architectures
 
-        def first_column(label: str) -> int:
-            return next((i for i, a in enumerate(columns) if a.startswith(f"{label} ")), len(columns))
+        def first_column(algo: str) -> int:
+            prefix = arch_label(algo, "")
+            return next((i for i, a in enumerate(columns) if a.startswith(prefix)), len(columns))
 
         # In the order of the columns (a grid file's order), not the registry's.
-        labels = sorted((algorithm_label(a) for a in self.algorithms), key=first_column)
+        labels = [algorithm_label(a) for a in sorted(self.algorithms, key=first_column)]
         if len(labels) == 1:
             return f"Algorithm: {labels[0]}."
         return f"Algorithms: {', '.join(labels)} (each column or label names its algorithm before the architecture)."
