@@ -20,12 +20,13 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# ruff formats the README's Python examples too, so they stay valid, formatted code.
 lint: setup
 	$(PY) -m ruff check bench tests benchmarks
-	$(PY) -m ruff format --check bench tests benchmarks
+	$(PY) -m ruff format --check bench tests benchmarks README.md
 
 format: setup
-	$(PY) -m ruff format bench tests benchmarks
+	$(PY) -m ruff format bench tests benchmarks README.md
 	$(PY) -m ruff check --fix bench tests benchmarks
 
 test: lint
