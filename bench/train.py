@@ -621,6 +621,8 @@ def _new_record(
             "transitions": len(dataset.transitions),
             "sha256": dataset.sha256,
             "label": "D4RL" if dataset.source == "d4rl" else f"{dataset.source} data, not D4RL",
+            # Which recipe made a local D4RL-recipe file (README, "Local D4RL-recipe datasets"); None otherwise.
+            "recipe": int(dataset.attrs["recipe"]) if "recipe" in dataset.attrs else None,
         },
         "parameters": parameters,
         "evaluation": {

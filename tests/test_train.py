@@ -49,6 +49,16 @@ def comparable(record: dict) -> dict:
     return {k: v for k, v in record.items() if k not in TIMING_FIELDS}
 
 
+def test_a_record_names_the_recipe_that_made_its_local_data(tmp_path: Path) -> None:
+    """Recipe 1 and 2 files of one dataset differ (README, "Local D4RL-recipe datasets"); the record says which
+    one it trained on, so a table that mixes them can say so."""
+    data = write_small_d4rl_file(
+        tmp_path / "hopper-medium.hdf5", env="hopper", attrs={"env": "hopper", "source": "local", "recipe": 1}
+    )
+    record = train_cell(tiny_config(data, steps=2, eval_every=2), tmp_path / "cell.json", progress=False)
+    assert record["dataset"]["recipe"] == 1
+
+
 def test_tiny_run_writes_a_complete_record(hopper_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "cell.json"
     record = train_cell(tiny_config(hopper_file), out, progress=False)
@@ -69,6 +79,7 @@ def test_tiny_run_writes_a_complete_record(hopper_file: Path, tmp_path: Path) ->
     assert params["critics_total"] == 2 * params["critic"]
     assert record["dataset"]["source"] == "local" and "not D4RL" in record["dataset"]["label"]
     assert record["dataset"]["sha256"] == load_dataset(f"local:{hopper_file}").sha256
+    assert record["dataset"]["recipe"] is None  # not made by the local suite's recipes
     assert record["device"]["type"] == "cpu" and record["versions"]["torch"]
     assert {"git_commit", "started_at", "finished_at", "error", "losses"} <= record.keys()
     assert not train.checkpoint_path(out).exists()
