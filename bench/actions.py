@@ -14,26 +14,31 @@ an actor follows the data's actions, drifts from them (the actions CQL's conserv
 or barely responds to the state at all.
 
 Outputs: `table5_actions.md` and `.tex` (mean ± std over seeds per dataset and architecture, beside the final
-score, and the constant policy's row per dataset) and `actions.json` with every number unrounded.
+score, and the constant policy's row per dataset) and `actions.json` with every number unrounded and the SHA-256
+of the actor file and of the data each came from. A later run keeps an actor's numbers from the folder's
+`actions.json` when both digests still match (unless `recompute`), so it neither repeats them nor needs that
+data again: a grid whose datasets only some CPUs regenerate (recipe 1) still gets one whole table.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from bench.data.download import file_sha256
 from bench.deploy import DatasetStates, actions_on, find_actor_records, order_records, record_dataset, torch_policy
 from bench.errors import BenchError, did_you_mean
 from bench.fileio import atomic_write_json
 from bench.report.records import arch_label, display_name, record_algorithm
 from bench.report.tables import Table, values_mean_std, write_table
-from bench.train import load_trained_actor, read_record
+from bench.train import actor_path, load_trained_actor, read_record
 
 TABLE_STEM = "table5_actions"
 JSON_NAME = "actions.json"
@@ -57,6 +62,9 @@ class ActorActions:
     mse: float
     r2: float
     final_score: float | None
+    actor_sha256: str = ""  # of the actor file and of the dataset's transitions the numbers came from
+    dataset_sha256: str = ""
+    kept: bool = field(default=False, compare=False)  # taken from an earlier actions.json, not written to it
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,7 @@ class DatasetActions:
     transitions: int
     action_dim: int
     constant_mse: float
+    sha256: str = ""
 
 
 @dataclass
@@ -81,7 +90,11 @@ class ActionsSummary:
     written: list[Path] = field(default_factory=list)
 
     def format(self) -> str:
-        lines = [f"actions of {len(self.actors)} trained actor(s) of {self.results_dir} against their data"]
+        kept = sum(a.kept for a in self.actors)
+        lines = [
+            f"actions of {len(self.actors)} trained actor(s) of {self.results_dir} against their data"
+            + (f" ({kept} kept from the earlier actions.json, their actors and data unchanged)" if kept else "")
+        ]
         for (dataset, arch), group in _cells(self.actors).items():
             r2 = np.mean([a.r2 for a in group])
             lines.append(f"{self.datasets[dataset].dataset_name} {arch}: R^2 {r2:.2f} (n={len(group)})")
@@ -103,6 +116,30 @@ def constant_policy_mse(actions: np.ndarray) -> float:
     return float(np.mean((actions - actions.mean(axis=0)) ** 2))
 
 
+def earlier_results(path: Path) -> tuple[dict[str, ActorActions], dict[tuple[str, str], DatasetActions]]:
+    """The entries of an earlier actions.json at `path` that name the digests they were computed from: actors by
+    record path, datasets by (name, SHA-256). Entries written before the digests existed are left out."""
+    if not path.exists():
+        return {}, {}
+    try:
+        document = json.loads(path.read_text())
+        actor_fields = {f.name for f in fields(ActorActions)} - {"kept"}
+        dataset_fields = {f.name for f in fields(DatasetActions)}
+        actors = [ActorActions(**{k: v for k, v in a.items() if k in actor_fields}) for a in document["actors"]]
+        datasets = [
+            DatasetActions(**{k: v for k, v in d.items() if k in dataset_fields}) for d in document["datasets"].values()
+        ]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise BenchError(
+            f"{path} is not an actions.json this version can read ({type(exc).__name__}: {exc}); "
+            "pass --recompute to compute every actor again and replace it"
+        ) from None
+    return (
+        {a.record: a for a in actors if a.actor_sha256 and a.dataset_sha256},
+        {(d.dataset, d.sha256): d for d in datasets if d.sha256},
+    )
+
+
 def actions_grid(
     results_dir: Path,
     tables_dir: Path,
@@ -110,11 +147,13 @@ def actions_grid(
     architectures: Sequence[str] = (),
     cache_dir: Path | None = None,
     local_dir: Path | None = None,
+    recompute: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> ActionsSummary:
     """Compare every trained actor under `results_dir` (of `architectures` only, when given) with its dataset's
-    actions; write Table 5 and actions.json into `tables_dir`. `progress` gets one line per actor (default:
-    stderr)."""
+    actions; write Table 5 and actions.json into `tables_dir`. An actor whose file and data have the digests of
+    its entry in `tables_dir`'s earlier actions.json keeps that entry, unless `recompute`. `progress` gets one
+    line per actor (default: stderr)."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise BenchError(f"results folder {results_dir} does not exist; run a grid first or name its records' folder")
@@ -146,43 +185,57 @@ def actions_grid(
         rank = {name: i for i, name in enumerate(architectures)}
         ordered.sort(key=lambda p: rank.get(label(records[p]), rank.get(records[p]["cell"]["arch"], len(rank))))
 
+    tables_dir = Path(tables_dir)
+    kept_actors, kept_datasets = ({}, {}) if recompute else earlier_results(tables_dir / JSON_NAME)
     loaded: dict[tuple[str, bool], DatasetStates] = {}
     datasets: dict[str, DatasetActions] = {}
     actors: list[ActorActions] = []
     for path in ordered:
-        actor, record = load_trained_actor(path)
+        record = records[path]
         cell = record["cell"]
-        data = record_dataset(path, record, loaded, cache_dir, local_dir)
-        if cell["dataset"] not in datasets:
-            datasets[cell["dataset"]] = DatasetActions(
-                cell["dataset"],
-                display_name(cell["dataset"], record["dataset"].get("source", "")),
-                len(data.actions),
-                data.actions.shape[1],
-                constant_policy_mse(data.actions),
+        actor_digest = file_sha256(actor_path(path))
+        data_digest = record["dataset"].get("sha256", "")
+        earlier = kept_actors.get(str(path))
+        earlier_data = kept_datasets.get((cell["dataset"], data_digest))
+        if earlier and earlier_data and (earlier.actor_sha256, earlier.dataset_sha256) == (actor_digest, data_digest):
+            datasets.setdefault(cell["dataset"], earlier_data)
+            entry = replace(earlier, arch=label(record), final_score=record.get("final_score"), kept=True)
+        else:
+            actor, record = load_trained_actor(path)
+            data = record_dataset(path, record, loaded, cache_dir, local_dir)
+            if cell["dataset"] not in datasets:
+                datasets[cell["dataset"]] = DatasetActions(
+                    cell["dataset"],
+                    display_name(cell["dataset"], record["dataset"].get("source", "")),
+                    len(data.actions),
+                    data.actions.shape[1],
+                    constant_policy_mse(data.actions),
+                    data.sha256,
+                )
+            mse = float(np.mean(action_errors(actor, data.states, data.actions)))
+            constant = datasets[cell["dataset"]].constant_mse
+            entry = ActorActions(
+                record=str(path),
+                dataset=cell["dataset"],
+                dataset_name=datasets[cell["dataset"]].dataset_name,
+                arch=label(record),
+                seed=int(cell["seed"]),
+                mse=mse,
+                r2=1.0 - mse / constant if constant > 0 else float("nan"),
+                final_score=record.get("final_score"),
+                actor_sha256=actor_digest,
+                dataset_sha256=data.sha256,
             )
-        mse = float(np.mean(action_errors(actor, data.states, data.actions)))
-        constant = datasets[cell["dataset"]].constant_mse
-        entry = ActorActions(
-            record=str(path),
-            dataset=cell["dataset"],
-            dataset_name=datasets[cell["dataset"]].dataset_name,
-            arch=label(record),
-            seed=int(cell["seed"]),
-            mse=mse,
-            r2=1.0 - mse / constant if constant > 0 else float("nan"),
-            final_score=record.get("final_score"),
-        )
         actors.append(entry)
-        say(f"{entry.dataset_name} {entry.arch} seed {entry.seed}: MSE {mse:.4f}, R^2 {entry.r2:.3f}")
+        kept = " (kept from the earlier actions.json)" if entry.kept else ""
+        say(f"{entry.dataset_name} {entry.arch} seed {entry.seed}: MSE {entry.mse:.4f}, R^2 {entry.r2:.3f}{kept}")
 
-    tables_dir = Path(tables_dir)
     written = write_table(actions_table(actors, datasets), tables_dir)
     document = {
         "results": str(results_dir),
         "method": METHOD,
         "datasets": {name: asdict(d) for name, d in datasets.items()},
-        "actors": [asdict(a) for a in actors],
+        "actors": [{k: v for k, v in asdict(a).items() if k != "kept"} for a in actors],
     }
     atomic_write_json(tables_dir / JSON_NAME, document)
     return ActionsSummary(results_dir, actors, datasets, skipped, [*written, tables_dir / JSON_NAME])

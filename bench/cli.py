@@ -352,6 +352,7 @@ def _actions(args: argparse.Namespace) -> int:
         architectures=_names(args.architectures),
         cache_dir=args.cache_dir,
         local_dir=args.local_dir,
+        recompute=args.recompute,
     )
     print(summary.format())
     return 0
@@ -665,6 +666,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--architectures", metavar="NAMES", help="these architectures only, in this order (a,b,...)")
     p.add_argument("--cache-dir", type=Path, help="D4RL cache folder")
     p.add_argument("--local-dir", type=Path, help=LOCAL_DIR_HELP)
+    p.add_argument(
+        "--recompute",
+        action="store_true",
+        help="compute every actor again (default: keep an actor's numbers from the output folder's actions.json "
+        "while its actor file and data have the digests recorded there, without loading that data)",
+    )
     p.set_defaults(func=_actions)
 
     p = sub.add_parser(

@@ -91,3 +91,47 @@ def test_the_command_measures_every_trained_actor_against_its_data(
     assert "'kan-smal' has no trained actor under" in capsys.readouterr().err
     assert main(["actions", str(tmp_path / "tables"), "--tables", str(tables)]) == 2
     assert "no finished record with its final actor" in capsys.readouterr().err
+
+
+def test_a_rerun_keeps_the_numbers_of_unchanged_actors_without_their_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Table 5 of a grid whose data only some CPUs regenerate (recipe 1) stays whole: an actor whose file and
+    data have the digests of its earlier entry keeps it, without the data; a changed actor is computed again."""
+    data = write_small_d4rl_file(tmp_path / "hopper-tiny.hdf5", env="hopper")
+    results = tmp_path / "results" / "tiny"
+    short = {"steps": 2, "epoch_steps": 2, "eval_every": 2}
+    for seed in (0, 1):
+        train_cell(
+            tiny_config(data, seed=seed, **short),
+            results / "hopper-tiny" / "mlp-small" / f"seed{seed}.json",
+            progress=False,
+        )
+    tables = tmp_path / "tables"
+    command = ["actions", str(results), "--tables", str(tables)]
+    assert main(command) == 0
+    first = json.loads((tables / "actions.json").read_text())
+    assert all(len(a["actor_sha256"]) == 64 and len(a["dataset_sha256"]) == 64 for a in first["actors"])
+    assert [d["sha256"] for d in first["datasets"].values()] == [load_dataset(f"local:{data}").sha256]
+    capsys.readouterr()
+
+    data.rename(tmp_path / "elsewhere.hdf5")  # the data is gone: only kept numbers can fill the table
+    assert main(command) == 0
+    out = capsys.readouterr()
+    assert "(2 kept from the earlier actions.json" in out.out and out.err.count("(kept from the earlier") == 2
+    assert json.loads((tables / "actions.json").read_text()) == first
+
+    assert main([*command, "--recompute"]) == 2  # recomputing needs the data
+    assert "hopper-tiny" in capsys.readouterr().err
+    (tmp_path / "elsewhere.hdf5").rename(data)
+
+    actor_file = results / "hopper-tiny" / "mlp-small" / "seed1.actor.pt"
+    weights = torch.load(actor_file, weights_only=True)
+    torch.save({k: v + 0.5 for k, v in weights.items()}, actor_file)
+    assert main(command) == 0
+    out = capsys.readouterr()
+    assert "(1 kept" in out.out and "seed 1: MSE" in out.err and out.err.count("(kept from the earlier") == 1
+    second = json.loads((tables / "actions.json").read_text())
+    assert second["actors"][0] == first["actors"][0]
+    assert second["actors"][1]["actor_sha256"] != first["actors"][1]["actor_sha256"]
+    assert second["actors"][1]["mse"] != first["actors"][1]["mse"]
