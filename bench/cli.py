@@ -370,6 +370,7 @@ def _deploy(args: argparse.Namespace) -> int:
         onnx_dir=args.onnx_dir,
         cache_dir=args.cache_dir,
         local_dir=args.local_dir,
+        recompute=args.recompute,
     )
     print(summary.format())
     return 0
@@ -656,6 +657,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx-dir", type=Path, help="keep the exported .onnx files here (default: a temporary folder)")
     p.add_argument("--cache-dir", type=Path, help="D4RL cache folder")
     p.add_argument("--local-dir", type=Path, help=LOCAL_DIR_HELP)
+    p.add_argument(
+        "--recompute",
+        action="store_true",
+        help="deploy and time every actor again (default: keep rows and latencies from the output folder's "
+        "deployment.json while the actors, their data and the calls and warm-up are unchanged)",
+    )
     p.set_defaults(func=_deploy)
 
     p = sub.add_parser(

@@ -24,13 +24,21 @@ For every finished record of a results folder whose final actor is kept beside i
 
 Outputs: `table4_deployment.md` and `.tex` (two tables: size and latency per environment and architecture;
 scores per dataset and architecture, mean over seeds) and `deployment.json` with every number unrounded, the
-settings, the machine and the library versions.
+settings, the machine that wrote it and the library versions, the SHA-256 of each actor file and of its data, and
+the machine each latency was measured on.
+
+A rerun keeps an actor's row from the folder's earlier `deployment.json` while its actor file and data have the
+recorded digests (unless `recompute`), and an (environment, architecture)'s latency while the actor it was
+measured on is kept and the calls and warm-up are the same: it repeats nothing and needs no data for kept rows,
+so a grid whose data only some CPUs regenerate (recipe 1) still gets one whole table. Kept latencies keep the
+machine they were timed on, and the caption names each machine when there are several.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
 import platform
 import sys
@@ -38,7 +46,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +54,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from bench.data.download import file_sha256
 from bench.data.loader import OfflineDataset, load_dataset
 from bench.errors import BenchError
 from bench.evaluate import evaluate_policy
@@ -355,6 +364,9 @@ class ActorDeployment:
     record_score: float | None  # the record's own final score (PyTorch, in training)
     fp32_score: float | None
     int8_score: float | None
+    actor_sha256: str = ""  # of the actor file and of the dataset's transitions the row was measured on
+    dataset_sha256: str = ""
+    kept: bool = field(default=False, compare=False)  # taken from an earlier deployment.json, not written to it
 
 
 @dataclass
@@ -366,6 +378,7 @@ class ArchitectureLatency:
     actor_spec: str
     record: str  # the actor it was measured on
     results: list[Latency] = field(default_factory=list)
+    machine: str = ""  # the CPU it was measured on (`device_info` name)
 
     def get(self, runtime: str, batch: int) -> Latency | None:
         return next((r for r in self.results if r.runtime == runtime and r.batch == batch), None)
@@ -382,7 +395,12 @@ class DeploySummary:
     paths: list[Path]
 
     def format(self) -> str:
-        lines = [f"deploy of {self.results_dir}: {len(self.actors)} actor(s), {len(self.skipped)} record(s) skipped"]
+        kept = sum(actor.kept for actor in self.actors)
+        lines = [
+            f"deploy of {self.results_dir}: {len(self.actors)} actor(s)"
+            + (f" ({kept} kept from {JSON_NAME}, unchanged)" if kept else "")
+            + f", {len(self.skipped)} record(s) skipped"
+        ]
         for latency in self.latencies:
             fast = [latency.get(runtime, 1) for runtime in RUNTIMES]
             shown = ", ".join(f"{RUNTIME_LABELS[r.runtime]} {r.median_us:.1f} us" for r in fast if r is not None)
@@ -440,6 +458,50 @@ def order_records(results_dir: Path, records: dict[Path, dict[str, Any]]) -> lis
     return sorted(records, key=key)
 
 
+@dataclass
+class EarlierDeployment:
+    """What an earlier deployment.json can lend a rerun: rows that name their digests, by record path, and
+    latencies timed with the same calls and warm-up, by (environment, architecture)."""
+
+    actors: dict[str, ActorDeployment] = field(default_factory=dict)
+    latencies: dict[tuple[str, str], ArchitectureLatency] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: Path, calls: int, warmup: int) -> EarlierDeployment:
+        if not path.exists():
+            return cls()
+        try:
+            document = json.loads(path.read_text())
+            names = {f.name for f in fields(ActorDeployment)} - {"kept"}
+            actors = [ActorDeployment(**{k: v for k, v in a.items() if k in names}) for a in document["actors"]]
+            latencies = [
+                ArchitectureLatency(
+                    env=entry["env"],
+                    arch=entry["arch"],
+                    actor_spec=entry["actor_spec"],
+                    record=entry["record"],
+                    results=[Latency(**result) for result in entry["results"]],
+                    # Files from before per-latency machines were timed on the one machine they name.
+                    machine=entry.get("machine") or document["machine"]["name"],
+                )
+                for entry in document["latency"]
+            ]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise BenchError(
+                f"{path} is not a deployment.json this version can read ({type(exc).__name__}: {exc}); "
+                "pass --recompute to deploy every actor again and replace it"
+            ) from None
+        same_timing = {(batch, calls_at(batch, calls), warmup) for batch in BATCH_SIZES}
+        return cls(
+            {a.record: a for a in actors if a.actor_sha256 and a.dataset_sha256},
+            {
+                (lat.env, lat.arch): lat
+                for lat in latencies
+                if {(r.batch, r.calls, r.warmup) for r in lat.results} == same_timing
+            },
+        )
+
+
 def deploy_grid(
     results_dir: Path,
     tables_dir: Path,
@@ -449,11 +511,14 @@ def deploy_grid(
     onnx_dir: Path | None = None,
     cache_dir: Path | None = None,
     local_dir: Path | None = None,
+    recompute: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> DeploySummary:
     """Export, quantize, check, evaluate and time every trained actor under `results_dir`; write Table 4 and
-    deployment.json into `tables_dir`. The .onnx files go to `onnx_dir` (laid out like the records) when given,
-    else to a temporary folder that is removed afterwards. `progress` gets one line per actor (default: stderr).
+    deployment.json into `tables_dir`. Rows and latencies of `tables_dir`'s earlier deployment.json are kept
+    while unchanged (module docstring), unless `recompute`. The .onnx files go to `onnx_dir` (laid out like the
+    records) when given, else to a temporary folder that is removed afterwards. `progress` gets one line per actor
+    (default: stderr).
     """
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
@@ -461,6 +526,7 @@ def deploy_grid(
     if calls < 1 or warmup < 0:
         raise BenchError(f"--calls must be at least 1 and --warmup at least 0, got {calls} and {warmup}")
     say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+    earlier = EarlierDeployment() if recompute else EarlierDeployment.read(Path(tables_dir) / JSON_NAME, calls, warmup)
     paths, skipped = find_actor_records(results_dir)
     for note in skipped:
         say(f"note: {note}")
@@ -479,7 +545,16 @@ def deploy_grid(
         with contextlib.ExitStack() as stack:
             folder = onnx_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-deploy-")))
             actors, latencies = _deploy_records(
-                ordered, results_dir, Path(folder), calls, warmup, cache_dir, local_dir, say, several_algorithms
+                ordered,
+                results_dir,
+                Path(folder),
+                calls,
+                warmup,
+                cache_dir,
+                local_dir,
+                say,
+                several_algorithms,
+                earlier,
             )
     finally:
         torch.set_num_threads(threads)
@@ -497,14 +572,39 @@ def _deploy_records(
     local_dir: Path | None,
     say: Callable[[str], None],
     several_algorithms: bool = False,
+    earlier: EarlierDeployment | None = None,
 ) -> tuple[list[ActorDeployment], list[ArchitectureLatency]]:
     """Every record's `ActorDeployment` and, once per (environment, architecture), its latencies (module
-    docstring); one progress line per record. With `several_algorithms` an architecture is named per algorithm
-    ("TD3+BC mlp"), so each algorithm's actors get rows of their own."""
+    docstring), those of `earlier` kept while unchanged; one progress line per record. With `several_algorithms`
+    an architecture is named per algorithm ("TD3+BC mlp"), so each algorithm's actors get rows of their own."""
+    earlier = earlier or EarlierDeployment()
+    machine = device_info(torch.device("cpu"))["name"]
     datasets: dict[tuple[str, bool], DatasetStates] = {}
     actors: list[ActorDeployment] = []
     latencies: dict[tuple[str, str], ArchitectureLatency] = {}
     for index, path in enumerate(ordered, start=1):
+        record = read_record(path) or {}
+        arch = (
+            arch_label(record_algorithm(record), record["cell"]["arch"])
+            if several_algorithms
+            else record["cell"]["arch"]
+        )
+        key = (record["dataset"]["env"], arch)
+        digests = (file_sha256(actor_path(path)), record["dataset"].get("sha256", ""))
+        kept = earlier.actors.get(str(path))
+        if kept is None or (kept.actor_sha256, kept.dataset_sha256) != digests:
+            kept = None
+        elif key not in latencies:  # the first actor of its kind: keep it with the latency timed on it, or neither
+            latency = earlier.latencies.get(key)
+            if latency is not None and latency.record == str(path):
+                latencies[key] = latency
+            else:
+                kept = None
+        if kept is not None:
+            row = replace(kept, arch=arch, record_score=record.get("final_score"), kept=True)
+            actors.append(row)
+            say(f"[{index}/{len(ordered)}] {row.dataset_name} {row.arch} seed {row.seed}: kept from {JSON_NAME}")
+            continue
         actor, record = load_trained_actor(path)
         name = record["cell"]["dataset"]
         dataset = record_dataset(path, record, datasets, cache_dir, local_dir)
@@ -539,9 +639,7 @@ def _deploy_records(
             dataset=name,
             dataset_name=display_name(name, record["dataset"].get("source", "")),
             env=env,
-            arch=arch_label(record_algorithm(record), record["cell"]["arch"])
-            if several_algorithms
-            else record["cell"]["arch"],
+            arch=arch,
             seed=int(record["cell"]["seed"]),
             actor_spec=spec,
             parameters=count_parameters(actor.network),
@@ -555,6 +653,8 @@ def _deploy_records(
             record_score=record.get("final_score"),
             fp32_score=onnx_score(sessions["onnx-fp32"], env, episodes, eval_seed, mean, std),
             int8_score=onnx_score(sessions["onnx-int8"], env, episodes, eval_seed, mean, std),
+            actor_sha256=digests[0],
+            dataset_sha256=dataset.sha256,
         )
         actors.append(row)
         line = (
@@ -563,10 +663,9 @@ def _deploy_records(
             f"int8 {int8_error:.1e}; score {_score_text(row.record_score)} record, {row.fp32_score:.1f} fp32, "
             f"{row.int8_score:.1f} int8"
         )
-        key = (row.env, row.arch)
         if key not in latencies:
             measured = measure_latency(actor, sessions, states, calls, warmup)
-            latencies[key] = ArchitectureLatency(row.env, row.arch, spec, str(path), measured)
+            latencies[key] = ArchitectureLatency(row.env, row.arch, spec, str(path), measured, machine)
             fast = ", ".join(f"{RUNTIME_LABELS[r.runtime]} {r.median_us:.1f}" for r in measured if r.batch == 1)
             line += f"; batch-1 median us: {fast}"
         say(line)
@@ -609,7 +708,7 @@ def size_latency_table(
             "version (onnxruntime), and single-thread CPU latency of one call in microseconds, median (90th "
             "percentile), at "
             f"batch 1 ({calls:,} calls) and batch {BATCH_SIZES[-1]} ({calls_at(BATCH_SIZES[-1], calls):,} calls), "
-            f"after {warmup} warm-up calls: PyTorch eager, ONNX Runtime float32 and int8. Device: {device}."
+            f"after {warmup} warm-up calls: PyTorch eager, ONNX Runtime float32 and int8. {device}."
         ),
         header=["Environment", "Architecture", "Params", "fp32 bytes", "int8 bytes", *columns],
         align="ll" + "r" * (3 + len(columns)),
@@ -711,6 +810,19 @@ def _latex(tables: list[Table]) -> str:
     return header + "\n".join(floats)
 
 
+def devices_phrase(latencies: list[ArchitectureLatency]) -> str:
+    """The caption's machine: "Device: X", or with latencies kept from runs on other machines, each machine and
+    the environments it timed."""
+    envs: dict[str, list[str]] = {}
+    for latency in latencies:
+        timed = envs.setdefault(latency.machine, [])
+        if latency.env not in timed:
+            timed.append(latency.env)
+    if len(envs) == 1:
+        return f"Device: {next(iter(envs))}"
+    return "Devices: " + "; ".join(f"{name} ({', '.join(timed)})" for name, timed in envs.items())
+
+
 def write_outputs(
     actors: list[ActorDeployment],
     latencies: list[ArchitectureLatency],
@@ -726,7 +838,7 @@ def write_outputs(
     import onnxscript
 
     machine = device_info(torch.device("cpu")) | {"torch_threads": 1, "platform": platform.platform()}
-    tables = [size_latency_table(actors, latencies, calls, warmup, machine["name"]), score_table(actors)]
+    tables = [size_latency_table(actors, latencies, calls, warmup, devices_phrase(latencies)), score_table(actors)]
     tex, md, js = (tables_dir / f"{TABLE_STEM}.tex", tables_dir / f"{TABLE_STEM}.md", tables_dir / JSON_NAME)
     atomic_write_text(tex, _latex(tables))
     atomic_write_text(md, "\n".join(to_markdown(table) for table in tables))
@@ -750,7 +862,7 @@ def write_outputs(
             "warmup": warmup,
             "threads": {"torch": 1, "onnxruntime_intra_op": 1, "onnxruntime_inter_op": 1},
         },
-        "actors": [asdict(actor) for actor in actors],
+        "actors": [{k: v for k, v in asdict(actor).items() if k != "kept"} for actor in actors],
         "latency": [asdict(latency) for latency in latencies],
         "skipped": skipped,
     }

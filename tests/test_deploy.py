@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from bench.nets.heads import TanhGaussianActor
 from bench.nets.kan import KANLinear, KANOptions, spline_features, spline_features_plain
 from bench.nets.spec import parse_network_spec
 from bench.report.tables import MISSING
-from bench.train import load_trained_actor, train_cell
+from bench.train import device_info, load_trained_actor, train_cell
 from tests.d4rl_files import write_small_d4rl_file
 from tests.test_train import tiny_config
 
@@ -259,6 +260,43 @@ def test_int8_is_smaller_for_the_mlp_actor_and_its_score_is_evaluated(deployed: 
     session = onnx_session(stem.with_name(stem.name + ".int8.onnx"))
     rerun = onnx_score(session, "hopper", 2, record["evaluation"]["seed"], dataset.state_mean, dataset.state_std)
     assert rerun == row["int8_score"]
+
+
+def test_a_rerun_keeps_unchanged_rows_and_latencies_without_the_data(
+    deployed: Deployed, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Table 4 of a grid whose data only some CPUs regenerate stays whole: rows whose actor file and data have
+    their recorded digests are kept without the data, with the latencies timed on them and the machine that
+    timed them; other timing settings need the data again."""
+    tables = tmp_path / "tables"
+    shutil.copytree(deployed.tables, tables)
+    first = json.loads((tables / "deployment.json").read_text())
+    assert all(len(a["actor_sha256"]) == 64 and len(a["dataset_sha256"]) == 64 for a in first["actors"])
+    this_machine = device_info(torch.device("cpu"))["name"]
+    assert {latency["machine"] for latency in first["latency"]} == {this_machine}
+    command = ["deploy", str(deployed.results), "--tables", str(tables), "--calls", "10", "--warmup", "2"]
+    data = Path(first["actors"][0]["dataset"].removeprefix("local:"))
+    hidden = data.with_name("hidden.hdf5")
+    data.rename(hidden)
+    try:
+        capsys.readouterr()
+        assert main(command) == 0
+        out = capsys.readouterr()
+        assert "3 actor(s) (3 kept from deployment.json, unchanged)" in out.out
+        assert out.err.count("kept from deployment.json") == 3
+        second = json.loads((tables / "deployment.json").read_text())
+        assert second["actors"] == first["actors"] and second["latency"] == first["latency"]
+        assert main([*command[:-4], "--calls", "12", "--warmup", "2"]) == 2  # timing again needs the data
+        assert "hopper-tiny" in capsys.readouterr().err
+    finally:
+        hidden.rename(data)
+
+    second["latency"][0]["machine"] = "Other CPU"  # as if timed elsewhere, before this machine's rerun
+    (tables / "deployment.json").write_text(json.dumps(second))
+    assert main(command) == 0
+    third = json.loads((tables / "deployment.json").read_text())
+    assert [latency["machine"] for latency in third["latency"]] == ["Other CPU", this_machine, this_machine]
+    assert f"Devices: Other CPU (hopper); {this_machine} (hopper)." in (tables / "table4_deployment.md").read_text()
 
 
 def test_a_folder_without_usable_records_is_one_error_line(
