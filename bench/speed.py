@@ -64,9 +64,12 @@ def synthetic_data(device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device) for k, v in data.items()}
 
 
-def architecture_agent(name: str, population: int, compiled: bool, device: torch.device) -> CQL:
-    """A fresh CQL agent of a named architecture at Walker2d sizes, `population` seeds side by side."""
-    arch = get_architecture(name)
+def architecture_agent(
+    name: str, population: int, compiled: bool, device: torch.device, arch_file: Path | None = None
+) -> CQL:
+    """A fresh CQL agent of a named architecture (built in, or from `arch_file`, e.g. a grid's
+    architectures.yaml) at Walker2d sizes, `population` seeds side by side."""
+    arch = get_architecture(name, arch_file)
     torch.manual_seed(0)
     members = [CQL(OBS_DIM, ACT_DIM, arch, CQLConfig(), device=device) for _ in range(population)]
     return CQL.from_members(members, compiled=compiled)

@@ -1,8 +1,11 @@
 """CQL step time of the paper's architectures against its MLP baseline, alternated in one process.
 
     python -m benchmarks.hybrid_speed [--archs mlp,kan1-mlp,kan2-mlp,corl-mlp] [--seeds 1] [--rounds 5]
+    python -m benchmarks.hybrid_speed --arch-file results/cpu-study-ablations/architectures.yaml \
+        --archs kan4,kan4-spline,kan4-g3,kan4-g10,kan4-range1,rbf4,mlp38 --seeds 5 --threads 1 --compile
 
-Every architecture shares CORL's 3 x 256 critics, so the ratio to `mlp` is the cost of the actor's body. Each
+By default every architecture shares CORL's 3 x 256 critics, so the ratio to `mlp` is the cost of the actor's
+body; `--arch-file` adds named architectures (a grid's architectures.yaml), such as the CPU study's ablations. Each
 round times every architecture for about `--seconds` (`bench.speed.time_steps`: the trainer's update on
 batches indexed as the trainer does); the table gives each one's median steps/s and the median over rounds of
 its per-round time ratio to the baseline, so load that comes and goes touches every architecture alike. The
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from pathlib import Path
 
 import torch
 from tabulate import tabulate
@@ -27,13 +31,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--compile", action="store_true", help="time the compiled step, as the grids train")
+    parser.add_argument("--arch-file", type=Path, help="a YAML file of named architectures, e.g. a grid's")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     names = args.archs.split(",")
     data = synthetic_data(device)
-    agents = {name: architecture_agent(name, args.seeds, False, device) for name in names}
+    agents = {name: architecture_agent(name, args.seeds, args.compile, device, args.arch_file) for name in names}
     for agent in agents.values():
         time_steps(agent, data, seconds=0.0, min_steps=2)  # optimizer state, allocator warm-up
     rates: dict[str, list[float]] = {name: [] for name in names}
@@ -53,8 +59,9 @@ def main() -> None:
             ]
         )
     print(
-        f"{args.seeds} seed(s) side by side, {torch.get_num_threads()} torch threads, {args.rounds} rounds of "
-        f"about {args.seconds:g} s per architecture"
+        f"{args.seeds} seed(s) side by side, {torch.get_num_threads()} torch threads, "
+        f"{'compiled' if args.compile else 'eager'} step, {args.rounds} rounds of about {args.seconds:g} s per "
+        "architecture"
     )
     print(tabulate(rows, headers=["architecture", "steps/s", f"epoch time vs {base}", "range"], disable_numparse=True))
 

@@ -180,3 +180,15 @@ def test_retain_freed_memory_stops_the_page_faults_of_cql_steps() -> None:
     # five rounds, since the kept heap still grows now and then (a round of 80-900 faults per step, measured).
     assert default_faults > 1000
     assert retained_faults < 50
+
+
+def test_speed_agents_take_named_architectures_from_a_file(tmp_path: Path) -> None:
+    """`benchmarks.hybrid_speed --arch-file` times a grid's own architectures (the CPU study's ablations)."""
+    from bench.speed import architecture_agent
+
+    arch_file = tmp_path / "architectures.yaml"
+    arch_file.write_text("rbf2:\n  actor: rbf[2]\n  critic: mlp[8]\n")
+    agent = architecture_agent("rbf2", 3, False, torch.device("cpu"), arch_file)
+    assert agent.population == 3 and str(agent.arch.actor) == "rbf[2]" and str(agent.arch.critic) == "mlp[8]"
+    with pytest.raises(BenchError, match="rbf3"):
+        architecture_agent("rbf3", 1, False, torch.device("cpu"), arch_file)
