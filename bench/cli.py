@@ -660,8 +660,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--recompute",
         action="store_true",
-        help="deploy and time every actor again (default: keep rows and latencies from the output folder's "
-        "deployment.json while the actors, their data and the calls and warm-up are unchanged)",
+        help="deploy and time every actor again (default, without --onnx-dir: keep rows and latencies from the "
+        "output folder's deployment.json while the actors, their data and the calls and warm-up are unchanged)",
     )
     p.set_defaults(func=_deploy)
 

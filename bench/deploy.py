@@ -28,10 +28,11 @@ settings, the machine that wrote it and the library versions, the SHA-256 of eac
 the machine each latency was measured on.
 
 A rerun keeps an actor's row from the folder's earlier `deployment.json` while its actor file and data have the
-recorded digests (unless `recompute`), and an (environment, architecture)'s latency while the actor it was
-measured on is kept and the calls and warm-up are the same: it repeats nothing and needs no data for kept rows,
-so a grid whose data only some CPUs regenerate (recipe 1) still gets one whole table. Kept latencies keep the
-machine they were timed on, and the caption names each machine when there are several.
+recorded digests (unless `recompute`, or `onnx_dir` asks for every exported model), and an (environment,
+architecture)'s latency while the actor it was measured on is kept and the calls and warm-up are the same: it
+repeats nothing and needs no data for kept rows, so a grid whose data only some CPUs regenerate (recipe 1) still
+gets one whole table. Kept latencies keep the machine they were timed on, and the caption names each machine
+when there are several.
 """
 
 from __future__ import annotations
@@ -516,9 +517,9 @@ def deploy_grid(
 ) -> DeploySummary:
     """Export, quantize, check, evaluate and time every trained actor under `results_dir`; write Table 4 and
     deployment.json into `tables_dir`. Rows and latencies of `tables_dir`'s earlier deployment.json are kept
-    while unchanged (module docstring), unless `recompute`. The .onnx files go to `onnx_dir` (laid out like the
-    records) when given, else to a temporary folder that is removed afterwards. `progress` gets one line per actor
-    (default: stderr).
+    while unchanged (module docstring), unless `recompute` or `onnx_dir`. The .onnx files go to `onnx_dir` (laid
+    out like the records) when given, else to a temporary folder that is removed afterwards. `progress` gets one
+    line per actor (default: stderr).
     """
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
@@ -526,7 +527,9 @@ def deploy_grid(
     if calls < 1 or warmup < 0:
         raise BenchError(f"--calls must be at least 1 and --warmup at least 0, got {calls} and {warmup}")
     say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
-    earlier = EarlierDeployment() if recompute else EarlierDeployment.read(Path(tables_dir) / JSON_NAME, calls, warmup)
+    # Kept rows export nothing, so a run asked to keep every actor's ONNX files (`onnx_dir`) deploys them all.
+    keep = not recompute and onnx_dir is None
+    earlier = EarlierDeployment.read(Path(tables_dir) / JSON_NAME, calls, warmup) if keep else EarlierDeployment()
     paths, skipped = find_actor_records(results_dir)
     for note in skipped:
         say(f"note: {note}")

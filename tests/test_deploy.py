@@ -288,6 +288,8 @@ def test_a_rerun_keeps_unchanged_rows_and_latencies_without_the_data(
         assert second["actors"] == first["actors"] and second["latency"] == first["latency"]
         assert main([*command[:-4], "--calls", "12", "--warmup", "2"]) == 2  # timing again needs the data
         assert "hopper-tiny" in capsys.readouterr().err
+        assert main([*command, "--onnx-dir", str(tmp_path / "onnx")]) == 2  # every model asked for: none kept
+        assert "hopper-tiny" in capsys.readouterr().err
     finally:
         hidden.rename(data)
 
