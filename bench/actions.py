@@ -22,23 +22,31 @@ data again: a grid whose datasets only some CPUs regenerate (recipe 1) still get
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from bench.data.download import file_sha256
-from bench.deploy import DatasetStates, actions_on, find_actor_records, order_records, record_dataset, torch_policy
+from bench.deploy import (
+    DatasetStates,
+    actions_on,
+    actor_digests,
+    dataclass_from,
+    find_actor_records,
+    order_records,
+    read_earlier,
+    record_dataset,
+    torch_policy,
+)
 from bench.errors import BenchError, did_you_mean
 from bench.fileio import atomic_write_json
 from bench.report.records import arch_label, display_name, record_algorithm
 from bench.report.tables import Table, values_mean_std, write_table
-from bench.train import actor_path, load_trained_actor, read_record
+from bench.train import load_trained_actor, read_record
 
 TABLE_STEM = "table5_actions"
 JSON_NAME = "actions.json"
@@ -119,21 +127,15 @@ def constant_policy_mse(actions: np.ndarray) -> float:
 def earlier_results(path: Path) -> tuple[dict[str, ActorActions], dict[tuple[str, str], DatasetActions]]:
     """The entries of an earlier actions.json at `path` that name the digests they were computed from: actors by
     record path, datasets by (name, SHA-256). Entries written before the digests existed are left out."""
-    if not path.exists():
+
+    def parse(document: dict[str, Any]) -> tuple[list[ActorActions], list[DatasetActions]]:
+        actors = [dataclass_from(ActorActions, a) for a in document["actors"]]
+        return actors, [dataclass_from(DatasetActions, d) for d in document["datasets"].values()]
+
+    read = read_earlier(path, parse, "actions.json", "compute every actor again")
+    if read is None:
         return {}, {}
-    try:
-        document = json.loads(path.read_text())
-        actor_fields = {f.name for f in fields(ActorActions)} - {"kept"}
-        dataset_fields = {f.name for f in fields(DatasetActions)}
-        actors = [ActorActions(**{k: v for k, v in a.items() if k in actor_fields}) for a in document["actors"]]
-        datasets = [
-            DatasetActions(**{k: v for k, v in d.items() if k in dataset_fields}) for d in document["datasets"].values()
-        ]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise BenchError(
-            f"{path} is not an actions.json this version can read ({type(exc).__name__}: {exc}); "
-            "pass --recompute to compute every actor again and replace it"
-        ) from None
+    actors, datasets = read
     return (
         {a.record: a for a in actors if a.actor_sha256 and a.dataset_sha256},
         {(d.dataset, d.sha256): d for d in datasets if d.sha256},
@@ -193,8 +195,7 @@ def actions_grid(
     for path in ordered:
         record = records[path]
         cell = record["cell"]
-        actor_digest = file_sha256(actor_path(path))
-        data_digest = record["dataset"].get("sha256", "")
+        actor_digest, data_digest = actor_digests(path, record)
         earlier = kept_actors.get(str(path))
         earlier_data = kept_datasets.get((cell["dataset"], data_digest))
         if earlier and earlier_data and (earlier.actor_sha256, earlier.dataset_sha256) == (actor_digest, data_digest):

@@ -49,7 +49,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -79,6 +79,8 @@ CHECK_CHUNK = 65_536  # states per call when comparing actions on a whole datase
 TABLE_STEM = "table4_deployment"
 JSON_NAME = "deployment.json"
 SCORE_DECIMALS = 1
+
+T = TypeVar("T")
 
 
 class FrozenLinear(nn.Module):
@@ -459,6 +461,33 @@ def order_records(results_dir: Path, records: dict[Path, dict[str, Any]]) -> lis
     return sorted(records, key=key)
 
 
+def dataclass_from(cls: type[T], entry: dict[str, Any]) -> T:
+    """The dataclass `cls` from one JSON object of an earlier output, keys it does not know ignored (`kept`, which
+    says where a row came from, is never taken from a file)."""
+    names = {f.name for f in fields(cls)} - {"kept"}
+    return cls(**{k: v for k, v in entry.items() if k in names})
+
+
+def read_earlier(path: Path, parse: Callable[[dict[str, Any]], T], what: str, redo: str) -> T | None:
+    """`parse` of the earlier output `path` (a `what`), None when there is none. BenchError naming the file when
+    it cannot be parsed, saying that --recompute will `redo` and replace it."""
+    if not path.exists():
+        return None
+    try:
+        return parse(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise BenchError(
+            f"{path} is not a {what} this version can read ({type(exc).__name__}: {exc}); "
+            f"pass --recompute to {redo} and replace it"
+        ) from None
+
+
+def actor_digests(path: Path, record: dict[str, Any]) -> tuple[str, str]:
+    """The SHA-256 of the actor file beside the record at `path` and of the transitions it trained on: what a
+    kept result must still match."""
+    return file_sha256(actor_path(path)), record["dataset"].get("sha256", "")
+
+
 @dataclass
 class EarlierDeployment:
     """What an earlier deployment.json can lend a rerun: rows that name their digests, by record path, and
@@ -469,12 +498,8 @@ class EarlierDeployment:
 
     @classmethod
     def read(cls, path: Path, calls: int, warmup: int) -> EarlierDeployment:
-        if not path.exists():
-            return cls()
-        try:
-            document = json.loads(path.read_text())
-            names = {f.name for f in fields(ActorDeployment)} - {"kept"}
-            actors = [ActorDeployment(**{k: v for k, v in a.items() if k in names}) for a in document["actors"]]
+        def parse(document: dict[str, Any]) -> tuple[list[ActorDeployment], list[ArchitectureLatency]]:
+            actors = [dataclass_from(ActorDeployment, a) for a in document["actors"]]
             latencies = [
                 ArchitectureLatency(
                     env=entry["env"],
@@ -487,11 +512,12 @@ class EarlierDeployment:
                 )
                 for entry in document["latency"]
             ]
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise BenchError(
-                f"{path} is not a deployment.json this version can read ({type(exc).__name__}: {exc}); "
-                "pass --recompute to deploy every actor again and replace it"
-            ) from None
+            return actors, latencies
+
+        read = read_earlier(path, parse, "deployment.json", "deploy every actor again")
+        if read is None:
+            return cls()
+        actors, latencies = read
         same_timing = {(batch, calls_at(batch, calls), warmup) for batch in BATCH_SIZES}
         return cls(
             {a.record: a for a in actors if a.actor_sha256 and a.dataset_sha256},
@@ -549,6 +575,7 @@ def deploy_grid(
             folder = onnx_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-deploy-")))
             actors, latencies = _deploy_records(
                 ordered,
+                records,
                 results_dir,
                 Path(folder),
                 calls,
@@ -567,6 +594,7 @@ def deploy_grid(
 
 def _deploy_records(
     ordered: list[Path],
+    records: dict[Path, dict[str, Any]],
     results_dir: Path,
     onnx_dir: Path,
     calls: int,
@@ -577,7 +605,8 @@ def _deploy_records(
     several_algorithms: bool = False,
     earlier: EarlierDeployment | None = None,
 ) -> tuple[list[ActorDeployment], list[ArchitectureLatency]]:
-    """Every record's `ActorDeployment` and, once per (environment, architecture), its latencies (module
+    """Every record's (`records`, in the order of `ordered`) `ActorDeployment` and, once per (environment,
+    architecture), its latencies (module
     docstring), those of `earlier` kept while unchanged; one progress line per record. With `several_algorithms`
     an architecture is named per algorithm ("TD3+BC mlp"), so each algorithm's actors get rows of their own."""
     earlier = earlier or EarlierDeployment()
@@ -586,14 +615,14 @@ def _deploy_records(
     actors: list[ActorDeployment] = []
     latencies: dict[tuple[str, str], ArchitectureLatency] = {}
     for index, path in enumerate(ordered, start=1):
-        record = read_record(path) or {}
+        record = records[path]
         arch = (
             arch_label(record_algorithm(record), record["cell"]["arch"])
             if several_algorithms
             else record["cell"]["arch"]
         )
         key = (record["dataset"]["env"], arch)
-        digests = (file_sha256(actor_path(path)), record["dataset"].get("sha256", ""))
+        digests = actor_digests(path, record)
         kept = earlier.actors.get(str(path))
         if kept is None or (kept.actor_sha256, kept.dataset_sha256) != digests:
             kept = None
