@@ -132,7 +132,7 @@ def earlier_results(path: Path) -> tuple[dict[str, ActorActions], dict[tuple[str
         actors = [dataclass_from(ActorActions, a) for a in document["actors"]]
         return actors, [dataclass_from(DatasetActions, d) for d in document["datasets"].values()]
 
-    read = read_earlier(path, parse, "actions.json", "compute every actor again")
+    read = read_earlier(path, parse, "an actions.json", "compute every actor again")
     if read is None:
         return {}, {}
     actors, datasets = read

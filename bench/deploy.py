@@ -469,15 +469,15 @@ def dataclass_from(cls: type[T], entry: dict[str, Any]) -> T:
 
 
 def read_earlier(path: Path, parse: Callable[[dict[str, Any]], T], what: str, redo: str) -> T | None:
-    """`parse` of the earlier output `path` (a `what`), None when there is none. BenchError naming the file when
-    it cannot be parsed, saying that --recompute will `redo` and replace it."""
+    """`parse` of the earlier output `path` (`what`, as "an actions.json"), None when there is none. BenchError
+    naming the file when it cannot be parsed, saying that --recompute will `redo` and replace it."""
     if not path.exists():
         return None
     try:
         return parse(json.loads(path.read_text()))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BenchError(
-            f"{path} is not a {what} this version can read ({type(exc).__name__}: {exc}); "
+            f"{path} is not {what} this version can read ({type(exc).__name__}: {exc}); "
             f"pass --recompute to {redo} and replace it"
         ) from None
 
@@ -514,7 +514,7 @@ class EarlierDeployment:
             ]
             return actors, latencies
 
-        read = read_earlier(path, parse, "deployment.json", "deploy every actor again")
+        read = read_earlier(path, parse, "a deployment.json", "deploy every actor again")
         if read is None:
             return cls()
         actors, latencies = read
