@@ -135,3 +135,10 @@ def test_a_rerun_keeps_the_numbers_of_unchanged_actors_without_their_data(
     assert second["actors"][0] == first["actors"][0]
     assert second["actors"][1]["actor_sha256"] != first["actors"][1]["actor_sha256"]
     assert second["actors"][1]["mse"] != first["actors"][1]["mse"]
+
+    (tables / "actions.json").write_text(json.dumps({"actors": [{"record": 3}], "datasets": []}))
+    assert main(command) == 2  # a file this version cannot read is never silently replaced
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tables / 'actions.json'} is not an actions.json" in err and "--recompute" in err
+    assert main([*command, "--recompute"]) == 0
+    assert json.loads((tables / "actions.json").read_text())["actors"][1]["mse"] == second["actors"][1]["mse"]

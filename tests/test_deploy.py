@@ -300,6 +300,13 @@ def test_a_rerun_keeps_unchanged_rows_and_latencies_without_the_data(
     assert [latency["machine"] for latency in third["latency"]] == ["Other CPU", this_machine, this_machine]
     assert f"Devices: Other CPU (hopper); {this_machine} (hopper)." in (tables / "table4_deployment.md").read_text()
 
+    (tables / "deployment.json").write_text(json.dumps({**third, "latency": [{"env": "hopper"}]}))
+    capsys.readouterr()
+    assert main(command) == 2  # a file this version cannot read is never silently replaced
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tables / 'deployment.json'} is not a deployment.json" in err
+    assert "--recompute" in err
+
 
 def test_a_folder_without_usable_records_is_one_error_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], deployed: Deployed
