@@ -154,14 +154,16 @@ def actions_grid(
 ) -> ActionsSummary:
     """Compare every trained actor under `results_dir` (of `architectures` only, when given) with its dataset's
     actions; write Table 5 and actions.json into `tables_dir`. An actor whose file and data have the digests of
-    its entry in `tables_dir`'s earlier actions.json keeps that entry, unless `recompute`. `progress` gets one
-    line per actor (default: stderr)."""
+    its entry in `tables_dir`'s earlier actions.json keeps that entry, unless `recompute`; the entries of actors
+    that `architectures` leaves out stay in actions.json as they were, so a table of a few architectures never
+    drops numbers whose data may be gone. `progress` gets one line per actor (default: stderr)."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise BenchError(f"results folder {results_dir} does not exist; run a grid first or name its records' folder")
     say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
     paths, skipped = find_actor_records(results_dir)
     records = {path: read_record(path) or {} for path in paths}
+    every_record = records
     several_algorithms = len({record_algorithm(r) for r in records.values()}) > 1
 
     def label(record: dict[str, Any]) -> str:
@@ -188,7 +190,13 @@ def actions_grid(
         ordered.sort(key=lambda p: rank.get(label(records[p]), rank.get(records[p]["cell"]["arch"], len(rank))))
 
     tables_dir = Path(tables_dir)
-    kept_actors, kept_datasets = ({}, {}) if recompute else earlier_results(tables_dir / JSON_NAME)
+    try:
+        earlier_actors, earlier_datasets = earlier_results(tables_dir / JSON_NAME)
+    except BenchError:
+        if not recompute:
+            raise
+        earlier_actors, earlier_datasets = {}, {}  # --recompute replaces a file this version cannot read
+    kept_actors, kept_datasets = ({}, {}) if recompute else (earlier_actors, earlier_datasets)
     loaded: dict[tuple[str, bool], DatasetStates] = {}
     datasets: dict[str, DatasetActions] = {}
     actors: list[ActorActions] = []
@@ -232,11 +240,20 @@ def actions_grid(
         say(f"{entry.dataset_name} {entry.arch} seed {entry.seed}: MSE {entry.mse:.4f}, R^2 {entry.r2:.3f}{kept}")
 
     written = write_table(actions_table(actors, datasets), tables_dir)
+    # Entries of the actors left out of this table, whose records are still there, are written back unchanged.
+    stored = {actor.record: actor for actor in actors}
+    stored_datasets = dict(datasets)
+    for path in order_records(results_dir, every_record):
+        carried = earlier_actors.get(str(path))
+        if str(path) not in stored and carried is not None:
+            stored[str(path)] = carried
+            if (carried.dataset, carried.dataset_sha256) in earlier_datasets:
+                stored_datasets.setdefault(carried.dataset, earlier_datasets[(carried.dataset, carried.dataset_sha256)])
     document = {
         "results": str(results_dir),
         "method": METHOD,
-        "datasets": {name: asdict(d) for name, d in datasets.items()},
-        "actors": [{k: v for k, v in asdict(a).items() if k != "kept"} for a in actors],
+        "datasets": {name: asdict(d) for name, d in stored_datasets.items()},
+        "actors": [{k: v for k, v in asdict(a).items() if k != "kept"} for a in stored.values()],
     }
     atomic_write_json(tables_dir / JSON_NAME, document)
     return ActionsSummary(results_dir, actors, datasets, skipped, [*written, tables_dir / JSON_NAME])

@@ -670,7 +670,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("results", type=Path, help="folder of run records with their actors, e.g. results/cpu-study")
     p.add_argument("--tables", type=Path, help="output folder (default: tables/<results folder name>)")
-    p.add_argument("--architectures", metavar="NAMES", help="these architectures only, in this order (a,b,...)")
+    p.add_argument(
+        "--architectures",
+        metavar="NAMES",
+        help="these architectures only, in this order (a,b,...), in the table; actions.json keeps the others' numbers",
+    )
     p.add_argument("--cache-dir", type=Path, help="D4RL cache folder")
     p.add_argument("--local-dir", type=Path, help=LOCAL_DIR_HELP)
     p.add_argument(
