@@ -52,6 +52,7 @@ RECORD_COLUMNS = [
     "display_name",
     "source",
     "dataset_label",
+    "recipe",
     "env",
     "arch",
     "algo",
@@ -386,6 +387,7 @@ def run_row(path: Path, record: Mapping[str, Any]) -> dict[str, Any]:
         "display_name": display_name(cell["dataset"], dataset["source"]),
         "source": dataset["source"],
         "dataset_label": dataset_label(dataset),
+        "recipe": dataset.get("recipe"),  # of local data made by `bench datasets generate`; None when not named
         "env": dataset["env"],
         "arch": cell["arch"],
         "algo": record_algorithm(record),
