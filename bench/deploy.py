@@ -11,7 +11,11 @@ For every finished record of a results folder whose final actor is kept beside i
    onnxscript), a dynamic batch dim, weights inside the file; per-node debug metadata (stack traces) is removed,
    since it is not part of the model and would dominate the size of a small one.
 3. Check: the float32 ONNX model's actions on every state of the record's dataset must be within 1e-5 of the
-   PyTorch actor's (BenchError otherwise); the int8 model's largest difference is recorded.
+   PyTorch actor's, or, for an actor whose own float32 actions move further than that from its float64 ones
+   (a LayerNorm over a few nearly equal hidden units amplifies rounding, as in small RBF actors), no farther
+   from its float64 actions than the float32 PyTorch actor is, plus 1e-5 (`export_agrees`); BenchError
+   otherwise. The largest differences of the float32 and int8 models and the actor's own float32 rounding (its
+   float32 against its float64 actions) are recorded.
 4. int8: `onnxruntime.quantization.quantize_dynamic` (MatMul weights int8 per tensor, activations quantized to
    uint8 at run time). Its score is evaluated, not assumed: `evaluate_policy` on the record's environment with
    the episodes and evaluation seed of its final evaluation; the float32 ONNX model's score likewise.
@@ -234,6 +238,28 @@ def actions_on(policy: Callable[[np.ndarray], np.ndarray], states: np.ndarray) -
     return np.concatenate([policy(states[i : i + CHECK_CHUNK]) for i in range(0, len(states), CHECK_CHUNK)])
 
 
+def float64_policy(actor: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    """A float64 copy of the trained actor's deterministic action: what its float32 actions would be without
+    float32 rounding, the reference that tells an export's error from the actor's own sensitivity to rounding."""
+    reference = copy.deepcopy(actor).double()
+
+    def act(states: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return reference.act(torch.as_tensor(states, dtype=torch.float64)).numpy()
+
+    return act
+
+
+def export_agrees(onnx_actions: np.ndarray, torch_actions: np.ndarray, float64_actions: np.ndarray) -> bool:
+    """Whether a float32 export computes the actor's function: its actions are within EXPORT_TOLERANCE of the
+    float32 PyTorch actor's, or no farther from the actor's float64 actions than the float32 PyTorch actor's are,
+    plus EXPORT_TOLERANCE (an actor whose float32 evaluation alone moves its actions by more than the tolerance)."""
+    if np.abs(onnx_actions - torch_actions).max() <= EXPORT_TOLERANCE:
+        return True
+    rounding = np.abs(torch_actions - float64_actions).max()
+    return bool(np.abs(onnx_actions - float64_actions).max() <= rounding + EXPORT_TOLERANCE)
+
+
 def normalized_states(dataset: OfflineDataset, normalize: bool) -> np.ndarray:
     """The dataset's states as the actor saw them in training: z-scored with its mean and std (float32)."""
     observations = dataset.transitions.observations
@@ -369,6 +395,9 @@ class ActorDeployment:
     int8_score: float | None
     actor_sha256: str = ""  # of the actor file and of the dataset's transitions the row was measured on
     dataset_sha256: str = ""
+    # Largest |PyTorch float32 action - PyTorch float64 action|: the actor's own sensitivity to float32 rounding
+    # (None in rows written before it was measured).
+    float32_rounding: float | None = None
     kept: bool = field(default=False, compare=False)  # taken from an earlier deployment.json, not written to it
 
 
@@ -656,12 +685,17 @@ def _deploy_records(
         sessions = {"onnx-fp32": onnx_session(fp32_path), "onnx-int8": onnx_session(int8_path)}
 
         reference = actions_on(torch_policy(actor), states)
-        fp32_error = float(np.abs(actions_on(onnx_policy(sessions["onnx-fp32"]), states) - reference).max())
+        exact = actions_on(float64_policy(actor), states)
+        fp32_actions = actions_on(onnx_policy(sessions["onnx-fp32"]), states)
+        fp32_error = float(np.abs(fp32_actions - reference).max())
         int8_error = float(np.abs(actions_on(onnx_policy(sessions["onnx-int8"]), states) - reference).max())
-        if not fp32_error <= EXPORT_TOLERANCE:
+        rounding = float(np.abs(reference - exact).max())
+        if not export_agrees(fp32_actions, reference, exact):
             raise BenchError(
                 f"{path}: the exported {spec} actor's actions differ from the PyTorch actor's by up to "
-                f"{fp32_error:.3g} on the states of {name} (tolerance {EXPORT_TOLERANCE_TEXT}); the export is wrong"
+                f"{fp32_error:.3g} on the states of {name} (tolerance {EXPORT_TOLERANCE_TEXT}), and from its "
+                f"float64 actions by up to {float(np.abs(fp32_actions - exact).max()):.3g}, more than its own float32 "
+                f"rounding ({rounding:.3g}) allows; the export is wrong"
             )
         env = record["dataset"]["env"]
         episodes, eval_seed = int(record["evaluation"]["episodes"]), int(record["evaluation"]["seed"])
@@ -679,6 +713,7 @@ def _deploy_records(
             int8_bytes=int8_path.stat().st_size,
             states_checked=len(states),
             fp32_max_action_error=fp32_error,
+            float32_rounding=rounding,
             int8_max_action_error=int8_error,
             episodes=episodes,
             evaluation_seed=eval_seed,
@@ -765,7 +800,6 @@ def size_latency_table(
         table.add_row(cells, rule_before=first_of_env)
         if any(a.int8_bytes >= a.fp32_bytes for a in group):
             int8_larger.append(f"{latency.env}/{latency.arch}")
-    worst = max(a.fp32_max_action_error for a in actors)
     table.notes = [
         "Bytes: the whole .onnx file (graph and weights). KAN layers ship their combined weight [w_b; w_s * c], "
         "computed once, so an edge holds G + k + 1 numbers rather than its G + k + 2 trainable parameters. int8 "
@@ -776,8 +810,7 @@ def size_latency_table(
         "inter-op thread, numpy in and out. Measured once per environment and architecture, on the first "
         "actor listed in deployment.json (every seed and dataset of an environment has the same shapes); "
         "a machine busy with other work lengthens the 90th percentile most.",
-        f"Export check: on every state of each record's dataset (normalized as in training) the float32 ONNX "
-        f"actions are within {EXPORT_TOLERANCE_TEXT} of the PyTorch actor's (largest difference {worst:.1e}).",
+        export_note(actors),
     ]
     if int8_larger:
         table.notes.append(
@@ -826,8 +859,9 @@ def score_table(actors: list[ActorDeployment]) -> Table:
         previous = dataset
     table.notes = [
         "The record's score comes from the actor in training (on the training device); the float32 ONNX model "
-        f"acts within {EXPORT_TOLERANCE_TEXT} of it, yet MuJoCo amplifies such differences over an episode, so its "
-        "score may differ slightly. A difference of the int8 score beyond that is the cost of quantization."
+        "acts as it does up to float32 rounding (the export check above), yet MuJoCo amplifies such differences "
+        "over an episode, so its score may differ slightly. A difference of the int8 score beyond that is the cost "
+        "of quantization."
     ]
     return table
 
@@ -840,6 +874,36 @@ def _latex(tables: list[Table]) -> str:
     )
     floats = [to_latex(table).split("\n", 2)[2] for table in tables]  # without each float's own comment lines
     return header + "\n".join(floats)
+
+
+def export_note(actors: list[ActorDeployment]) -> str:
+    """Table 4's note on the export check: the largest differences, and which actors passed it through their own
+    float32 rounding (`export_agrees`)."""
+    sensitive = [a for a in actors if a.fp32_max_action_error > EXPORT_TOLERANCE]
+    within = [a for a in actors if a.fp32_max_action_error <= EXPORT_TOLERANCE]
+    note = (
+        "Export check: on every state of each record's dataset (normalized as in training) the float32 ONNX "
+        f"actions are within {EXPORT_TOLERANCE_TEXT} of the PyTorch actor's"
+    )
+    if within:
+        note += f" (largest difference {max(a.fp32_max_action_error for a in within):.1e})"
+    if not sensitive:
+        return note + "."
+    cells: dict[str, list[ActorDeployment]] = {}
+    for actor in sensitive:
+        cells.setdefault(f"{actor.dataset_name}/{actor.arch}", []).append(actor)
+    listed = "; ".join(
+        f"{cell} seed{'s' if len(group) > 1 else ''} {', '.join(str(a.seed) for a in group)}: up to "
+        f"{max(a.fp32_max_action_error for a in group):.1e}, own rounding up to "
+        f"{max(a.float32_rounding or 0.0 for a in group):.1e}"
+        for cell, group in cells.items()
+    )
+    return (
+        f"{note}, except for actors whose own float32 evaluation moves their actions by more than that (their "
+        "float32 against their float64 actions: a LayerNorm over a few nearly equal hidden units amplifies "
+        f"rounding), whose ONNX actions are no farther from their float64 actions than the PyTorch actor's, plus "
+        f"{EXPORT_TOLERANCE_TEXT}: {listed}."
+    )
 
 
 def devices_phrase(latencies: list[ArchitectureLatency]) -> str:

@@ -7,7 +7,7 @@ import contextlib
 import io
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,10 @@ from bench.deploy import (
     DeployedActor,
     FrozenKANLinear,
     actions_on,
+    export_agrees,
+    export_note,
+    export_onnx,
+    float64_policy,
     normalized_states,
     onnx_policy,
     onnx_score,
@@ -127,6 +131,33 @@ def test_the_deployed_actor_acts_as_the_trained_one(spec: str) -> None:
     assert np.abs(expected).max() > 0.05
 
 
+def test_the_export_check_allows_an_actors_own_float32_rounding_and_no_more(tmp_path: Path) -> None:
+    """A small RBF actor whose second LayerNorm divides by the spread of four nearly equal hidden units moves its
+    float32 actions by far more than 1e-5 through rounding alone (the study's rbf[4] actors do, by up to 4.7e-5):
+    its export passes while no farther from the float64 actions than the PyTorch actor; a wrong one fails."""
+    torch.manual_seed(0)
+    actor = TanhGaussianActor(11, 3, parse_network_spec("rbf[4]"), KANOptions()).eval()
+    first, last = actor.network.layers
+    with torch.no_grad():
+        first.weight.copy_(first.weight[..., :1].expand_as(first.weight) * 30 + 1e-3 * torch.randn_like(first.weight))
+        last.weight.mul_(100.0)
+    states = np.random.default_rng(0).normal(size=(2000, 11)).astype(np.float32) * 2
+    torch_actions = actions_on(torch_policy(actor), states)
+    float64_actions = actions_on(float64_policy(actor), states)
+    export_onnx(DeployedActor(actor), tmp_path / "actor.onnx")
+    onnx_actions = actions_on(onnx_policy(onnx_session(tmp_path / "actor.onnx")), states)
+    assert np.abs(torch_actions - float64_actions).max() > 100 * EXPORT_TOLERANCE  # the actor's own rounding
+    assert np.abs(onnx_actions - torch_actions).max() > EXPORT_TOLERANCE  # so the plain check alone would fail
+    assert export_agrees(onnx_actions, torch_actions, float64_actions)
+    assert not export_agrees(onnx_actions + 1e-2, torch_actions, float64_actions)
+
+    exact = np.zeros((3, 2))
+    assert export_agrees(exact + 0.9e-5, exact, exact)  # within the tolerance of the float32 actor
+    assert not export_agrees(exact + 1.1e-5, exact, exact)  # an actor without rounding error allows no more
+    assert export_agrees(exact + 3e-5, exact + 2.5e-5, exact)  # no farther from float64 than the actor, plus 1e-5
+    assert not export_agrees(exact - 3e-5, exact + 1e-5, exact)
+
+
 def test_the_command_writes_table_4_and_deployment_json(deployed: Deployed) -> None:
     assert deployed.code == 0, deployed.stderr
     assert "deploy of" in deployed.stdout and "3 actor(s), 1 record(s) skipped" in deployed.stdout
@@ -141,6 +172,7 @@ def test_the_command_writes_table_4_and_deployment_json(deployed: Deployed) -> N
     assert actors[("kan-small", 0)]["parameters"] == (11 * 4 + 4 * 6) * 10
     for actor in data["actors"]:
         assert actor["fp32_max_action_error"] <= EXPORT_TOLERANCE
+        assert 0 <= actor["float32_rounding"] < EXPORT_TOLERANCE  # the actor's float32 against float64 actions
         assert actor["states_checked"] > 100 and actor["episodes"] == 2
         assert actor["fp32_bytes"] > 0 and actor["int8_bytes"] > 0
         for key in ("record_score", "fp32_score", "int8_score"):
@@ -232,6 +264,13 @@ def test_the_score_table_averages_seeds_and_shows_missing_scores() -> None:
         ["", "kan1-mlp", "1", MISSING, "40.0", "40.5", MISSING],
     ]
     assert table.midrules == set()  # one dataset: no rule inside it
+
+    exact, sensitive = row("walker2d-medium", "kan4", 0, (1.0, 1.0, 1.0)), row("walker2d-medium", "rbf4", 3, (1.0,) * 3)
+    sensitive = replace(sensitive, fp32_max_action_error=4.58e-5, float32_rounding=4.74e-5)
+    assert export_note([exact]).endswith("within 1e-5 of the PyTorch actor's (largest difference 1.0e-08).")
+    note = export_note([exact, sensitive])
+    assert "(largest difference 1.0e-08), except for actors whose own float32 evaluation" in note
+    assert note.endswith("walker2d-medium/rbf4 seed 3: up to 4.6e-05, own rounding up to 4.7e-05.")
 
 
 def test_onnx_actions_equal_pytorch_on_the_dataset_states(deployed: Deployed) -> None:
