@@ -148,9 +148,10 @@ def test_an_actor_too_sensitive_to_float32_rounding_is_checked_by_its_float64_ex
     onnx_actions = actions_on(onnx_policy(onnx_session(tmp_path / "actor.onnx")), states)
     assert np.abs(torch_actions - float64_actions).max() > 100 * EXPORT_TOLERANCE  # the actor's own rounding
     assert np.abs(onnx_actions - torch_actions).max() > EXPORT_TOLERANCE  # so the float32 check cannot pass
-    assert float64_export_error(actor, states, float64_actions, tmp_path / "actor.float64.onnx") < EXPORT_TOLERANCE / 100
+    path = tmp_path / "actor.float64.onnx"
+    assert float64_export_error(actor, states, float64_actions, path) < EXPORT_TOLERANCE / 100
     wrong = float64_actions + 1e-3  # as if the exported graph computed another function
-    assert float64_export_error(actor, states, wrong, tmp_path / "actor.float64.onnx") > 0.9e-3
+    assert float64_export_error(actor, states, wrong, path) > 0.9e-3
 
 
 def test_the_command_writes_table_4_and_deployment_json(deployed: Deployed) -> None:
