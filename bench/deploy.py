@@ -913,8 +913,8 @@ def export_note(actors: list[ActorDeployment]) -> str:
     )
     return (
         f"{note}, except for actors whose own float32 evaluation moves their actions by more than that (their "
-        "float32 against their float64 actions: a LayerNorm over a few nearly equal hidden units amplifies "
-        "rounding); their deployment form exported in float64 acts as the float64 actor does within "
+        "float32 against their float64 actions; a LayerNorm over a few nearly equal hidden units, for one, "
+        "amplifies rounding); their deployment form exported in float64 acts as the float64 actor does within "
         f"{EXPORT_TOLERANCE_TEXT}: {listed}."
     )
 

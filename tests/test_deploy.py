@@ -153,6 +153,9 @@ def test_an_actor_too_sensitive_to_float32_rounding_is_checked_by_its_float64_ex
     wrong = float64_actions + 1e-3  # as if the exported graph computed another function
     assert float64_export_error(actor, states, wrong, path) > 0.9e-3
 
+    kan = TanhGaussianActor(11, 3, parse_network_spec("kan[4]"), KANOptions()).eval()  # B-splines export in float64
+    assert float64_export_error(kan, states, actions_on(float64_policy(kan), states), path) < 1e-9
+
 
 def test_the_command_writes_table_4_and_deployment_json(deployed: Deployed) -> None:
     assert deployed.code == 0, deployed.stderr
