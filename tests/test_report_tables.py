@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.report.build import analyze_folder
+from bench.report.figures import write_captions
 from bench.report.stats import Analysis
 from bench.report.tables import (
     Table,
@@ -197,11 +198,13 @@ def test_the_caption_names_the_recipe_of_each_local_dataset_when_records_name_it
                 record["dataset"]["recipe"] = recipe
             records.append(record)
     write_records(tmp_path, records)
-    caption = score_table(analysis_of(tmp_path)).caption
-    assert (
-        "Data: local data, not D4RL. Local data recipes: recipe 2 for hopper-medium (local); not named in the "
-        "records of walker2d-medium (local)." in caption  # in the table's order of rows
+    analysis = analysis_of(tmp_path)
+    recipes = (
+        "Local data recipes: recipe 2 for hopper-medium (local); not named in the records of walker2d-medium (local)."
     )
+    assert f"Data: local data, not D4RL. {recipes}" in score_table(analysis).caption  # in the table's row order
+    captions = write_captions([], analysis, tmp_path / "figures")
+    assert f"Data: local data, not D4RL. {recipes}" in captions.read_text()  # the figures say it too
 
     for record in records:
         record["dataset"]["recipe"] = 2

@@ -23,6 +23,7 @@ from matplotlib.transforms import offset_copy
 
 from bench.fileio import atomic_write_text
 from bench.report.stats import AGGREGATE_METRICS, OPTIMALITY_GAP_GAMMA, Analysis, CurveSummary, Interval
+from bench.report.tables import recipe_phrase
 
 PNG_DPI = 150
 NO_AGGREGATE = (
@@ -483,7 +484,8 @@ def write_captions(outputs: Sequence[FigureOutput], analysis: Analysis, director
         left_out = "; ".join(f"{names[d]} ({why})" for d, why in selection.excluded_datasets.items())
         lines.append(f"Left out of the aggregates: {left_out}.")
     labels = ", ".join(dict.fromkeys(analysis.records.runs["dataset_label"]))
-    lines += [f"Data: {labels}.", analysis.records.algorithm_phrase(), ""]
+    recipes = recipe_phrase(analysis.records.runs, analysis.records.datasets, names)
+    lines += [f"Data: {labels}.{recipes}", analysis.records.algorithm_phrase(), ""]
     for output in outputs:
         files = ", ".join(p.name for p in output.paths)
         caption = f"{output.caption} {analysis.records.algorithm_phrase()}"
