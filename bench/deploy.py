@@ -644,9 +644,9 @@ def _deploy_records(
     earlier: EarlierDeployment | None = None,
 ) -> tuple[list[ActorDeployment], list[ArchitectureLatency]]:
     """Every record's (`records`, in the order of `ordered`) `ActorDeployment` and, once per (environment,
-    architecture), its latencies (module
-    docstring), those of `earlier` kept while unchanged; one progress line per record. With `several_algorithms`
-    an architecture is named per algorithm ("TD3+BC mlp"), so each algorithm's actors get rows of their own."""
+    architecture), its latencies (module docstring), those of `earlier` kept while unchanged; one progress line
+    per record. With `several_algorithms` an architecture is named per algorithm ("TD3+BC mlp"), so each
+    algorithm's actors get rows of their own."""
     earlier = earlier or EarlierDeployment()
     machine = device_info(torch.device("cpu"))["name"]
     datasets: dict[tuple[str, bool], DatasetStates] = {}
