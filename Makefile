@@ -50,6 +50,12 @@ $(PEERS_STAMP): benchmarks/peers/requirements.txt
 		$(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 	touch $(PEERS_STAMP)
 
+# A GPU box's checks (benchmarks/gpu_check.py): the CUDA tests, `bench speed cql` on CUDA, and the paper grid's
+# `grid estimate` timed there, eager and five seeds side by side compiled; each part's output in .cache/gpu-check/.
+.PHONY: gpu-check
+gpu-check: setup
+	$(PY) -m benchmarks.gpu_check
+
 # Grids (configs/*.yaml) through `python -m bench grid run`; records go to $(RESULTS)/<grid name>/.
 # LAUNCHER=local|ray; WORKERS=N cells at once (default: 1 local, as many as the resources fit on Ray);
 # RAY_ADDRESS=host:port joins an existing Ray cluster; FORCE=1 retrains finished cells.

@@ -1,8 +1,11 @@
 """The GPU-only code paths of a cell (device choice, CUDA synchronization for timing, device naming, RNG state on
-resume), checked on CPU by faking what torch.cuda reports; the last tests run for real when a GPU is present."""
+resume), checked on CPU by faking what torch.cuda reports; the tests marked `cuda` run for real when a GPU is
+present: a cell trained, interrupted and resumed there, and networks and a CQL step computing there what they
+compute on the CPU."""
 
 from __future__ import annotations
 
+import copy
 import random
 from pathlib import Path
 
@@ -11,14 +14,15 @@ import pytest
 import torch
 
 from bench import train
+from bench.agents.cql import CQL, Batch, CQLConfig, StepNoise
 from bench.cli import main
 from bench.errors import BenchError
+from bench.nets.kan import KANOptions
+from bench.nets.spec import build_network, get_architecture, parse_network_spec
 from bench.train import RunConfig, apply_overrides, device_info, resolve_device, synchronize, train_cell
 from tests.d4rl_files import write_small_d4rl_file
+from tests.devices import needs_cuda
 from tests.interrupts import interrupted_on_call
-
-HAS_CUDA = torch.cuda.is_available()
-needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device (runs on the GPU box / in the image)")
 
 
 def fake_cuda(monkeypatch: pytest.MonkeyPatch, available: bool, count: int = 1) -> None:
@@ -195,3 +199,50 @@ def test_synchronize_on_a_real_gpu() -> None:
     y = x @ x
     synchronize(device)
     assert torch.isfinite(y).all()
+
+
+@needs_cuda
+@pytest.mark.parametrize("spec", ["mlp[16,16]", "kan[4,4]", "rbf[4]"])
+def test_a_network_computes_on_the_gpu_what_it_computes_on_the_cpu(spec: str) -> None:
+    """Outputs and gradients of an ensemble of each layer type (the KAN's own autograd included), in float64 so
+    that any difference beyond rounding is an error; inputs reach past the KAN grid's range."""
+    torch.manual_seed(0)
+    network = build_network(parse_network_spec(spec), 7, 3, KANOptions(), ensemble_size=3).double()
+    on_gpu = copy.deepcopy(network).cuda()
+    x = torch.randn(3, 64, 7, dtype=torch.float64) * 2
+    x_gpu = x.cuda().requires_grad_()
+    x.requires_grad_()
+    out, out_gpu = network(x), on_gpu(x_gpu)
+    (out.square().sum()).backward()
+    (out_gpu.square().sum()).backward()
+    torch.testing.assert_close(out_gpu.cpu(), out, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(x_gpu.grad.cpu(), x.grad, rtol=1e-9, atol=1e-10)
+    for (name, p), p_gpu in zip(network.named_parameters(), on_gpu.parameters(), strict=True):
+        torch.testing.assert_close(p_gpu.grad.cpu(), p.grad, rtol=1e-9, atol=1e-10, msg=name)
+
+
+@needs_cuda
+@pytest.mark.parametrize("arch", ["mlp-small", "kan-small", "kan-kan"])
+def test_a_cql_step_on_the_gpu_computes_the_cpus_losses(arch: str) -> None:
+    """The first update of three seeds side by side (the same initial parameters, batch and noise) gives the same
+    losses on CUDA as on the CPU, to float32 rounding."""
+    config = CQLConfig(batch_size=32, cql_n_actions=4)
+    agents = {}
+    for device in ("cpu", "cuda"):
+        members = []
+        for seed in (0, 1, 2):
+            torch.manual_seed(seed)
+            members.append(CQL(11, 3, get_architecture(arch), config, device=device))
+        agents[device] = CQL.from_members(members)
+    g = torch.Generator().manual_seed(0)
+    batch = Batch(
+        torch.randn(3, 32, 11, generator=g),
+        torch.rand(3, 32, 3, generator=g) * 2 - 1,
+        torch.randn(3, 32, generator=g),
+        torch.randn(3, 32, 11, generator=g),
+        (torch.rand(3, 32, generator=g) < 0.1).float(),
+    )
+    noise = agents["cpu"].draw_noise(32)
+    expected = agents["cpu"].update(batch, noise)
+    got = agents["cuda"].update(Batch(*(x.cuda() for x in batch)), StepNoise(*(x.cuda() for x in noise)))
+    torch.testing.assert_close(got.cpu(), expected, rtol=1e-4, atol=1e-5)

@@ -10,9 +10,19 @@ import torch
 
 from bench.cli import main
 from bench.errors import BenchError
-from bench.grid.estimate import GroupPlan, Timing, dataset_env, group_seconds, plan_groups, schedule
+from bench.grid.estimate import (
+    GroupPlan,
+    Timing,
+    dataset_env,
+    group_seconds,
+    plan_groups,
+    schedule,
+    timing_device,
+)
 from bench.grid.spec import Cell, load_grid
 from bench.grid.store import ResultsStore
+from bench.train import device_info
+from tests.devices import needs_cuda
 from tests.test_grid_run import tiny_grid
 
 
@@ -119,8 +129,29 @@ def test_estimate_times_each_kind_of_process_once(tmp_path: Path, capsys: pytest
     assert len(rows) == 6
     assert "grid sizing: 6 process(es), 12 cell(s) to run" in out
     assert "with 2 worker(s) x 1 thread(s) about" in out
+    assert f"(timed on {device_info(torch.device('cpu'))['name']})" in out
 
     assert main(["grid", "estimate", str(grid), "--seconds", "0.05", "--all", "--architectures", "kan-fast"]) == 0
     out = capsys.readouterr().out
     assert [line.split()[2] for line in out.splitlines() if line.startswith("CQL ")] == ["kan-fast", "kan-fast"]
     assert "grid sizing: 2 process(es), 4 cell(s) to run" in out
+
+
+@pytest.mark.parametrize("name", ["cuda", "cuda:1"])
+def test_a_grid_for_a_gpu_is_timed_on_the_cpu_of_a_machine_without_one(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    device, note = timing_device(name)
+    assert device == torch.device("cpu")
+    assert note == f"timed on the CPU; the grid asks for {name}, which this machine does not have"
+    assert timing_device("auto")[0] == torch.device("cpu")
+
+
+@needs_cuda
+def test_a_grid_for_the_gpu_is_timed_on_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    grid = write_grid(tmp_path, device="auto", compile=True)
+    assert main(["grid", "estimate", str(grid), "--seconds", "0.5", "--all"]) == 0
+    out = capsys.readouterr().out
+    assert f"(timed on {torch.cuda.get_device_name(torch.device('cuda'))})" in out
+    assert len([line for line in out.splitlines() if line.startswith("CQL ")]) == 4

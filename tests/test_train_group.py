@@ -20,6 +20,7 @@ from bench.nets.spec import count_parameters, get_architecture
 from bench.train import RunConfig, train_group
 from tests import test_train as train_tests
 from tests.d4rl_files import write_small_d4rl_file
+from tests.devices import devices
 from tests.interrupts import interrupted_on_call
 from tests.test_train import comparable
 
@@ -45,9 +46,9 @@ def random_batch(population: int, size: int, generator: torch.Generator, obs: in
     )
 
 
-def single(arch: str, seed: int, config: CQLConfig) -> CQL:
+def single(arch: str, seed: int, config: CQLConfig, device: str = "cpu") -> CQL:
     torch.manual_seed(seed)
-    return CQL(11, 3, get_architecture(arch), config)
+    return CQL(11, 3, get_architecture(arch), config, device=device)
 
 
 def member_slice(noise_or_batch, p: int):
@@ -214,8 +215,10 @@ def agent_state(agent: CQL) -> list[torch.Tensor]:
     return tensors
 
 
-def test_compiled_update_agrees_with_eager_over_200_steps() -> None:
-    """Each of 200 compiled steps, taken from the eager agent's state, does what the eager step does.
+@pytest.mark.parametrize("device", devices)
+def test_compiled_update_agrees_with_eager_over_200_steps(device: str) -> None:
+    """Each of 200 compiled steps, taken from the eager agent's state, does what the eager step does (on CUDA
+    the compiled step replays CUDA graphs).
 
     Run apart, the two drift by chaos rather than by error: float32 reassociation (and the compiled plain Adam
     against eager's fused one) switches a hidden unit at a ReLU kink on in one run and off in the other, and
@@ -227,11 +230,11 @@ def test_compiled_update_agrees_with_eager_over_200_steps() -> None:
     (measured at most 2.3%; a missing term, learning rate or Polyak update changes it by the whole change).
     """
     config = CQLConfig(batch_size=16, cql_n_actions=3)
-    eager = CQL.from_members([single("mlp-small", 0, config)], noise_seed=7)
-    compiled = CQL.from_members([single("mlp-small", 0, config)], noise_seed=7, compiled=True)
+    eager = CQL.from_members([single("mlp-small", 0, config, device)], noise_seed=7)
+    compiled = CQL.from_members([single("mlp-small", 0, config, device)], noise_seed=7, compiled=True)
     g = torch.Generator().manual_seed(0)
     for step in range(200):
-        batch = random_batch(1, 16, g)
+        batch = Batch(*(x.to(device) for x in random_batch(1, 16, g)))
         noise = eager.draw_noise(batch.observations.shape[1])
         if step == 0:  # both fresh, and Adam's state does not exist yet
             torch.testing.assert_close(compiled.update(batch, noise), eager.update(batch, noise))

@@ -2,11 +2,12 @@
 
 For every distinct process the grid will start (algorithm, architecture, environment sizes, seeds side by side,
 eager or compiled, the cell's settings), the trainer's own update is timed on synthetic minibatches at the
-environment's sizes, one process at a time with the grid's torch threads; evaluation is timed as the trainer
-runs it (all episodes stepped together, the population acting on their states) and counted at full-length
-episodes, an upper bound. The groups still to run (finished cells are left out; a checkpoint's steps are
-subtracted) are then scheduled in order onto the workers, the next group to the first free worker, as the local
-launcher does.
+environment's sizes, one process at a time with the grid's torch threads, on the grid's device (`auto`: the GPU
+when torch sees one; a grid that asks for a GPU this machine lacks is timed on the CPU, and the summary says so);
+evaluation is timed as the trainer runs it (all episodes stepped together, the population acting on their states)
+and counted at full-length episodes, an upper bound. The groups still to run (finished cells are left out; a
+checkpoint's steps are subtracted) are then scheduled in order onto the workers, the next group to the first free
+worker, as the local launcher does.
 
 What it does not see: several workers at once share the machine's caches and memory bandwidth (on the 2-core
 development machine two one-thread workers ran within a few percent of one alone, with the trainer's memory
@@ -37,7 +38,7 @@ from bench.grid.run import format_duration
 from bench.grid.spec import Cell, GridSpec
 from bench.grid.store import ResultsStore
 from bench.perf import retain_freed_memory
-from bench.train import RunConfig
+from bench.train import RunConfig, device_info, resolve_device, synchronize
 
 
 @dataclass(frozen=True)
@@ -134,27 +135,34 @@ def timing_key(plan: GroupPlan, spec: GridSpec) -> tuple:
     )
 
 
-def time_group(plan: GroupPlan, spec: GridSpec, seconds: float) -> Timing:
-    """Time the group's update and its evaluation step on the CPU (the grid's device if it is a CPU)."""
+def time_group(plan: GroupPlan, spec: GridSpec, seconds: float, device: torch.device | None = None) -> Timing:
+    """Time the group's update and its evaluation step on `device` (default the CPU), as the trainer runs them
+    there: minibatches on the device, the clock read after the device's queued work is done."""
+    device = device or torch.device("cpu")
     config = plan.config
     env = dataset_env(plan.dataset)
     arch = spec.architectures[plan.arch]
     algorithm = get_algorithm(plan.algo)
     torch.manual_seed(0)
     members = [
-        algorithm.agent(env.obs_dim, env.act_dim, arch, config.agent_config, run_steps=config.steps) for _ in plan.seeds
+        algorithm.agent(env.obs_dim, env.act_dim, arch, config.agent_config, device=device, run_steps=config.steps)
+        for _ in plan.seeds
     ]
     agent: Agent = algorithm.agent.from_members(members, compiled=config.compile)
     generator = torch.Generator().manual_seed(0)
     batch_size = config.agent_config.batch_size
     # A pool of minibatches made up front, so the timing is of the update alone, as the trainer's epoch loop.
-    pool = [_synthetic_batch(env, len(plan.seeds), batch_size, generator) for _ in range(8)]
-    for batch in pool[:3]:  # optimizer state, compilation, the allocator's high-water mark
+    pool = [
+        Batch(*(x.to(device) for x in _synthetic_batch(env, len(plan.seeds), batch_size, generator))) for _ in range(8)
+    ]
+    for batch in pool[:3]:  # optimizer state, compilation (CUDA graphs recorded), the allocator's high-water mark
         agent.update(batch)
+    synchronize(device)
     steps, start = 0, time.perf_counter()
     while steps < 3 or time.perf_counter() - start < seconds:
         agent.update(pool[steps % len(pool)])
         steps += 1
+    synchronize(device)
     steps_per_second = steps / (time.perf_counter() - start)
 
     # Evaluation as the trainer runs it: `eval_episodes` sub-environments stepped together, the whole population
@@ -165,12 +173,22 @@ def time_group(plan: GroupPlan, spec: GridSpec, seconds: float) -> Timing:
     eval_steps, start = 0, time.perf_counter()
     with torch.no_grad():
         while eval_steps < 20 or time.perf_counter() - start < min(seconds, 2.0):
-            states = torch.as_tensor(obs, dtype=torch.float32)
-            actions = agent.act(states.expand(agent.population, *states.shape))[0].numpy()
+            states = torch.as_tensor(obs, dtype=torch.float32, device=device)
+            actions = agent.act(states.expand(agent.population, *states.shape))[0].cpu().numpy()
             obs, *_ = envs.step(actions)
             eval_steps += 1
     envs.close()
     return Timing(steps_per_second, (time.perf_counter() - start) / eval_steps)
+
+
+def timing_device(name: str) -> tuple[torch.device, str]:
+    """The device a grid's groups are timed on and how the summary names it: the grid's own (`auto` is CUDA when
+    torch sees a GPU), or the CPU when the grid asks for a GPU this machine does not have."""
+    try:
+        device = resolve_device(name)
+    except BenchError:
+        return torch.device("cpu"), f"timed on the CPU; the grid asks for {name}, which this machine does not have"
+    return device, f"timed on {device_info(device)['name']}"
 
 
 def group_seconds(plan: GroupPlan, spec: GridSpec, timing: Timing) -> float:
@@ -217,6 +235,7 @@ def estimate_grid(
     if not plans:
         selected = " selected" if architectures or datasets else ""
         return f"grid {spec.name}: every{selected} cell is finished; nothing to estimate"
+    device, device_note = timing_device(spec.device)
     threads = torch.get_num_threads()
     torch.set_num_threads(spec.resources.threads)
     retain_freed_memory()  # as the trainer does
@@ -229,7 +248,7 @@ def estimate_grid(
                 if progress:
                     env = dataset_env(plan.dataset).name
                     print(f"timing {plan.algo} {plan.arch} on {env}, {len(plan.seeds)} seed(s) ...", flush=True)
-                timings[key] = time_group(plan, spec, seconds)
+                timings[key] = time_group(plan, spec, seconds, device)
             timing = timings[key]
             rows.append((plan, timing, group_seconds(plan, spec, timing)))
     finally:
@@ -251,11 +270,10 @@ def estimate_grid(
     ]
     headers = ["algorithm", "dataset", "architecture", "seeds", "steps left", "seed-steps/s", "eval ms/step", "time"]
     cells = sum(len(plan.seeds) for plan in plans)
-    device = "" if spec.device in ("cpu", "auto") else f" (timed on the CPU; the grid asks for {spec.device})"
     summary = (
         f"grid {spec.name}: {len(plans)} process(es), {cells} cell(s) to run, {format_duration(sum(durations))} of "
         f"process time; with {workers} worker(s) x {spec.resources.threads} thread(s) about "
-        f"{format_duration(wall)} of wall time{device}. Measured now, one process at a time; evaluation at "
+        f"{format_duration(wall)} of wall time ({device_note}). Measured now, one process at a time; evaluation at "
         f"full-length episodes (an upper bound); compilation and data loading not counted."
     )
     return tabulate(table, headers=headers, disable_numparse=True) + "\n" + summary
