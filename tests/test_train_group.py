@@ -236,8 +236,9 @@ def test_compiled_update_agrees_with_eager_over_200_steps(device: str) -> None:
     for step in range(200):
         batch = Batch(*(x.to(device) for x in random_batch(1, 16, g)))
         noise = eager.draw_noise(batch.observations.shape[1])
-        if step == 0:  # both fresh, and Adam's state does not exist yet
-            torch.testing.assert_close(compiled.update(batch, noise), eager.update(batch, noise))
+        if step == 0:  # both fresh, and Adam's state does not exist yet; CUDA's kernels differ more from cuBLAS's
+            tolerance = {"rtol": 1e-3, "atol": 1e-4} if device == "cuda" else {}
+            torch.testing.assert_close(compiled.update(batch, noise), eager.update(batch, noise), **tolerance)
             continue
         with torch.no_grad():
             for target, source in zip(agent_state(compiled), agent_state(eager), strict=True):
