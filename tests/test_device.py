@@ -18,11 +18,12 @@ from bench.agents.cql import CQL, Batch, CQLConfig, StepNoise
 from bench.cli import main
 from bench.errors import BenchError
 from bench.nets.kan import KANOptions
-from bench.nets.spec import build_network, get_architecture, parse_network_spec
+from bench.nets.spec import build_network, parse_network_spec
 from bench.train import RunConfig, apply_overrides, device_info, resolve_device, synchronize, train_cell
 from tests.d4rl_files import write_small_d4rl_file
 from tests.devices import needs_cuda
 from tests.interrupts import interrupted_on_call
+from tests.test_train_group import random_batch, single
 
 
 def fake_cuda(monkeypatch: pytest.MonkeyPatch, available: bool, count: int = 1) -> None:
@@ -227,21 +228,11 @@ def test_a_cql_step_on_the_gpu_computes_the_cpus_losses(arch: str) -> None:
     """The first update of three seeds side by side (the same initial parameters, batch and noise) gives the same
     losses on CUDA as on the CPU, to float32 rounding."""
     config = CQLConfig(batch_size=32, cql_n_actions=4)
-    agents = {}
-    for device in ("cpu", "cuda"):
-        members = []
-        for seed in (0, 1, 2):
-            torch.manual_seed(seed)
-            members.append(CQL(11, 3, get_architecture(arch), config, device=device))
-        agents[device] = CQL.from_members(members)
-    g = torch.Generator().manual_seed(0)
-    batch = Batch(
-        torch.randn(3, 32, 11, generator=g),
-        torch.rand(3, 32, 3, generator=g) * 2 - 1,
-        torch.randn(3, 32, generator=g),
-        torch.randn(3, 32, 11, generator=g),
-        (torch.rand(3, 32, generator=g) < 0.1).float(),
-    )
+    agents = {
+        device: CQL.from_members([single(arch, seed, config, device) for seed in (0, 1, 2)])
+        for device in ("cpu", "cuda")
+    }
+    batch = random_batch(3, 32, torch.Generator().manual_seed(0))
     noise = agents["cpu"].draw_noise(32)
     expected = agents["cpu"].update(batch, noise)
     got = agents["cuda"].update(Batch(*(x.cuda() for x in batch)), StepNoise(*(x.cuda() for x in noise)))

@@ -102,17 +102,20 @@ def plan_groups(
     ]
 
 
-def _synthetic_batch(env: EnvSpec, population: int, batch_size: int, generator: torch.Generator) -> Batch:
+def _synthetic_batch(
+    env: EnvSpec, population: int, batch_size: int, generator: torch.Generator, device: torch.device
+) -> Batch:
     def normal(*shape: int) -> torch.Tensor:
         return torch.randn(population, batch_size, *shape, generator=generator)
 
-    return Batch(
+    batch = Batch(
         observations=normal(env.obs_dim),
         actions=torch.rand(population, batch_size, env.act_dim, generator=generator) * 2 - 1,
         rewards=normal(),
         next_observations=normal(env.obs_dim),
         dones=(torch.rand(population, batch_size, generator=generator) < 0.01).float(),
     )
+    return Batch(*(x.to(device) for x in batch))
 
 
 def timing_key(plan: GroupPlan, spec: GridSpec) -> tuple:
@@ -152,9 +155,7 @@ def time_group(plan: GroupPlan, spec: GridSpec, seconds: float, device: torch.de
     generator = torch.Generator().manual_seed(0)
     batch_size = config.agent_config.batch_size
     # A pool of minibatches made up front, so the timing is of the update alone, as the trainer's epoch loop.
-    pool = [
-        Batch(*(x.to(device) for x in _synthetic_batch(env, len(plan.seeds), batch_size, generator))) for _ in range(8)
-    ]
+    pool = [_synthetic_batch(env, len(plan.seeds), batch_size, generator, device) for _ in range(8)]
     for batch in pool[:3]:  # optimizer state, compilation (CUDA graphs recorded), the allocator's high-water mark
         agent.update(batch)
     synchronize(device)
