@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import BenchError
-from bench.nets.kan import KAN, KANLinear, KANOptions, bspline_basis, out_of_grid_fraction
+from bench.nets.kan import KAN, KANLinear, KANOptions, bspline_basis, out_of_grid_fraction, spline_features
 from bench.nets.speed import CoxDeBoorKANLinear, run_speed_benchmark
 
 
@@ -195,6 +195,31 @@ def test_huge_inputs_give_finite_outputs_and_gradients() -> None:
     out.sum().backward()
     assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()
     assert all(torch.isfinite(p.grad).all() for p in net.parameters())
+
+
+def test_shared_input_gives_the_sum_of_both_paths_gradients() -> None:
+    # x_base=None (one input for the SiLU and the spline path) must give what two separate inputs give, the
+    # gradient being their sum, to the last bit: eager training is unchanged by the shared form.
+    torch.manual_seed(0)
+    x = torch.randn(6, 5, 4) * 2
+    lo, hi = torch.tensor(-3.0), torch.tensor(3.0)
+    grad = torch.randn(6, 5, 9, 4)
+    shared = x.clone().requires_grad_()
+    spline_features(None, shared, lo, hi, 5, 3, 1).backward(grad)
+    base, spline = x.clone().requires_grad_(), x.clone().requires_grad_()
+    separate = spline_features(base, spline, lo, hi, 5, 3, 1)
+    separate.backward(grad)
+    assert torch.equal(spline_features(None, x, lo, hi, 5, 3, 1), separate.detach())
+    assert torch.equal(shared.grad, spline.grad + base.grad)
+
+
+@pytest.mark.parametrize("options", [{}, {"input_norm": "tanh"}, {"base_activation": False}])
+def test_an_ensemble_kan_compiles_into_one_graph(options: dict) -> None:
+    # A graph break at each KAN layer left its features to eager mode inside a compiled step.
+    torch.manual_seed(0)
+    net = KAN(5, 1, (4,), KANOptions(**options), ensemble_size=2)
+    explanation = torch._dynamo.explain(net)(torch.randn(2, 8, 5))
+    assert explanation.graph_break_count == 0, explanation.break_reasons
 
 
 @pytest.mark.parametrize(

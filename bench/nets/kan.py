@@ -155,7 +155,7 @@ class _SplineFeatures(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: Any,
-        x_base: Tensor,
+        x_base: Tensor | None,
         x_spline: Tensor,
         lo: Tensor,
         hi: Tensor,
@@ -188,6 +188,9 @@ class _SplineFeatures(torch.autograd.Function):
                     slope = t_pow.mul_(order * weight)
                 else:
                     slope.add_(t_pow, alpha=order * weight)
+        shared = x_base is None
+        if shared:
+            x_base = x_spline
         if base_slots:
             out[..., 0, :] = F.silu(x_base)
         if slope is not None:
@@ -195,6 +198,7 @@ class _SplineFeatures(torch.autograd.Function):
             slope.copysign_(d)
         ctx.save_for_backward(x_base if base_slots else None, slope, inv_h)
         ctx.base_slots = base_slots
+        ctx.shared = shared
         return out
 
     @staticmethod
@@ -205,19 +209,25 @@ class _SplineFeatures(torch.autograd.Function):
         grad_base = grad_spline = None
         if slope is not None:
             grad_spline = (grad_out[..., base_slots:, :] * slope).sum(-2).mul_(-inv_h)
-        if base_slots and ctx.needs_input_grad[0]:
+        if base_slots and (ctx.needs_input_grad[1] if ctx.shared else ctx.needs_input_grad[0]):
             sig = torch.sigmoid(x_base)
             grad_base = grad_out[..., 0, :] * sig * (1.0 + x_base * (1.0 - sig))
+        if ctx.shared and grad_base is not None:
+            # One input feeds both paths: its gradient is their sum, as autograd would add them up.
+            grad_spline = grad_base if grad_spline is None else grad_spline.add_(grad_base)
+            grad_base = None
         return grad_base, grad_spline, None, None, None, None, None
 
 
 def spline_features(
-    x_base: Tensor, x_spline: Tensor, lo: Tensor, hi: Tensor, grid_size: int, order: int, base_slots: int
+    x_base: Tensor | None, x_spline: Tensor, lo: Tensor, hi: Tensor, grid_size: int, order: int, base_slots: int
 ) -> Tensor:
     """The features one KAN layer multiplies by its combined weight, (..., base_slots + G + k, in).
 
     Slot 0 (when base_slots is 1) is SiLU(x_base); the others are the G + k B-splines of order k on the
-    uniform grid over [lo, hi] at x_spline. `lo` and `hi` broadcast against the inputs.
+    uniform grid over [lo, hi] at x_spline. `lo` and `hi` broadcast against the inputs. `x_base=None` means
+    the SiLU path reads x_spline too: pass None rather than the same tensor twice, which torch.compile cannot
+    trace into the custom autograd function (it would break the graph at every KAN layer).
     """
     return _SplineFeatures.apply(x_base, x_spline, lo, hi, grid_size, order, base_slots)
 
@@ -259,7 +269,7 @@ def bspline_basis(x: Tensor, lo: Tensor | float, hi: Tensor | float, grid_size: 
     lo_t = torch.as_tensor(lo, dtype=x.dtype, device=x.device)
     hi_t = torch.as_tensor(hi, dtype=x.dtype, device=x.device)
     flat = x.reshape(-1, 1)
-    return spline_features(flat, flat, lo_t, hi_t, grid_size, order, 0).reshape(*x.shape, -1)
+    return spline_features(None, flat, lo_t, hi_t, grid_size, order, 0).reshape(*x.shape, -1)
 
 
 class KANLinear(nn.Module):
@@ -330,7 +340,7 @@ class KANLinear(nn.Module):
 
     def _basis(self, x_spline: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
         g, k = self.options.grid_size, self.options.spline_order
-        return spline_features(x_spline, x_spline, lo, hi, g, k, 0).transpose(-1, -2)
+        return spline_features(None, x_spline, lo, hi, g, k, 0).transpose(-1, -2)
 
     def combined_weight(self) -> Tensor:
         """[w_b; w_s * c] as (out, (base_slots + G + k) * in), matching the features (leading E: ensemble)."""
@@ -349,9 +359,10 @@ class KANLinear(nn.Module):
                 )
             # (E, N, in), the layout the per-member grids (E, 1, in) broadcast against.
             x = x.reshape(self.ensemble_size, -1, self.in_features)
+        x_spline = self.normalize_input(x)
         features = spline_features(
-            x,
-            self.normalize_input(x),
+            None if x_spline is x else x,
+            x_spline,
             self.grid_lo,
             self.grid_hi,
             o.grid_size,
