@@ -14,7 +14,9 @@ For every finished record of a results folder whose final actor is kept beside i
    PyTorch actor's. An actor whose own float32 actions move further than that from its float64 ones (a
    LayerNorm over a few nearly equal hidden units amplifies rounding, as in small RBF actors) cannot show a
    correct export that way; for it the deployment form is also exported in float64, whose actions must be
-   within 1e-5 of the float64 PyTorch actor's (`float64_export_error`). BenchError otherwise. The largest
+   within 1e-5 of the float64 PyTorch actor's (`float64_export_error`); not to the last bit, since ONNX stores
+   LayerNormalization's epsilon as a float32 attribute (1e-5 becomes 1e-5 - 2.5e-13: 8e-9 on nearly equal
+   inputs, which such an actor amplifies to about 1e-6). BenchError otherwise. The largest
    differences of the float32 and int8 models, the actor's own float32 rounding (its float32 against its
    float64 actions) and the float64 export's difference are recorded.
 4. int8: `onnxruntime.quantization.quantize_dynamic` (MatMul weights int8 per tensor, activations quantized to
