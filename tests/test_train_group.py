@@ -217,9 +217,9 @@ def agent_state(agent: CQL) -> list[torch.Tensor]:
 
 @pytest.mark.parametrize(("arch", "steps"), [("mlp-small", 200), ("kan-kan", 30)])
 @pytest.mark.parametrize("device", devices)
-def test_compiled_update_agrees_with_eager_over_200_steps(device: str, arch: str, steps: int) -> None:
-    """Each of 200 compiled steps, taken from the eager agent's state, does what the eager step does (on CUDA
-    the compiled step replays CUDA graphs).
+def test_compiled_update_agrees_with_eager_step_by_step(device: str, arch: str, steps: int) -> None:
+    """Each compiled step (200 with MLPs; 30 with KAN actor and critics, to keep the test short), taken from the
+    eager agent's state, does what the eager step does (on CUDA the compiled step replays CUDA graphs).
 
     Run apart, the two drift by chaos rather than by error: float32 reassociation (and the compiled plain Adam
     against eager's fused one) switches a hidden unit at a ReLU kink on in one run and off in the other, and
@@ -229,8 +229,7 @@ def test_compiled_update_agrees_with_eager_over_200_steps(device: str, arch: str
     tensors), and the step must agree: the losses to float tolerance, and every tensor's change (parameters,
     target critics, temperature, Adam's moments) within 10% of the eager change on average over its elements
     (measured at most 2.3%; a missing term, learning rate or Polyak update changes it by the whole change).
-    With KAN actor and critics (30 steps, to keep the test short) the compiled step traces the spline features'
-    own autograd function.
+    With KAN actor and critics the compiled step traces the spline features' own autograd function.
     """
     config = CQLConfig(batch_size=16, cql_n_actions=3)
     eager = CQL.from_members([single(arch, 0, config, device)], noise_seed=7)

@@ -209,7 +209,7 @@ class _SplineFeatures(torch.autograd.Function):
         grad_base = grad_spline = None
         if slope is not None:
             grad_spline = (grad_out[..., base_slots:, :] * slope).sum(-2).mul_(-inv_h)
-        if base_slots and (ctx.needs_input_grad[1] if ctx.shared else ctx.needs_input_grad[0]):
+        if base_slots and ctx.needs_input_grad[1 if ctx.shared else 0]:
             sig = torch.sigmoid(x_base)
             grad_base = grad_out[..., 0, :] * sig * (1.0 + x_base * (1.0 - sig))
         if ctx.shared and grad_base is not None:
