@@ -176,11 +176,14 @@ study: local-data-study
 # The CPU study's ablations of kan4 (configs/cpu-study-ablations.yaml) on the recipe 2 local medium datasets, so
 # any x86 CPU runs and resumes them: two processes of five seeds side by side at a time, the KAN critics (the
 # costliest cells) last; then their report against kan4, Table 5 of their actors and Table 4 (deployment: does
-# the RBF layer run faster than the B-spline one, as it trains faster?), timed once no worker runs. Run it again to
-# resume.
+# the RBF layer run faster than the B-spline one, as it trains faster?), timed once no worker runs. Cells that
+# the study already ran with the same settings on the same data (halfcheetah's mlp38) are adopted from its records
+# rather than trained again. Run it again to resume.
 ABLATIONS_FIRST := kan4,kan4-spline,kan4-g3,kan4-g10,kan4-range1,rbf4,mlp38
 study-ablations: WORKERS := $(or $(WORKERS),2)
 study-ablations: local-data
+	$(PY) -m bench grid adopt configs/cpu-study-ablations.yaml --from $(RESULTS)/cpu-study --results $(RESULTS) \
+		--local-dir $(LOCAL_DATA)
 	$(GRID_RUN) configs/cpu-study-ablations.yaml --local-dir $(LOCAL_DATA) --no-progress --first $(ABLATIONS_FIRST)
 	$(PY) -m bench report $(RESULTS)/cpu-study-ablations
 	$(PY) -m bench actions $(RESULTS)/cpu-study-ablations --local-dir $(LOCAL_DATA)

@@ -269,6 +269,24 @@ def _grid(args: argparse.Namespace) -> int:
         print(estimate_grid(spec, results=results, workers=args.workers, seconds=args.seconds, **selection))
         return 0
     store = ResultsStore.for_grid(args.results, spec)
+    if args.grid_command == "adopt":
+        from bench.grid.adopt import adopt_records, adoption_summary
+
+        store.check_grid(spec)
+        if not args.dry_run:
+            store.write_grid(spec)
+        adoptions = adopt_records(
+            spec,
+            store,
+            args.source,
+            cache_dir=args.cache_dir,
+            local_dir=args.local_dir,
+            dry_run=args.dry_run,
+            architectures=selection["architectures"],
+            datasets=selection["datasets"],
+        )
+        print(adoption_summary(spec, args.source, adoptions, args.dry_run))
+        return 0
     if args.grid_command == "status":
         print(status_table(spec, store, summary=args.summary))
         return 0
@@ -599,6 +617,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--architectures", metavar="NAMES", help="these of the grid's architectures only (a,b,...)")
     p.add_argument("--datasets", metavar="NAMES", help="these of the grid's datasets only (a,b,...)")
     p.add_argument("--first", metavar="NAMES", help="the cells of these architectures before the others (a,b,...)")
+    p.set_defaults(func=_grid)
+    p = gsub.add_parser(
+        "adopt",
+        help="copy the finished records of another grid that are the runs this grid's unfinished cells would make",
+    )
+    p.add_argument("file", type=Path, metavar="FILE", help="grid file")
+    p.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="another grid's results folder (results/<grid>); only records of the same configuration, "
+        "architecture definition, seed group and data are adopted",
+    )
+    p.add_argument("--results", type=Path, default=Path("results"), help="records go to DIR/<grid name>/")
+    p.add_argument("--dry-run", action="store_true", help="print what would be adopted, then exit")
+    p.add_argument("--architectures", metavar="NAMES", help="these of the grid's architectures only (a,b,...)")
+    p.add_argument("--datasets", metavar="NAMES", help="these of the grid's datasets only (a,b,...)")
+    p.add_argument("--cache-dir", type=Path, help="D4RL cache folder")
+    p.add_argument("--local-dir", type=Path, help=LOCAL_DIR_HELP)
     p.set_defaults(func=_grid)
     p = gsub.add_parser("check", help="fail fast, naming every dataset of the grid that is not on this machine")
     p.add_argument("file", type=Path, metavar="FILE", help="grid file")

@@ -302,6 +302,13 @@ def config_fingerprint(config: RunConfig, *, with_arch_file: bool = False) -> st
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def architecture_summary(arch: Architecture) -> dict[str, Any]:
+    """The record's `architecture`: what defines the networks (a name alone may mean another thing elsewhere)."""
+    return json.loads(
+        json.dumps({"name": arch.name, "actor": str(arch.actor), "critic": str(arch.critic), "kan": asdict(arch.kan)})
+    )
+
+
 def portable_arch_file(arch_file: str | None, out: Path) -> str | None:
     """The architecture file as a record keeps it: relative to the record's folder, so records name no
     machine's absolute paths and still point at the file when the results folder moves."""
@@ -607,12 +614,7 @@ def _new_record(
         "config": {**config.to_dict(), "arch_file": portable_arch_file(config.arch_file, out)},
         "config_fingerprint": config_fingerprint(config),
         "group": group,
-        "architecture": {
-            "name": arch.name,
-            "actor": str(arch.actor),
-            "critic": str(arch.critic),
-            "kan": asdict(arch.kan),
-        },
+        "architecture": architecture_summary(arch),
         "dataset": {
             "name": dataset.name,
             "source": dataset.source,

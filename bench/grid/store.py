@@ -103,7 +103,10 @@ class ResultsStore:
         if probe_lock and is_locked(path):
             return CellState(cell, path, "running", record, "locked by a running worker", checkpoint_step(path))
         if record is not None and record["status"] in FINISHED:
-            return CellState(cell, path, record["status"], record, first_line(record.get("error")))
+            note = first_line(record.get("error"))
+            if record.get("adopted_from"):
+                note = "; ".join(filter(None, [note, f"adopted from {record['adopted_from']}"]))
+            return CellState(cell, path, record["status"], record, note)
         step = checkpoint_step(path)
         resumes = "" if step is None else f"; the next run resumes from step {step:,} (checkpoint)"
         error = read_error(path)
