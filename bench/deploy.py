@@ -6,7 +6,8 @@ For every finished record of a results folder whose final actor is kept beside i
    into constants. MLP layers become `x @ W + b` and KAN layers use their combined weight [w_b; w_s * c],
    computed once, with the B-spline features in plain torch ops (`spline_features_plain`) instead of the
    training path's custom autograd function. Other bodies (RBF, plug-ins) are exported as they are. The model
-   maps states normalized as in training to actions; the normalization stays outside, as in evaluation.
+   maps states normalized as in training to actions; the normalization stays outside, as in evaluation, and
+   `<record>.inputs.json` beside the .onnx files gives its mean and std.
 2. Export: `torch.onnx.export` with torch's default exporter (`dynamo=True`, built on torch.export and
    onnxscript), a dynamic batch dim, weights inside the file; per-node debug metadata (stack traces) is removed,
    since it is not part of the model and would dominate the size of a small one.
@@ -64,6 +65,7 @@ from torch import Tensor, nn
 
 from bench.data.download import file_sha256
 from bench.data.loader import OfflineDataset, load_dataset
+from bench.data.registry import get_env_spec
 from bench.errors import BenchError
 from bench.evaluate import evaluate_policy
 from bench.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -291,6 +293,34 @@ class DatasetStates:
     def of(cls, dataset: OfflineDataset, normalize: bool) -> DatasetStates:
         mean, std = (dataset.state_mean, dataset.state_std) if normalize else (None, None)
         return cls(dataset.sha256, mean, std, normalized_states(dataset, normalize), dataset.transitions.actions)
+
+
+def write_model_inputs(path: Path, record_name: str, record: dict[str, Any], dataset: DatasetStates) -> None:
+    """Beside an actor's .onnx files: what its models take and give, so that they run without this suite or the
+    dataset (the state normalization stays outside the model, as in training and evaluation)."""
+    env = get_env_spec(record["dataset"]["env"])
+    normalized = dataset.state_mean is not None and dataset.state_std is not None
+    atomic_write_json(
+        path,
+        {
+            "record": record_name,
+            "env_id": env.env_id,
+            "architecture": record["architecture"],
+            "input": {
+                "name": "obs",
+                "shape": ["batch", env.obs_dim],
+                "dtype": "float32",
+                "transform": "(state - state_mean) / state_std" if normalized else "none: the raw state",
+                "state_mean": None if not normalized else np.asarray(dataset.state_mean).reshape(-1).tolist(),
+                "state_std": None if not normalized else np.asarray(dataset.state_std).reshape(-1).tolist(),
+            },
+            "output": {
+                "shape": ["batch", env.act_dim],
+                "meaning": "the deterministic action, already in the environment's action range",
+            },
+            "dataset_sha256": dataset.sha256,
+        },
+    )
 
 
 def record_dataset(
@@ -693,6 +723,7 @@ def _deploy_records(
                 f"{path}: exporting the {spec} actor to ONNX failed: {type(exc).__name__}: {first}"
             ) from None
         quantize_int8(fp32_path, int8_path)
+        write_model_inputs(onnx_dir / f"{relative}.inputs.json", path.name, record, dataset)
         sessions = {"onnx-fp32": onnx_session(fp32_path), "onnx-int8": onnx_session(int8_path)}
 
         reference = actions_on(torch_policy(actor), states)

@@ -287,6 +287,23 @@ def test_onnx_actions_equal_pytorch_on_the_dataset_states(deployed: Deployed) ->
         assert np.abs(reference).max() > 0  # a real comparison, not of zeros
 
 
+def test_a_kept_model_runs_on_raw_states_with_the_inputs_file_beside_it(deployed: Deployed) -> None:
+    """Outside the suite: raw dataset states, the inputs file's normalization, the .onnx file; the actor's actions."""
+    for actor_row in deployed.data["actors"]:
+        record_path = Path(actor_row["record"])
+        actor, record = load_trained_actor(record_path)
+        stem = deployed.onnx / record_path.relative_to(deployed.results).with_suffix("")
+        inputs = json.loads(stem.with_name(stem.name + ".inputs.json").read_text())
+        assert inputs["record"] == record_path.name and inputs["env_id"] == record["dataset"]["env_id"]
+        assert inputs["input"]["shape"] == ["batch", 11] and inputs["output"]["shape"] == ["batch", 3]
+        raw = load_dataset(record["cell"]["dataset"]).transitions.observations
+        mean, std = (np.asarray(inputs["input"][key]) for key in ("state_mean", "state_std"))
+        states = ((raw - mean) / std).astype(np.float32)
+        session = onnx_session(stem.with_name(stem.name + ".onnx"))
+        expected = actions_on(torch_policy(actor), normalized_states(load_dataset(record["cell"]["dataset"]), True))
+        np.testing.assert_allclose(actions_on(onnx_policy(session), states), expected, atol=EXPORT_TOLERANCE, rtol=0)
+
+
 def test_int8_is_smaller_for_the_mlp_actor_and_its_score_is_evaluated(deployed: Deployed) -> None:
     rows = [a for a in deployed.data["actors"] if a["arch"] == "mlp"]
     for row in rows:
