@@ -1,4 +1,4 @@
-"""Tables 1-3 from fixture records with known numbers: exact cells, missing data, and well-formed LaTeX."""
+"""Tables 1-3 and 6 from fixture records with known numbers: exact cells, missing data, and well-formed LaTeX."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from bench.report.figures import write_captions
 from bench.report.stats import Analysis
 from bench.report.tables import (
     Table,
+    improvement_table,
     latex_text,
     override_notes,
     parameter_table,
@@ -142,6 +143,29 @@ def test_missing_cells_render_a_dash_and_a_footnote(tmp_path: Path) -> None:
     assert "left out: walker2d-medium-v2 (seeds with a score: kan 0/3)" in notes
     assert rows["Mean"] == ["**53.5**", "52.0"]  # over the two complete datasets only
     assert "—" in to_markdown(table) and "---" in to_latex(table)
+
+
+def test_table6_gives_each_datasets_probability_of_improvement_and_the_pooled_one(complete: Analysis) -> None:
+    """halfcheetah: every kan run scores below every mlp run, so P = 0 in every resample (bold: clear of 0.5).
+    hopper: kan 58, 59, 60 against mlp 55, 60, 65 wins 3.5 of 9 pairs (a tie counts half): 0.39. Pooled:
+    rliable averages the datasets' probabilities, (0 + 0.389) / 2 = 0.19, as in the figure."""
+    table = improvement_table(complete)
+    rows = markdown_rows(table)
+    assert table.header == ["Dataset", "kan"] and table.stem == "table6_improvement"
+    assert rows["halfcheetah-medium-v2"] == ["**0.00 [0.00, 0.00]**"]
+    assert rows["hopper-medium-v2"][0].startswith("0.39 [")
+    assert rows["Pooled over 2 datasets"][0].startswith("0.19 [")
+    pooled = complete.improvement["kan"]
+    assert rows["Pooled over 2 datasets"] == [f"{pooled.point:.2f} [{pooled.low:.2f}, {pooled.high:.2f}]"]
+    assert "P(X > mlp)" in table.caption and f"{REPS} resamples" in table.caption
+
+
+def test_table6_compares_a_dataset_as_soon_as_both_have_every_seed(tmp_path: Path) -> None:
+    write_fixture(tmp_path, scores_without((HOPPER, "kan", 2)))
+    rows = markdown_rows(improvement_table(analysis_of(tmp_path)))
+    assert rows["hopper-medium-v2"] == ["—"]
+    assert rows["halfcheetah-medium-v2"] == ["**0.00 [0.00, 0.00]**"]
+    assert rows["Pooled over 1 dataset"] == ["**0.00 [0.00, 0.00]**"]
 
 
 def test_partial_seeds_are_marked_with_n(tmp_path: Path) -> None:

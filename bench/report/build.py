@@ -1,4 +1,4 @@
-"""The report's entry point: a results folder in, Tables 1-3 and the figures out, and a short summary back."""
+"""The report's entry point: a results folder in, Tables 1-3 and 6 and the figures out, and a short summary back."""
 
 from __future__ import annotations
 
@@ -209,7 +209,7 @@ def build_report(
     allow_mixed: bool = False,
     architectures: Sequence[str] = (),
 ) -> ReportSummary:
-    """Read the records under `results_dir`, write Tables 1-3 to `tables_dir` and the figures to `figures_dir`.
+    """Read the records under `results_dir`, write Tables 1-3 and 6 to `tables_dir` and the figures to `figures_dir`.
 
     Either output folder may be None to skip it; `baseline=None` means the grid file's `baseline:`, else `mlp`.
     `architectures` reports those only, in that order. Bootstrap CIs use `reps` resamples and are reproducible

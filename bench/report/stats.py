@@ -165,6 +165,32 @@ def improvement_over(matrices: Mapping[str, np.ndarray], baseline: str, *, reps:
     return result
 
 
+def improvement_by_dataset(
+    runs: pd.DataFrame,
+    architectures: Sequence[str],
+    datasets: Sequence[str],
+    seeds: Sequence[int],
+    baseline: str,
+    *,
+    reps: int,
+    seed: int,
+) -> dict[tuple[str, str], Interval]:
+    """P(architecture > baseline) on each dataset alone, with CIs, keyed (dataset, architecture): every pair of
+    a dataset where both have a score for every expected seed, so a dataset still running gives its finished
+    architectures' comparisons (the pooled `improvement_over` waits for whole datasets)."""
+    scored = usable_runs(runs)
+    counts = scored.groupby(["dataset", "arch"])["seed"].nunique()
+    result: dict[tuple[str, str], Interval] = {}
+    for dataset in datasets:
+        if int(counts.get((dataset, baseline), 0)) < len(seeds):
+            continue
+        complete = [a for a in architectures if int(counts.get((dataset, a), 0)) >= len(seeds)]
+        matrices = {a: score_matrix(runs, a, [dataset], seeds) for a in complete}
+        for arch, interval in improvement_over(matrices, baseline, reps=reps, seed=seed).items():
+            result[(dataset, arch)] = interval
+    return result
+
+
 def tau_grid(matrices: Mapping[str, np.ndarray], points: int = 101) -> np.ndarray:
     """Thresholds from 0 (or the lowest score) to a little above the highest score, on the normalized scale.
 
@@ -265,6 +291,7 @@ class Analysis:
     matrices: dict[str, np.ndarray]
     aggregates: dict[str, dict[str, Interval]]
     improvement: dict[str, Interval]
+    dataset_improvement: dict[tuple[str, str], Interval]
     profiles: dict[str, Profile]
     curves: dict[tuple[str, str], CurveSummary]
     times: pd.DataFrame
@@ -288,6 +315,9 @@ def analyze(records: RecordSet, *, baseline: str, reps: int, seed: int) -> Analy
         matrices=matrices,
         aggregates=aggregates,
         improvement=improvement,
+        dataset_improvement=improvement_by_dataset(
+            runs, records.architectures, records.datasets, records.seeds, baseline, reps=reps, seed=seed
+        ),
         profiles=profiles,
         curves=learning_curves(records.curves, reps=reps, seed=seed),
         times=time_statistics(runs),
