@@ -133,11 +133,11 @@ def _adopt(spec: GridSpec, store: ResultsStore, cell: Cell, path: Path, record: 
                 tmp.write_bytes(actor_path(path).read_bytes())
         atomic_write_json(out, adopted)  # last: a record is finished only once its actor is in place
         error_path(out).unlink(missing_ok=True)
-    _drop_finished_checkpoints(store, out.parent)
+    _drop_finished_checkpoints(out.parent)
     return True
 
 
-def _drop_finished_checkpoints(store: ResultsStore, folder: Path) -> None:
+def _drop_finished_checkpoints(folder: Path) -> None:
     """Remove a killed group's checkpoint once every seed it holds is finished: nothing would resume from it."""
     for checkpoint in folder.glob("*.ckpt.pt"):
         seeds = checkpoint.name.removesuffix(".ckpt.pt").split("+")
