@@ -168,6 +168,23 @@ def test_table6_compares_a_dataset_as_soon_as_both_have_every_seed(tmp_path: Pat
     assert rows["Pooled over 1 dataset"] == ["**0.00 [0.00, 0.00]**"]
 
 
+def test_runs_adopted_from_another_grid_are_named_in_tables_1_and_3(tmp_path: Path) -> None:
+    paths = write_fixture(tmp_path / "ablations")
+    for path in paths:
+        record = json.loads(path.read_text())
+        if record["cell"]["arch"] == "kan" and record["cell"]["dataset"] == HOPPER:
+            record["adopted_from"] = f"../study/{path.relative_to(tmp_path / 'ablations')}"
+            path.write_text(json.dumps(record))
+    analysis = analysis_of(tmp_path / "ablations")
+    expected = (
+        "3 runs (hopper-medium-v2/kan) are the records of the same runs in study, adopted with `grid adopt` "
+        "(same settings, seeds and data) rather than trained again; their times are that grid's."
+    )
+    assert expected in score_table(analysis).notes and expected in time_table(analysis).notes
+    write_fixture(tmp_path / "plain")
+    assert not any("adopted" in note for note in score_table(analysis_of(tmp_path / "plain")).notes)
+
+
 def test_partial_seeds_are_marked_with_n(tmp_path: Path) -> None:
     write_fixture(tmp_path, scores_without((HOPPER, "kan", 2)))
     table = score_table(analysis_of(tmp_path))

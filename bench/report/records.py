@@ -77,6 +77,7 @@ RECORD_COLUMNS = [
     "device_type",
     "torch_threads",
     "error",
+    "adopted_from",
 ]
 CURVE_COLUMNS = ["dataset", "arch", "algo", "seed", "step", "normalized_score"]
 DIAGNOSTIC_COLUMNS = ["dataset", "arch", "algo", "seed", "step", "name", "value"]
@@ -413,6 +414,8 @@ def run_row(path: Path, record: Mapping[str, Any]) -> dict[str, Any]:
         "device_type": device["type"],
         "torch_threads": device.get("torch_threads"),
         "error": (record.get("error") or "").splitlines()[0] if record.get("error") else "",
+        # Copied by `grid adopt` from another grid's record of the same run: where from (relative to the grid).
+        "adopted_from": record.get("adopted_from") or "",
     }
 
 

@@ -315,6 +315,9 @@ def score_notes(
         notes.append(run_accounting(analysis))
     if partial:
         notes.append(f"{PARTIAL} fewer seeds than the grid's {len(rec.seeds)}, mean over n: {_join(partial)}.")
+    adopted = adoption_note(runs)
+    if adopted:
+        notes.append(adopted)
     if diverged:
         notes.append(
             f"{DIVERGED} includes diverged runs (non-finite losses), counted with their last evaluation score: "
@@ -424,6 +427,20 @@ def run_accounting(analysis: Analysis) -> str:
         if count:
             parts.append(f"{count} {what}")
     return ", ".join(parts) + f" (expected cells from {rec.expected.source})."
+
+
+def adoption_note(runs: pd.DataFrame) -> str | None:
+    """Which runs `grid adopt` copied from another grid's records of the same runs; None when none was."""
+    adopted = runs[runs["adopted_from"] != ""]
+    if adopted.empty:
+        return None
+    # The grids they came from: the first part of each relative path that is not "..".
+    sources = sorted({next(part for part in Path(p).parts if part != "..") for p in adopted["adopted_from"]})
+    cells = sorted({f"{name}/{arch}" for name, arch in zip(adopted["display_name"], adopted["arch"], strict=True)})
+    return (
+        f"{len(adopted)} runs ({_join(cells)}) are the records of the same runs in {', '.join(sources)}, adopted "
+        "with `grid adopt` (same settings, seeds and data) rather than trained again; their times are that grid's."
+    )
 
 
 ENV_ORDER = ("hopper", "walker2d", "halfcheetah")
@@ -602,6 +619,9 @@ def time_table(analysis: Analysis) -> Table:
         table.notes.append(
             f"Some architectures have fewer timed runs than the grid's {expected_runs}: their mean is over n runs."
         )
+    adopted = adoption_note(runs)
+    if adopted:
+        table.notes.append(adopted)
     return table
 
 
