@@ -30,7 +30,7 @@ from bench.data.loader import load_dataset
 from bench.errors import BenchError
 from bench.fileio import atomic_output, atomic_write_json
 from bench.grid.spec import Cell, GridSpec
-from bench.grid.store import FINISHED, CellLock, ResultsStore, error_path
+from bench.grid.store import FINISHED, CellLock, ResultsStore, checkpoint_seeds, error_path
 from bench.train import actor_path, architecture_summary, config_fingerprint, read_record
 
 NO_RECORD = "no finished record of this configuration"
@@ -140,8 +140,7 @@ def _adopt(spec: GridSpec, store: ResultsStore, cell: Cell, path: Path, record: 
 def _drop_finished_checkpoints(folder: Path) -> None:
     """Remove a killed group's checkpoint once every seed it holds is finished: nothing would resume from it."""
     for checkpoint in folder.glob("*.ckpt.pt"):
-        seeds = checkpoint.name.removesuffix(".ckpt.pt").split("+")
-        records = [read_record(folder / f"{seed}.json") for seed in seeds]
+        records = [read_record(folder / f"{seed}.json") for seed in checkpoint_seeds(checkpoint)]
         if all(record is not None and record["status"] in FINISHED for record in records):
             checkpoint.unlink(missing_ok=True)
 

@@ -47,12 +47,17 @@ class CellState:
         return self.state in FINISHED
 
 
+def checkpoint_seeds(checkpoint: Path) -> list[str]:
+    """The record stems a group checkpoint holds, in order: `seed0+seed1.ckpt.pt` -> ["seed0", "seed1"]."""
+    return Path(checkpoint).name.removesuffix(".ckpt.pt").split("+")
+
+
 def checkpoint_step(record: Path) -> int | None:
     """The step of the checkpoint that resumes the cell whose record is `record` (`seed0.ckpt.pt`, or its seed
     group's `seed0+seed1.ckpt.pt`); None when there is none or it cannot be read."""
     seed = Path(record).name.removesuffix(".json")
     for path in sorted(Path(record).parent.glob("*.ckpt.pt")):
-        seeds = path.name.removesuffix(".ckpt.pt").split("+")
+        seeds = checkpoint_seeds(path)
         if seed not in seeds:
             continue
         try:

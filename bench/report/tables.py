@@ -664,9 +664,7 @@ def improvement_table(analysis: Analysis) -> Table:
 def _improvement_cell(interval: Interval | None) -> Cell:
     if interval is None:
         return Cell(MISSING)
-    return Cell(
-        f"{interval.point:.2f} [{interval.low:.2f}, {interval.high:.2f}]", interval.low > 0.5 or interval.high < 0.5
-    )
+    return Cell(interval_text(interval, decimals=2), interval.low > 0.5 or interval.high < 0.5)
 
 
 def build_tables(analysis: Analysis) -> list[Table]:
