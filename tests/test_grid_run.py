@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import statistics
 from pathlib import Path
@@ -248,7 +249,11 @@ def test_a_killed_cell_is_partial_until_the_next_run_resumes_it(
     status = capsys.readouterr().out
     row = next(line for line in status.splitlines() if " partial " in line)
     assert "150/200" in row and "resumes from it" in row and row.split()[2] == "0"
+    assert re.search(r"resumes from it; about \d+s left$", row.rstrip())
     assert "running 0, partial 1, missing 1 (of 2 cells)" in status
+    assert re.search(
+        r"Time left: about \d+s of training left in 1 started process\(es\) .*; 1 unfinished cell\(s\) without", status
+    )
     # The summary: one row for the grid's one dataset and architecture, at its least advanced seed's steps.
     assert main(["grid", "status", str(grid), "--results", str(results), "--summary"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if "mlp-small" in line]
@@ -531,7 +536,10 @@ def test_a_killed_group_is_partial_and_resumes_as_a_group(
         train.train_group(spec.run_config(spec.cells()[0]), [0, 1], paths, progress=False)
     monkeypatch.undo()
     assert main(["grid", "status", str(grid), "--results", str(results)]) == 0
-    assert "running 0, partial 2, missing 0 (of 2 cells)" in capsys.readouterr().out
+    status = capsys.readouterr().out
+    assert "running 0, partial 2, missing 0 (of 2 cells)" in status
+    # The two seeds share one process and one checkpoint: its time left counts once.
+    assert "left in 1 started process(es)" in status and "without a checkpoint" not in status
     assert main(["grid", "run", str(grid), "--results", str(results)]) == 0
     assert "2 to run, 2 resuming from a checkpoint" in capsys.readouterr().out
     reference = train.train_group(

@@ -14,7 +14,16 @@ import torch
 
 from bench.errors import BenchError
 from bench.grid.spec import Cell, GridSpec, load_grid
-from bench.grid.store import CellLock, ResultsStore, checkpoint_step, error_path, is_locked, lock_path, write_error
+from bench.grid.store import (
+    CellLock,
+    CheckpointProgress,
+    ResultsStore,
+    checkpoint_step,
+    error_path,
+    is_locked,
+    lock_path,
+    write_error,
+)
 from bench.nets.spec import load_architectures
 
 GRID = """\
@@ -107,6 +116,24 @@ def test_a_killed_cell_with_a_checkpoint_is_partial(tmp_path: Path, name: str, c
 
     path.write_text(json.dumps(record("done")))  # a finished record: the checkpoint does not count
     assert store.state(cell).state == "done" and store.state(cell).resume_step is None
+
+
+def test_a_checkpoint_s_epoch_times_give_the_time_its_run_has_left(tmp_path: Path) -> None:
+    spec = grid(tmp_path)
+    store = ResultsStore.for_grid(tmp_path / "results", spec)
+    cell = Cell("local:hopper-random", "mlp-small", 1)
+    path = store.record_path(cell)
+    path.parent.mkdir(parents=True)
+    checkpoint = path.with_name("seed0+seed1.ckpt.pt")
+    torch.save({"records": [{"steps_done": 4}, {"steps_done": 4, "seconds_per_epoch": [9.0, 2.0]}]}, checkpoint)
+    assert store.state(cell).progress == CheckpointProgress(checkpoint, 4, (9.0, 2.0))
+
+    # 3 epochs of 1,000 steps done, the first slow (a compilation): the median pace of the last ones counts.
+    progress = CheckpointProgress(checkpoint, 3000, (600.0, 100.0, 120.0))
+    assert progress.seconds_left(5000) == 2 * 120.0
+    assert progress.seconds_left(5000, recent=2) == 2 * 110.0
+    assert progress.seconds_left(3000) == 0.0
+    assert CheckpointProgress(checkpoint, 3000).seconds_left(5000) is None  # an untimed (older) checkpoint
 
 
 def test_an_unreadable_checkpoint_leaves_the_cell_missing(tmp_path: Path) -> None:

@@ -195,8 +195,9 @@ def plan_table(
 
 
 def status_table(spec: GridSpec, store: ResultsStore, *, summary: bool = False) -> str:
-    """`grid status`: one row per cell (state, steps, final score, first error line) and the totals; with
-    `summary`, one row per (algorithm,) dataset and architecture instead (see `_summary_rows`)."""
+    """`grid status`: one row per cell (state, steps, final score, first error line), the totals and the time the
+    started processes have left; with `summary`, one row per (algorithm,) dataset and architecture instead (see
+    `_summary_rows`)."""
     states = [store.state(cell, probe_lock=True) for cell in spec.cells()]
     counts = Counter(state.state for state in states)
     if summary:
@@ -210,6 +211,9 @@ def status_table(spec: GridSpec, store: ResultsStore, *, summary: bool = False) 
     )
     totals = ", ".join(f"{name} {counts[name]}" for name in STATES)
     lines = [f"grid {spec.name}: records in {store.root}", table, "", f"{totals} (of {sum(counts.values())} cells)"]
+    time_left = _time_left_line(spec, states)
+    if time_left:
+        lines.append(time_left)
     if counts["diverged"]:
         lines.append(f"Note: {DIVERGED_NOTE}.")
     differences = store.grid_differences(spec)
@@ -219,9 +223,11 @@ def status_table(spec: GridSpec, store: ResultsStore, *, summary: bool = False) 
 
 
 def _cell_row(spec: GridSpec, state: CellState) -> list[object]:
-    """One cell of `grid status`: its state, steps, final score and note."""
+    """One cell of `grid status`: its state, steps, final score and note (with the time its run has left)."""
     score = (state.record or {}).get("final_score")
     steps = _steps(state)
+    left = _seconds_left(spec, state)
+    note = state.note if left is None else f"{state.note}; about {format_duration(left)} left"
     return [
         *_algorithm_column(spec, state.cell),
         state.cell.dataset,
@@ -230,8 +236,36 @@ def _cell_row(spec: GridSpec, state: CellState) -> list[object]:
         state.state,
         "" if steps is None else f"{steps:,}/{spec.steps:,}",
         "" if score is None else f"{score:.1f}",
-        state.note,
+        note,
     ]
+
+
+def _seconds_left(spec: GridSpec, state: CellState) -> float | None:
+    """The training time an unfinished cell's run has left, at the pace its checkpoint recorded; None when it has
+    no timed checkpoint."""
+    if state.finished or state.progress is None:
+        return None
+    return state.progress.seconds_left(spec.steps)
+
+
+def _time_left_line(spec: GridSpec, states: list[CellState]) -> str:
+    """The totals' second line: the training time the started groups have left, each counted once (its seeds
+    share one checkpoint), and how many cells have not started."""
+    left: dict[Path, float] = {}
+    for state in states:
+        seconds = _seconds_left(spec, state)
+        if seconds is not None and state.progress is not None:
+            left[state.progress.path] = seconds
+    not_started = sum(not state.finished and state.progress is None for state in states)
+    parts = []
+    if left:
+        parts.append(
+            f"about {format_duration(sum(left.values()))} of training left in {len(left)} started process(es) "
+            f"(longest {format_duration(max(left.values()))}), at the median pace of each one's last 10 epochs"
+        )
+    if not_started:
+        parts.append(f"{not_started} unfinished cell(s) without a checkpoint (`grid estimate` sizes them)")
+    return f"Time left: {'; '.join(parts)}." if parts else ""
 
 
 def _steps(state: CellState) -> int | None:

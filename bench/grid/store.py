@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,20 +32,45 @@ STATES = ("done", "diverged", "failed", "running", "partial", "missing")
 
 
 @dataclass(frozen=True)
+class CheckpointProgress:
+    """What the checkpoint that resumes a cell says: its file (one per seed group), the steps its seed has done and
+    the seconds of each epoch it has finished (evaluation and checkpointing included)."""
+
+    path: Path
+    steps: int
+    seconds_per_epoch: tuple[float, ...] = ()
+
+    def seconds_left(self, steps: int, recent: int = 10) -> float | None:
+        """The time to reach `steps` at the median pace of the last `recent` epochs; None without timed epochs.
+
+        The median leaves out the slow first epoch of each start (compilation) and is a little optimistic about
+        the evaluation epochs."""
+        if not self.seconds_per_epoch or self.steps <= 0:
+            return None
+        epoch_steps = self.steps / len(self.seconds_per_epoch)
+        return max(0, steps - self.steps) / epoch_steps * statistics.median(self.seconds_per_epoch[-recent:])
+
+
+@dataclass(frozen=True)
 class CellState:
     """Where a cell stands: done, diverged, failed, running (locked by a live process), partial (no record, a
-    checkpoint to resume from) or missing. `resume_step` is the step a checkpoint holds, None without one."""
+    checkpoint to resume from) or missing. `progress` is the checkpoint's, None without one."""
 
     cell: Cell
     path: Path
     state: str
     record: dict[str, Any] | None = None
     note: str = ""
-    resume_step: int | None = None
+    progress: CheckpointProgress | None = None
 
     @property
     def finished(self) -> bool:
         return self.state in FINISHED
+
+    @property
+    def resume_step(self) -> int | None:
+        """The step the checkpoint holds, the next run's start; None without one."""
+        return None if self.progress is None else self.progress.steps
 
 
 def checkpoint_seeds(checkpoint: Path) -> list[str]:
@@ -55,6 +81,13 @@ def checkpoint_seeds(checkpoint: Path) -> list[str]:
 def checkpoint_step(record: Path) -> int | None:
     """The step of the checkpoint that resumes the cell whose record is `record` (`seed0.ckpt.pt`, or its seed
     group's `seed0+seed1.ckpt.pt`); None when there is none or it cannot be read."""
+    progress = checkpoint_progress(record)
+    return None if progress is None else progress.steps
+
+
+def checkpoint_progress(record: Path) -> CheckpointProgress | None:
+    """The progress the checkpoint that resumes the cell whose record is `record` holds (see `checkpoint_step`);
+    None when there is none or it cannot be read."""
     seed = Path(record).name.removesuffix(".json")
     for path in sorted(Path(record).parent.glob("*.ckpt.pt")):
         seeds = checkpoint_seeds(path)
@@ -68,7 +101,11 @@ def checkpoint_step(record: Path) -> int | None:
         # A group checkpoint keeps each seed's progress under "records", a single-cell one at the top.
         progress = state["records"][seeds.index(seed)] if "records" in state else state
         steps = progress.get("steps_done")
-        return steps if isinstance(steps, int) else None
+        if not isinstance(steps, int):
+            return None
+        seconds = progress.get("seconds_per_epoch")
+        timed = tuple(float(s) for s in seconds) if isinstance(seconds, list) else ()
+        return CheckpointProgress(path, steps, timed)
     return None
 
 
@@ -106,23 +143,24 @@ class ResultsStore:
         path = self.record_path(cell)
         record = read_record(path)
         if probe_lock and is_locked(path):
-            return CellState(cell, path, "running", record, "locked by a running worker", checkpoint_step(path))
+            return CellState(cell, path, "running", record, "locked by a running worker", checkpoint_progress(path))
         if record is not None and record["status"] in FINISHED:
             note = first_line(record.get("error"))
             if record.get("adopted_from"):
                 note = "; ".join(filter(None, [note, f"adopted from {record['adopted_from']}"]))
             return CellState(cell, path, record["status"], record, note)
-        step = checkpoint_step(path)
+        progress = checkpoint_progress(path)
+        step = None if progress is None else progress.steps
         resumes = "" if step is None else f"; the next run resumes from step {step:,} (checkpoint)"
         error = read_error(path)
         if error is not None or record is not None:
             # A newer failure before training (a killed worker) wins over an older failed record.
             note = first_line(error if error is not None else record.get("error"))
-            return CellState(cell, path, "failed", record, note + resumes, step)
+            return CellState(cell, path, "failed", record, note + resumes, progress)
         corrupt = "partial or corrupt record, " if path.exists() else ""
         if step is not None:
             note = f"{corrupt}checkpoint at step {step:,}: the next run resumes from it"
-            return CellState(cell, path, "partial", None, note, step)
+            return CellState(cell, path, "partial", None, note, progress)
         return CellState(cell, path, "missing", None, f"{corrupt}will be rerun" if corrupt else "")
 
     def grid_differences(self, spec: GridSpec) -> list[str] | None:
