@@ -550,21 +550,28 @@ def test_a_killed_group_is_partial_and_resumes_as_a_group(
         assert got["steps_done"] == 200 and got["curve"] == expected["curve"]
 
 
-def test_eta_counts_each_algorithms_cells_at_its_own_pace_and_leaves_out_resumed_cells(tmp_path: Path) -> None:
+def test_eta_counts_each_algorithms_cells_at_its_own_pace_and_resumed_cells_at_their_records_pace(
+    tmp_path: Path,
+) -> None:
     cells = [Cell("local:x", "mlp", seed, algo) for algo in ("bc", "iql") for seed in range(4)]
     tasks = [
         CellTask(cell, RunConfig(dataset="local:x", arch="mlp"), tmp_path / f"{i}.json") for i, cell in enumerate(cells)
     ]
     launcher = LocalLauncher(workers=1)
-    progress = Progress(GridResult(total=8), launcher, ResultsStore(tmp_path), io.StringIO(), tasks, [cells[1]])
+    resumed = [cells[1], cells[2]]
+    progress = Progress(GridResult(total=8), launcher, ResultsStore(tmp_path), io.StringIO(), tasks, resumed)
     progress(tasks[0], CellOutcome("done", seconds=10.0, final_score=1.0))
     # Until an IQL cell finishes, its cells are priced at the BC pace: 7 cells x 10 s.
     assert progress.eta() == "1m10s"
-    progress(tasks[1], CellOutcome("done", seconds=1.0, final_score=1.0))  # resumed: half trained before
+    # Resumed, half trained before: its record's epochs of both starts count (6 + 8 s), not this run's 1 s.
+    tasks[1].out.write_text(json.dumps({"status": "done", "seconds_per_epoch": [6.0, 8.0]}))
+    progress(tasks[1], CellOutcome("done", seconds=1.0, final_score=1.0))
+    assert progress.eta() == "1m12s"  # 6 cells x 12 s
+    progress(tasks[2], CellOutcome("done", seconds=1.0, final_score=1.0))  # resumed, no readable record: left out
     assert progress.eta() == "1m00s"
     progress(tasks[4], CellOutcome("done", seconds=100.0, final_score=1.0))
-    # 2 BC cells x 10 s + 3 IQL cells x 100 s.
-    assert progress.eta() == "5m20s"
-    for task in tasks[2:4] + tasks[5:]:
+    # 1 BC cell x 12 s + 3 IQL cells x 100 s.
+    assert progress.eta() == "5m12s"
+    for task in tasks[3:4] + tasks[5:]:
         progress(task, CellOutcome("done", seconds=100.0, final_score=1.0))
     assert progress.eta() == "0s" and "[8/8] done" in progress.out.getvalue()

@@ -24,6 +24,7 @@ from bench.errors import BenchError
 from bench.grid.launchers import CellOutcome, CellTask, Group, Launcher, local_cpus, make_launcher
 from bench.grid.spec import Cell, GridSpec
 from bench.grid.store import STATES, CellState, ResultsStore, error_path
+from bench.train import read_record
 
 DIVERGED_NOTE = (
     "diverged cells count as finished and are not retried: a divergence repeats for the same seed on CPU "
@@ -335,7 +336,8 @@ class Progress:
 
     The ETA is per algorithm (a TD3+BC cell costs ten BC cells): each algorithm's cells left times its mean
     duration, or the mean over all algorithms until one of its cells has finished. A cell that resumed from a
-    checkpoint trained only part of its steps, so its duration is left out of the means."""
+    checkpoint trained only part of its steps in this run, so its duration is the sum of its record's epoch times
+    (every start's), or it is left out of the means when its record has none."""
 
     def __init__(
         self,
@@ -367,8 +369,10 @@ class Progress:
             result.failed.append((task.cell, error_path(path) if error_path(path).exists() else path, outcome.error))
         elif outcome.status == "busy":
             result.busy.append((task.cell, path, "running elsewhere (its lock is held by another process)"))
-        if outcome.status in ("done", "diverged") and task.cell not in self.resumed:
-            self.durations[task.cell.algo].append(outcome.seconds)
+        if outcome.status in ("done", "diverged"):
+            seconds = outcome.seconds if task.cell not in self.resumed else _epoch_seconds(task.out)
+            if seconds:
+                self.durations[task.cell.algo].append(seconds)
         if outcome.status != "busy":
             self.finished += 1
         detail = {
@@ -399,6 +403,13 @@ class Progress:
         )
         # A group's cells report together, each with the group's wall time.
         return format_duration(cell_seconds / (self.launcher.parallelism * self.cells_per_process))
+
+
+def _epoch_seconds(record_path: Path) -> float | None:
+    """The training time of a finished record over all its starts (its epochs' seconds); None without it."""
+    record = read_record(record_path)
+    seconds = (record or {}).get("seconds_per_epoch")
+    return float(sum(seconds)) if isinstance(seconds, list) and seconds else None
 
 
 def run_grid(
