@@ -316,7 +316,11 @@ def _names(text: str | None) -> tuple[str, ...]:
 def _report(args: argparse.Namespace) -> int:
     from bench.report.build import build_report, named_reports
 
-    for name, architectures, baseline in _report_jobs(args, named_reports(args.results)):
+    jobs = _report_jobs(args, named_reports(args.results))
+    for name, architectures, baseline in jobs:
+        if len(jobs) > 1 or name != args.results.resolve().name:
+            # A grid file's named reports: say which one each summary below is.
+            print(f"report {name} ({', '.join(architectures)}):")
         tables = None if args.only == "figures" else args.tables or Path("tables") / name
         figures = None if args.only == "tables" else args.figures or Path("figures") / name
         summary = build_report(

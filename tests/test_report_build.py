@@ -187,6 +187,7 @@ def test_a_grid_files_named_reports_each_get_their_own_folders(
     kans = (tmp_path / "tables" / "kans" / "table1_score.md").read_text()
     assert "| kan |" in kans and "mlp" not in kans.split("\n")[0]
     assert out.count("report of results/fixture") == 2
+    assert "report main (kan, mlp):" in out and "report kans (kan):" in out  # which summary is which
 
     shutil.rmtree(tmp_path / "tables")
     assert main([*argv, "--report", "kans", "--tables", "t"]) == 0
