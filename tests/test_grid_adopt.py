@@ -10,7 +10,7 @@ import pytest
 
 from bench import train
 from bench.cli import main
-from bench.grid.adopt import NO_RECORD, adopt_records
+from bench.grid.adopt import BEING_TRAINED, NO_RECORD, adopt_records
 from bench.grid.spec import load_grid
 from bench.grid.store import CellLock, ResultsStore
 from tests.d4rl_files import write_small_d4rl_file
@@ -150,6 +150,7 @@ def test_a_locked_cell_is_left_to_its_worker_and_a_partial_one_loses_its_checkpo
     with CellLock(seed1):
         adoptions = adopt_records(spec, store, root)
     assert [a.cell.seed for a in adoptions if a.source is not None] == [0]
+    assert [a.cell.seed for a in adoptions if a.reason == BEING_TRAINED] == [1]
     assert checkpoint.exists()  # seed 1 would still resume from it
     adoptions = adopt_records(spec, store, root)
     assert [a.cell.seed for a in adoptions if a.source is not None] == [1]

@@ -34,6 +34,7 @@ from bench.grid.store import FINISHED, CellLock, ResultsStore, checkpoint_seeds,
 from bench.train import actor_path, architecture_summary, config_fingerprint, read_record
 
 NO_RECORD = "no finished record of this configuration"
+BEING_TRAINED = "being trained by a running worker (left to it)"
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,10 @@ def adopt_records(
     adoptions: list[Adoption] = []
     for cell in spec.cells(architectures, datasets):
         state = store.state(cell, probe_lock=True)
-        if state.finished or state.state == "running":
+        if state.finished:
+            continue
+        if state.state == "running":
+            adoptions.append(Adoption(cell, None, BEING_TRAINED))
             continue
         config = spec.run_config(cell, arch_file)
         matches = found.get(config_fingerprint(config), [])
