@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
+from bench.perf import retain_freed_memory
 from bench.speed import architecture_agent, synthetic_data, time_steps
 
 
@@ -36,6 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    retain_freed_memory()  # as the trainer does: without it large activations cost page faults every step
     device = torch.device("cpu")
     names = args.archs.split(",")
     data = synthetic_data(device)
