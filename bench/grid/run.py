@@ -252,11 +252,11 @@ def _seconds_left(spec: GridSpec, state: CellState) -> float | None:
 def _time_left_line(spec: GridSpec, states: list[CellState]) -> str:
     """The totals' second line: the training time the started groups have left, each counted once (its seeds
     share one checkpoint), and how many cells have not started."""
-    left: dict[Path, float] = {}
-    for state in states:
-        seconds = _seconds_left(spec, state)
-        if seconds is not None and state.progress is not None:
-            left[state.progress.path] = seconds
+    left = {
+        state.progress.path: seconds
+        for state in states
+        if state.progress is not None and (seconds := _seconds_left(spec, state)) is not None
+    }
     not_started = sum(not state.finished and state.progress is None for state in states)
     parts = []
     if left:

@@ -78,16 +78,9 @@ def checkpoint_seeds(checkpoint: Path) -> list[str]:
     return Path(checkpoint).name.removesuffix(".ckpt.pt").split("+")
 
 
-def checkpoint_step(record: Path) -> int | None:
-    """The step of the checkpoint that resumes the cell whose record is `record` (`seed0.ckpt.pt`, or its seed
-    group's `seed0+seed1.ckpt.pt`); None when there is none or it cannot be read."""
-    progress = checkpoint_progress(record)
-    return None if progress is None else progress.steps
-
-
 def checkpoint_progress(record: Path) -> CheckpointProgress | None:
-    """The progress the checkpoint that resumes the cell whose record is `record` holds (see `checkpoint_step`);
-    None when there is none or it cannot be read."""
+    """The progress held by the checkpoint that resumes the cell whose record is `record` (`seed0.ckpt.pt`, or its
+    seed group's `seed0+seed1.ckpt.pt`); None when there is none or it cannot be read."""
     seed = Path(record).name.removesuffix(".json")
     for path in sorted(Path(record).parent.glob("*.ckpt.pt")):
         seeds = checkpoint_seeds(path)
