@@ -303,6 +303,7 @@ def _grid(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         local_dir=args.local_dir,
         progress=not args.no_progress,
+        seeds_per_process=args.seeds_per_process,
         **selection,
     )
     return result.exit_code
@@ -598,6 +599,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--datasets", metavar="NAMES", help="run the cells of these of the grid's datasets only (a,b,...)")
     p.add_argument("--first", metavar="NAMES", help="run the cells of these architectures before the others (a,b,...)")
+    p.add_argument(
+        "--seeds-per-process",
+        type=int,
+        metavar="N",
+        help="train N seeds side by side per process this run instead of the grid file's seeds_per_process (e.g. "
+        "to spread a last group over idle cores); records name their group, and other groups give other numbers",
+    )
     p.set_defaults(func=_grid)
     p = gsub.add_parser("status", help="done / diverged / failed / running / partial / missing per cell, and totals")
     p.add_argument("file", type=Path, metavar="FILE", help="grid file")

@@ -521,6 +521,49 @@ def test_seeds_per_process_trains_each_chunk_of_seeds_as_one_group(
     assert yaml.safe_load(store.grid_file.read_text())["seeds_per_process"] == 2
 
 
+def test_seeds_per_process_of_one_run_packs_its_groups_and_leaves_the_grid_file_as_it_is(
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    grid = tiny_grid(tmp_path, [f"local:{hopper_file}"], seeds=(0, 1, 2), seeds_per_process=3)
+    spec = load_grid(grid)
+    results = tmp_path / "results"
+    args = ["grid", "run", str(grid), "--results", str(results), "--seeds-per-process", "2"]
+    assert main(args) == 0
+    assert "up to 2 seeds side by side per process" in capsys.readouterr().out
+    store = ResultsStore.for_grid(results, spec)
+    groups = [read(store.record_path(cell))["group"]["seeds"] for cell in spec.cells()]
+    assert groups == [[0, 1], [0, 1], [2]]
+    # The grid file's packing is what grid.yaml keeps; each record says how it was trained.
+    assert yaml.safe_load(store.grid_file.read_text())["seeds_per_process"] == 3
+    with pytest.raises(BenchError, match="--seeds-per-process must be at least 1, got 0"):
+        bench.grid.run.run_grid(spec, results=results, seeds_per_process=0, progress=False)
+
+
+def test_seeds_per_process_refuses_to_leave_a_started_groups_checkpoint(
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    grid = tiny_grid(
+        tmp_path, [f"local:{hopper_file}"], seeds=(0, 1), steps=200, epoch_steps=50, eval_every=200, seeds_per_process=2
+    )
+    results = tmp_path / "results"
+    spec = load_grid(grid)
+    store = ResultsStore.for_grid(results, spec)
+    paths = [store.record_path(cell) for cell in spec.cells()]
+    monkeypatch.setattr(train, "_train_epoch", interrupted_on_call(train._train_epoch, 2))
+    with pytest.raises(KeyboardInterrupt):
+        train.train_group(spec.run_config(spec.cells()[0]), [0, 1], paths, progress=False)
+    monkeypatch.undo()
+    checkpoint = train.group_checkpoint_path(paths)
+    assert checkpoint.exists()
+    assert main(["grid", "run", str(grid), "--results", str(results), "--seeds-per-process", "1"]) == 2
+    err = capsys.readouterr().err
+    assert checkpoint.name in err and "at step 50" in err and "would start over" in err
+    assert checkpoint.exists() and not any(path.exists() for path in paths)
+    # The grid file's own packing resumes it.
+    assert main(["grid", "run", str(grid), "--results", str(results)]) == 0
+    assert "2 resuming from a checkpoint" in capsys.readouterr().out
+
+
 def test_a_killed_group_is_partial_and_resumes_as_a_group(
     hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

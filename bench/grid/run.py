@@ -12,7 +12,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Sequence, Sized
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -23,7 +23,7 @@ from bench.data.registry import D4RL_DATASETS, d4rl_cache_dir, local_dataset_dir
 from bench.errors import BenchError
 from bench.grid.launchers import CellOutcome, CellTask, Group, Launcher, local_cpus, make_launcher
 from bench.grid.spec import Cell, GridSpec
-from bench.grid.store import STATES, CellState, ResultsStore, error_path
+from bench.grid.store import STATES, CellState, ResultsStore, checkpoint_seeds, error_path
 from bench.train import read_record
 
 DIVERGED_NOTE = (
@@ -427,14 +427,25 @@ def run_grid(
     architectures: Sequence[str] = (),
     datasets: Sequence[str] = (),
     first: Sequence[str] = (),
+    seeds_per_process: int | None = None,
 ) -> GridResult:
     """Run every unfinished cell of `spec` (of `architectures` and `datasets` only, when given; the cells of
     `first` before the others) into results/<grid name>/ and return what happened.
 
-    Fails fast (BenchError, nothing run) when a dataset is missing or results/<name>/grid.yaml was written by a
-    configuration that gives other results (unless `force`, which also retrains finished cells).
+    `seeds_per_process` packs this run's cells into groups of that many seeds instead of the grid file's (say,
+    to spread a last group over idle cores); each record names the seeds it trained beside. Groups share one
+    stream of policy noise, so a seed trained in another group gives other (equally valid) numbers.
+
+    Fails fast (BenchError, nothing run) when a dataset is missing, results/<name>/grid.yaml was written by a
+    configuration that gives other results (unless `force`, which also retrains finished cells), or
+    `seeds_per_process` would leave a started group's checkpoint behind.
     """
     out = out or sys.stdout
+    grid_file_spec = spec  # what grid.yaml records; `spec` below packs this run's groups
+    if seeds_per_process is not None:
+        if seeds_per_process < 1:
+            raise BenchError(f"--seeds-per-process must be at least 1, got {seeds_per_process}")
+        spec = replace(spec, seeds_per_process=seeds_per_process)
     store = ResultsStore.for_grid(results, spec)
     runner = make_launcher(launcher, spec.resources, workers, ray_address)
     require_datasets(spec, cache_dir, local_dir)
@@ -445,9 +456,11 @@ def run_grid(
         require_same_data(
             spec, store, cache_dir, local_dir, {cell.dataset for cell in cells if not states[cell].finished}
         )
-    store.write_grid(spec)
+    store.write_grid(grid_file_spec)
 
     todo = [cell for cell in cells if force or not states[cell].finished]
+    if seeds_per_process is not None and not force:
+        _require_same_groups(spec, store, todo, states)
     resuming = sum(states[cell].resume_step is not None for cell in todo) if not force else 0
     result = GridResult(total=len(cells), skipped=len(cells) - len(todo))
     # Absolute paths: a Ray worker may start in another folder; a cell's config never holds a relative arch file.
@@ -492,6 +505,25 @@ def run_grid(
         runner.run(pack_groups(spec, tasks), progress_lines)
     print(_summary(spec, result, time.perf_counter() - start), file=out, flush=True)
     return result
+
+
+def _require_same_groups(spec: GridSpec, store: ResultsStore, todo: list[Cell], states: dict[Cell, CellState]) -> None:
+    """Refuse a packing under which a started group's checkpoint would not resume (its cells would start over).
+    A group holds the cells of its chunk of seeds that are to run, as `pack_groups` makes it."""
+    running = set(todo)
+    for cell in todo:
+        progress = states[cell].progress
+        if progress is None:
+            continue
+        chunk = [replace(cell, seed=seed) for seed in spec.seed_group(cell)]
+        group = [store.record_path(member).stem for member in chunk if member in running]
+        if checkpoint_seeds(progress.path) != group:
+            raise BenchError(
+                f"{progress.path} holds {cell.arch} on {cell.dataset} at step {progress.steps:,}, trained "
+                f"{len(checkpoint_seeds(progress.path))} seed(s) side by side; with --seeds-per-process "
+                f"{spec.seeds_per_process} its cells would start over. Run without --seeds-per-process to resume it, "
+                "or delete the checkpoint to start them over in the new groups"
+            )
 
 
 def _selected(spec: GridSpec, cells: Sized) -> str:
