@@ -192,3 +192,21 @@ def test_speed_agents_take_named_architectures_from_a_file(tmp_path: Path) -> No
     assert agent.population == 3 and str(agent.arch.actor) == "rbf[2]" and str(agent.arch.critic) == "mlp[8]"
     with pytest.raises(BenchError, match="rbf3"):
         architecture_agent("rbf3", 1, False, torch.device("cpu"), arch_file)
+
+
+def test_group_size_benchmark_times_every_size_against_one_seed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`benchmarks.group_size`: one row per (architecture, seeds side by side), one seed added as the reference."""
+    from benchmarks import group_size
+
+    arch_file = tmp_path / "architectures.yaml"
+    arch_file.write_text("tiny:\n  actor: mlp[4]\n  critic: mlp[4]\n")
+    argv = ["group_size", "--arch-file", str(arch_file), "--archs", "tiny", "--sizes", "2", "--rounds", "1"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--seconds", "0.01", "--threads", "1"])
+    group_size.main()
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("tiny")]
+    assert [row[:2] for row in rows] == [["tiny", "1"], ["tiny", "2"]]
+    assert rows[0][4] == "1.00x"  # one seed against itself
+    seed_steps = float(rows[1][3])
+    assert seed_steps == pytest.approx(2 * float(rows[1][2]), rel=0.05)
