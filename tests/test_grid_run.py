@@ -539,20 +539,28 @@ def test_seeds_per_process_of_one_run_packs_its_groups_and_leaves_the_grid_file_
         bench.grid.run.run_grid(spec, results=results, seeds_per_process=0, progress=False)
 
 
-def test_seeds_per_process_refuses_to_leave_a_started_groups_checkpoint(
-    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def killed_group(
+    hopper_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, epochs: int
+) -> tuple[Path, Path, list[Path]]:
+    """A grid of two seeds side by side whose group was killed after `epochs` epochs of 50 steps (of 4): the grid
+    file, its results folder and the two records' paths."""
     grid = tiny_grid(
         tmp_path, [f"local:{hopper_file}"], seeds=(0, 1), steps=200, epoch_steps=50, eval_every=200, seeds_per_process=2
     )
     results = tmp_path / "results"
     spec = load_grid(grid)
-    store = ResultsStore.for_grid(results, spec)
-    paths = [store.record_path(cell) for cell in spec.cells()]
-    monkeypatch.setattr(train, "_train_epoch", interrupted_on_call(train._train_epoch, 2))
+    paths = [ResultsStore.for_grid(results, spec).record_path(cell) for cell in spec.cells()]
+    monkeypatch.setattr(train, "_train_epoch", interrupted_on_call(train._train_epoch, epochs + 1))
     with pytest.raises(KeyboardInterrupt):
         train.train_group(spec.run_config(spec.cells()[0]), [0, 1], paths, progress=False)
     monkeypatch.undo()
+    return grid, results, paths
+
+
+def test_seeds_per_process_refuses_to_leave_a_started_groups_checkpoint(
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    grid, results, paths = killed_group(hopper_file, tmp_path, monkeypatch, epochs=1)
     checkpoint = train.group_checkpoint_path(paths)
     assert checkpoint.exists()
     assert main(["grid", "run", str(grid), "--results", str(results), "--seeds-per-process", "1"]) == 2
@@ -567,17 +575,8 @@ def test_seeds_per_process_refuses_to_leave_a_started_groups_checkpoint(
 def test_a_killed_group_is_partial_and_resumes_as_a_group(
     hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    grid = tiny_grid(
-        tmp_path, [f"local:{hopper_file}"], seeds=(0, 1), steps=200, epoch_steps=50, eval_every=200, seeds_per_process=2
-    )
-    results = tmp_path / "results"
+    grid, results, paths = killed_group(hopper_file, tmp_path, monkeypatch, epochs=3)
     spec = load_grid(grid)
-    store = ResultsStore.for_grid(results, spec)
-    paths = [store.record_path(cell) for cell in spec.cells()]
-    monkeypatch.setattr(train, "_train_epoch", interrupted_on_call(train._train_epoch, 4))
-    with pytest.raises(KeyboardInterrupt):
-        train.train_group(spec.run_config(spec.cells()[0]), [0, 1], paths, progress=False)
-    monkeypatch.undo()
     assert main(["grid", "status", str(grid), "--results", str(results)]) == 0
     status = capsys.readouterr().out
     assert "running 0, partial 2, missing 0 (of 2 cells)" in status
