@@ -954,15 +954,26 @@ def export_note(actors: list[ActorDeployment]) -> str:
 
 def devices_phrase(latencies: list[ArchitectureLatency]) -> str:
     """The caption's machine: "Device: X", or with latencies kept from runs on other machines, each machine and
-    the environments it timed."""
-    envs: dict[str, list[str]] = {}
+    what it timed: its environments when each machine timed whole environments, its architectures when each
+    timed whole architectures (every environment of them), else its (environment/architecture) rows."""
+    rows: dict[str, list[ArchitectureLatency]] = {}
     for latency in latencies:
-        timed = envs.setdefault(latency.machine, [])
-        if latency.env not in timed:
-            timed.append(latency.env)
-    if len(envs) == 1:
-        return f"Device: {next(iter(envs))}"
-    return "Devices: " + "; ".join(f"{name} ({', '.join(timed)})" for name, timed in envs.items())
+        rows.setdefault(latency.machine, []).append(latency)
+    if len(rows) == 1:
+        return f"Device: {next(iter(rows))}"
+
+    def whole(key: str) -> bool:  # no environment (or architecture) is split between machines
+        owners: dict[str, set[str]] = {}
+        for latency in latencies:
+            owners.setdefault(getattr(latency, key), set()).add(latency.machine)
+        return all(len(machines) == 1 for machines in owners.values())
+
+    def named(timed: list[ArchitectureLatency]) -> str:
+        key = "env" if whole("env") else "arch" if whole("arch") else None
+        names = [getattr(t, key) if key else f"{t.env}/{t.arch}" for t in timed]
+        return ", ".join(dict.fromkeys(names))
+
+    return "Devices: " + "; ".join(f"{name} ({named(timed)})" for name, timed in rows.items())
 
 
 def write_outputs(

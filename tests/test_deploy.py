@@ -19,9 +19,11 @@ from bench.data.loader import load_dataset
 from bench.deploy import (
     EXPORT_TOLERANCE,
     ActorDeployment,
+    ArchitectureLatency,
     DeployedActor,
     FrozenKANLinear,
     actions_on,
+    devices_phrase,
     export_note,
     export_onnx,
     float64_export_error,
@@ -353,7 +355,10 @@ def test_a_rerun_keeps_unchanged_rows_and_latencies_without_the_data(
     assert main(command) == 0
     third = json.loads((tables / "deployment.json").read_text())
     assert [latency["machine"] for latency in third["latency"]] == ["Other CPU", this_machine, this_machine]
-    assert f"Devices: Other CPU (hopper); {this_machine} (hopper)." in (tables / "table4_deployment.md").read_text()
+    # hopper was timed on both machines, each architecture on one: the caption names the architectures.
+    archs = [latency["arch"] for latency in third["latency"]]
+    devices = f"Devices: Other CPU ({archs[0]}); {this_machine} ({archs[1]}, {archs[2]})."
+    assert devices in (tables / "table4_deployment.md").read_text()
 
     (tables / "deployment.json").write_text(json.dumps({**third, "latency": [{"env": "hopper"}]}))
     capsys.readouterr()
@@ -419,3 +424,17 @@ def test_records_of_a_multi_algorithm_grid_follow_its_architecture_order(tmp_pat
         tmp_path / "bc" / "mlp-c2",
         tmp_path / "bc" / "kan1-c2",
     ]
+
+
+def test_the_caption_names_what_each_machine_timed() -> None:
+    def timed(*rows: tuple[str, str, str]) -> list[ArchitectureLatency]:
+        return [ArchitectureLatency(env, arch, "mlp[8]", "r.json", machine=machine) for env, arch, machine in rows]
+
+    one = timed(("hopper", "mlp", "A"), ("walker2d", "kan", "A"))
+    assert devices_phrase(one) == "Device: A"
+    by_env = timed(("hopper", "mlp", "A"), ("hopper", "kan", "A"), ("walker2d", "mlp", "B"), ("walker2d", "kan", "B"))
+    assert devices_phrase(by_env) == "Devices: A (hopper); B (walker2d)"
+    by_arch = timed(("hopper", "mlp", "A"), ("walker2d", "mlp", "A"), ("hopper", "kan", "B"), ("walker2d", "kan", "B"))
+    assert devices_phrase(by_arch) == "Devices: A (mlp); B (kan)"
+    mixed = timed(("hopper", "mlp", "A"), ("walker2d", "mlp", "B"), ("hopper", "kan", "B"))
+    assert devices_phrase(mixed) == "Devices: A (hopper/mlp); B (walker2d/mlp, hopper/kan)"
