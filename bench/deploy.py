@@ -968,8 +968,9 @@ def devices_phrase(latencies: list[ArchitectureLatency]) -> str:
             owners.setdefault(getattr(latency, key), set()).add(latency.machine)
         return all(len(machines) == 1 for machines in owners.values())
 
+    key = "env" if whole("env") else "arch" if whole("arch") else None
+
     def named(timed: list[ArchitectureLatency]) -> str:
-        key = "env" if whole("env") else "arch" if whole("arch") else None
         names = [getattr(t, key) if key else f"{t.env}/{t.arch}" for t in timed]
         return ", ".join(dict.fromkeys(names))
 

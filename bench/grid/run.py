@@ -459,8 +459,6 @@ def run_grid(
     store.write_grid(grid_file_spec)
 
     todo = [cell for cell in cells if force or not states[cell].finished]
-    if seeds_per_process is not None and not force:
-        _require_same_groups(spec, store, todo, states)
     resuming = sum(states[cell].resume_step is not None for cell in todo) if not force else 0
     result = GridResult(total=len(cells), skipped=len(cells) - len(todo))
     # Absolute paths: a Ray worker may start in another folder; a cell's config never holds a relative arch file.
@@ -483,6 +481,10 @@ def run_grid(
         for cell in todo
     ]
 
+    groups = pack_groups(spec, tasks)
+    if seeds_per_process is not None and not force:
+        _require_same_groups(groups, states, seeds_per_process)
+
     where = f"{runner.name} launcher"
     if spec.seeds_per_process > 1:
         where += f", up to {spec.seeds_per_process} seeds side by side per process"
@@ -502,27 +504,24 @@ def run_grid(
     if tasks:
         resumed = [cell for cell in todo if states[cell].resume_step is not None and not force]
         progress_lines = Progress(result, runner, store, out, tasks, resumed, spec.seeds_per_process)
-        runner.run(pack_groups(spec, tasks), progress_lines)
+        runner.run(groups, progress_lines)
     print(_summary(spec, result, time.perf_counter() - start), file=out, flush=True)
     return result
 
 
-def _require_same_groups(spec: GridSpec, store: ResultsStore, todo: list[Cell], states: dict[Cell, CellState]) -> None:
-    """Refuse a packing under which a started group's checkpoint would not resume (its cells would start over).
-    A group holds the cells of its chunk of seeds that are to run, as `pack_groups` makes it."""
-    running = set(todo)
-    for cell in todo:
-        progress = states[cell].progress
-        if progress is None:
-            continue
-        chunk = [replace(cell, seed=seed) for seed in spec.seed_group(cell)]
-        group = [store.record_path(member).stem for member in chunk if member in running]
-        if checkpoint_seeds(progress.path) != group:
+def _require_same_groups(groups: list[Group], states: dict[Cell, CellState], seeds_per_process: int) -> None:
+    """Refuse a packing under which a started group's checkpoint would not resume (its cells would start over)."""
+    for group in groups:
+        stems = [task.out.stem for task in group]
+        for task in group:
+            progress = states[task.cell].progress
+            if progress is None or (held := checkpoint_seeds(progress.path)) == stems:
+                continue
             raise BenchError(
-                f"{progress.path} holds {cell.arch} on {cell.dataset} at step {progress.steps:,}, trained "
-                f"{len(checkpoint_seeds(progress.path))} seed(s) side by side; with --seeds-per-process "
-                f"{spec.seeds_per_process} its cells would start over. Run without --seeds-per-process to resume it, "
-                "or delete the checkpoint to start them over in the new groups"
+                f"{progress.path} holds {task.cell.arch} on {task.cell.dataset} at step {progress.steps:,}, trained "
+                f"{len(held)} seed(s) side by side; with --seeds-per-process {seeds_per_process} its cells would "
+                "start over. Run without --seeds-per-process to resume it, or delete the checkpoint to start them "
+                "over in the new groups"
             )
 
 
