@@ -291,7 +291,8 @@ def _grid(args: argparse.Namespace) -> int:
         print(status_table(spec, store, summary=args.summary))
         return 0
     if args.dry_run:
-        print(plan_table(spec, store, missing_datasets(spec, args.cache_dir, args.local_dir), **selection))
+        missing = missing_datasets(spec, args.cache_dir, args.local_dir)
+        print(plan_table(spec, store, missing, seeds_per_process=args.seeds_per_process, **selection))
         return 0
     result = run_grid(
         spec,

@@ -528,6 +528,15 @@ def test_seeds_per_process_of_one_run_packs_its_groups_and_leaves_the_grid_file_
     spec = load_grid(grid)
     results = tmp_path / "results"
     args = ["grid", "run", str(grid), "--results", str(results), "--seeds-per-process", "2"]
+    assert main([*args, "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "; up to 2 seeds side by side per process (--seeds-per-process)" in plan
+    rows = [line.split() for line in plan.splitlines() if line[:1].isdigit()]
+    assert [(row[3], row[6]) for row in rows] == [("0", "0,1"), ("1", "0,1"), ("2", "2")]
+    assert main(["grid", "run", str(grid), "--results", str(results), "--dry-run"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line[:1].isdigit()]
+    assert [row[6] for row in rows] == ["0,1,2"] * 3
+    assert not results.exists()
     assert main(args) == 0
     assert "up to 2 seeds side by side per process" in capsys.readouterr().out
     store = ResultsStore.for_grid(results, spec)
@@ -537,6 +546,8 @@ def test_seeds_per_process_of_one_run_packs_its_groups_and_leaves_the_grid_file_
     assert yaml.safe_load(store.grid_file.read_text())["seeds_per_process"] == 3
     with pytest.raises(BenchError, match="--seeds-per-process must be at least 1, got 0"):
         bench.grid.run.run_grid(spec, results=results, seeds_per_process=0, progress=False)
+    assert main(["grid", "run", str(grid), "--results", str(results), "--dry-run", "--seeds-per-process", "0"]) == 2
+    assert "--seeds-per-process must be at least 1, got 0" in capsys.readouterr().err
 
 
 def killed_group(
@@ -563,6 +574,10 @@ def test_seeds_per_process_refuses_to_leave_a_started_groups_checkpoint(
     grid, results, paths = killed_group(hopper_file, tmp_path, monkeypatch, epochs=1)
     checkpoint = train.group_checkpoint_path(paths)
     assert checkpoint.exists()
+    assert main(["grid", "run", str(grid), "--results", str(results), "--seeds-per-process", "1", "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "\nWarning, the run would stop: " in plan and checkpoint.name in plan and "would start over" in plan
+    assert "side by side with seeds" not in plan  # one seed per process: no groups to show
     assert main(["grid", "run", str(grid), "--results", str(results), "--seeds-per-process", "1"]) == 2
     err = capsys.readouterr().err
     assert checkpoint.name in err and "at step 50" in err and "would start over" in err

@@ -162,13 +162,20 @@ def plan_table(
     architectures: Sequence[str] = (),
     datasets: Sequence[str] = (),
     first: Sequence[str] = (),
+    seeds_per_process: int | None = None,
 ) -> str:
     """The dry run: every cell in run order (of `architectures` and `datasets` only, when given; those of
-    `first` first), its state and record path; `missing` datasets as a warning."""
+    `first` first), its state and record path, and with seeds side by side the seeds it would train beside;
+    `missing` datasets, and a started group that `seeds_per_process` would leave behind, as warnings."""
+    spec = _packed(spec, seeds_per_process)
+    cells = spec.cells(architectures, datasets, first)
+    states = {cell: store.state(cell, probe_lock=True) for cell in cells}
+    groups = seed_groups(spec, [cell for cell in cells if not states[cell].finished])
+    group_of = {cell: group for group in groups for cell in group}
     rows = []
     resuming = 0
-    for i, cell in enumerate(spec.cells(architectures, datasets, first), 1):
-        state = store.state(cell, probe_lock=True)
+    for i, cell in enumerate(cells, 1):
+        state = states[cell]
         if state.finished or state.state == "running":
             action = "skip"
         elif state.resume_step is not None:
@@ -177,8 +184,11 @@ def plan_table(
         else:
             action = "run"
         rows.append([i, *_algorithm_column(spec, cell), cell.dataset, cell.arch, cell.seed, state.state, action])
+        if spec.seeds_per_process > 1:
+            rows[-1].append(",".join(str(c.seed) for c in group_of[cell]) if cell in group_of else "")
         rows[-1].append(state.path)
-    skip = sum(row[-2] == "skip" for row in rows)
+    action_column = -3 if spec.seeds_per_process > 1 else -2
+    skip = sum(row[action_column] == "skip" for row in rows)
     from_checkpoint = f" ({resuming} from a checkpoint)" if resuming else ""
     algorithms = f"{len(spec.algorithms)} algorithms x " if len(spec.algorithms) > 1 else _algorithm_label(spec)
     n_archs, n_datasets = len(architectures or spec.architectures), len(datasets or spec.datasets)
@@ -187,12 +197,32 @@ def plan_table(
         f"{n_datasets} datasets x {len(spec.seeds)} seeds = {len(rows)} cells{_selected(spec, rows)}; "
         f"{len(rows) - skip} to run"
         f"{from_checkpoint}, {skip} to skip; {spec.steps:,} steps each, eval every {spec.eval_every:,} steps on "
-        f"{spec.eval_episodes} episodes"
+        f"{spec.eval_episodes} episodes{_side_by_side(spec, seeds_per_process)}"
     )
-    headers = ["#", *_algorithm_header(spec), "dataset", "architecture", "seed", "state", "action", "record"]
+    group = ["side by side with seeds"] if spec.seeds_per_process > 1 else []
+    headers = ["#", *_algorithm_header(spec), "dataset", "architecture", "seed", "state", "action", *group, "record"]
     table = tabulate(rows, headers=headers, disable_numparse=True)
-    warning = "".join(f"\nWarning, dataset not here: {line}" for line in missing or [])
-    return f"{header}\n{table}{warning}"
+    warnings = [f"dataset not here: {line}" for line in missing or []]
+    if seeds_per_process is not None and (left := _checkpoint_left_behind(groups, states, store, seeds_per_process)):
+        warnings.append(f"the run would stop: {left}")
+    return f"{header}\n{table}" + "".join(f"\nWarning, {line}" for line in warnings)
+
+
+def _packed(spec: GridSpec, seeds_per_process: int | None) -> GridSpec:
+    """`spec` with this run's `--seeds-per-process` in place of the grid file's, when given."""
+    if seeds_per_process is None:
+        return spec
+    if seeds_per_process < 1:
+        raise BenchError(f"--seeds-per-process must be at least 1, got {seeds_per_process}")
+    return replace(spec, seeds_per_process=seeds_per_process)
+
+
+def _side_by_side(spec: GridSpec, seeds_per_process: int | None) -> str:
+    """The dry run's words on seeds side by side: nothing for one seed per process."""
+    source = " (--seeds-per-process)" if seeds_per_process is not None else ""
+    if spec.seeds_per_process == 1:
+        return f"; one seed per process{source}" if source else ""
+    return f"; up to {spec.seeds_per_process} seeds side by side per process{source}"
 
 
 def status_table(spec: GridSpec, store: ResultsStore, *, summary: bool = False) -> str:
@@ -442,10 +472,7 @@ def run_grid(
     """
     out = out or sys.stdout
     grid_file_spec = spec  # what grid.yaml records; `spec` below packs this run's groups
-    if seeds_per_process is not None:
-        if seeds_per_process < 1:
-            raise BenchError(f"--seeds-per-process must be at least 1, got {seeds_per_process}")
-        spec = replace(spec, seeds_per_process=seeds_per_process)
+    spec = _packed(spec, seeds_per_process)
     store = ResultsStore.for_grid(results, spec)
     runner = make_launcher(launcher, spec.resources, workers, ray_address)
     require_datasets(spec, cache_dir, local_dir)
@@ -483,7 +510,9 @@ def run_grid(
 
     groups = pack_groups(spec, tasks)
     if seeds_per_process is not None and not force:
-        _require_same_groups(groups, states, seeds_per_process)
+        cell_groups = [tuple(task.cell for task in group) for group in groups]
+        if left := _checkpoint_left_behind(cell_groups, states, store, seeds_per_process):
+            raise BenchError(left)
 
     where = f"{runner.name} launcher"
     if spec.seeds_per_process > 1:
@@ -509,20 +538,23 @@ def run_grid(
     return result
 
 
-def _require_same_groups(groups: list[Group], states: dict[Cell, CellState], seeds_per_process: int) -> None:
-    """Refuse a packing under which a started group's checkpoint would not resume (its cells would start over)."""
+def _checkpoint_left_behind(
+    groups: Sequence[tuple[Cell, ...]], states: dict[Cell, CellState], store: ResultsStore, seeds_per_process: int
+) -> str | None:
+    """Why a packing would leave a started group's checkpoint behind (its cells would start over); None if not."""
     for group in groups:
-        stems = [task.out.stem for task in group]
-        for task in group:
-            progress = states[task.cell].progress
+        stems = [store.record_path(cell).stem for cell in group]
+        for cell in group:
+            progress = states[cell].progress
             if progress is None or (held := checkpoint_seeds(progress.path)) == stems:
                 continue
-            raise BenchError(
-                f"{progress.path} holds {task.cell.arch} on {task.cell.dataset} at step {progress.steps:,}, trained "
+            return (
+                f"{progress.path} holds {cell.arch} on {cell.dataset} at step {progress.steps:,}, trained "
                 f"{len(held)} seed(s) side by side; with --seeds-per-process {seeds_per_process} its cells would "
                 "start over. Run without --seeds-per-process to resume it, or delete the checkpoint to start them "
                 "over in the new groups"
             )
+    return None
 
 
 def _selected(spec: GridSpec, cells: Sized) -> str:
@@ -538,10 +570,15 @@ def pack_groups(spec: GridSpec, tasks: list[CellTask]) -> list[Group]:
     A chunk whose cells are all to run is one group, and a group killed half way resumes from its checkpoint.
     A chunk with some cells finished (one diverged, say) runs its other cells as a smaller group, from scratch.
     """
-    groups: dict[tuple[str, str, str, tuple[int, ...]], list[CellTask]] = {}
-    for task in tasks:
-        cell = task.cell
-        groups.setdefault((cell.algo, cell.dataset, cell.arch, spec.seed_group(cell)), []).append(task)
+    task_of = {task.cell: task for task in tasks}
+    return [tuple(task_of[cell] for cell in group) for group in seed_groups(spec, list(task_of))]
+
+
+def seed_groups(spec: GridSpec, cells: Sequence[Cell]) -> list[tuple[Cell, ...]]:
+    """`cells` (those to run) in the groups that `pack_groups` makes of them."""
+    groups: dict[tuple[str, str, str, tuple[int, ...]], list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault((cell.algo, cell.dataset, cell.arch, spec.seed_group(cell)), []).append(cell)
     return [tuple(group) for group in groups.values()]
 
 
