@@ -253,6 +253,18 @@ def test_the_caption_names_the_recipe_of_each_local_dataset_when_records_name_it
     write_records(tmp_path, records)
     assert "Data: local data, not D4RL. Local data made by recipe 2. " in score_table(analysis_of(tmp_path)).caption
 
+    # A record from before the field, with the digest of the records that name recipe 2, trained on its bytes.
+    del records[1]["dataset"]["recipe"]
+    shutil.rmtree(tmp_path)
+    write_records(tmp_path, records)
+    assert "Data: local data, not D4RL. Local data made by recipe 2. " in score_table(analysis_of(tmp_path)).caption
+    # Without a digest nothing ties it to the others.
+    del records[1]["dataset"]["sha256"]
+    shutil.rmtree(tmp_path)
+    write_records(tmp_path, records)
+    recipes = "recipes: recipe 2 for hopper-medium (local); recipe 2 (some records name none) for walker2d-medium"
+    assert recipes in score_table(analysis_of(tmp_path)).caption
+
 
 # A LaTeX structure check that needs no TeX engine.
 ENVIRONMENT = re.compile(r"\\(begin|end)\{([^}]*)\}")

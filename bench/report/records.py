@@ -53,6 +53,7 @@ RECORD_COLUMNS = [
     "source",
     "dataset_label",
     "recipe",
+    "dataset_sha256",
     "env",
     "arch",
     "algo",
@@ -389,6 +390,7 @@ def run_row(path: Path, record: Mapping[str, Any]) -> dict[str, Any]:
         "source": dataset["source"],
         "dataset_label": dataset_label(dataset),
         "recipe": dataset.get("recipe"),  # of local data made by `bench datasets generate`; None when not named
+        "dataset_sha256": dataset.get("sha256"),  # None in records written before the digest existed
         "env": dataset["env"],
         "arch": cell["arch"],
         "algo": record_algorithm(record),
