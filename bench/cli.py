@@ -668,13 +668,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = ssub.add_parser(
         "cql", help="CQL steps/s: one seed and seeds side by side, eager and compiled, against d3rlpy (A/B rounds)"
     )
-    p.add_argument("--sizes", default="corl,small", help="corl (3x256 actor and critics) and/or small (2x64)")
-    p.add_argument("--seeds", default="1,5", help="population sizes to time (seeds side by side)")
-    p.add_argument("--modes", default="eager,compiled", help="eager and/or compiled (torch.compile of the update)")
-    p.add_argument("--rounds", type=int, default=3, help="alternated rounds; the table gives median and range")
-    p.add_argument("--seconds", type=float, default=5.0, help="seconds timed per row and round")
-    p.add_argument("--threads", type=int, default=None, help="torch threads, for the suite and d3rlpy alike")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument(
+        "--sizes", default="corl,small", help="corl (3x256 actor and critics) and/or small (2x64); default %(default)s"
+    )
+    p.add_argument("--seeds", default="1,5", help="population sizes to time (seeds side by side); default %(default)s")
+    p.add_argument(
+        "--modes",
+        default="eager,compiled",
+        help="eager and/or compiled (torch.compile of the update); default %(default)s",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="alternated rounds (default %(default)s); the table gives median and range",
+    )
+    p.add_argument("--seconds", type=float, default=5.0, help="seconds timed per row and round (default %(default)s)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch threads, for the suite and d3rlpy alike (default: torch's)"
+    )
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     p.add_argument("--no-peers", action="store_true", help="leave d3rlpy out (no `make bench-peers` needed)")
     p.set_defaults(func=_speed_cql)
 
