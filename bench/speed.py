@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from tabulate import tabulate
@@ -33,6 +35,7 @@ SIZES = {"corl": ("corl-mlp", (256, 256, 256)), "small": ("mlp-small", (64, 64))
 SIZE_LABELS = {"corl": "3x256 (CORL)", "small": "2x64"}
 MODES = ("eager", "compiled")
 TRANSITIONS = 10_000
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass
@@ -102,6 +105,20 @@ def time_steps(agent: CQL, data: dict[str, torch.Tensor], seconds: float, min_st
         agent.update(_batch(data, agent.population, generator))
     _synchronize(device)
     return steps / (time.perf_counter() - start)
+
+
+def alternated_rates(
+    agents: Mapping[K, CQL], data: dict[str, torch.Tensor], rounds: int, seconds: float
+) -> dict[K, list[float]]:
+    """Gradient steps/s of each agent per round, the agents timed in turn within every round (so load that comes
+    and goes touches them alike), after one untimed warm-up step each (compilation, optimizer state, allocator)."""
+    for agent in agents.values():
+        time_steps(agent, data, seconds=0.0, min_steps=2)
+    rates: dict[K, list[float]] = {key: [] for key in agents}
+    for _ in range(rounds):
+        for key, agent in agents.items():
+            rates[key].append(time_steps(agent, data, seconds))
+    return rates
 
 
 def operations_per_step(size: str, population: int, device: torch.device) -> int:
@@ -237,4 +254,4 @@ def run_cql_speed(
     return "\n".join(lines)
 
 
-__all__ = ["operations_per_step", "run_cql_speed", "time_steps"]
+__all__ = ["alternated_rates", "operations_per_step", "run_cql_speed", "time_steps"]

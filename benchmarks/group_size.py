@@ -23,7 +23,7 @@ import torch
 from tabulate import tabulate
 
 from bench.perf import retain_freed_memory
-from bench.speed import architecture_agent, synthetic_data, time_steps
+from bench.speed import alternated_rates, architecture_agent, synthetic_data
 
 
 def main() -> None:
@@ -45,12 +45,8 @@ def main() -> None:
     data = synthetic_data(device)
     rows = [(name, size) for name in names for size in sizes]
     agents = {row: architecture_agent(row[0], row[1], args.compile, device, args.arch_file) for row in rows}
-    for agent in agents.values():
-        time_steps(agent, data, seconds=0.0, min_steps=2)  # compilation, optimizer state, allocator warm-up
-    rates: dict[tuple[str, int], list[float]] = {row: [] for row in rows}
-    for _ in range(args.rounds):
-        for row in rows:
-            rates[row].append(time_steps(agents[row], data, args.seconds) * row[1])
+    steps = alternated_rates(agents, data, args.rounds, args.seconds)
+    rates = {(name, size): [rate * size for rate in steps[name, size]] for name, size in rows}  # seed-steps/s
     table = []
     for name, size in rows:
         ratios = [r / one for r, one in zip(rates[name, size], rates[name, 1], strict=True)]

@@ -22,7 +22,7 @@ import torch
 from tabulate import tabulate
 
 from bench.perf import retain_freed_memory
-from bench.speed import architecture_agent, synthetic_data, time_steps
+from bench.speed import alternated_rates, architecture_agent, synthetic_data
 
 
 def main() -> None:
@@ -42,12 +42,7 @@ def main() -> None:
     names = args.archs.split(",")
     data = synthetic_data(device)
     agents = {name: architecture_agent(name, args.seeds, args.compile, device, args.arch_file) for name in names}
-    for agent in agents.values():
-        time_steps(agent, data, seconds=0.0, min_steps=2)  # optimizer state, allocator warm-up
-    rates: dict[str, list[float]] = {name: [] for name in names}
-    for _ in range(args.rounds):
-        for name in names:
-            rates[name].append(time_steps(agents[name], data, args.seconds))
+    rates = alternated_rates(agents, data, args.rounds, args.seconds)
     base = names[0]
     rows = []
     for name in names:

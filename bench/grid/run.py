@@ -173,11 +173,12 @@ def plan_table(
     groups = seed_groups(spec, [cell for cell in cells if not states[cell].finished])
     group_of = {cell: group for group in groups for cell in group}
     rows = []
-    resuming = 0
+    resuming = skip = 0
     for i, cell in enumerate(cells, 1):
         state = states[cell]
         if state.finished or state.state == "running":
             action = "skip"
+            skip += 1
         elif state.resume_step is not None:
             action = f"resume from step {state.resume_step:,}"
             resuming += 1
@@ -187,8 +188,6 @@ def plan_table(
         if spec.seeds_per_process > 1:
             rows[-1].append(",".join(str(c.seed) for c in group_of[cell]) if cell in group_of else "")
         rows[-1].append(state.path)
-    action_column = -3 if spec.seeds_per_process > 1 else -2
-    skip = sum(row[action_column] == "skip" for row in rows)
     from_checkpoint = f" ({resuming} from a checkpoint)" if resuming else ""
     algorithms = f"{len(spec.algorithms)} algorithms x " if len(spec.algorithms) > 1 else _algorithm_label(spec)
     n_archs, n_datasets = len(architectures or spec.architectures), len(datasets or spec.datasets)
