@@ -248,7 +248,7 @@ def _parse_seeds(text: str) -> list[int]:
 
 
 def _grid(args: argparse.Namespace) -> int:
-    from bench.grid.run import missing_datasets, plan_table, require_datasets, run_grid, status_table
+    from bench.grid.run import plan_table, require_datasets, run_grid, status_table
     from bench.grid.spec import load_grid
     from bench.grid.store import ResultsStore
 
@@ -291,8 +291,16 @@ def _grid(args: argparse.Namespace) -> int:
         print(status_table(spec, store, summary=args.summary))
         return 0
     if args.dry_run:
-        missing = missing_datasets(spec, args.cache_dir, args.local_dir)
-        print(plan_table(spec, store, missing, seeds_per_process=args.seeds_per_process, **selection))
+        plan = plan_table(
+            spec,
+            store,
+            **selection,
+            seeds_per_process=args.seeds_per_process,
+            force=args.force,
+            cache_dir=args.cache_dir,
+            local_dir=args.local_dir,
+        )
+        print(plan)
         return 0
     result = run_grid(
         spec,

@@ -263,6 +263,10 @@ def test_a_killed_cell_is_partial_until_the_next_run_resumes_it(
     plan = capsys.readouterr().out
     assert "2 to run (1 from a checkpoint), 0 to skip" in plan
     assert "resume from step 150" in next(line for line in plan.splitlines() if line.startswith("1 "))
+    assert main(["grid", "run", str(grid), "--dry-run", "--force", "--results", str(results)]) == 0
+    plan = capsys.readouterr().out
+    assert "2 to run, 0 to skip (--force" in plan
+    assert "run (--force discards the checkpoint at step 150)" in plan
 
     assert main(["grid", "run", str(grid), "--results", str(results)]) == 0
     assert "2 to run, 1 resuming from a checkpoint (local launcher" in capsys.readouterr().out
@@ -425,6 +429,13 @@ def test_results_of_another_configuration_are_not_mixed(
     err = capsys.readouterr().err
     assert "grid.yaml records another configuration" in err and "settings.steps: 4 -> 8" in err
     assert "another name" in err and "--force" in err
+    # The dry run says so as a warning; with --force nothing stops the run and every cell would train.
+    assert main(["grid", "run", str(grid), "--results", str(results), "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "\nWarning, the run would stop: " in plan and "settings.steps: 4 -> 8" in plan
+    assert main(["grid", "run", str(grid), "--results", str(results), "--dry-run", "--force"]) == 0
+    plan = capsys.readouterr().out
+    assert "Warning" not in plan and "(--force: finished cells train again, checkpoints are discarded)" in plan
 
 
 def test_records_of_regenerated_data_are_not_mixed(
@@ -444,6 +455,13 @@ def test_records_of_regenerated_data_are_not_mixed(
     err = capsys.readouterr().err
     assert "1 finished record(s) of grid 'tiny' were trained on other data" in err and str(paths[0]) in err
     assert not paths[1].exists()  # nothing ran
+    assert main([*args, "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "1 to run, 1 to skip" in plan and "\nWarning, the run would stop: 1 finished record(s)" in plan
+    assert main([*args, "--dry-run", "--force"]) == 0
+    plan = capsys.readouterr().out
+    assert "2 to run, 0 to skip (--force" in plan and "Warning" not in plan
+    assert "run again (--force)" in next(line for line in plan.splitlines() if line.startswith("1 "))
     assert main([*args, "--force"]) == 0
     assert read(paths[0])["dataset"]["sha256"] == read(paths[1])["dataset"]["sha256"]
 

@@ -158,53 +158,90 @@ def require_same_data(
 def plan_table(
     spec: GridSpec,
     store: ResultsStore,
-    missing: list[str] | None = None,
     architectures: Sequence[str] = (),
     datasets: Sequence[str] = (),
     first: Sequence[str] = (),
     seeds_per_process: int | None = None,
+    force: bool = False,
+    cache_dir: Path | None = None,
+    local_dir: Path | None = None,
 ) -> str:
     """The dry run: every cell in run order (of `architectures` and `datasets` only, when given; those of
-    `first` first), its state and record path, and with seeds side by side the seeds it would train beside;
-    `missing` datasets, and a started group that `seeds_per_process` would leave behind, as warnings."""
+    `first` first), its state, what `grid run` with the same options would do with it, its record path, and with
+    seeds side by side the seeds it would train beside. What would stop the run comes last, as warnings: missing
+    datasets, and unless `force`, a results folder of another configuration, finished records of other data than
+    the files hold now, and a started group that `seeds_per_process` would leave behind."""
     spec = _packed(spec, seeds_per_process)
     cells = spec.cells(architectures, datasets, first)
     states = {cell: store.state(cell, probe_lock=True) for cell in cells}
-    groups = seed_groups(spec, [cell for cell in cells if not states[cell].finished])
+    groups = seed_groups(spec, [cell for cell in cells if force or not states[cell].finished])
     group_of = {cell: group for group in groups for cell in group}
     rows = []
     resuming = skip = 0
     for i, cell in enumerate(cells, 1):
-        state = states[cell]
-        if state.finished or state.state == "running":
-            action = "skip"
-            skip += 1
-        elif state.resume_step is not None:
-            action = f"resume from step {state.resume_step:,}"
-            resuming += 1
-        else:
-            action = "run"
-        rows.append([i, *_algorithm_column(spec, cell), cell.dataset, cell.arch, cell.seed, state.state, action])
+        action = _planned_action(states[cell], force)
+        skip += action == "skip"
+        resuming += action.startswith("resume")
+        rows.append([i, *_algorithm_column(spec, cell), cell.dataset, cell.arch, cell.seed, states[cell].state, action])
         if spec.seeds_per_process > 1:
             rows[-1].append(",".join(str(c.seed) for c in group_of[cell]) if cell in group_of else "")
-        rows[-1].append(state.path)
+        rows[-1].append(states[cell].path)
     from_checkpoint = f" ({resuming} from a checkpoint)" if resuming else ""
+    forced = " (--force: finished cells train again, checkpoints are discarded)" if force else ""
     algorithms = f"{len(spec.algorithms)} algorithms x " if len(spec.algorithms) > 1 else _algorithm_label(spec)
     n_archs, n_datasets = len(architectures or spec.architectures), len(datasets or spec.datasets)
     header = (
         f"grid {spec.name} ({spec.path}): {algorithms}{n_archs} architectures x "
         f"{n_datasets} datasets x {len(spec.seeds)} seeds = {len(rows)} cells{_selected(spec, rows)}; "
         f"{len(rows) - skip} to run"
-        f"{from_checkpoint}, {skip} to skip; {spec.steps:,} steps each, eval every {spec.eval_every:,} steps on "
-        f"{spec.eval_episodes} episodes{_side_by_side(spec, seeds_per_process)}"
+        f"{from_checkpoint}, {skip} to skip{forced}; {spec.steps:,} steps each, eval every {spec.eval_every:,} "
+        f"steps on {spec.eval_episodes} episodes{_side_by_side(spec, seeds_per_process)}"
     )
     group = ["side by side with seeds"] if spec.seeds_per_process > 1 else []
     headers = ["#", *_algorithm_header(spec), "dataset", "architecture", "seed", "state", "action", *group, "record"]
     table = tabulate(rows, headers=headers, disable_numparse=True)
-    warnings = [f"dataset not here: {line}" for line in missing or []]
-    if seeds_per_process is not None and (left := _checkpoint_left_behind(groups, states, store, seeds_per_process)):
-        warnings.append(f"the run would stop: {left}")
+    missing = missing_datasets(spec, cache_dir, local_dir)
+    warnings = [f"dataset not here: {line}" for line in missing]
+    if not force:
+        absent = {name for name in spec.datasets if any(line.startswith(f"{name}: ") for line in missing)}
+        here = {cell.dataset for cell in cells if not states[cell].finished} - absent
+        stops = _refusals(spec, store, here, cache_dir, local_dir)
+        if seeds_per_process is not None and (
+            left := _checkpoint_left_behind(groups, states, store, seeds_per_process)
+        ):
+            stops.append(left)
+        warnings += [f"the run would stop: {line}" for line in stops]
     return f"{header}\n{table}" + "".join(f"\nWarning, {line}" for line in warnings)
+
+
+def _planned_action(state: CellState, force: bool) -> str:
+    """What `grid run` would do with a cell in `state`: skip it, run it, resume it or (`force`) start it over."""
+    if state.state == "running":
+        return "skip"  # another process holds its lock, --force or not
+    if state.finished:
+        return "run again (--force)" if force else "skip"
+    if state.resume_step is not None and force:
+        return f"run (--force discards the checkpoint at step {state.resume_step:,})"
+    if state.resume_step is not None:
+        return f"resume from step {state.resume_step:,}"
+    return "run"
+
+
+def _refusals(
+    spec: GridSpec, store: ResultsStore, datasets: Collection[str], cache_dir: Path | None, local_dir: Path | None
+) -> list[str]:
+    """Why `grid run` without --force would stop before training: `store` holds another configuration's
+    grid.yaml, or finished records of `datasets` trained on other data than the files hold now."""
+    reasons = []
+    try:
+        store.check_grid(spec)
+    except BenchError as exc:
+        reasons.append(str(exc))
+    try:
+        require_same_data(spec, store, cache_dir, local_dir, datasets)
+    except BenchError as exc:
+        reasons.append(str(exc))
+    return reasons
 
 
 def _packed(spec: GridSpec, seeds_per_process: int | None) -> GridSpec:
