@@ -7,7 +7,8 @@ Parts, each run as its own process, its output shown as it comes and saved to DI
 
 - tests: `pytest -m cuda`, the tests that need a GPU: a cell trained, interrupted and resumed on it; MLP, KAN (its
   own autograd included) and RBF networks, and a CQL step of three seeds side by side, computing there what they
-  compute on the CPU; 200 compiled steps (CUDA graphs) agreeing with the eager step; `grid estimate` timing there.
+  compute on the CPU; 200 compiled steps (CUDA graphs) agreeing with the eager step; every algorithm's step,
+  and CQL's compiled one, never waiting for the GPU (torch's sync debug mode); `grid estimate` timing there.
 - speed: `python -m bench speed cql --device cuda --no-peers`, gradient steps/s of CORL's 3 x 256 and of 2 x 64
   networks, one seed and five side by side, eager and compiled, and the share of the GPU's matmul rate.
 - estimate: `python -m bench grid estimate` of the paper grid (configs/paper.yaml) on the GPU, its Walker2d cells

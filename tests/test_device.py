@@ -1,7 +1,7 @@
 """The GPU-only code paths of a cell (device choice, CUDA synchronization for timing, device naming, RNG state on
 resume), checked on CPU by faking what torch.cuda reports; the tests marked `cuda` run for real when a GPU is
-present: a cell trained, interrupted and resumed there, and networks and a CQL step computing there what they
-compute on the CPU."""
+present: a cell trained, interrupted and resumed there, networks and a CQL step computing there what they
+compute on the CPU, and training steps that never wait for the GPU."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ import torch
 
 from bench import train
 from bench.agents.cql import CQL, Batch, CQLConfig, StepNoise
+from bench.agents.registry import ALGORITHMS
 from bench.cli import main
 from bench.errors import BenchError
 from bench.nets.kan import KANOptions
-from bench.nets.spec import build_network, parse_network_spec
+from bench.nets.spec import build_network, get_architecture, parse_network_spec
 from bench.train import RunConfig, apply_overrides, device_info, resolve_device, synchronize, train_cell
 from tests.d4rl_files import write_small_d4rl_file
 from tests.devices import needs_cuda
@@ -89,9 +90,6 @@ def test_synchronize_waits_only_for_cuda_devices(monkeypatch: pytest.MonkeyPatch
 
 def test_epoch_timing_is_bracketed_by_synchronization(monkeypatch: pytest.MonkeyPatch) -> None:
     """The clock starts after queued work is done and stops after the epoch's work is done, not just launched."""
-    from bench.agents.cql import CQL, CQLConfig
-    from bench.nets.spec import get_architecture
-
     events: list[str] = []
     monkeypatch.setattr(train, "synchronize", lambda device: events.append("sync"))
     real_counter = train.time.perf_counter
@@ -237,3 +235,45 @@ def test_a_cql_step_on_the_gpu_computes_the_cpus_losses(arch: str) -> None:
     expected = agents["cpu"].update(batch, noise)
     got = agents["cuda"].update(Batch(*(x.cuda() for x in batch)), StepNoise(*(x.cuda() for x in noise)))
     torch.testing.assert_close(got.cpu(), expected, rtol=1e-4, atol=1e-5)
+
+
+# Every algorithm's eager step, and CQL's compiled one (CUDA graphs).
+STEPS_ON_THE_GPU = [
+    *(pytest.param(name, False, id=name) for name in sorted(ALGORITHMS)),
+    pytest.param("cql", True, id="cql-compiled"),
+]
+
+
+@needs_cuda
+@pytest.mark.parametrize(("algo", "compiled"), STEPS_ON_THE_GPU)
+def test_training_steps_on_the_gpu_never_wait_for_it(algo: str, compiled: bool) -> None:
+    """The body of the trainer's epoch loop (each seed's minibatch gathered on the GPU by its indices, one update
+    of two seeds side by side, the losses summed on the GPU) only queues work: under torch's sync debug mode any
+    host-device synchronization in it raises. The steps before it create Adam's state and, compiled, record the
+    CUDA graphs."""
+    algorithm = ALGORITHMS[algo]
+    members = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        members.append(algorithm.agent(11, 3, get_architecture("kan-small"), algorithm.config(), device="cuda"))
+    agent = algorithm.agent.from_members(members, noise_seed=0, compiled=compiled)
+    g = torch.Generator().manual_seed(0)
+    data = dict(zip(Batch._fields, (x[0].cuda() for x in random_batch(1, 1000, g)), strict=True))
+    indices = torch.randint(1000, (8, 2, 256), device="cuda")  # (steps, seeds, batch), as `_train_epoch` draws
+    losses = []
+
+    def step(i: int) -> None:
+        batch = Batch(*(data[k][indices[i]] for k in Batch._fields))
+        losses.append(agent.update(batch).clone())
+
+    for i in range(4):
+        step(i)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for i in range(4, 8):
+            step(i)
+        total = torch.stack(losses).sum(dim=0)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(total).all()
