@@ -331,8 +331,10 @@ def _report(args: argparse.Namespace) -> int:
         if len(jobs) > 1 or name != args.results.resolve().name:
             # A grid file's named reports: say which one each summary below is.
             print(f"report {name} ({', '.join(architectures)}):")
-        tables = None if args.only == "figures" else args.tables or Path("tables") / name
-        figures = None if args.only == "tables" else args.figures or Path("figures") / name
+        # A report at a step goes beside the runs' own report, never over it.
+        folder = name if args.at_step is None else f"{name}-step{args.at_step}"
+        tables = None if args.only == "figures" else args.tables or Path("tables") / folder
+        figures = None if args.only == "tables" else args.figures or Path("figures") / folder
         summary = build_report(
             args.results,
             tables,
@@ -342,6 +344,7 @@ def _report(args: argparse.Namespace) -> int:
             seed=args.seed,
             allow_mixed=args.allow_mixed,
             architectures=architectures,
+            at_step=args.at_step,
         )
         print(summary.format())
     return 0
@@ -717,6 +720,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--report",
         metavar="NAME",
         help="write only this one of the grid file's named reports (default: every one, each to tables/<report>/)",
+    )
+    p.add_argument(
+        "--at-step",
+        type=int,
+        metavar="N",
+        help="the runs as they stood at gradient step N, an evaluation step of every finished run (default: their "
+        "end); written to tables/<name>-stepN/ and figures/<name>-stepN/ unless --tables/--figures say otherwise",
     )
     p.set_defaults(func=_report)
 

@@ -211,3 +211,21 @@ def test_a_grid_files_named_reports_each_get_their_own_folders(
     )
     assert main([*argv, "--report", "main", "--architectures", "kan"]) == 2
     assert "--report and --architectures both pick" in capsys.readouterr().err
+
+
+def test_a_report_at_a_step_goes_beside_the_runs_own_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_fixture(tmp_path / "results" / "smoke")
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "results/smoke", "--reps", "50", "--only", "tables"]) == 0
+    assert main(["report", "results/smoke", "--reps", "50", "--at-step", "1000"]) == 0
+    assert "report of results/smoke at step 1,000: 12 records" in capsys.readouterr().out
+    full = (tmp_path / "tables" / "smoke" / "table1_score.md").read_text()
+    cut = (tmp_path / "tables" / "smoke-step1000" / "table1_score.md").read_text()
+    assert "Final evaluation (step 2,000)" in full
+    assert "Evaluation at step 1,000 of runs of 2,000 steps" in cut and "37.0 ± 0.2" in cut and "47.0 ± 0.2" not in cut
+    captions = (tmp_path / "figures" / "smoke-step1000" / "captions.md").read_text()
+    assert "scores at step 1,000 of the runs" in captions
+    assert main(["report", "results/smoke", "--reps", "50", "--at-step", "1500"]) == 2
+    assert "no evaluation at step 1,500" in capsys.readouterr().err

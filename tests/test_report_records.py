@@ -279,3 +279,48 @@ def test_still_improving_needs_a_rise_above_the_evaluation_noise() -> None:
     assert not still_improving(curve_record(rising, std=100.0))
     assert not still_improving(curve_record(rising, std=2.0, status="diverged"))
     assert not still_improving(curve_record(rising[:3], std=2.0))  # too short a curve to judge
+
+
+def test_records_at_a_step_are_the_runs_as_they_stood_then(tmp_path: Path) -> None:
+    # The fixture's runs: 2,000 steps in epochs of 100, evaluations at 1,000 (10 points below) and 2,000.
+    write_fixture(tmp_path)
+    whole, half = load_records(tmp_path), load_records(tmp_path, at_step=1000)
+    assert (whole.at_step, half.at_step) == (None, 1000)
+    assert half.runs["score"].tolist() == [score - 10.0 for score in whole.runs["score"]]
+    assert set(half.runs["score_step"]) == {1000} and set(half.runs["steps"]) == {1000}
+    assert set(half.runs["status"]) == {"done"} and not half.runs["still_improving"].any()
+    assert half.curves["step"].max() == 1000 and len(half.curves) == len(whole.curves) // 2
+    assert half.diagnostics["step"].max() == 1000 and len(half.diagnostics) == len(whole.diagnostics) // 2
+    assert set(half.runs["epochs_timed"]) == {10}
+    # At the runs' last step the cut changes nothing.
+    end = load_records(tmp_path, at_step=2000)
+    for frame in ("runs", "curves", "diagnostics"):
+        assert getattr(end, frame).equals(getattr(whole, frame)), frame
+
+
+def test_a_run_that_diverged_after_the_step_was_finished_at_it(tmp_path: Path) -> None:
+    write_fixture(tmp_path)
+    later = make_record(HOPPER, "mlp", 1, 30.0, status="diverged", last_step=1000)  # between 1,000 and 2,000
+    earlier = make_record(HOPPER, "kan", 1, None, status="diverged", last_step=500)  # before any evaluation
+    failed = make_record(HOPPER, "kan", 2, 20.0, status="failed", last_step=1000)
+    write_records(tmp_path, [later, earlier, failed])
+    runs = load_records(tmp_path, at_step=1000).runs.set_index(["dataset", "arch", "seed"])
+    assert runs.loc[(HOPPER, "mlp", 1), "status"] == "done" and runs.loc[(HOPPER, "mlp", 1), "score"] == 30.0
+    assert runs.loc[(HOPPER, "kan", 1), "status"] == "diverged" and math.isnan(runs.loc[(HOPPER, "kan", 1), "score"])
+    assert runs.loc[(HOPPER, "kan", 2), "status"] == "failed" and math.isnan(runs.loc[(HOPPER, "kan", 2), "score"])
+    runs = load_records(tmp_path, at_step=2000).runs.set_index(["dataset", "arch", "seed"])
+    assert runs.loc[(HOPPER, "mlp", 1), "status"] == "diverged" and runs.loc[(HOPPER, "mlp", 1), "score"] == 30.0
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        (1500, r"seed0\.json: no evaluation at step 1,500 \(evaluations at 1,000, 2,000\); pick one of them"),
+        (3000, r"seed0\.json: --at-step 3,000 is past this run's 2,000 steps"),
+        (0, "--at-step must be a positive number of gradient steps, got 0"),
+    ],
+)
+def test_a_step_the_runs_did_not_evaluate_is_refused(tmp_path: Path, step: int, message: str) -> None:
+    write_fixture(tmp_path)
+    with pytest.raises(BenchError, match=message):
+        load_records(tmp_path, at_step=step)

@@ -48,11 +48,13 @@ class ReportSummary:
     tables: list[Path] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
     mixed_keys: list[str] = field(default_factory=list)
+    at_step: int | None = None
 
     def format(self) -> str:
         statuses = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items()))
+        at_step = f" at step {self.at_step:,}" if self.at_step is not None else ""
         lines = [
-            f"report of {self.results_dir}: {self.records} records ({statuses}); {self.scored_runs} of "
+            f"report of {self.results_dir}{at_step}: {self.records} records ({statuses}); {self.scored_runs} of "
             f"{self.expected_runs} expected runs have a score (expected cells from {self.expected_source})",
         ]
         if self.missing_cells:
@@ -166,6 +168,7 @@ def summarize(analysis: Analysis, tables: list[Path], figures: list[Path]) -> Re
         tables=tables,
         figures=figures,
         mixed_keys=rec.mixed_keys,
+        at_step=rec.at_step,
     )
 
 
@@ -177,12 +180,13 @@ def analyze_folder(
     seed: int = 0,
     allow_mixed: bool = False,
     architectures: Sequence[str] = (),
+    at_step: int | None = None,
 ) -> Analysis:
-    """Load the records under `results_dir` (of `architectures` only, when given) and compute every statistic
-    the tables and figures show."""
+    """Load the records under `results_dir` (of `architectures` only, when given; as they stood at gradient step
+    `at_step`, when given) and compute every statistic the tables and figures show."""
     if reps < 1:
         raise BenchError(f"--reps must be positive, got {reps}")
-    records = load_records(Path(results_dir), allow_mixed=allow_mixed)
+    records = load_records(Path(results_dir), allow_mixed=allow_mixed, at_step=at_step)
     if architectures:
         records = select_architectures(records, architectures)
     name = resolve_baseline(records, baseline)
@@ -208,15 +212,23 @@ def build_report(
     seed: int = 0,
     allow_mixed: bool = False,
     architectures: Sequence[str] = (),
+    at_step: int | None = None,
 ) -> ReportSummary:
     """Read the records under `results_dir`, write Tables 1-3 and 6 to `tables_dir` and the figures to `figures_dir`.
 
     Either output folder may be None to skip it; `baseline=None` means the grid file's `baseline:`, else `mlp`.
-    `architectures` reports those only, in that order. Bootstrap CIs use `reps` resamples and are reproducible
-    for a given `seed`.
+    `architectures` reports those only, in that order; `at_step` the runs as they stood at that gradient step (an
+    evaluation step of every finished run). Bootstrap CIs use `reps` resamples and are reproducible for a given
+    `seed`.
     """
     analysis = analyze_folder(
-        results_dir, baseline=baseline, reps=reps, seed=seed, allow_mixed=allow_mixed, architectures=architectures
+        results_dir,
+        baseline=baseline,
+        reps=reps,
+        seed=seed,
+        allow_mixed=allow_mixed,
+        architectures=architectures,
+        at_step=at_step,
     )
     tables: list[Path] = []
     if tables_dir is not None:

@@ -139,6 +139,8 @@ def _data_note(analysis: Analysis, sep: str = "; ") -> str:
     note = (
         f"{plural(len(analysis.selection.datasets), 'dataset')} x {plural(seeds, 'seed')}; {_bootstrap_note(analysis)}"
     )
+    if analysis.records.at_step is not None:
+        note = f"scores at step {analysis.records.at_step:,} of the runs; {note}"
     if seeds < 3:  # the same warning as Table 1's notes
         only = "Only" if sep.endswith("\n") else "only"
         note += f"{sep}{only} {plural(seeds, 'seed')}: the CIs are wide or degenerate; read them with care"

@@ -133,6 +133,8 @@ class RecordSet:
     algorithms: list[str] = field(default_factory=lambda: [DEFAULT_ALGORITHM])  # the records' algorithms, by name
     # One row per epoch and training quantity of a done or diverged run (its `diagnostics`), DIAGNOSTIC_COLUMNS.
     diagnostics: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=DIAGNOSTIC_COLUMNS))
+    # The gradient step the records were cut at (`record_at_step`); None for the runs as they ended.
+    at_step: int | None = None
 
     def display_names(self) -> dict[str, str]:
         """Dataset key -> the name shown in tables and figures (from the key alone when no record has it)."""
@@ -166,8 +168,9 @@ class RecordSet:
         return self.expected.seeds
 
 
-def load_records(results_dir: Path, *, allow_mixed: bool = False) -> RecordSet:
-    """Read every record under `results_dir` into a RecordSet; see the module docstring for the rules."""
+def load_records(results_dir: Path, *, allow_mixed: bool = False, at_step: int | None = None) -> RecordSet:
+    """Read every record under `results_dir` into a RecordSet; see the module docstring for the rules. With
+    `at_step`, every record as it stood at that gradient step (`record_at_step`)."""
     root = Path(results_dir)
     if not root.is_dir():
         raise BenchError(f"results folder {root} does not exist; run a grid first or name the folder of its records")
@@ -185,7 +188,8 @@ def load_records(results_dir: Path, *, allow_mixed: bool = False) -> RecordSet:
         if not isinstance(data, dict) or not {"schema_version", "cell"} & data.keys():
             ignored.append(SkippedFile(path, "not a run record (no schema_version or cell)"))
             continue
-        records.append((path, validate_record(path, data)))
+        record = validate_record(path, data)
+        records.append((path, record if at_step is None else record_at_step(path, record, at_step)))
     if not records:
         found = f"; skipped {len(skipped)} corrupt file(s), e.g. {skipped[0].path}" if skipped else ""
         raise BenchError(f"no run records (*.json with schema_version {SCHEMA_VERSION}) under {root}{found}")
@@ -202,13 +206,54 @@ def load_records(results_dir: Path, *, allow_mixed: bool = False) -> RecordSet:
         [row for path, record in records for row in diagnostic_rows(path, record)],
         columns=DIAGNOSTIC_COLUMNS,
     )
+    if at_step is not None:
+        runs["steps"] = at_step  # the budget the tables judge the runs by
     algorithms = _ordered_union([a for a in ALGORITHM_LABELS if a in set(runs["algo"])], runs["algo"])
     if len(algorithms) > 1:
         # Every architecture once per algorithm: the tables, statistics and figures group by the label.
         for frame in (runs, curves, diagnostics):
             frame["arch"] = [arch_label(a, arch) for a, arch in zip(frame["algo"], frame["arch"], strict=True)]
     expected = expected_grid(root, runs, allow_mixed=allow_mixed)
-    return RecordSet(root, runs, curves, expected, skipped, ignored, config, mixed, algorithms, diagnostics)
+    return RecordSet(root, runs, curves, expected, skipped, ignored, config, mixed, algorithms, diagnostics, at_step)
+
+
+def record_at_step(path: Path, record: dict[str, Any], step: int) -> dict[str, Any]:
+    """`record` as it stood after `step` gradient steps, for a report of a shorter budget from longer runs (the
+    study's tables at 50,000 steps from runs of 100,000): the curve, epoch timings and diagnostics up to `step`,
+    and the evaluation at `step` as the final score. On CPU the first `step` steps of a longer run are the run of
+    `step` steps (CQL, TD3+BC and BC have no schedule tied to the budget; IQL's actor learning rate decays over
+    it), so on the CPU that trained them the cut records are what a grid of `step` steps would have written.
+
+    A run that diverged after `step` was a finished run at `step`. A run that diverged or failed before it stays
+    as it is. A finished run without an evaluation at `step`, or with fewer steps, is refused.
+    """
+    if step < 1:
+        raise BenchError(f"--at-step must be a positive number of gradient steps, got {step}")
+    if record["status"] == "failed":
+        return record
+    budget = record["config"]["steps"]
+    if step > budget:
+        raise BenchError(
+            f"{path}: --at-step {step:,} is past this run's {budget:,} steps; pick a step every record reached"
+        )
+    evaluations = {point["step"]: point for point in record["curve"]}
+    if record["status"] == "done" and step not in evaluations:
+        shown = ", ".join(f"{s:,}" for s in sorted(evaluations)) or "none"
+        raise BenchError(f"{path}: no evaluation at step {step:,} (evaluations at {shown}); pick one of them")
+    diagnostics = record.get("diagnostics")
+    if isinstance(diagnostics, dict) and isinstance(diagnostics.get("step"), list):
+        epochs = sum(1 for s in diagnostics["step"] if isinstance(s, int) and s <= step)  # epochs in step order
+        diagnostics = {name: v[:epochs] if isinstance(v, list) else v for name, v in diagnostics.items()}
+    cut = {
+        **record,
+        "curve": [point for point in record["curve"] if point["step"] <= step],
+        "seconds_per_epoch": record["seconds_per_epoch"][: step // record["epoch_steps"]],
+        "steps_done": min(record["steps_done"], step),
+        "diagnostics": diagnostics,
+    }
+    if step in evaluations:
+        cut.update(status="done", final_score=evaluations[step]["normalized_score"])
+    return cut
 
 
 def record_algorithm(record: Mapping[str, Any]) -> str:

@@ -245,9 +245,15 @@ def score_table(analysis: Analysis) -> Table:
         table.add_row(row, rule_before=metric == "Mean")
 
     steps = rec.config.get("steps")
+    if rec.at_step is not None:
+        evaluation = f"Evaluation at step {rec.at_step:,}" + (
+            f" of runs of {steps:,} steps" if isinstance(steps, int) else ""
+        )
+    else:
+        evaluation = f"Final evaluation{f' (step {steps:,})' if isinstance(steps, int) else ''}"
     seed_text = f"{len(seeds)} seeds" if len(seeds) > 1 else "a single seed (no spread to show)"
     table.caption = (
-        f"Final evaluation{f' (step {steps:,})' if isinstance(steps, int) else ''}, mean ± sample standard "
+        f"{evaluation}, mean ± sample standard "
         f"deviation over {seed_text}; 0 is a random and 100 an expert policy (D4RL's reference returns). "
         f"Data: {data_phrase(runs)}.{recipe_phrase(runs, rec.datasets, names)} {rec.algorithm_phrase()} "
         "Mean: average over datasets of the per-dataset means. "
