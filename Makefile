@@ -60,7 +60,8 @@ gpu-check: setup
 # LAUNCHER=local|ray; WORKERS=N cells at once (default: 1 local, as many as the resources fit on Ray);
 # RAY_ADDRESS=host:port joins an existing Ray cluster; FORCE=1 retrains finished cells.
 # E.g. `make reproduce LAUNCHER=ray`.
-.PHONY: smoke demo reproduce reproduce-local local-data study-lr study study-ablations study-algorithms-lr study-algorithms
+.PHONY: smoke demo reproduce reproduce-local local-data study-lr study study-ablations study-horizon study-algorithms-lr
+.PHONY: study-algorithms
 LAUNCHER ?= local
 WORKERS ?=
 RAY_ADDRESS ?=
@@ -188,6 +189,14 @@ study-ablations: local-data
 	$(PY) -m bench report $(RESULTS)/cpu-study-ablations
 	$(PY) -m bench actions $(RESULTS)/cpu-study-ablations --local-dir $(LOCAL_DATA)
 	$(PY) -m bench deploy $(RESULTS)/cpu-study-ablations --local-dir $(LOCAL_DATA)
+
+# The CPU study at twice its budget (configs/cpu-study-horizon.yaml): the ablations' kan4 and mlp38 for 100,000
+# steps on recipe 2 walker2d-medium, two groups of five seeds side by side at once; then its report and Table 5.
+study-horizon: WORKERS := $(or $(WORKERS),2)
+study-horizon: local-data
+	$(GRID_RUN) configs/cpu-study-horizon.yaml --local-dir $(LOCAL_DATA) --no-progress
+	$(PY) -m bench report $(RESULTS)/cpu-study-horizon
+	$(PY) -m bench actions $(RESULTS)/cpu-study-horizon --local-dir $(LOCAL_DATA)
 
 # The actor learning rate check of the algorithms grid (configs/algorithms-lr.yaml): its two small actors at
 # CORL's 3e-4 and at 1e-3 under BC, TD3+BC and IQL on local walker2d-medium, before the grid itself runs; then its
