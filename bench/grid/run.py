@@ -48,9 +48,9 @@ class GridResult:
         return 3 if self.failed else 0
 
 
-def missing_datasets(spec: GridSpec, cache_dir: Path | None = None, local_dir: Path | None = None) -> list[str]:
-    """One line per dataset of the grid that is not on this machine, naming where it was looked for."""
-    problems = []
+def missing_datasets(spec: GridSpec, cache_dir: Path | None = None, local_dir: Path | None = None) -> dict[str, str]:
+    """Each dataset of the grid that is not on this machine -> why, naming where it was looked for."""
+    problems = {}
     for name in spec.datasets:
         source, _, rest = name.partition(":")
         if source == "d4rl":
@@ -60,10 +60,10 @@ def missing_datasets(spec: GridSpec, cache_dir: Path | None = None, local_dir: P
         else:
             problem = _minari_problem(rest)
             if problem:
-                problems.append(f"{name}: {problem}")
+                problems[name] = problem
             continue
         if not path.is_file():
-            problems.append(f"{name}: {path} is missing")
+            problems[name] = f"{path} is missing"
     return problems
 
 
@@ -84,10 +84,10 @@ def require_datasets(spec: GridSpec, cache_dir: Path | None = None, local_dir: P
     problems = missing_datasets(spec, cache_dir, local_dir)
     if not problems:
         return
-    sources = {line.split(":", 1)[0] for line in problems}
+    sources = {name.partition(":")[0] for name in problems}
     fixes = []
     if "d4rl" in sources:
-        missing = [line.split(":", 2)[1] for line in problems if line.startswith("d4rl:")]
+        missing = [name.partition(":")[2] for name in problems if name.startswith("d4rl:")]
         names = "--all" if len(missing) == len(D4RL_DATASETS) else " ".join(missing)
         fixes.append(
             f"fetch the D4RL files with `python -m bench datasets fetch {names}` (into {d4rl_cache_dir(cache_dir)}; "
@@ -101,7 +101,7 @@ def require_datasets(spec: GridSpec, cache_dir: Path | None = None, local_dir: P
         )
     if "minari" in sources:
         fixes.append("install minari and download the datasets (`minari download <id>`)")
-    lines = "\n".join(f"  {line}" for line in problems)
+    lines = "\n".join(f"  {name}: {problem}" for name, problem in problems.items())
     raise BenchError(
         f"grid {spec.name!r} ({spec.path}) needs {len(problems)} dataset(s) that are not here:\n{lines}\n"
         + "\n".join(f"To fix: {fix}." for fix in fixes)
@@ -201,10 +201,9 @@ def plan_table(
     headers = ["#", *_algorithm_header(spec), "dataset", "architecture", "seed", "state", "action", *group, "record"]
     table = tabulate(rows, headers=headers, disable_numparse=True)
     missing = missing_datasets(spec, cache_dir, local_dir)
-    warnings = [f"dataset not here: {line}" for line in missing]
+    warnings = [f"dataset not here: {name}: {problem}" for name, problem in missing.items()]
     if not force:
-        absent = {name for name in spec.datasets if any(line.startswith(f"{name}: ") for line in missing)}
-        here = {cell.dataset for cell in cells if not states[cell].finished} - absent
+        here = {cell.dataset for cell in cells if not states[cell].finished} - missing.keys()
         stops = _refusals(spec, store, here, cache_dir, local_dir)
         if seeds_per_process is not None and (
             left := _checkpoint_left_behind(groups, states, store, seeds_per_process)
@@ -230,8 +229,9 @@ def _planned_action(state: CellState, force: bool) -> str:
 def _refusals(
     spec: GridSpec, store: ResultsStore, datasets: Collection[str], cache_dir: Path | None, local_dir: Path | None
 ) -> list[str]:
-    """Why `grid run` without --force would stop before training: `store` holds another configuration's
-    grid.yaml, or finished records of `datasets` trained on other data than the files hold now."""
+    """Why `grid run` without --force stops before training (it raises the first; the dry run warns of each):
+    `store` holds another configuration's grid.yaml, or finished records of `datasets` trained on other data than
+    the files hold now."""
     reasons = []
     try:
         store.check_grid(spec)
@@ -514,11 +514,9 @@ def run_grid(
     require_datasets(spec, cache_dir, local_dir)
     cells = spec.cells(architectures, datasets, first)
     states = {cell: store.state(cell) for cell in cells}
-    if not force:
-        store.check_grid(spec)
-        require_same_data(
-            spec, store, cache_dir, local_dir, {cell.dataset for cell in cells if not states[cell].finished}
-        )
+    unfinished = {cell.dataset for cell in cells if not states[cell].finished}
+    if not force and (refusals := _refusals(spec, store, unfinished, cache_dir, local_dir)):
+        raise BenchError(refusals[0])
     store.write_grid(grid_file_spec)
 
     todo = [cell for cell in cells if force or not states[cell].finished]
@@ -546,8 +544,8 @@ def run_grid(
 
     groups = pack_groups(spec, tasks)
     if seeds_per_process is not None and not force:
-        cell_groups = [tuple(task.cell for task in group) for group in groups]
-        if left := _checkpoint_left_behind(cell_groups, states, store, seeds_per_process):
+        left = _checkpoint_left_behind(seed_groups(spec, todo), states, store, seeds_per_process)
+        if left:
             raise BenchError(left)
 
     where = f"{runner.name} launcher"
