@@ -285,7 +285,7 @@ def test_the_ablation_grid_changes_one_thing_of_the_studys_kan4_each() -> None:
 
 
 def test_the_horizon_grid_trains_the_ablation_grids_kan4_and_mlp38_for_twice_the_steps() -> None:
-    """configs/cpu-study-horizon.yaml: the ablation grid's kan4 and mlp38 cells on walker2d-medium (networks,
+    """configs/cpu-study-horizon.yaml: the ablation grid's kan4 and mlp38 cells on its three datasets (networks,
     rate, seeds, groups, data, evaluation), changed only in their budget, so its runs at 50,000 steps are that
     grid's runs (`bench report --at-step 50000`) and its later steps are the new information."""
     from dataclasses import replace
@@ -296,11 +296,12 @@ def test_the_horizon_grid_trains_the_ablation_grids_kan4_and_mlp38_for_twice_the
     ablations = load_grid(root / "configs" / "cpu-study-ablations.yaml")
     spec = load_grid(root / "configs" / "cpu-study-horizon.yaml")
     assert spec.steps == 2 * ablations.steps == 100_000 and spec.baseline == "mlp38"
-    assert spec.datasets == ("local:walker2d-medium",) and list(spec.architectures) == ["kan4", "mlp38"]
+    assert spec.datasets == ablations.datasets and list(spec.architectures) == ["kan4", "mlp38"]
     shared = ("seeds", "seeds_per_process", "epoch_steps", "eval_every", "eval_episodes", "device", "compile")
     for field in shared:
         assert getattr(spec, field) == getattr(ablations, field), field
     for name in spec.architectures:
         assert spec.architectures[name] == ablations.architectures[name], name
-        cell = Cell(spec.datasets[0], name, 0)
-        assert spec.run_config(cell) == replace(ablations.run_config(cell), steps=spec.steps), name
+        for dataset in spec.datasets:
+            cell = Cell(dataset, name, 0)
+            assert spec.run_config(cell) == replace(ablations.run_config(cell), steps=spec.steps), (dataset, name)
