@@ -702,7 +702,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-peers", action="store_true", help="leave d3rlpy out (no `make bench-peers` needed)")
     p.set_defaults(func=_speed_cql)
 
-    p = sub.add_parser("report", help="Tables 1-3 (LaTeX, Markdown) and figures with rliable statistics from records")
+    p = sub.add_parser(
+        "report", help="Tables 1-3, 6 and 7 (LaTeX, Markdown) and figures with rliable statistics from records"
+    )
     p.add_argument("results", type=Path, help="folder of run records, e.g. results/smoke (searched recursively)")
     p.add_argument("--tables", type=Path, help="output folder of the tables (default: tables/<results folder name>)")
     p.add_argument("--figures", type=Path, help="output folder of the figures (default: figures/<results folder name>)")

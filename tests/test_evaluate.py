@@ -125,3 +125,18 @@ def test_bad_policies_and_arguments_are_refused() -> None:
         evaluate_policy("hopper", zero_policy, episodes=0)
     with pytest.raises(ValueError, match="together"):
         evaluate_policy("hopper", zero_policy, episodes=1, state_mean=np.zeros(11))
+
+
+@pytest.mark.parametrize("env_name", ["hopper", "walker2d", "halfcheetah"])
+def test_the_registry_knows_each_environments_healthy_reward(env_name: str) -> None:
+    # With a zero action there is no control cost, so a step's reward is the forward velocity plus the healthy
+    # reward; the report takes the healthy reward out of a return to tell standing from moving (Table 7).
+    env = make_env(env_name)
+    try:
+        env.reset(seed=0)
+        for _ in range(5):
+            _, reward, terminated, _, info = env.step(np.zeros(env.action_space.shape, dtype=np.float32))
+            assert not terminated
+            assert reward - info["x_velocity"] == pytest.approx(get_env_spec(env_name).healthy_reward, abs=1e-9)
+    finally:
+        env.close()

@@ -34,7 +34,7 @@ FIGURE_STEMS = [
     "parameters_vs_iqm",
     "training_diagnostics",
 ]
-TABLE_STEMS = ["table1_score", "table2_parameters", "table3_time"]
+TABLE_STEMS = ["table1_score", "table2_parameters", "table3_time", "table7_episodes"]
 
 
 def assert_figures(folder: Path) -> None:
@@ -61,7 +61,7 @@ def test_cli_writes_every_table_and_figure_and_prints_a_summary(
     assert "missing cells: none of 4" in out
     assert "skipped " in out and "seed9.json: corrupt JSON" in out
     assert "IQM [95% CI] over 2 dataset(s) x 3 seed(s): mlp " in out
-    assert f"tables: 8 files in {tables}" in out and f"figures: 13 files in {figures}" in out
+    assert f"tables: 10 files in {tables}" in out and f"figures: 13 files in {figures}" in out
     for stem in [*TABLE_STEMS, "table6_improvement"]:
         assert (tables / f"{stem}.tex").stat().st_size > 0 and (tables / f"{stem}.md").stat().st_size > 0
     assert_figures(figures)

@@ -324,3 +324,36 @@ def test_a_step_the_runs_did_not_evaluate_is_refused(tmp_path: Path, step: int, 
     write_fixture(tmp_path)
     with pytest.raises(BenchError, match=message):
         load_records(tmp_path, at_step=step)
+
+
+def with_episodes(record: dict, returns: list[float], lengths: list[int], *, at: int = -1) -> dict:
+    record["curve"][at]["episode_returns"], record["curve"][at]["episode_lengths"] = returns, lengths
+    return record
+
+
+def test_the_scoring_evaluations_episodes_show_standing_apart_from_moving(tmp_path: Path) -> None:
+    # Hopper pays 1 per step while healthy: a run whose episodes reach the limit with a return of about 1 per step
+    # stands; HalfCheetah pays nothing for it, so its whole return is what moving earned.
+    standing = with_episodes(make_record(HOPPER, "kan", 0, 31.0), [990.0, 1010.0], [1000, 1000])
+    falling = with_episodes(make_record(HOPPER, "kan", 1, 5.0), [150.0, 450.0, 1300.0], [100, 200, 1000])
+    cheetah = with_episodes(make_record(HALFCHEETAH, "kan", 0, 30.0), [3000.0, 1000.0], [1000, 1000])
+    diverged = make_record(HOPPER, "kan", 2, 30.0, status="diverged", last_step=1000)
+    with_episodes(diverged, [300.0], [100])
+    write_records(tmp_path, [standing, falling, cheetah, diverged, make_record(HOPPER, "mlp", 0, None)])
+    runs = load_records(tmp_path).runs.set_index(["dataset", "arch", "seed"])
+    columns = ["episode_length", "time_limit_share", "reward_beyond_healthy"]
+    assert runs.loc[(HOPPER, "kan", 0), columns].tolist() == [1000.0, 1.0, 0.0]
+    # (150 + 450 + 1300 - 1300) / 1300 steps; one of three episodes at the limit.
+    assert runs.loc[(HOPPER, "kan", 1), columns].tolist() == pytest.approx([1300 / 3, 1 / 3, 600 / 1300])
+    assert runs.loc[(HALFCHEETAH, "kan", 0), columns].tolist() == [1000.0, 1.0, 2.0]
+    # A diverged run is read at its last evaluation, like its score; a run without a score has none.
+    assert runs.loc[(HOPPER, "kan", 2), columns].tolist() == [100.0, 0.0, 2.0]
+    assert runs.loc[(HOPPER, "mlp", 0), columns].isna().all()
+
+
+def test_the_episodes_at_a_step_are_that_evaluations(tmp_path: Path) -> None:
+    record = with_episodes(make_record(HOPPER, "kan", 0, 40.0), [1100.0], [1000])
+    write_records(tmp_path, [with_episodes(record, [120.0, 80.0], [50, 50], at=0)])
+    runs = load_records(tmp_path, at_step=1000).runs
+    assert runs[["episode_length", "time_limit_share", "reward_beyond_healthy"]].iloc[0].tolist() == [50.0, 0.0, 1.0]
+    assert load_records(tmp_path).runs["reward_beyond_healthy"].iloc[0] == pytest.approx(0.1)

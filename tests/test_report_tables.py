@@ -1,4 +1,4 @@
-"""Tables 1-3 and 6 from fixture records with known numbers: exact cells, missing data, and well-formed LaTeX."""
+"""Tables 1-3, 6 and 7 from fixture records with known numbers: exact cells, missing data, and well-formed LaTeX."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.report.build import analyze_folder
@@ -15,6 +16,7 @@ from bench.report.figures import write_captions
 from bench.report.stats import Analysis
 from bench.report.tables import (
     Table,
+    episode_table,
     improvement_table,
     latex_text,
     override_notes,
@@ -26,6 +28,7 @@ from bench.report.tables import (
 )
 from tests.report_fixtures import (
     DATASETS,
+    fixture_records,
     make_record,
     record_path,
     scores_without,
@@ -298,11 +301,52 @@ def check_latex(text: str) -> None:
     assert re.search(r"(?<!\\)[%_&]", re.sub(r"\\[%_&]", "", tabular.replace("&", ""))) is None
 
 
+def test_table7_shows_the_episodes_behind_each_score(tmp_path: Path) -> None:
+    # The fixture's episodes: 10 of 1,000 steps returning 1,000 each. On hopper, which pays 1 per healthy step,
+    # that is standing to the limit; on halfcheetah, which pays nothing for it, 1 per step of moving.
+    records = fixture_records()
+    for record in records:
+        if record["cell"] == {"dataset": HOPPER, "arch": "kan", "seed": 2}:
+            last = record["curve"][-1]
+            last["episode_returns"], last["episode_lengths"] = [1500.0] * 5 + [130.0] * 5, [1000] * 5 + [100] * 5
+    write_records(tmp_path, [r for r in records if r["cell"] != {"dataset": HALFCHEETAH, "arch": "mlp", "seed": 0}])
+    table = episode_table(analysis_of(tmp_path))
+    assert table.header == [
+        "Dataset",
+        "Architecture",
+        "Score",
+        "Episode length",
+        "At the time limit",
+        "Reward/step beyond healthy",
+    ]
+    rows = [[cell.text for cell in row] for row in table.rows]
+    assert rows[0] == ["halfcheetah-medium-v2", "mlp", "47.1 ± 0.1", "1000 ± 0", "100%", "1.00 ± 0.00"]
+    assert rows[1] == ["", "kan", "45.0 ± 1.0", "1000 ± 0", "100%", "1.00 ± 0.00"]
+    assert rows[2] == ["hopper-medium-v2", "mlp", "60.0 ± 5.0", "1000 ± 0", "100%", "0.00 ± 0.00"]
+    # kan seed 2: 550 steps per episode, half of them at the limit, (7,500 + 650 - 5,500) / 5,500 per step.
+    per_step = (7_500 + 650 - 5_500) / 5_500
+    assert rows[3][:5] == ["", "kan", "59.0 ± 1.0", f"850 ± {np.std([1000, 1000, 550], ddof=1):.0f}", "83%"]
+    assert rows[3][5] == f"{per_step / 3:.2f} ± {np.std([0, 0, per_step], ddof=1):.2f}"
+    assert table.midrules == {2}
+    caption = to_markdown(table)
+    assert "(time limit 1,000 steps)" in caption
+    assert "scores 31.3 on hopper: a score near that" in caption  # 1,000 healthy steps, normalized
+    assert "Halfcheetah pays no healthy reward" in caption and "Algorithm: CQL." in caption
+
+
+def test_table7_dashes_a_cell_without_a_scored_run(tmp_path: Path) -> None:
+    write_fixture(tmp_path, scores_without((HOPPER, "kan", 0), (HOPPER, "kan", 1), (HOPPER, "kan", 2)))
+    write_grid_file(tmp_path, datasets=(HALFCHEETAH, HOPPER), archs=("mlp", "kan"))
+    table = episode_table(analysis_of(tmp_path))
+    assert [cell.text for cell in table.rows[3]] == ["", "kan", "—", "—", "—", "—"]
+    assert table.notes == ["— no run with a score (1 row(s))."]
+
+
 def test_latex_is_well_formed(complete: Analysis, tmp_path: Path) -> None:
     write_fixture(tmp_path, scores_without((HOPPER, "kan", 2), (HALFCHEETAH, "mlp", 0), (HOPPER, "mlp", 1)))
     ragged = analysis_of(tmp_path)
     for analysis in (complete, ragged):
-        for make in (score_table, parameter_table, time_table):
+        for make in (score_table, parameter_table, time_table, episode_table):
             check_latex(to_latex(make(analysis)))
 
 
@@ -319,7 +363,7 @@ ENGINES = [e for e in ("pdflatex", "lualatex", "xelatex", "tectonic") if shutil.
 @pytest.mark.skipif(not ENGINES, reason="no TeX engine installed (pdflatex, lualatex, xelatex or tectonic)")
 def test_latex_compiles(complete: Analysis, tmp_path: Path) -> None:
     names = []
-    for make in (score_table, parameter_table, time_table):
+    for make in (score_table, parameter_table, time_table, episode_table):
         table = make(complete)
         (tmp_path / f"{table.stem}.tex").write_text(to_latex(table))
         names.append(table.stem)

@@ -22,8 +22,9 @@ LEVELS = ("medium", "medium-replay", "medium-expert")
 
 @dataclass(frozen=True)
 class EnvSpec:
-    """One MuJoCo environment: its Gymnasium id (v4, SPEC 3), sizes, D4RL reference returns and the name of
-    every observation entry, in order."""
+    """One MuJoCo environment: its Gymnasium id (v4, SPEC 3), sizes, D4RL reference returns, the reward it pays
+    for every step it stays healthy (Hopper and Walker2d: 1.0, on top of the forward reward minus the control
+    cost; HalfCheetah: none) and the name of every observation entry, in order."""
 
     name: str
     env_id: str
@@ -32,6 +33,7 @@ class EnvSpec:
     ref_min_score: float
     ref_max_score: float
     max_episode_steps: int = 1000
+    healthy_reward: float = 0.0
     observation_names: tuple[str, ...] = ()
 
 
@@ -108,8 +110,12 @@ HALFCHEETAH_OBSERVATIONS = (
 )
 
 ENVS: dict[str, EnvSpec] = {
-    "hopper": EnvSpec("hopper", "Hopper-v4", 11, 3, -20.272305, 3234.3, observation_names=HOPPER_OBSERVATIONS),
-    "walker2d": EnvSpec("walker2d", "Walker2d-v4", 17, 6, 1.629008, 4592.3, observation_names=WALKER2D_OBSERVATIONS),
+    "hopper": EnvSpec(
+        "hopper", "Hopper-v4", 11, 3, -20.272305, 3234.3, healthy_reward=1.0, observation_names=HOPPER_OBSERVATIONS
+    ),
+    "walker2d": EnvSpec(
+        "walker2d", "Walker2d-v4", 17, 6, 1.629008, 4592.3, healthy_reward=1.0, observation_names=WALKER2D_OBSERVATIONS
+    ),
     "halfcheetah": EnvSpec(
         "halfcheetah", "HalfCheetah-v4", 17, 6, -280.178953, 12135.0, observation_names=HALFCHEETAH_OBSERVATIONS
     ),

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from bench.data.registry import get_env_spec
 from bench.errors import BenchError
 
 SCHEMA_VERSION = 1
@@ -61,6 +62,9 @@ RECORD_COLUMNS = [
     "status",
     "score",
     "score_step",
+    "episode_length",
+    "time_limit_share",
+    "reward_beyond_healthy",
     "steps",
     "steps_done",
     "epoch_steps",
@@ -373,6 +377,27 @@ def usable_score(record: Mapping[str, Any]) -> tuple[float, int | None]:
     return float(record["final_score"]), int(curve[-1]["step"])
 
 
+def scored_episodes(record: Mapping[str, Any]) -> tuple[float, float, float]:
+    """How the episodes of the evaluation that scores a run went: (mean length, share of episodes that ran to
+    the time limit, reward per step beyond the healthy reward); nans for a run without a score.
+
+    Hopper and Walker2d pay a healthy reward for every step until they fall, so a policy that stands still to
+    the time limit scores well above 0 (walker2d: 21.7) without moving. Return minus healthy reward times length
+    is the forward reward minus the control cost, what moving earned; per step, it compares episodes of any length.
+    """
+    _, step = usable_score(record)
+    if step is None:
+        return math.nan, math.nan, math.nan
+    point = record["curve"][-1]
+    returns, lengths = point.get("episode_returns") or [], point.get("episode_lengths") or []
+    if not lengths or len(returns) != len(lengths):
+        return math.nan, math.nan, math.nan
+    env = get_env_spec(record["dataset"]["env"])
+    steps = np.asarray(lengths, dtype=float)
+    beyond = (float(np.sum(returns)) - env.healthy_reward * steps.sum()) / steps.sum()
+    return float(steps.mean()), float(np.mean(steps >= env.max_episode_steps)), beyond
+
+
 def still_improving(record: Mapping[str, Any], min_points: int = 4) -> bool:
     """Whether a finished run's learning curve still rises at its end, so its final score is a budget's limit.
 
@@ -427,6 +452,7 @@ def run_row(path: Path, record: Mapping[str, Any]) -> dict[str, Any]:
     """One row of the runs frame."""
     cell, dataset, params, device = record["cell"], record["dataset"], record["parameters"], record["device"]
     score, score_step = usable_score(record)
+    episode_length, time_limit_share, reward_beyond_healthy = scored_episodes(record)
     return {
         "path": str(path),
         "dataset": cell["dataset"],
@@ -443,6 +469,9 @@ def run_row(path: Path, record: Mapping[str, Any]) -> dict[str, Any]:
         "status": record["status"],
         "score": score,
         "score_step": score_step,
+        "episode_length": episode_length,
+        "time_limit_share": time_limit_share,
+        "reward_beyond_healthy": reward_beyond_healthy,
         "steps": record["config"]["steps"],
         "steps_done": record["steps_done"],
         "epoch_steps": record["epoch_steps"],

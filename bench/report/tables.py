@@ -1,4 +1,4 @@
-"""Tables 1-3 and 6 of the study as LaTeX (booktabs) and Markdown.
+"""Tables 1-3, 6 and 7 of the study as LaTeX (booktabs) and Markdown.
 
 A table is built once as plain-text cells (with the symbols ±, —, †, ‡, ×, −) and rendered twice: Markdown
 keeps the symbols, LaTeX escapes the text and maps each symbol to an ASCII macro, so the .tex files need no
@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.data.registry import get_env_spec, normalized_score
 from bench.errors import BenchError
 from bench.fileio import atomic_write_text
 from bench.report.records import ALGORITHM_LABELS
@@ -476,7 +477,7 @@ def parameter_table(analysis: Analysis) -> Table:
     """Table 2: actor and critic parameters per environment and architecture, reduction against the baseline."""
     rec, baseline = analysis.records, analysis.baseline
     runs = rec.runs
-    envs = sorted(runs["env"].unique(), key=lambda e: (ENV_ORDER.index(e) if e in ENV_ORDER else len(ENV_ORDER), e))
+    envs = sorted(runs["env"].unique(), key=_env_rank)
     # IQL's value network gets a column of its own; other algorithms' rows show a dash there.
     value = bool(runs["value_params"].notna().any())
     table = Table(
@@ -681,8 +682,94 @@ def _improvement_cell(interval: Interval | None) -> Cell:
     return Cell(interval_text(interval, decimals=2), interval.low > 0.5 or interval.high < 0.5)
 
 
+def episode_table(analysis: Analysis) -> Table:
+    """Table 7: the episodes behind each score - their length, how many ran to the time limit, and the reward
+    per step beyond the healthy reward, so a policy that stands still is not read as one that moves."""
+    rec = analysis.records
+    names = rec.display_names()
+    runs = rec.runs[rec.runs["score"].notna() & rec.runs["episode_length"].notna()]
+    table = Table(
+        stem="table7_episodes",
+        number=7,
+        title="Episodes of the scoring evaluations",
+        caption="",
+        header=[
+            "Dataset",
+            "Architecture",
+            "Score",
+            "Episode length",
+            "At the time limit",
+            "Reward/step beyond healthy",
+        ],
+        align="llrrrr",
+    )
+    missing = 0
+    for dataset in rec.datasets:
+        for i, arch in enumerate(rec.architectures):
+            label = names[dataset] if i == 0 else ""
+            group = runs[(runs["dataset"] == dataset) & (runs["arch"] == arch)]
+            if group.empty:
+                missing += 1
+                table.add_row([label, arch, *[MISSING] * 4], rule_before=i == 0)
+                continue
+            n = len(group)
+
+            def spread(column: str, decimals: int, group: pd.DataFrame = group, n: int = n) -> str:
+                return mean_std(float(group[column].mean()), float(group[column].std(ddof=1)), n, decimals)
+
+            at_limit = f"{100.0 * group['time_limit_share'].mean():.0f}%"
+            row = [label, arch, spread("score", SCORE_DECIMALS), spread("episode_length", 0), at_limit]
+            table.add_row([*row, spread("reward_beyond_healthy", 2)], rule_before=i == 0)
+
+    envs = [get_env_spec(env) for env in sorted(runs["env"].unique(), key=_env_rank)]
+    limits = sorted({env.max_episode_steps for env in envs})
+    limit = f" (time limit {', '.join(f'{n:,}' for n in limits)} steps)" if limits else ""
+    healthy = [env for env in envs if env.healthy_reward]
+    standing = ""
+    if healthy:
+        scores = " and ".join(
+            f"{normalized_score(env.name, env.healthy_reward * env.max_episode_steps):.1f} on {env.name}"
+            for env in healthy
+        )
+        if len({env.healthy_reward for env in healthy}) == 1:
+            rewards = f"of {healthy[0].healthy_reward:g} per step"
+        else:
+            rewards = "per step (" + ", ".join(f"{env.name} {env.healthy_reward:g}" for env in healthy) + ")"
+        standing = (
+            f" {' and '.join(env.name for env in healthy).capitalize()} pay{'s' if len(healthy) == 1 else ''} a "
+            "healthy reward "
+            f"{rewards} until the body falls, so a policy "
+            f"that stands still to the time limit at no control cost scores {scores}: a score near that with its "
+            "episodes at the time limit and a reward per step beyond the healthy reward near 0 is a policy standing, "
+            "not moving."
+        )
+    unhealthy = [env.name for env in envs if not env.healthy_reward]
+    if unhealthy:
+        one = len(unhealthy) == 1
+        standing += (
+            f" {' and '.join(unhealthy).capitalize()} pay{'s' if one else ''} no healthy reward and never "
+            f"end{'s' if one else ''} an episode early."
+        )
+    when = f"at step {rec.at_step:,}" if rec.at_step is not None else "that gives each run its score (Table 1)"
+    table.caption = (
+        f"The evaluation {when}: per run over its episodes, then mean ± sample standard deviation over runs. "
+        f"Episode length: environment steps per episode{limit}. At the time limit: the share of episodes that "
+        "reached it, over all runs. Reward/step beyond healthy: (return − healthy reward × length) / length over "
+        "a run's episodes, the forward reward minus the control cost, i.e. what moving earned per step."
+        f"{standing} {rec.algorithm_phrase()}"
+    )
+    if missing:
+        table.notes.append(f"{MISSING} no run with a score ({missing} row(s)).")
+    return table
+
+
+def _env_rank(env: str) -> tuple[int, str]:
+    return (ENV_ORDER.index(env) if env in ENV_ORDER else len(ENV_ORDER), env)
+
+
 def build_tables(analysis: Analysis) -> list[Table]:
     tables = [score_table(analysis), parameter_table(analysis), time_table(analysis)]
     if len(analysis.records.architectures) > 1 and analysis.baseline in analysis.records.architectures:
         tables.append(improvement_table(analysis))
+    tables.append(episode_table(analysis))
     return tables
