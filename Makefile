@@ -60,7 +60,7 @@ gpu-check: setup
 # LAUNCHER=local|ray; WORKERS=N cells at once (default: 1 local, as many as the resources fit on Ray);
 # RAY_ADDRESS=host:port joins an existing Ray cluster; FORCE=1 retrains finished cells.
 # E.g. `make reproduce LAUNCHER=ray`.
-.PHONY: smoke demo reproduce reproduce-local local-data study-lr study study-ablations study-horizon study-algorithms-lr
+.PHONY: smoke demo reproduce reproduce-local local-data study-lr study study-ablations study-horizon study-width study-algorithms-lr
 .PHONY: study-algorithms
 LAUNCHER ?= local
 WORKERS ?=
@@ -189,6 +189,17 @@ study-ablations: local-data
 	$(PY) -m bench report $(RESULTS)/cpu-study-ablations
 	$(PY) -m bench actions $(RESULTS)/cpu-study-ablations --local-dir $(LOCAL_DATA)
 	$(PY) -m bench deploy $(RESULTS)/cpu-study-ablations --local-dir $(LOCAL_DATA)
+
+# Width against layer (configs/cpu-study-width.yaml): an MLP actor of kan4's width and a KAN actor of mlp38's width
+# beside the ablation grid's kan4 and mlp38, whose records are adopted rather than trained again. Two workers; run
+# it again to resume. Then its report and Table 5 of its actors.
+study-width: WORKERS := $(or $(WORKERS),2)
+study-width: local-data
+	$(PY) -m bench grid adopt configs/cpu-study-width.yaml --from $(RESULTS)/cpu-study-ablations --results $(RESULTS) \
+		--local-dir $(LOCAL_DATA)
+	$(GRID_RUN) configs/cpu-study-width.yaml --local-dir $(LOCAL_DATA) --no-progress
+	$(PY) -m bench report $(RESULTS)/cpu-study-width
+	$(PY) -m bench actions $(RESULTS)/cpu-study-width --local-dir $(LOCAL_DATA)
 
 # The CPU study at twice its budget (configs/cpu-study-horizon.yaml): the ablations' kan4 and mlp38 for 100,000
 # steps on recipe 2 walker2d-medium, two groups of five seeds side by side at once; then its report and Table 5.

@@ -305,3 +305,37 @@ def test_the_horizon_grid_trains_the_ablation_grids_kan4_and_mlp38_for_twice_the
         for dataset in spec.datasets:
             cell = Cell(dataset, name, 0)
             assert spec.run_config(cell) == replace(ablations.run_config(cell), steps=spec.steps), (dataset, name)
+
+
+def test_the_width_grid_crosses_kan4s_and_mlp38s_layers_with_their_widths() -> None:
+    """configs/cpu-study-width.yaml: the ablation grid's kan4 and mlp38 cells unchanged (so their records are
+    adopted), an MLP of kan4's width and a KAN of mlp38's width, each with kan4's KAN options, critics and rate."""
+    from dataclasses import replace
+
+    from bench.grid.spec import Cell, load_grid
+
+    root = Path(__file__).resolve().parents[1]
+    ablations = load_grid(root / "configs" / "cpu-study-ablations.yaml")
+    spec = load_grid(root / "configs" / "cpu-study-width.yaml")
+    assert list(spec.architectures) == ["kan4", "mlp4", "kan38", "mlp38"] and spec.baseline == "kan4"
+    assert spec.datasets == ablations.datasets
+    shared = ("seeds", "seeds_per_process", "steps", "epoch_steps", "eval_every", "eval_episodes", "device", "compile")
+    for field in shared:
+        assert getattr(spec, field) == getattr(ablations, field), field
+    archs = spec.architectures
+    for name in ("kan4", "mlp38"):
+        assert replace(archs[name], description="") == replace(ablations.architectures[name], description=""), name
+    assert (archs["mlp4"].actor.kind, archs["mlp4"].actor.hidden) == ("mlp", archs["kan4"].actor.hidden)
+    assert (archs["kan38"].actor.kind, archs["kan38"].actor.hidden) == ("kan", archs["mlp38"].actor.hidden)
+    for name in ("mlp4", "kan38"):
+        assert archs[name].critic == archs["kan4"].critic and archs[name].kan == archs["kan4"].kan, name
+    for dataset in spec.datasets:
+        for name in archs:
+            cell = Cell(dataset, name, 0)
+            assert spec.run_config(cell).cql == ablations.run_config(Cell(dataset, "kan4", 0)).cql, (dataset, name)
+        for name in ("kan4", "mlp38"):
+            assert spec.run_config(Cell(dataset, name, 0)) == ablations.run_config(Cell(dataset, name, 0)), name
+    assert (
+        "$(PY) -m bench grid adopt configs/cpu-study-width.yaml --from $(RESULTS)/cpu-study-ablations"
+        in (root / "Makefile").read_text()
+    )
