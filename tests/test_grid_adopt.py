@@ -87,6 +87,27 @@ def test_adopted_records_are_the_runs_the_grid_would_train(
     assert "adopted 0 record(s)" in capsys.readouterr().out
 
 
+def test_adopting_an_adopted_record_names_the_run_that_trained_it(source: tuple[Path, Path], tmp_path: Path) -> None:
+    root, data = source
+    results = tmp_path / "results"
+    (tmp_path / "first").mkdir()
+    first = ablation_grid(tmp_path / "first", data)
+    assert main(["grid", "adopt", str(first), "--from", str(root), "--results", str(results)]) == 0
+    (tmp_path / "second").mkdir()
+    second = tiny_grid(
+        tmp_path / "second", [f"local:{data}"], archs=({"net": NET},), seeds=(0, 1), seeds_per_process=2, name="again"
+    )
+    first_root = ResultsStore.for_grid(results, load_grid(first)).root
+    assert main(["grid", "adopt", str(second), "--from", str(first_root), "--results", str(results)]) == 0
+    spec = load_grid(second)
+    store = ResultsStore.for_grid(results, spec)
+    for cell in spec.cells():
+        adopted = store.record_path(cell)
+        original = root / adopted.relative_to(store.root)
+        assert (store.root / read(adopted)["adopted_from"]).resolve() == original.resolve()
+        assert same_run(read(adopted)) == same_run(read(original))
+
+
 @pytest.mark.parametrize(
     ("changes", "reason"),
     [

@@ -13,7 +13,8 @@ into this grid's store when the record is the run this grid would make:
 On CPU such a run repeats to the bit (the ablation grid's kan4 repeated the CPU study's five records exactly, at
 another commit and across a resume), so adopting it stands for training it. An adopted record
 is the source record with two changes: `grid_overrides` says this grid's overrides (the settings are the same, or
-the fingerprints would differ), and `adopted_from` names the source record relative to this grid's folder. Cells
+the fingerprints would differ), and `adopted_from` names the source record relative to this grid's folder (the
+record of the training run: adopting an adopted record points past it to its own source). Cells
 that are finished, or locked by a running worker, are left alone; a worker that reaches an adopted cell skips it.
 """
 
@@ -30,7 +31,7 @@ from bench.data.loader import load_dataset
 from bench.errors import BenchError
 from bench.fileio import atomic_output, atomic_write_json
 from bench.grid.spec import Cell, GridSpec
-from bench.grid.store import FINISHED, CellLock, ResultsStore, checkpoint_seeds, error_path
+from bench.grid.store import FINISHED, GRID_FILE, CellLock, ResultsStore, checkpoint_seeds, error_path
 from bench.train import actor_path, architecture_summary, config_fingerprint, read_record
 
 NO_RECORD = "no finished record of this configuration"
@@ -130,7 +131,7 @@ def _adopt(spec: GridSpec, store: ResultsStore, cell: Cell, path: Path, record: 
         adopted = {
             **record,
             "grid_overrides": spec.record_overrides(cell),
-            "adopted_from": os.path.relpath(path.resolve(), store.root.resolve()),
+            "adopted_from": os.path.relpath(_original(path, record), store.root.resolve()),
         }
         if actor_path(path).is_file():
             with atomic_output(actor_path(out)) as tmp:
@@ -139,6 +140,16 @@ def _adopt(spec: GridSpec, store: ResultsStore, cell: Cell, path: Path, record: 
         error_path(out).unlink(missing_ok=True)
     _drop_finished_checkpoints(out.parent)
     return True
+
+
+def _original(path: Path, record: dict[str, Any]) -> Path:
+    """The record of the training run itself: a record that was adopted in its own grid names its source
+    relative to that grid's folder (the one holding grid.yaml), so adopting it again points past it."""
+    earlier = record.get("adopted_from")
+    grid_root = next((folder for folder in path.resolve().parents if (folder / GRID_FILE).is_file()), None)
+    if earlier and grid_root is not None and (grid_root / earlier).is_file():
+        return (grid_root / earlier).resolve()
+    return path.resolve()
 
 
 def _drop_finished_checkpoints(folder: Path) -> None:

@@ -30,6 +30,8 @@ from bench.train import RunConfig, read_record
 FINISHED = ("done", "diverged")
 STATES = ("done", "diverged", "failed", "running", "partial", "missing")
 
+GRID_FILE = "grid.yaml"  # the resolved grid, beside its records
+
 
 @dataclass(frozen=True)
 class CheckpointProgress:
@@ -119,7 +121,7 @@ class ResultsStore:
 
     @property
     def grid_file(self) -> Path:
-        return self.root / "grid.yaml"
+        return self.root / GRID_FILE
 
     @property
     def arch_file(self) -> Path:
