@@ -24,6 +24,7 @@ import sys
 import time
 import traceback
 import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -412,6 +413,33 @@ def load_trained_actor(record_path: Path) -> tuple[torch.nn.Module, dict[str, An
     return actor.eval(), record
 
 
+def trained_policy(record_path: Path) -> tuple[Callable[[np.ndarray], np.ndarray], dict[str, Any]]:
+    """The final actor of a finished record as a policy on raw environment states, and the record.
+
+    The policy maps a batch of states (n, obs_dim) to the actor's deterministic actions (n, act_dim), normalizing
+    them with the dataset statistics the record keeps (`evaluation.state_normalization`), as the run's own
+    evaluations did, so it needs neither the dataset nor the suite's evaluation loop:
+    `evaluate_policy(env, policy, episodes=..., seed=...)` or a Gymnasium loop of one's own.
+    """
+    actor, record = load_trained_actor(record_path)
+    evaluation = record["evaluation"]
+    if "state_normalization" not in evaluation:
+        raise BenchError(
+            f"{record_path} predates the state statistics in records: normalize states yourself with the dataset's "
+            "(bench.data.load_dataset(...).state_mean and .state_std) and call the actor from load_trained_actor"
+        )
+    stats = evaluation["state_normalization"]
+    mean = np.asarray(stats["mean"], dtype=np.float64) if stats else 0.0
+    std = np.asarray(stats["std"], dtype=np.float64) if stats else 1.0
+
+    def policy(states: np.ndarray) -> np.ndarray:
+        normalized = torch.as_tensor((np.asarray(states, dtype=np.float64) - mean) / std, dtype=torch.float32)
+        with torch.no_grad():
+            return actor.act(normalized).numpy()
+
+    return policy, record
+
+
 def group_checkpoint_path(outs: list[Path]) -> Path:
     """The checkpoint of the seeds whose records are `outs` (one folder): `seed0+seed1.ckpt.pt`, `seed0.ckpt.pt`."""
     return outs[0].with_name("+".join(out.name.removesuffix(".json") for out in outs) + ".ckpt.pt")
@@ -631,6 +659,13 @@ def _new_record(
             "episodes": config.eval_episodes,
             "seed": config.seed * config.eval_episodes,
             "env_id": env.env_id,
+            # How the actor sees a state, (state - mean) / std with the dataset's statistics, so the final actor
+            # beside the record acts without the dataset (`trained_policy`); None: it sees the raw state.
+            "state_normalization": (
+                {"mean": [float(x) for x in dataset.state_mean], "std": [float(x) for x in dataset.state_std]}
+                if config.normalize_states
+                else None
+            ),
         },
         "epoch_steps": config.epoch_steps,
         "steps_done": 0,

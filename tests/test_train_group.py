@@ -15,6 +15,7 @@ from bench import train
 from bench.agents.cql import CQL, Batch, CQLConfig, StepNoise
 from bench.cli import main
 from bench.errors import BenchError
+from bench.evaluate import evaluate_policy
 from bench.nets.heads import TanhGaussianActor
 from bench.nets.spec import count_parameters, get_architecture
 from bench.train import RunConfig, train_group
@@ -278,3 +279,29 @@ def test_a_compiled_update_keeps_dynamos_optimizer_profiler_warning_out_of_the_l
         logger.warning("Profiler record function %s will be ignored", "<class 'record_function'>")
         logger.warning("Graph break: something else")
     assert [r.getMessage() for r in caplog.records] == ["Graph break: something else"]
+
+
+@pytest.mark.parametrize("normalize_states", [True, False])
+def test_the_final_actor_replays_the_runs_last_evaluation_from_its_record_alone(
+    tmp_path: Path, hopper_file: Path, normalize_states: bool
+) -> None:
+    out = tmp_path / "seed0.json"
+    record = train.train_cell(tiny_config(hopper_file, normalize_states=normalize_states), out, progress=False)
+    stats = record["evaluation"]["state_normalization"]
+    if normalize_states:
+        dataset = train.load_dataset(f"local:{hopper_file}")
+        assert stats == {"mean": dataset.state_mean.tolist(), "std": dataset.state_std.tolist()}
+    else:
+        assert stats is None
+    policy, loaded = train.trained_policy(out)
+    assert loaded == record
+    evaluation = record["evaluation"]
+    result = evaluate_policy("hopper", policy, episodes=evaluation["episodes"], seed=evaluation["seed"])
+    last = record["curve"][-1]
+    assert [int(n) for n in result.lengths] == last["episode_lengths"]
+    np.testing.assert_allclose(result.returns, last["episode_returns"], rtol=1e-6)
+
+    del loaded["evaluation"]["state_normalization"]  # a record from before the statistics were kept
+    out.write_text(json.dumps(loaded))
+    with pytest.raises(BenchError, match="predates the state statistics"):
+        train.trained_policy(out)
