@@ -331,7 +331,7 @@ def test_table7_shows_the_episodes_behind_each_score(tmp_path: Path) -> None:
     caption = to_markdown(table)
     assert "(time limit 1,000 steps)" in caption
     assert "scores 31.3 on hopper: a score near that" in caption  # 1,000 healthy steps, normalized
-    assert "Halfcheetah pays no healthy reward" in caption and "Algorithm: CQL." in caption
+    assert "Halfcheetah pays no healthy reward." in caption and "Algorithm: CQL." in caption
 
 
 def test_table7_dashes_a_cell_without_a_scored_run(tmp_path: Path) -> None:

@@ -727,28 +727,24 @@ def episode_table(analysis: Analysis) -> Table:
     healthy = [env for env in envs if env.healthy_reward]
     standing = ""
     if healthy:
+        payers = " and ".join(env.name for env in healthy).capitalize() + (" pays" if len(healthy) == 1 else " pay")
+        if len({env.healthy_reward for env in healthy}) == 1:
+            rewards = f"{healthy[0].healthy_reward:g} per step"
+        else:
+            rewards = ", ".join(f"{env.healthy_reward:g} per step on {env.name}" for env in healthy)
         scores = " and ".join(
             f"{normalized_score(env.name, env.healthy_reward * env.max_episode_steps):.1f} on {env.name}"
             for env in healthy
         )
-        if len({env.healthy_reward for env in healthy}) == 1:
-            rewards = f"of {healthy[0].healthy_reward:g} per step"
-        else:
-            rewards = "per step (" + ", ".join(f"{env.name} {env.healthy_reward:g}" for env in healthy) + ")"
         standing = (
-            f" {' and '.join(env.name for env in healthy).capitalize()} pay{'s' if len(healthy) == 1 else ''} a "
-            "healthy reward "
-            f"{rewards} until the body falls, so a policy "
-            f"that stands still to the time limit at no control cost scores {scores}: a score near that with its "
-            "episodes at the time limit and a reward per step beyond the healthy reward near 0 is a policy standing, "
-            "not moving."
+            f" {payers} a healthy reward of {rewards} until the body falls, so a policy that stands still to the "
+            f"time limit at no control cost scores {scores}: a score near that, with the episodes at the time limit "
+            "and about 0 reward per step beyond the healthy reward, is a policy standing, not moving."
         )
     unhealthy = [env.name for env in envs if not env.healthy_reward]
     if unhealthy:
-        one = len(unhealthy) == 1
         standing += (
-            f" {' and '.join(unhealthy).capitalize()} pay{'s' if one else ''} no healthy reward and never "
-            f"end{'s' if one else ''} an episode early."
+            f" {' and '.join(unhealthy).capitalize()} pay{'s' if len(unhealthy) == 1 else ''} no healthy reward."
         )
     when = f"at step {rec.at_step:,}" if rec.at_step is not None else "that gives each run its score (Table 1)"
     table.caption = (
