@@ -419,7 +419,9 @@ def trained_policy(record_path: Path) -> tuple[Callable[[np.ndarray], np.ndarray
     The policy maps a batch of states (n, obs_dim) to the actor's deterministic actions (n, act_dim), normalizing
     them with the dataset statistics the record keeps (`evaluation.state_normalization`), as the run's own
     evaluations did, so it needs neither the dataset nor the suite's evaluation loop:
-    `evaluate_policy(env, policy, episodes=..., seed=...)` or a Gymnasium loop of one's own.
+    `evaluate_policy(env, policy, episodes=..., seed=...)` or a Gymnasium loop of one's own. For a seed trained
+    alone that replays the run's evaluations; a seed trained side by side acted through its group's batched
+    actor, whose float32 rounding differs, so its long episodes can drift slightly from the record's.
     """
     actor, record = load_trained_actor(record_path)
     evaluation = record["evaluation"]
