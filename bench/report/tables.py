@@ -712,14 +712,12 @@ def episode_table(analysis: Analysis) -> Table:
                 missing += 1
                 table.add_row([label, arch, *[MISSING] * 4], rule_before=i == 0)
                 continue
-            n = len(group)
-
-            def spread(column: str, decimals: int, group: pd.DataFrame = group, n: int = n) -> str:
-                return mean_std(float(group[column].mean()), float(group[column].std(ddof=1)), n, decimals)
-
+            score, length, beyond = (
+                values_mean_std(group[column].tolist(), decimals)
+                for column, decimals in (("score", SCORE_DECIMALS), ("episode_length", 0), ("reward_beyond_healthy", 2))
+            )
             at_limit = f"{100.0 * group['time_limit_share'].mean():.0f}%"
-            row = [label, arch, spread("score", SCORE_DECIMALS), spread("episode_length", 0), at_limit]
-            table.add_row([*row, spread("reward_beyond_healthy", 2)], rule_before=i == 0)
+            table.add_row([label, arch, score, length, at_limit, beyond], rule_before=i == 0)
 
     envs = [get_env_spec(env) for env in sorted(runs["env"].unique(), key=_env_rank)]
     limits = sorted({env.max_episode_steps for env in envs})
