@@ -102,6 +102,9 @@ class RunConfig:
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise BenchError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
         get_algorithm(self.algo)
+        for name, value in _settings(self.to_dict()):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise BenchError(f"setting {name}: {non_finite_setting(value)}")
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled as its settings and rebuilt by the code that unpickles it: a grid's worker imports the code
@@ -120,6 +123,24 @@ class RunConfig:
         if self.algo == DEFAULT_ALGORITHM:
             data.pop("algo")
         return data
+
+
+def _settings(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Every setting of a configuration dict by dotted name (`cql.cql_alpha`)."""
+    found = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        found += _settings(value, f"{name}.") if isinstance(value, dict) else [(name, value)]
+    return found
+
+
+def non_finite_setting(value: float) -> str:
+    """Why a setting cannot be infinite or NaN: the record's JSON cannot hold it (CORL's infinite clipping bounds
+    are None here)."""
+    return (
+        f"{value} is not a finite number, and the record (JSON) cannot hold infinity or NaN; for no bound where "
+        "CORL writes -inf or inf, leave the setting at its default (null)"
+    )
 
 
 def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
@@ -154,6 +175,8 @@ def apply_overrides(config: Any, overrides: list[str]) -> Any:
             value = float(value)
         if not isinstance(value, allowed):
             raise BenchError(f"bad override {item!r}: {key} takes {hints[key]}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BenchError(f"bad override {item!r}: {non_finite_setting(value)}")
         changes[key] = value
     try:
         return dataclasses.replace(config, **changes)
@@ -470,7 +493,9 @@ def train_group(
     agent's own randomness (CQL's policy noise and uniform actions, TD3+BC's target noise) comes from one stream
     of the group. A seed whose losses stop being finite
     gets its `diverged` record at once and the others go on. Records are the single-seed format plus `group`;
-    the group checkpoints to `group_checkpoint_path(outs)` and resumes from it. `config.seed` is ignored.
+    the group checkpoints to `group_checkpoint_path(outs)` and resumes from it, with every seed it holds: a seed
+    whose record is finished by then (it diverged) trains along and its record is left as it is. Without a
+    checkpoint a done record is refused unless `force`. `config.seed` is ignored.
     """
     config.validate()
     outs = [Path(out) for out in outs]
@@ -478,10 +503,25 @@ def train_group(
         raise BenchError(f"seeds {seeds} and record paths {[str(o) for o in outs]}: give distinct seeds, one path each")
     if len({out.parent for out in outs}) != 1:
         raise BenchError("the records of a group of seeds must go to one folder")
-    for out in outs:
+    ckpt_path = group_checkpoint_path(outs)
+    # A seed that finished before the group's checkpoint was resumed (it diverged, or the process was killed while
+    # the records were written) trains along, since the seeds share every step, but its record is kept as it is.
+    kept: dict[int, dict[str, Any]] = {}
+    for p, out in enumerate(outs):
+        if out.is_dir():
+            raise BenchError(f"{out} is a folder; a record's path names a file (seed<k>.json)")
         existing = read_record(out)
-        if existing is not None and existing["status"] == "done" and not force:
+        if existing is None or existing["status"] not in ("done", "diverged") or force:
+            continue
+        if ckpt_path.exists():
+            kept[p] = existing
+        elif existing["status"] == "done":
             raise BenchError(f"{out} already holds a finished record; pass --force to train again and overwrite it")
+    if len(kept) == len(outs):
+        raise BenchError(
+            f"{outs[0].parent} already holds the finished records of seeds {seeds}; pass --force to train them "
+            "again and overwrite them"
+        )
     configs = [dataclasses.replace(config, seed=seed) for seed in seeds]
     arch = get_architecture(config.arch, Path(config.arch_file) if config.arch_file else None)
     device = resolve_device(config.device)
@@ -490,7 +530,6 @@ def train_group(
         config.dataset, cache_dir=cache_dir, local_dir=local_dir, normalize_reward=config.normalize_reward
     )
     env = dataset.env
-    ckpt_path = group_checkpoint_path(outs)
     if force:
         ckpt_path.unlink(missing_ok=True)
 
@@ -514,7 +553,14 @@ def train_group(
     legacy_fingerprint = group_fingerprint([config_fingerprint(c, with_arch_file=True) for c in configs])
 
     if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        try:
+            state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        except Exception as exc:  # a torn copy, a foreign file: whatever torch raises, the advice is the same
+            reason = (str(exc).strip().splitlines() or [""])[0]
+            raise BenchError(
+                f"checkpoint {ckpt_path} cannot be read ({type(exc).__name__}: {reason}); delete it to start the "
+                "cell over, or pass --force"
+            ) from None
         if state.get("config_fingerprint") not in (fingerprint, legacy_fingerprint):
             raise BenchError(
                 f"checkpoint {ckpt_path} was written by a different configuration; "
@@ -534,10 +580,12 @@ def train_group(
 
     active = [p for p, r in enumerate(records) if r["status"] != "diverged"]
     epochs = config.steps // config.epoch_steps
+    # The checkpoint's step; a seed that diverged before it stopped counting at its divergence.
+    steps_done = max(r["steps_done"] for r in records)
     label = f"s{seeds[0]}" if len(seeds) == 1 else f"seeds {','.join(map(str, seeds))}"
     bar = tqdm(
         total=config.steps,
-        initial=records[0]["steps_done"],
+        initial=steps_done,
         unit="step",
         desc=f"{config.arch} {config.dataset} {label}",
         disable=not progress,
@@ -545,7 +593,7 @@ def train_group(
         file=sys.stderr,
     )
     try:
-        for epoch in range(records[0]["steps_done"] // config.epoch_steps, epochs):
+        for epoch in range(steps_done // config.epoch_steps, epochs):
             seconds, means = _train_epoch(
                 agent, data, batch_generators, config.epoch_steps, config.agent_config.batch_size
             )
@@ -566,7 +614,7 @@ def train_group(
                     record["status"] = "diverged"
                     record["error"] = f"non-finite {', '.join(bad)} in the epoch ending at step {step}"
                     active.remove(p)
-                    records[p] = _finish_record(record, outs[p])
+                    records[p] = record if p in kept else _finish_record(record, outs[p])
                 elif step % config.eval_every == 0 or step == config.steps:
                     record["curve"].append(_evaluate(agent, p, dataset, configs[p], record["evaluation"]["seed"], step))
             if not active:
@@ -603,10 +651,14 @@ def train_group(
     bar.close()
 
     for p in active:
+        if p in kept:
+            continue
         if records[p]["status"] == "done":
             # The final policy, small enough to keep with the record (deployment and inspection load it).
             atomic_torch_save(agent.member_actor(p).state_dict(), actor_path(outs[p]))
         records[p] = _finish_record(records[p], outs[p])
+    for p, record in kept.items():
+        records[p] = record
     failed = [r for r in records if r["status"] == "failed"]
     if not failed:
         ckpt_path.unlink(missing_ok=True)

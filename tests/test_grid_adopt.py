@@ -10,7 +10,7 @@ import pytest
 
 from bench import train
 from bench.cli import main
-from bench.grid.adopt import BEING_TRAINED, NO_RECORD, adopt_records
+from bench.grid.adopt import BEING_TRAINED, NO_RECORD, _drop_finished_checkpoints, adopt_records
 from bench.grid.spec import load_grid
 from bench.grid.store import CellLock, ResultsStore
 from tests.d4rl_files import write_small_d4rl_file
@@ -175,6 +175,19 @@ def test_a_locked_cell_is_left_to_its_worker_and_a_partial_one_loses_its_checkpo
     assert checkpoint.exists()  # seed 1 would still resume from it
     adoptions = adopt_records(spec, store, root)
     assert [a.cell.seed for a in adoptions if a.source is not None] == [1]
+    assert not checkpoint.exists()
+
+
+def test_a_finished_groups_checkpoint_stays_while_the_group_trains_again(tmp_path: Path) -> None:
+    seeds = [tmp_path / f"seed{s}.json" for s in (0, 1)]
+    for path in seeds:
+        path.write_text(json.dumps({"status": "done"}))
+    checkpoint = train.group_checkpoint_path(seeds)
+    checkpoint.write_bytes(b"the checkpoint of a --force run over finished records")
+    with CellLock(seeds[1]):
+        _drop_finished_checkpoints(tmp_path)
+    assert checkpoint.exists()
+    _drop_finished_checkpoints(tmp_path)
     assert not checkpoint.exists()
 
 

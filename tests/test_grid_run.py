@@ -21,7 +21,7 @@ from bench.errors import BenchError
 from bench.grid.launchers import CellOutcome, CellTask, LocalLauncher, RayLauncher
 from bench.grid.run import GridResult, Progress
 from bench.grid.spec import Cell, Resources, load_grid
-from bench.grid.store import CellLock, ResultsStore, error_path
+from bench.grid.store import CellLock, ResultsStore, error_path, record_differences
 from bench.report.build import analyze_folder
 from bench.report.records import load_records
 from bench.report.tables import score_table
@@ -438,6 +438,44 @@ def test_results_of_another_configuration_are_not_mixed(
     assert "Warning" not in plan and "(--force: finished cells train again, checkpoints are discarded)" in plan
 
 
+def test_finished_records_of_other_settings_than_their_cells_are_not_kept_as_done(
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results"
+    data = [f"local:{hopper_file}"]
+    folders = {name: tmp_path / name for name in ("before", "alpha", "redefined")}
+    for folder in folders.values():
+        folder.mkdir()
+    small = {"small": {"actor": "mlp[8]", "critic": "mlp[8]"}}
+    before = tiny_grid(folders["before"], data, (small,))
+    assert main(["grid", "run", str(before), "--results", str(results)]) == 0
+    capsys.readouterr()
+    # grid.yaml holds only the last run's configuration: a --force run of a new alpha, killed before any cell
+    # finished, leaves it naming the new alpha beside the old records, and check_grid has nothing to object to.
+    alpha = {"batch_size": 16, "cql_n_actions": 2, "cql_alpha": 1.0}
+    grid = tiny_grid(folders["alpha"], data, (small,), cql=alpha)
+    spec = load_grid(grid)
+    store = ResultsStore.for_grid(results, spec)
+    store.write_grid(spec)
+    store.check_grid(spec)
+    assert main(["grid", "run", str(grid), "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert "1 finished record(s)" in err and "config.cql.cql_alpha: 10.0 -> 1.0" in err and "--force" in err
+    assert main(["grid", "run", str(grid), "--results", str(results), "--dry-run"]) == 0
+    assert "\nWarning, the run would stop: 1 finished record(s)" in capsys.readouterr().out
+    # An architecture dropped from the grid and added back under its name with another definition.
+    redefined = tiny_grid(folders["redefined"], data, ({"small": {"actor": "mlp[16]", "critic": "mlp[8]"}},))
+    assert main(["grid", "run", str(redefined), "--results", str(results), "--dry-run"]) == 0
+    assert "architecture.actor: 'mlp[8]' -> 'mlp[16]'" in capsys.readouterr().out
+    # A record written before a setting existed ran with its default and stays valid.
+    cell = spec.cells()[0]
+    record = read(store.record_path(cell))
+    del record["config"]["compile"]
+    assert not record_differences(record, load_grid(before).run_config(cell), spec.architectures["small"])
+    assert main(["grid", "run", str(grid), "--results", str(results), "--force"]) == 0
+    assert read(store.record_path(cell))["config"]["cql"]["cql_alpha"] == 1.0
+
+
 def test_records_of_regenerated_data_are_not_mixed(
     hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -623,6 +661,65 @@ def test_a_killed_group_is_partial_and_resumes_as_a_group(
     for path, expected in zip(paths, reference, strict=True):
         got = read(path)
         assert got["steps_done"] == 200 and got["curve"] == expected["curve"]
+
+
+def test_a_group_killed_after_one_seed_diverged_resumes_with_that_seed_along(
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = train._train_epoch
+    calls = {"epochs": 0}
+
+    def seed_zero_diverges_in_the_first_epoch(*args, **kwargs):
+        calls["epochs"] += 1
+        seconds, losses = real(*args, **kwargs)
+        if calls["epochs"] == 1:
+            losses = {**losses, "critic_loss": losses["critic_loss"].copy()}
+            losses["critic_loss"][0] = float("nan")
+        return seconds, losses
+
+    grid = tiny_grid(
+        tmp_path, [f"local:{hopper_file}"], seeds=(0, 1), steps=200, epoch_steps=50, eval_every=200, seeds_per_process=2
+    )
+    spec = load_grid(grid)
+    results = tmp_path / "results"
+    paths = [ResultsStore.for_grid(results, spec).record_path(cell) for cell in spec.cells()]
+    config = spec.run_config(spec.cells()[0])
+    monkeypatch.setattr(train, "_train_epoch", seed_zero_diverges_in_the_first_epoch)
+    reference = train.train_group(config, [0, 1], [tmp_path / "ref" / p.name for p in paths], progress=False)
+    calls["epochs"] = 0
+    monkeypatch.setattr(train, "_train_epoch", interrupted_on_call(seed_zero_diverges_in_the_first_epoch, 4))
+    with pytest.raises(KeyboardInterrupt):
+        train.train_group(config, [0, 1], paths, progress=False)
+    monkeypatch.undo()
+    diverged = paths[0].read_bytes()
+    checkpoint = train.group_checkpoint_path(paths)
+    assert checkpoint.exists() and json.loads(diverged)["status"] == "diverged"
+    assert main(["grid", "run", str(grid), "--results", str(results), "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    rows = [line.split() for line in plan.splitlines() if line[:1].isdigit()]
+    assert [(row[4], row[5], row[-2]) for row in rows] == [("diverged", "skip", "0,1"), ("partial", "resume", "0,1")]
+    assert "skip (trains along, its record kept)" in plan
+    assert "Warning" not in plan
+    assert main(["grid", "run", str(grid), "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "1 finished before, 1 to run, 1 resuming from a checkpoint" in out
+    assert "2/2 cells finished (1 before, 1 done and 0 diverged now)" in out
+    assert paths[0].read_bytes() == diverged and not checkpoint.exists()
+    resumed = read(paths[1])
+    for key in ("status", "steps_done", "curve", "diagnostics", "losses", "group"):
+        assert resumed[key] == reference[1][key], key
+
+
+def test_a_started_group_the_grid_file_now_packs_otherwise_is_not_left_behind(
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    grid, results, paths = killed_group(hopper_file, tmp_path, monkeypatch, epochs=1)
+    data = yaml.safe_load(grid.read_text())
+    grid.write_text(yaml.safe_dump({**data, "seeds_per_process": 1}, sort_keys=False))
+    assert main(["grid", "run", str(grid), "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert "seed0+seed1.ckpt.pt" in err and "would start over" in err and "seeds_per_process to resume it" in err
+    assert not any(path.exists() for path in paths)
 
 
 def test_eta_counts_each_algorithms_cells_at_its_own_pace_and_resumed_cells_at_their_records_pace(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +18,7 @@ import torch
 from bench.errors import BenchError
 from bench.grid.spec import Cell, GridSpec, load_grid
 from bench.grid.store import (
+    PROBE_WAIT,
     CellLock,
     CheckpointProgress,
     ResultsStore,
@@ -207,6 +211,20 @@ def test_lock_is_exclusive_and_removed_on_release(tmp_path: Path) -> None:
     with second as locked:
         assert locked and is_locked(out)
     assert not is_locked(out)
+
+
+def test_a_status_probe_does_not_make_a_worker_find_its_cell_busy(tmp_path: Path) -> None:
+    out = tmp_path / "seed0.json"
+    lock_path(out).touch()
+    probe = os.open(lock_path(out), os.O_RDONLY)
+    fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)  # what `is_locked` holds for a moment
+    releases = threading.Timer(PROBE_WAIT, os.close, [probe])
+    releases.start()
+    try:
+        with CellLock(out) as locked:
+            assert locked
+    finally:
+        releases.join()
 
 
 HOLDER = """

@@ -194,6 +194,66 @@ def test_one_diverged_seed_does_not_stop_the_others(
     assert json.loads(outs[1].read_text())["status"] == "diverged"
 
 
+def test_a_group_resumes_at_its_checkpoints_step_past_a_seed_that_diverged_before_it(
+    hopper_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = train._train_epoch
+    calls = {"epochs": 0}
+
+    def seed_zero_diverges_in_the_first_epoch(*args, **kwargs):
+        calls["epochs"] += 1
+        seconds, losses = real(*args, **kwargs)
+        if calls["epochs"] == 1:
+            losses = {**losses, "critic_loss": losses["critic_loss"].copy()}
+            losses["critic_loss"][0] = np.nan
+        return seconds, losses
+
+    config = tiny_config(hopper_file)  # 3 epochs of 2 steps, a checkpoint after each
+    monkeypatch.setattr(train, "_train_epoch", seed_zero_diverges_in_the_first_epoch)
+    reference = train_group(config, [0, 1], [tmp_path / "ref" / f"seed{s}.json" for s in (0, 1)], progress=False)
+    calls["epochs"] = 0
+    outs = [tmp_path / "killed" / f"seed{s}.json" for s in (0, 1)]
+    monkeypatch.setattr(train, "_train_epoch", interrupted_on_call(seed_zero_diverges_in_the_first_epoch, 3))
+    with pytest.raises(KeyboardInterrupt):
+        train_group(config, [0, 1], outs, progress=False)
+    diverged = outs[0].read_bytes()
+    assert json.loads(diverged)["status"] == "diverged" and train.group_checkpoint_path(outs).exists()
+    calls["epochs"] = 0
+    monkeypatch.setattr(train, "_train_epoch", seed_zero_diverges_in_the_first_epoch)
+    resumed = train_group(config, [0, 1], outs, progress=False)
+    # One epoch left after the checkpoint at step 4, although the diverged seed stopped counting at step 2.
+    assert calls["epochs"] == 1
+    assert [comparable(r) for r in resumed] == [comparable(r) for r in reference]
+    assert resumed[1]["diagnostics"]["step"] == [2, 4, 6]
+    assert outs[0].read_bytes() == diverged  # the diverged seed trained along; its record stays as it was
+
+
+def test_a_done_record_is_kept_when_its_group_resumes_and_refused_without_a_checkpoint(
+    hopper_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tiny_config(hopper_file)
+    outs = [tmp_path / f"seed{s}.json" for s in (0, 1)]
+    monkeypatch.setattr(train, "_train_epoch", interrupted_on_call(train._train_epoch, 3))
+    with pytest.raises(KeyboardInterrupt):
+        train_group(config, [0, 1], outs, progress=False)
+    monkeypatch.undo()
+    # Killed while the final records were written: seed 0's is there, seed 1's is not.
+    reference = train_group(config, [0, 1], [tmp_path / "ref" / f"seed{s}.json" for s in (0, 1)], progress=False)
+    outs[0].write_text(json.dumps(reference[0]))
+    resumed = train_group(config, [0, 1], outs, progress=False)
+    assert resumed[0] == reference[0] and json.loads(outs[0].read_text()) == reference[0]
+    assert comparable(resumed[1]) == comparable(reference[1])
+    with pytest.raises(BenchError, match="already holds a finished record; pass --force"):
+        train_group(config, [0, 1], outs, progress=False)
+
+
+def test_a_checkpoint_that_cannot_be_read_is_one_error_that_says_what_to_do(hopper_file: Path, tmp_path: Path) -> None:
+    outs = [tmp_path / f"seed{s}.json" for s in (0, 1)]
+    train.group_checkpoint_path(outs).write_bytes(b"not a checkpoint")
+    with pytest.raises(BenchError, match=r"seed0\+seed1.ckpt.pt cannot be read .*delete it to start the cell over"):
+        train_group(tiny_config(hopper_file), [0, 1], outs, progress=False)
+
+
 def test_run_cli_with_seeds_writes_a_folder_of_records(hopper_file: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "cell"
     argv = ["run", "--dataset", f"local:{hopper_file}", "--arch", "mlp-small", "--seeds", "2-3", "--steps", "2"]

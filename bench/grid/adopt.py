@@ -31,7 +31,7 @@ from bench.data.loader import load_dataset
 from bench.errors import BenchError
 from bench.fileio import atomic_output, atomic_write_json
 from bench.grid.spec import Cell, GridSpec
-from bench.grid.store import FINISHED, GRID_FILE, CellLock, ResultsStore, checkpoint_seeds, error_path
+from bench.grid.store import FINISHED, GRID_FILE, CellLock, ResultsStore, checkpoint_seeds, error_path, is_locked
 from bench.train import actor_path, architecture_summary, config_fingerprint, read_record
 
 NO_RECORD = "no finished record of this configuration"
@@ -153,10 +153,13 @@ def _original(path: Path, record: dict[str, Any]) -> Path:
 
 
 def _drop_finished_checkpoints(folder: Path) -> None:
-    """Remove a killed group's checkpoint once every seed it holds is finished: nothing would resume from it."""
+    """Remove a killed group's checkpoint once every seed it holds is finished: nothing would resume from it.
+    A group being trained (a `--force` run over finished records) keeps its checkpoint."""
     for checkpoint in folder.glob("*.ckpt.pt"):
-        records = [read_record(folder / f"{seed}.json") for seed in checkpoint_seeds(checkpoint)]
-        if all(record is not None and record["status"] in FINISHED for record in records):
+        paths = [folder / f"{seed}.json" for seed in checkpoint_seeds(checkpoint)]
+        records = [read_record(path) for path in paths]
+        finished = all(record is not None and record["status"] in FINISHED for record in records)
+        if finished and not any(is_locked(path) for path in paths):
             checkpoint.unlink(missing_ok=True)
 
 

@@ -34,7 +34,7 @@ from bench.agents.registry import get_algorithm
 from bench.data.registry import ENVS, EnvSpec
 from bench.errors import BenchError
 from bench.evaluate import make_env, quiet_v4_construction
-from bench.grid.run import format_duration
+from bench.grid.run import format_duration, trained_seeds
 from bench.grid.spec import Cell, GridSpec
 from bench.grid.store import ResultsStore
 from bench.perf import retain_freed_memory
@@ -94,7 +94,8 @@ def plan_groups(
             algo,
             dataset,
             arch,
-            tuple(c.seed for c in cells),
+            # A group resuming with finished seeds along trains them too (`pack_groups`).
+            trained_seeds(spec, store, cells) if store is not None else tuple(c.seed for c in cells),
             spec.steps - steps_done.get((algo, dataset, arch, chunk), 0),
             spec.run_config(cells[0]),
         )

@@ -46,6 +46,9 @@ class CellTask:
     cache_dir: Path | None = None
     local_dir: Path | None = None
     grid_overrides: dict[str, Any] | None = None  # GridSpec.record_overrides, kept in the record
+    # The seeds its group trains when that is more than the group's cells: the group resumes from a checkpoint
+    # that holds seeds finished since (one diverged), which train along and keep their records (`pack_groups`).
+    group_seeds: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,16 +85,26 @@ def run_group(group: Group) -> list[CellOutcome]:
     """Train a group of cells of one (dataset, architecture) side by side, each under its lock; one outcome per
     cell, in order. A failing group never raises: its outcomes say failed, and the error is in the failed
     records (a crash in training) or in `<record>.error` (a failure before training started). A cell locked
-    by another process is busy, one finished meanwhile is skipped; the others train together."""
+    by another process is busy, one finished meanwhile is skipped; the others train together. A group that
+    resumes with finished seeds along (`CellTask.group_seeds`) locks those too, and is busy as a whole if any of
+    its seeds is locked elsewhere."""
     torch.set_num_threads(group[0].threads)
     start = time.perf_counter()
     outcomes: list[CellOutcome | None] = [None] * len(group)
     locks: list[CellLock] = []
     try:
+        along = [_seed_out(group[0], seed) for seed in _seeds_along(group)]
+        for out in along:
+            lock = CellLock(out)
+            if not lock.acquire():  # another process trains that seed again (--force): resume later
+                return [CellOutcome("busy")] * len(group)
+            locks.append(lock)
         training = []
         for i, task in enumerate(group):
             lock = CellLock(task.out)
             if not lock.acquire():
+                if task.group_seeds:  # a group resumes with every seed its checkpoint holds, or not at all
+                    return [CellOutcome("busy")] * len(group)
                 outcomes[i] = CellOutcome("busy")
                 continue
             locks.append(lock)
@@ -111,14 +124,26 @@ def run_group(group: Group) -> list[CellOutcome]:
             lock.release()
 
 
+def _seeds_along(group: Sequence[CellTask]) -> list[int]:
+    """The seeds a group trains beside its cells (finished ones, whose records stay)."""
+    own = {task.cell.seed for task in group}
+    return [seed for seed in group[0].group_seeds if seed not in own]
+
+
+def _seed_out(task: CellTask, seed: int) -> Path:
+    """The record path of another seed of `task`'s (dataset, architecture): the grid's layout, seed<k>.json."""
+    return task.out.with_name(f"seed{seed}.json")
+
+
 def _train(tasks: list[CellTask], start: float) -> list[CellOutcome]:
     first = tasks[0]
     before = [_file_id(task.out) for task in tasks]
+    seeds = list(first.group_seeds) or [task.cell.seed for task in tasks]
     try:
         records = train_group(
             first.config,
-            [task.cell.seed for task in tasks],
-            [task.out for task in tasks],
+            seeds,
+            [_seed_out(first, seed) for seed in seeds],
             force=first.force,
             progress=first.progress,
             cache_dir=first.cache_dir,
@@ -143,9 +168,10 @@ def _train(tasks: list[CellTask], start: float) -> list[CellOutcome]:
             outcomes.append(CellOutcome("failed", seconds, first_line(error) or type(exc).__name__))
         return outcomes
     seconds = time.perf_counter() - start
+    by_seed = dict(zip(seeds, records, strict=True))
     return [
         CellOutcome(record["status"], seconds, first_line(record.get("error")), record.get("final_score"))
-        for record in records
+        for record in (by_seed[task.cell.seed] for task in tasks)
     ]
 
 

@@ -23,8 +23,8 @@ from bench.data.registry import D4RL_DATASETS, d4rl_cache_dir, local_dataset_dir
 from bench.errors import BenchError
 from bench.grid.launchers import CellOutcome, CellTask, Group, Launcher, local_cpus, make_launcher
 from bench.grid.spec import Cell, GridSpec
-from bench.grid.store import STATES, CellState, ResultsStore, checkpoint_seeds, error_path
-from bench.train import read_record
+from bench.grid.store import STATES, CellState, ResultsStore, checkpoint_seeds, error_path, record_differences
+from bench.train import group_checkpoint_path, read_record
 
 DIVERGED_NOTE = (
     "diverged cells count as finished and are not retried: a divergence repeats for the same seed on CPU "
@@ -175,16 +175,22 @@ def plan_table(
     cells = spec.cells(architectures, datasets, first)
     states = {cell: store.state(cell, probe_lock=True) for cell in cells}
     groups = seed_groups(spec, [cell for cell in cells if force or not states[cell].finished])
-    group_of = {cell: group for group in groups for cell in group}
+    group_of = {}
+    for group in groups:
+        seeds = trained_seeds(spec, store, group)
+        # A group resuming with finished seeds along names them too (`pack_groups`).
+        group_of |= {replace(group[0], seed=seed): seeds for seed in seeds}
     rows = []
     resuming = skip = 0
     for i, cell in enumerate(cells, 1):
         action = _planned_action(states[cell], force)
+        if action == "skip" and cell in group_of:
+            action = "skip (trains along, its record kept)"
         skip += action == "skip"
         resuming += action.startswith("resume")
         rows.append([i, *_algorithm_column(spec, cell), cell.dataset, cell.arch, cell.seed, states[cell].state, action])
         if spec.seeds_per_process > 1:
-            rows[-1].append(",".join(str(c.seed) for c in group_of[cell]) if cell in group_of else "")
+            rows[-1].append(",".join(map(str, group_of[cell])) if cell in group_of else "")
         rows[-1].append(states[cell].path)
     from_checkpoint = f" ({resuming} from a checkpoint)" if resuming else ""
     forced = " (--force: finished cells train again, checkpoints are discarded)" if force else ""
@@ -204,10 +210,8 @@ def plan_table(
     warnings = [f"dataset not here: {name}: {problem}" for name, problem in missing.items()]
     if not force:
         here = {cell.dataset for cell in cells if not states[cell].finished} - missing.keys()
-        stops = _refusals(spec, store, here, cache_dir, local_dir)
-        if seeds_per_process is not None and (
-            left := _checkpoint_left_behind(groups, states, store, seeds_per_process)
-        ):
+        stops = _refusals(spec, store, states.values(), here, cache_dir, local_dir)
+        if left := _checkpoint_left_behind(spec, groups, states, store, seeds_per_process):
             stops.append(left)
         warnings += [f"the run would stop: {line}" for line in stops]
     return f"{header}\n{table}" + "".join(f"\nWarning, {line}" for line in warnings)
@@ -227,21 +231,50 @@ def _planned_action(state: CellState, force: bool) -> str:
 
 
 def _refusals(
-    spec: GridSpec, store: ResultsStore, datasets: Collection[str], cache_dir: Path | None, local_dir: Path | None
+    spec: GridSpec,
+    store: ResultsStore,
+    states: Iterable[CellState],
+    datasets: Collection[str],
+    cache_dir: Path | None,
+    local_dir: Path | None,
 ) -> list[str]:
     """Why `grid run` without --force stops before training (it raises the first; the dry run warns of each):
-    `store` holds another configuration's grid.yaml, or finished records of `datasets` trained on other data than
-    the files hold now."""
+    `store` holds another configuration's grid.yaml, finished records (of `states`) made with other settings
+    than the grid gives their cells now, or finished records of `datasets` trained on other data than the files
+    hold now."""
     reasons = []
     try:
         store.check_grid(spec)
     except BenchError as exc:
         reasons.append(str(exc))
+    if stale := _stale_records(spec, store, states):
+        reasons.append(stale)
     try:
         require_same_data(spec, store, cache_dir, local_dir, datasets)
     except BenchError as exc:
         reasons.append(str(exc))
     return reasons
+
+
+def _stale_records(spec: GridSpec, store: ResultsStore, states: Iterable[CellState]) -> str | None:
+    """Why finished records would be kept beside new ones of other settings, None if none would: grid.yaml only
+    holds the last run's configuration (a `--force` run stopped half way, an architecture dropped from the grid
+    and added back with another definition), so each record is checked against its cell as the grid gives it."""
+    stale = []
+    for state in states:
+        if state.finished and state.record is not None:
+            cell = state.cell
+            differences = record_differences(state.record, spec.run_config(cell), spec.architectures[cell.arch])
+            if differences:
+                stale.append((state.path, differences))
+    if not stale:
+        return None
+    path, differences = stale[0]
+    return (
+        f"{len(stale)} finished record(s) in {store.root} were made with other settings than {spec.path} gives "
+        f"their cells now, e.g. {path} ({'; '.join(differences[:3])}); a run would report them beside the new "
+        "ones. Move them out of the folder or restore the grid file, or pass --force to train them again"
+    )
 
 
 def _packed(spec: GridSpec, seeds_per_process: int | None) -> GridSpec:
@@ -502,9 +535,10 @@ def run_grid(
     to spread a last group over idle cores); each record names the seeds it trained beside. Groups share one
     stream of policy noise, so a seed trained in another group gives other (equally valid) numbers.
 
-    Fails fast (BenchError, nothing run) when a dataset is missing, results/<name>/grid.yaml was written by a
-    configuration that gives other results (unless `force`, which also retrains finished cells), or
-    `seeds_per_process` would leave a started group's checkpoint behind.
+    Fails fast (BenchError, nothing run) when a dataset is missing, or unless `force` (which also retrains
+    finished cells) when results/<name>/grid.yaml was written by a configuration that gives other results, a
+    finished record was made with other settings than its cell takes now, or this run's groups would leave a
+    started group's checkpoint behind.
     """
     out = out or sys.stdout
     grid_file_spec = spec  # what grid.yaml records; `spec` below packs this run's groups
@@ -515,7 +549,7 @@ def run_grid(
     cells = spec.cells(architectures, datasets, first)
     states = {cell: store.state(cell) for cell in cells}
     unfinished = {cell.dataset for cell in cells if not states[cell].finished}
-    if not force and (refusals := _refusals(spec, store, unfinished, cache_dir, local_dir)):
+    if not force and (refusals := _refusals(spec, store, states.values(), unfinished, cache_dir, local_dir)):
         raise BenchError(refusals[0])
     store.write_grid(grid_file_spec)
 
@@ -542,11 +576,9 @@ def run_grid(
         for cell in todo
     ]
 
-    groups = pack_groups(spec, tasks)
-    if seeds_per_process is not None and not force:
-        left = _checkpoint_left_behind(seed_groups(spec, todo), states, store, seeds_per_process)
-        if left:
-            raise BenchError(left)
+    groups = pack_groups(spec, tasks, store)
+    if not force and (left := _checkpoint_left_behind(spec, seed_groups(spec, todo), states, store, seeds_per_process)):
+        raise BenchError(left)
 
     where = f"{runner.name} launcher"
     if spec.seeds_per_process > 1:
@@ -573,20 +605,34 @@ def run_grid(
 
 
 def _checkpoint_left_behind(
-    groups: Sequence[tuple[Cell, ...]], states: dict[Cell, CellState], store: ResultsStore, seeds_per_process: int
+    spec: GridSpec,
+    groups: Sequence[tuple[Cell, ...]],
+    states: dict[Cell, CellState],
+    store: ResultsStore,
+    seeds_per_process: int | None,
 ) -> str | None:
-    """Why a packing would leave a started group's checkpoint behind (its cells would start over); None if not."""
+    """Why the run's groups would leave a started group's checkpoint behind, its cells starting over (the grid
+    file's `seeds:` or `seeds_per_process` changed since it was written, or `--seeds-per-process`); None if not."""
     for group in groups:
-        stems = [store.record_path(cell).stem for cell in group]
+        stems = [f"seed{seed}" for seed in trained_seeds(spec, store, group)]
         for cell in group:
             progress = states[cell].progress
             if progress is None or (held := checkpoint_seeds(progress.path)) == stems:
                 continue
+            packing = (
+                f"with --seeds-per-process {seeds_per_process}"
+                if seeds_per_process is not None
+                else f"in this run's groups (seeds {', '.join(s.removeprefix('seed') for s in stems)})"
+            )
+            undo = (
+                "Run without --seeds-per-process to resume it"
+                if seeds_per_process is not None
+                else "Restore the grid file's seeds and seeds_per_process to resume it"
+            )
             return (
                 f"{progress.path} holds {cell.arch} on {cell.dataset} at step {progress.steps:,}, trained "
-                f"{len(held)} seed(s) side by side; with --seeds-per-process {seeds_per_process} its cells would "
-                "start over. Run without --seeds-per-process to resume it, or delete the checkpoint to start them "
-                "over in the new groups"
+                f"{len(held)} seed(s) side by side; {packing} its cells would start over. {undo}, or delete the "
+                "checkpoint to start them over in the new groups"
             )
     return None
 
@@ -597,15 +643,33 @@ def _selected(spec: GridSpec, cells: Sized) -> str:
     return f" (of the grid's {total}; the others not selected)" if len(cells) < total else ""
 
 
-def pack_groups(spec: GridSpec, tasks: list[CellTask]) -> list[Group]:
+def pack_groups(spec: GridSpec, tasks: list[CellTask], store: ResultsStore | None = None) -> list[Group]:
     """The cells to run in groups that train in one process: per (algorithm, dataset, architecture), the cells of
     each chunk of `seeds_per_process` of the grid's seeds (`GridSpec.seed_group`), in the order the cells come.
 
-    A chunk whose cells are all to run is one group, and a group killed half way resumes from its checkpoint.
-    A chunk with some cells finished (one diverged, say) runs its other cells as a smaller group, from scratch.
+    A chunk whose cells are all to run is one group, and a group killed half way resumes from its checkpoint,
+    also when some of its seeds have finished since (one diverged): with `store`, such a group's tasks name the
+    whole chunk (`CellTask.group_seeds`, `trained_seeds`), whose finished seeds train along and keep their
+    records. A chunk with some cells finished and no checkpoint runs its other cells as a smaller group.
     """
     task_of = {task.cell: task for task in tasks}
-    return [tuple(task_of[cell] for cell in group) for group in seed_groups(spec, list(task_of))]
+    groups = []
+    for cells in seed_groups(spec, list(task_of)):
+        seeds = trained_seeds(spec, store, cells) if store is not None else tuple(c.seed for c in cells)
+        along = seeds if seeds != tuple(c.seed for c in cells) else ()
+        groups.append(tuple(replace(task_of[cell], group_seeds=along) for cell in cells))
+    return groups
+
+
+def trained_seeds(spec: GridSpec, store: ResultsStore, cells: Sequence[Cell]) -> tuple[int, ...]:
+    """The seeds that a group of cells to run (one of `seed_groups`) trains side by side: its own, or its whole
+    chunk of the grid's seeds when the chunk's checkpoint is there, so that the group resumes from it."""
+    own = tuple(cell.seed for cell in cells)
+    chunk = spec.seed_group(cells[0])
+    if own == chunk:
+        return own
+    outs = [store.record_path(replace(cells[0], seed=seed)) for seed in chunk]
+    return chunk if group_checkpoint_path(outs).exists() else own
 
 
 def seed_groups(spec: GridSpec, cells: Sequence[Cell]) -> list[tuple[Cell, ...]]:

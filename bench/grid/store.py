@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import os
 import statistics
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ import yaml
 from bench.errors import BenchError
 from bench.fileio import atomic_write_text
 from bench.grid.spec import Cell, GridSpec, architecture_entry, dataset_slug
-from bench.train import RunConfig, read_record
+from bench.nets.spec import Architecture
+from bench.train import RunConfig, architecture_summary, read_record
 
 # Diverged counts as finished: a divergence repeats for the same seed on CPU, so a retry only burns time.
 FINISHED = ("done", "diverged")
@@ -168,7 +170,7 @@ class ResultsStore:
             return None
         try:
             old = yaml.safe_load(self.grid_file.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             return [f"{self.grid_file} cannot be read ({exc})"]
         if not isinstance(old, dict):
             return [f"{self.grid_file} is not a grid mapping"]
@@ -233,6 +235,32 @@ def _diff(prefix: str, old: Any, new: Any) -> list[str]:
     return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
 
 
+def record_differences(record: dict[str, Any], config: RunConfig, arch: Architecture) -> list[str]:
+    """How a finished record's settings and architecture differ from the run its grid gives the cell now; [] when
+    they agree. A setting the record predates counts as its default, and the checkpoint cadence and where the
+    architectures were read from do not count (as for `config_fingerprint`)."""
+    ignored = ("checkpoint_every", "arch_file")
+    new = {k: v for k, v in config.to_dict().items() if k not in ignored}
+    old = {k: v for k, v in (record.get("config") or {}).items() if k not in ignored}
+    defaults = RunConfig(dataset=config.dataset, arch=config.arch, algo=config.algo).to_dict()
+    differences = _diff("config", _predated(old, new, defaults), new)
+    summary = architecture_summary(arch)
+    return differences + _diff("architecture", _predated(record.get("architecture") or {}, summary, summary), summary)
+
+
+def _predated(old: dict[str, Any], new: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """`old` with the keys it lacks taken from `new` where `new` holds their default: a record or grid.yaml written
+    before a setting existed ran with that setting's default."""
+    filled = dict(old)
+    for key, value in new.items():
+        default = defaults.get(key)
+        if key not in old and value == default:
+            filled[key] = value
+        elif isinstance(old.get(key), dict) and isinstance(value, dict) and isinstance(default, dict):
+            filled[key] = _predated(old[key], value, default)
+    return filled
+
+
 def error_path(record: Path) -> Path:
     """`<record>.error`: why a cell failed before `train_cell` could write a failed record (bad input, a
     killed worker). Not JSON, so a report over the records never mistakes it for a run."""
@@ -254,6 +282,11 @@ def lock_path(record: Path) -> Path:
     return Path(record).with_name(Path(record).name.removesuffix(".json") + ".lock")
 
 
+# How often, and how many seconds apart, taking a lock is tried again before the cell counts as held elsewhere.
+PROBE_RETRIES = 5
+PROBE_WAIT = 0.01
+
+
 class CellLock:
     """An exclusive, non-blocking `flock` on `<record>.lock`; the lock file is removed on release."""
 
@@ -264,13 +297,19 @@ class CellLock:
     def acquire(self) -> bool:
         """Take the lock; False when another process holds it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        tries = PROBE_RETRIES
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
-                return False
+                if tries == 0:
+                    return False
+                # `is_locked` (grid status) holds a shared lock for microseconds; a worker trains for minutes.
+                tries -= 1
+                time.sleep(PROBE_WAIT)
+                continue
             # The previous holder unlinks the file on release: if it did so after we opened it, we hold a lock on
             # a file nobody else can see, so try again on the current one.
             try:
