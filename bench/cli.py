@@ -198,6 +198,11 @@ def _run(args: argparse.Namespace) -> int:
     )
     # With --seeds, --out is a folder of seed<k>.json records, as a grid lays them out.
     outs = [args.out / f"seed{seed}.json" for seed in seeds] if args.seeds else [args.out]
+    if args.seeds and args.out.exists() and not args.out.is_dir():
+        raise BenchError(f"--out {args.out} is a file; with --seeds it names the folder of the seed<k>.json records")
+    if not args.seeds and args.out.is_dir():
+        example = args.out / f"seed{seeds[0]}.json"
+        raise BenchError(f"--out {args.out} is a folder; name the record's file (--out {example})")
     config.validate()  # a refused configuration is one error line, without the load note below
     if args.threads is not None and args.threads < 1:
         raise BenchError(f"--threads must be at least 1, got {args.threads}")

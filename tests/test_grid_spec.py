@@ -277,6 +277,14 @@ HEAD = "architectures: [mlp-small]\ndatasets: [local:hopper-random]\nseeds: [0]\
             "mapping",
         ),
         (HEAD + "steps: 4\ndataset_overrides: [local:hopper-random]\n", 5, "dataset_overrides", "mapping"),
+        # CORL writes "no clipping" as inf; a record (JSON) cannot hold it, so the run would fail at its end.
+        (HEAD + "steps: 4\ncql: {cql_clip_diff_max: .inf}\n", 5, "cql.cql_clip_diff_max", "not a finite number"),
+        (
+            HEAD + "steps: 4\narchitecture_overrides: {mlp-small: {policy_lr: .nan}}\n",
+            5,
+            "architecture_overrides.mlp-small.policy_lr",
+            "default (null)",
+        ),
         (
             HEAD + "steps: 4\narchitecture_overrides:\n  mlp-small: {soft_target_update_rate: 2.0}\n",
             6,
@@ -354,6 +362,10 @@ def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
         load_grid(path)
     with pytest.raises(BenchError, match="cannot read grid file"):
         load_grid(tmp_path / "nope.yaml")
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("description: café\n".encode("latin-1"))
+    with pytest.raises(BenchError, match=rf"grid file {re.escape(str(latin1))} is not UTF-8 text .*save it as UTF-8"):
+        load_grid(latin1)
 
 
 def test_paper_grid() -> None:

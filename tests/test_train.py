@@ -190,6 +190,11 @@ def test_overrides_are_checked() -> None:
         apply_overrides(train.CQLConfig(), ["cql_alhpa=5"])
     with pytest.raises(BenchError, match="batch_size"):
         apply_overrides(train.CQLConfig(), ["batch_size=big"])
+    with pytest.raises(BenchError, match=r"'cql_clip_diff_max=\.inf': inf is not a finite number"):
+        apply_overrides(train.CQLConfig(), ["cql_clip_diff_max=.inf"])
+    nan = RunConfig(dataset="local:hopper-random", arch="mlp", cql=train.CQLConfig(policy_lr=float("nan")))
+    with pytest.raises(BenchError, match=r"setting cql\.policy_lr: nan is not a finite number"):
+        nan.validate()
 
 
 def cli_run(path: Path) -> list[str]:
@@ -218,6 +223,15 @@ def test_cli_run_prints_speed_and_refuses_bad_input(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--force" in err
     assert main([*common, "--steps", "3", "--epoch-steps", "2", "--out", str(tmp_path / "y.json")]) == 2
+    capsys.readouterr()
+    # An --out of the wrong kind is refused before training, not when the record is written at the end.
+    assert main([*common, *small, "--out", str(tmp_path)]) == 2
+    assert (
+        f"--out {tmp_path} is a folder; name the record's file (--out {tmp_path / 'seed0.json'})"
+        in capsys.readouterr().err
+    )
+    assert main([*common, *small, "--seeds", "0,1", "--out", str(out)]) == 2
+    assert "is a file; with --seeds it names the folder" in capsys.readouterr().err
 
 
 def test_steps_that_do_not_fill_epochs_name_both_fixes(

@@ -56,6 +56,7 @@ import contextlib
 import dataclasses
 import difflib
 import json
+import math
 import re
 import typing
 from collections.abc import Sequence
@@ -77,7 +78,7 @@ from bench.nets.spec import Architecture, load_architectures
 
 # The same parser as architecture files, so an inline definition accepts exactly the architectures.yaml format.
 from bench.nets.spec import parse_architecture as parse_architecture_entry
-from bench.train import RunConfig
+from bench.train import RunConfig, non_finite_setting
 
 KEYS: dict[str, str] = {
     "name": "the grid's name, also its results folder results/<name>/",
@@ -354,6 +355,10 @@ class _Document:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise BenchError(f"cannot read grid file {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise BenchError(
+                f"grid file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+            ) from None
         try:
             node = yaml.compose(text, Loader=yaml.SafeLoader)
             self.data = yaml.safe_load(text)
@@ -703,6 +708,8 @@ def _setting_value(doc: _Document, where: Key, hint: Any, setting: Any) -> Any:
         setting = float(setting)
     if not isinstance(setting, allowed) or (isinstance(setting, bool) and bool not in allowed):
         raise doc.error(where, f"takes {hint}, got {_type_name(setting)}")
+    if isinstance(setting, float) and not math.isfinite(setting):
+        raise doc.error(where, non_finite_setting(setting))
     return setting
 
 

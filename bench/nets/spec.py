@@ -102,6 +102,10 @@ def load_architectures(path: Path | None = None) -> dict[str, Architecture]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise BenchError(f"cannot read architecture file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise BenchError(
+            f"architecture file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+        ) from None
     except yaml.YAMLError as exc:
         raise BenchError(f"architecture file {path} is not valid YAML: {exc}") from None
     if data is None:
