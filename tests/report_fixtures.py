@@ -10,7 +10,7 @@ import copy
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +163,23 @@ def make_record(
     }
 
 
+def as_algorithm(record: Mapping[str, Any], algo: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A fixture record trained under `algo` with `settings` instead of CQL's, as that algorithm's grid writes it."""
+    record = copy.deepcopy(dict(record))
+    del record["config"]["cql"]
+    record["config"].update({"algo": algo, algo: dict(settings)})
+    record["cell"]["algo"] = algo
+    return record
+
+
+def in_group(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`records` (of one cell's seeds) as seeds trained side by side in one process: each names the group."""
+    group = {"seeds": [record["cell"]["seed"] for record in records], "size": len(records)}
+    for record in records:
+        record["group"] = dict(group)
+    return list(records)
+
+
 def record_path(root: Path, record: Mapping[str, Any]) -> Path:
     """Where the grid harness stores a cell: <root>/<dataset slug>/<arch>/seed<k>.json."""
     cell = record["cell"]
@@ -203,8 +220,10 @@ def write_grid_file(
     seeds=SEEDS,
     baseline: str | None = None,
     reports: Mapping[str, Mapping[str, Any]] | None = None,
+    algorithms: Sequence[str] = (),
 ) -> Path:
-    """A grid.yaml shaped like the one `python -m bench grid` writes beside its records."""
+    """A grid.yaml shaped like the one `python -m bench grid` writes beside its records (`algorithms:` only when
+    given, as for a grid of CQL alone)."""
     architectures = {a: {"actor": SPECS[a][0], "critic": SPECS[a][1]} for a in archs}
     lines = ["# resolved grid", "name: fixture", *([f"baseline: {baseline}"] if baseline else [])]
     if reports:
@@ -215,6 +234,7 @@ def write_grid_file(
     lines.append("architectures:")
     for name, entry in architectures.items():
         lines += [f"  {name}:", f"    actor: {entry['actor']}", f"    critic: {entry['critic']}"]
+    lines += ["algorithms:", *(f"- {a}" for a in algorithms)] if algorithms else []
     lines += ["datasets:", *(f"- {d}" for d in datasets), "seeds:", *(f"- {s}" for s in seeds)]
     lines += ["settings:", f"  steps: {STEPS}"]
     path = Path(root) / "grid.yaml"

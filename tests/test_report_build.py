@@ -14,6 +14,8 @@ from bench.report import build_report
 from bench.report.build import analyze_folder
 from bench.report.figures import FIGURES
 from tests.report_fixtures import (
+    as_algorithm,
+    fixture_records,
     make_record,
     record_path,
     scores_without,
@@ -115,6 +117,36 @@ def test_the_grid_files_baseline_is_the_default_and_an_explicit_one_wins(tmp_pat
     write_grid_file(tmp_path, baseline="kan")
     assert analyze_folder(tmp_path, reps=REPS).baseline == "kan"
     assert analyze_folder(tmp_path, baseline="mlp", reps=REPS).baseline == "mlp"
+
+
+def test_a_report_of_several_algorithms_names_the_algorithms_of_its_columns(tmp_path: Path) -> None:
+    """A bare baseline means it under the grid file's first algorithm (BC here, which the registry lists after
+    TD3+BC) among the report's; a report narrowed to one algorithm's columns names that algorithm only."""
+    for algo in ("bc", "td3bc"):
+        write_records(tmp_path / "r" / algo, [as_algorithm(r, algo, {"actor_lr": 3e-4}) for r in fixture_records()])
+    write_grid_file(tmp_path / "r", baseline="mlp", algorithms=("bc", "td3bc"))
+    whole = analyze_folder(tmp_path / "r", reps=REPS)
+    assert whole.baseline == "BC mlp" and whole.records.algorithms == ["bc", "td3bc"]
+    assert analyze_folder(tmp_path / "r", baseline="kan", reps=REPS).baseline == "BC kan"
+
+    summary = build_report(tmp_path / "r", tmp_path / "t", None, reps=REPS, architectures=["TD3+BC kan", "mlp"])
+    assert summary.baseline == "BC mlp"
+    narrowed = analyze_folder(tmp_path / "r", reps=REPS, architectures=["TD3+BC kan", "TD3+BC mlp"])
+    assert narrowed.baseline == "TD3+BC mlp" and narrowed.records.algorithms == ["td3bc"]
+    build_report(tmp_path / "r", tmp_path / "t", None, reps=REPS, architectures=["TD3+BC kan", "TD3+BC mlp"])
+    assert "Algorithm: TD3+BC. " in (tmp_path / "t" / "table1_score.md").read_text()
+    table2 = (tmp_path / "t" / "table2_parameters.md").read_text()
+    assert "Algorithm: TD3+BC." in table2 and "BC trains no critic" not in table2
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_a_seed_numpys_generator_cannot_take_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], seed: int
+) -> None:
+    write_fixture(tmp_path / "r")
+    argv = ["report", str(tmp_path / "r"), "--tables", str(tmp_path / "t"), "--only", "tables", "--reps", "50"]
+    assert main([*argv, "--seed", str(seed)]) == 2
+    assert f"--seed must be between 0 and 2**32 - 1, got {seed}" in capsys.readouterr().err
 
 
 def test_a_grid_without_complete_datasets_still_writes_every_figure(tmp_path: Path) -> None:

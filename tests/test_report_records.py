@@ -12,6 +12,8 @@ import pytest
 from bench.errors import BenchError
 from bench.report.records import load_records
 from tests.report_fixtures import (
+    as_algorithm,
+    fixture_records,
     make_record,
     record_path,
     write_fixture,
@@ -215,6 +217,37 @@ def test_a_damaged_record_names_its_file_and_key(tmp_path: Path) -> None:
         load_records(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda r: r["diagnostics"]["step"].__setitem__(3, None), r"diagnostics\.step\[3\] should be int, got None"),
+        (lambda r: r.update(group={"seeds": [0], "size": 0}), r"group\.size is 0; it must be a positive number"),
+        (lambda r: r.update(group="abc"), r"key 'group' should be dict, got 'abc'"),
+        (lambda r: r.update(group={"size": 1}), r"record has no key 'group\.seeds'"),
+        (
+            lambda r: r["curve"][-1].update(episode_returns=["1000"] * 10),
+            r"curve\[1\]\.episode_returns\[0\] should be int or float, got '1000'",
+        ),
+        (
+            lambda r: r.update(grid_overrides={"replaced": ["cql.policy_lr"]}),
+            r"key 'grid_overrides\.replaced' should be dict, got \['cql\.policy_lr'\]",
+        ),
+        (
+            lambda r: r.update(grid_overrides={"architecture_overrides": {"mlp": 0.1}}),
+            r"key 'grid_overrides\.architecture_overrides\.mlp' should be dict, got 0\.1",
+        ),
+    ],
+)
+def test_a_damaged_value_the_report_reads_names_its_file_and_key(tmp_path: Path, damage, message: str) -> None:
+    """Values the tables compute with are checked on loading, so a damaged one is an error naming the file and the
+    key, not a traceback."""
+    record = make_record(HOPPER, "mlp", 0, 50.0)
+    damage(record)
+    path = write_records(tmp_path, [record])[0]
+    with pytest.raises(BenchError, match=rf"^{re.escape(str(path))}: .*{message}"):
+        load_records(tmp_path)
+
+
 def test_status_decides_what_counts(tmp_path: Path) -> None:
     write_records(
         tmp_path,
@@ -252,6 +285,27 @@ def test_records_outside_the_grid_file_are_refused(tmp_path: Path) -> None:
     with pytest.raises(BenchError, match=r"seed2\.json is for seed 2, which .*grid\.yaml does not list"):
         load_records(tmp_path)
     assert load_records(tmp_path, allow_mixed=True).seeds == [0, 1, 2]
+
+
+def test_a_multi_algorithm_grid_with_some_algorithms_records_is_that_grid(tmp_path: Path) -> None:
+    """The folder of a grid of several algorithms labels its architectures by the algorithms its grid file lists:
+    with only BC's records so far, the TD3+BC cells are missing, not another grid's."""
+    bc = [as_algorithm(r, "bc", {"actor_lr": 3e-4}) for r in fixture_records()]
+    write_records(tmp_path / "bc", bc)
+    write_grid_file(tmp_path, algorithms=("bc", "td3bc"))
+    records = load_records(tmp_path)
+    assert records.architectures == ["BC mlp", "BC kan", "TD3+BC mlp", "TD3+BC kan"]
+    assert set(records.runs["arch"]) == {"BC mlp", "BC kan"} and records.algorithms == ["bc"]
+    assert records.expected.cells == 2 * 4 * 3 and len(records.runs) == 12
+
+    # Records of an algorithm the grid file does not list still belong to another grid.
+    td3bc = as_algorithm(make_record(HOPPER, "mlp", 0, 50.0), "td3bc", {"alpha": 2.5})
+    write_records(tmp_path / "td3bc", [td3bc])
+    write_grid_file(tmp_path, algorithms=("bc",))
+    with pytest.raises(
+        BenchError, match=r"seed0\.json is for arch 'BC kan', which .*grid\.yaml does not list \(mlp, kan\)"
+    ):
+        load_records(tmp_path)
 
 
 def test_a_grid_file_without_the_lists_is_an_error(tmp_path: Path) -> None:
@@ -310,6 +364,17 @@ def test_a_run_that_diverged_after_the_step_was_finished_at_it(tmp_path: Path) -
     assert runs.loc[(HOPPER, "kan", 2), "status"] == "failed" and math.isnan(runs.loc[(HOPPER, "kan", 2), "score"])
     runs = load_records(tmp_path, at_step=2000).runs.set_index(["dataset", "arch", "seed"])
     assert runs.loc[(HOPPER, "mlp", 1), "status"] == "diverged" and runs.loc[(HOPPER, "mlp", 1), "score"] == 30.0
+
+
+def test_a_run_that_diverged_after_a_step_it_did_not_evaluate_is_refused_there(tmp_path: Path) -> None:
+    # Evaluations every 1,000 steps: at step 1,200 the first run was still running, the second had diverged.
+    running = make_record(HOPPER, "mlp", 0, 30.0, status="diverged", last_step=1500)
+    stopped = make_record(HOPPER, "mlp", 1, 20.0, status="diverged", last_step=1100)
+    paths = write_records(tmp_path, [running, stopped])
+    with pytest.raises(BenchError, match=r"seed0\.json: no evaluation at step 1,200 \(evaluations at 1,000\)"):
+        load_records(tmp_path, at_step=1200)
+    paths[0].unlink()
+    assert load_records(tmp_path, at_step=1200).runs["status"].tolist() == ["diverged"]
 
 
 @pytest.mark.parametrize(

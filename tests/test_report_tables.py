@@ -28,7 +28,9 @@ from bench.report.tables import (
 )
 from tests.report_fixtures import (
     DATASETS,
+    as_algorithm,
     fixture_records,
+    in_group,
     make_record,
     record_path,
     scores_without,
@@ -102,8 +104,8 @@ def test_table2_shows_more_parameters_as_a_negative_reduction(tmp_path: Path) ->
 def test_table3_seconds_ratio_device_and_scaling(complete: Analysis) -> None:
     table = time_table(complete)
     rows = markdown_rows(table)
-    assert rows["mlp"] == ["2.00 ± 0.00", "1.00×", "6"]
-    assert rows["kan"] == ["6.00 ± 0.18", "3.00×", "6"]
+    assert rows["mlp"] == ["2.00 ± 0.00", "1.00×", "6", "6"]  # a seed trained alone is its own process
+    assert rows["kan"] == ["6.00 ± 0.18", "3.00×", "6", "6"]
     assert "Device: Test CPU 9000 (CPU, 2 torch threads)." in table.caption
     assert "epochs of 100 steps; each run's median is scaled to 1,000 steps" in table.caption
 
@@ -122,10 +124,31 @@ def test_table3_groups_several_devices(tmp_path: Path) -> None:
     table = time_table(analysis_of(tmp_path))
     assert table.header[0] == "Device" and "Records come from 2 devices" in table.caption
     lines = [line for line in to_markdown(table).splitlines() if line.startswith("| ")]
-    assert "| Test CPU 9000 (CPU, 2 torch threads) | mlp | 2.00 | 1.00× | 1 |" in lines
-    assert "|  | kan | 6.00 | 3.00× | 1 |" in lines
-    assert "| Test GPU (CUDA) | mlp | 0.50 | 1.00× | 1 |" in lines
-    assert "|  | kan | 1.00 | 2.00× | 1 |" in lines
+    assert "| Test CPU 9000 (CPU, 2 torch threads) | mlp | 2.00 | 1.00× | 1 | 1 |" in lines
+    assert "|  | kan | 6.00 | 3.00× | 1 | 1 |" in lines
+    assert "| Test GPU (CUDA) | mlp | 0.50 | 1.00× | 1 | 1 |" in lines
+    assert "|  | kan | 1.00 | 2.00× | 1 | 1 |" in lines
+
+
+def test_table3_averages_over_processes_not_the_seeds_they_trained_side_by_side(tmp_path: Path) -> None:
+    """Seeds trained side by side share their process's timings: one measurement per process, however many seeds.
+    mlp: groups of 3 at 0.6 and 1.2 s per 100 steps -> 2.0 and 4.0 s per seed and 1,000 steps, 3.00 ± 1.41 over
+    the two processes (over the six runs it would be ± 1.10). kan: 6.0 on hopper with one seed failed, 10.0 on
+    halfcheetah -> 8.00 ± 2.83 over processes, although the mean over its five timed runs is 8.4."""
+    seconds = {("mlp", HOPPER): 0.6, ("mlp", HALFCHEETAH): 1.2, ("kan", HOPPER): 1.8, ("kan", HALFCHEETAH): 3.0}
+    for (arch, dataset), median in seconds.items():
+        group = [make_record(dataset, arch, seed, 50.0, median_seconds=median) for seed in (0, 1, 2)]
+        if (arch, dataset) == ("kan", HOPPER):
+            group[2] = make_record(dataset, arch, 2, None, status="failed", last_step=500, median_seconds=median)
+        write_records(tmp_path, in_group(group))
+    table = time_table(analysis_of(tmp_path))
+    assert table.header == ["Architecture", "Seconds per epoch", "Ratio vs mlp", "Runs", "Processes"]
+    rows = markdown_rows(table)
+    assert rows["mlp"] == ["3.00 ± 1.41", "1.00×", "6", "2"]
+    assert rows["kan"] == ["8.00 ± 2.83", "2.67×", "5", "2"]
+    assert "then mean ± sample standard deviation over processes" in table.caption
+    assert "Device: Test CPU 9000 (CPU, 2 torch threads, 3 seeds side by side)." in table.caption
+    assert "Processes: the training processes that timed them" in table.notes[0]
 
 
 def test_missing_cells_render_a_dash_and_a_footnote(tmp_path: Path) -> None:
@@ -398,6 +421,38 @@ def test_runs_still_improving_at_their_last_evaluation_are_marked(tmp_path: Path
     assert not rows["hopper-medium-v2"][0].endswith("↑") and not rows["halfcheetah-medium-v2"][1].endswith("↑")
     notes = "\n".join(table.notes)
     assert "↑ still improving at the last evaluation" in notes and "hopper-medium-v2/kan (2 of 3)" in notes
+
+
+def with_overrides(record: dict, settings: dict, architecture_overrides: dict) -> dict:
+    """`record` of the algorithm with `settings` as a grid with these architecture_overrides writes it."""
+    algo = record["config"]["algo"]
+    own = {k.removeprefix(f"{algo}."): v for k, v in architecture_overrides.get(record["cell"]["arch"], {}).items()}
+    own = {k: v for k, v in own.items() if k in settings}  # another algorithm's settings do not apply
+    record["grid_overrides"] = {
+        "applied": {f"{algo}.{k}": v for k, v in own.items()},
+        "replaced": {f"{algo}.{k}": settings[k] for k in own},
+        "dataset_overrides": {},
+        "architecture_overrides": architecture_overrides,
+    }
+    record["config"][algo].update(own)
+    return record
+
+
+def test_override_notes_of_several_algorithms_name_the_labelled_columns(tmp_path: Path) -> None:
+    """With several algorithms the columns are labelled ("TD3+BC kan") while the grid's overrides name the
+    architecture: each labelled column gets its architecture's settings, of its own algorithm only."""
+    overrides = {"kan": {"actor_lr": 1e-3, "td3bc.alpha": 5.0}}
+    settings = {"bc": {"actor_lr": 3e-4}, "td3bc": {"actor_lr": 3e-4, "alpha": 2.5}}
+    for algo, own in settings.items():
+        records = [with_overrides(as_algorithm(r, algo, own), own, overrides) for r in fixture_records()]
+        write_records(tmp_path / algo, records)
+    analysis = analysis_of(tmp_path)
+    assert set(analysis.records.architectures) == {"BC kan", "BC mlp", "TD3+BC kan", "TD3+BC mlp"}
+    notes = score_table(analysis).notes
+    assert (
+        "Settings per column (the grid's architecture_overrides): BC kan: actor_lr 0.001; TD3+BC kan: actor_lr "
+        "0.001, td3bc.alpha 5; the other columns at the grid's actor_lr 0.0003, td3bc.alpha 2.5."
+    ) in notes
 
 
 def test_override_notes_name_an_algorithms_settings_only_where_its_records_are() -> None:

@@ -88,12 +88,12 @@ class ReportSummary:
 
 def resolve_baseline(records: RecordSet, baseline: str | None) -> str:
     """The baseline architecture: `baseline`, else the grid file's `baseline:`, else `mlp`; it must be one of the
-    grid's architectures. With several algorithms a bare architecture name means it under the first algorithm
-    ("mlp" -> "TD3+BC mlp")."""
+    grid's architectures. With several algorithms a bare architecture name means it under the first algorithm, in
+    the grid file's order, that has records among the report's architectures ("mlp" -> "BC mlp")."""
     name = baseline or records.expected.baseline or DEFAULT_BASELINE
-    if name not in records.architectures and len(records.algorithms) > 1:
-        labelled = arch_label(records.algorithms[0], name)
-        name = labelled if labelled in records.architectures else name
+    if name not in records.architectures:
+        labels = (arch_label(algo, name) for algo in records.algorithms)
+        name = next((label for label in labels if label in records.architectures), name)
     if name not in records.architectures:
         raise BenchError(
             f"baseline architecture {name!r} is not among the architectures of {records.root} "
@@ -117,8 +117,8 @@ def select_architectures(records: RecordSet, names: Sequence[str]) -> RecordSet:
     selected: list[str] = []
     for name in names:
         labels = [name] if name in records.architectures else []
-        if not labels and len(records.algorithms) > 1:
-            labels = [arch_label(algo, name) for algo in records.algorithms]
+        if not labels:
+            labels = [arch_label(algo, name) for algo in records.expected.algorithms]
             labels = [label for label in labels if label in records.architectures]
         if not labels:
             hint = did_you_mean(name, records.architectures, cutoff=0.5)
@@ -127,9 +127,12 @@ def select_architectures(records: RecordSet, names: Sequence[str]) -> RecordSet:
                 f"its architectures: {', '.join(records.architectures)}"
             )
         selected += [label for label in labels if label not in selected]
+    runs = records.runs[records.runs["arch"].isin(selected)].reset_index(drop=True)
     return dataclasses.replace(
         records,
-        runs=records.runs[records.runs["arch"].isin(selected)].reset_index(drop=True),
+        runs=runs,
+        # The selected columns' algorithms only: captions, Table 2's notes and the override notes name them.
+        algorithms=[algo for algo in records.algorithms if algo in set(runs["algo"])],
         curves=records.curves[records.curves["arch"].isin(selected)].reset_index(drop=True),
         diagnostics=records.diagnostics[records.diagnostics["arch"].isin(selected)].reset_index(drop=True),
         expected=dataclasses.replace(records.expected, architectures=selected),
@@ -186,6 +189,8 @@ def analyze_folder(
     `at_step`, when given) and compute every statistic the tables and figures show."""
     if reps < 1:
         raise BenchError(f"--reps must be positive, got {reps}")
+    if not 0 <= seed < 2**32:  # NumPy's global generator, which the bootstraps draw from, takes no other seed
+        raise BenchError(f"--seed must be between 0 and 2**32 - 1, got {seed}")
     records = load_records(Path(results_dir), allow_mixed=allow_mixed, at_step=at_step)
     if architectures:
         records = select_architectures(records, architectures)

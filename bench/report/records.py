@@ -48,6 +48,7 @@ ALGORITHM_LABELS = {"cql": "CQL", "td3bc": "TD3+BC", "iql": "IQL", "bc": "BC"}
 
 RECORD_COLUMNS = [
     "path",
+    "process",
     "dataset",
     "dataset_name",
     "display_name",
@@ -57,6 +58,7 @@ RECORD_COLUMNS = [
     "dataset_sha256",
     "env",
     "arch",
+    "cell_arch",
     "algo",
     "seed",
     "status",
@@ -116,6 +118,8 @@ class ExpectedGrid:
     source: str  # "grid.yaml" or "observed records"
     baseline: str | None = None  # the grid file's reference architecture, if it names one
     reports: dict[str, NamedReport] = field(default_factory=dict)  # the grid file's named reports
+    # The algorithms of the columns: the grid file's, in its `algorithms:` order, else the records' (registry order).
+    algorithms: list[str] = field(default_factory=list)
 
     @property
     def cells(self) -> int:
@@ -134,7 +138,8 @@ class RecordSet:
     ignored: list[SkippedFile] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)  # the shared configuration (flattened, dotted keys)
     mixed_keys: list[str] = field(default_factory=list)  # config keys that differ (only with allow_mixed)
-    algorithms: list[str] = field(default_factory=lambda: [DEFAULT_ALGORITHM])  # the records' algorithms, by name
+    # The records' algorithms, by name, in the order of the columns (the grid file's `algorithms:` order).
+    algorithms: list[str] = field(default_factory=lambda: [DEFAULT_ALGORITHM])
     # One row per epoch and training quantity of a done or diverged run (its `diagnostics`), DIAGNOSTIC_COLUMNS.
     diagnostics: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=DIAGNOSTIC_COLUMNS))
     # The gradient step the records were cut at (`record_at_step`); None for the runs as they ended.
@@ -212,12 +217,14 @@ def load_records(results_dir: Path, *, allow_mixed: bool = False, at_step: int |
     )
     if at_step is not None:
         runs["steps"] = at_step  # the budget the tables judge the runs by
-    algorithms = _ordered_union([a for a in ALGORITHM_LABELS if a in set(runs["algo"])], runs["algo"])
-    if len(algorithms) > 1:
+    # The folder of a whole multi-algorithm grid is labelled by the algorithms its grid file lists, so records of
+    # only some of them are still that grid's (the others' cells are missing, not another grid's).
+    if len(set(runs["algo"]) | set(listed_algorithms(root))) > 1:
         # Every architecture once per algorithm: the tables, statistics and figures group by the label.
         for frame in (runs, curves, diagnostics):
             frame["arch"] = [arch_label(a, arch) for a, arch in zip(frame["algo"], frame["arch"], strict=True)]
     expected = expected_grid(root, runs, allow_mixed=allow_mixed)
+    algorithms = [a for a in expected.algorithms if a in set(runs["algo"])]
     return RecordSet(root, runs, curves, expected, skipped, ignored, config, mixed, algorithms, diagnostics, at_step)
 
 
@@ -229,7 +236,8 @@ def record_at_step(path: Path, record: dict[str, Any], step: int) -> dict[str, A
     it), so on the CPU that trained them the cut records are what a grid of `step` steps would have written.
 
     A run that diverged after `step` was a finished run at `step`. A run that diverged or failed before it stays
-    as it is. A finished run without an evaluation at `step`, or with fewer steps, is refused.
+    as it is. A finished run, or one that diverged after `step`, without an evaluation at `step` is refused, as is
+    a run of fewer steps.
     """
     if step < 1:
         raise BenchError(f"--at-step must be a positive number of gradient steps, got {step}")
@@ -241,7 +249,8 @@ def record_at_step(path: Path, record: dict[str, Any], step: int) -> dict[str, A
             f"{path}: --at-step {step:,} is past this run's {budget:,} steps; pick a step every record reached"
         )
     evaluations = {point["step"]: point for point in record["curve"]}
-    if record["status"] == "done" and step not in evaluations:
+    # A run that diverged after `step` was running at it, so it needs an evaluation there as a finished run does.
+    if step not in evaluations and (record["status"] == "done" or record["steps_done"] > step):
         shown = ", ".join(f"{s:,}" for s in sorted(evaluations)) or "none"
         raise BenchError(f"{path}: no evaluation at step {step:,} (evaluations at {shown}); pick one of them")
     diagnostics = record.get("diagnostics")
@@ -281,13 +290,37 @@ def _require(path: Path, record: Mapping[str, Any], key: str, types: type | tupl
         raise BenchError(f"{path}: record has no key {name!r}; it is not a valid record, rerun the cell or remove it")
     value = record[key]
     allowed = types if isinstance(types, tuple) else (types,)
-    # bool is an int in Python; a record never means True by 1.
-    if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
-        kinds = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+    if not _is(value, allowed):
         raise BenchError(
-            f"{path}: key {name!r} should be {kinds}, got {value!r}; the record is damaged, rerun the cell or remove it"
+            f"{path}: key {name!r} should be {_kinds(allowed)}, got {value!r}; the record is damaged, rerun the cell "
+            "or remove it"
         )
     return value
+
+
+def _is(value: Any, allowed: tuple[type, ...]) -> bool:
+    # bool is an int in Python; a record never means True by 1.
+    return isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
+
+
+def _kinds(allowed: tuple[type, ...]) -> str:
+    return " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+
+
+def _require_list(
+    path: Path, record: Mapping[str, Any], key: str, types: type | tuple[type, ...], where: str = ""
+) -> list[Any]:
+    """record[key], a list whose every item is of `types`; a BenchError naming the file, key and item otherwise."""
+    values = _require(path, record, key, list, where)
+    allowed = types if isinstance(types, tuple) else (types,)
+    name = f"{where}.{key}" if where else key
+    for i, value in enumerate(values):
+        if not _is(value, allowed):
+            raise BenchError(
+                f"{path}: {name}[{i}] should be {_kinds(allowed)}, got {value!r}; the record is damaged, rerun the "
+                "cell or remove it"
+            )
+    return values
 
 
 NUMBER = (int, float)
@@ -335,6 +368,9 @@ def validate_record(path: Path, record: dict[str, Any]) -> dict[str, Any]:
             raise BenchError(f"{path}: curve[{i}] is not an object; the record is damaged, rerun the cell")
         _require(path, point, "step", int, f"curve[{i}]")
         _require(path, point, "normalized_score", NUMBER, f"curve[{i}]")
+        for key in ("episode_returns", "episode_lengths"):  # records from before they were kept have none
+            if point.get(key) is not None:
+                _require_list(path, point, key, NUMBER, f"curve[{i}]")
     for i, seconds in enumerate(_require(path, record, "seconds_per_epoch", list)):
         if isinstance(seconds, bool) or not isinstance(seconds, NUMBER) or not seconds > 0:
             raise BenchError(f"{path}: seconds_per_epoch[{i}] is {seconds!r}, not a positive number; rerun the cell")
@@ -342,7 +378,45 @@ def validate_record(path: Path, record: dict[str, Any]) -> dict[str, Any]:
     device = _require(path, record, "device", dict)
     _require(path, device, "type", str, "device")
     _require(path, device, "name", str, "device")
+    _validate_group(path, record)
+    _validate_diagnostics(path, record)
+    _validate_grid_overrides(path, record)
     return record
+
+
+def _validate_group(path: Path, record: Mapping[str, Any]) -> None:
+    """The seeds trained side by side with the record's (Table 3 divides the timing by their number and counts
+    each group as one process); records of a seed trained alone may have none."""
+    if record.get("group") is None:
+        return
+    group = _require(path, record, "group", dict)
+    size = _require(path, group, "size", int, "group")
+    if size < 1:
+        raise BenchError(f"{path}: group.size is {size}; it must be a positive number of seeds, rerun the cell")
+    _require_list(path, group, "seeds", int, "group")
+
+
+def _validate_diagnostics(path: Path, record: Mapping[str, Any]) -> None:
+    """The per-epoch diagnostics' steps (`diagnostic_rows` checks the values); records from before diagnostics
+    were kept have none."""
+    if record.get("diagnostics"):
+        diagnostics = _require(path, record, "diagnostics", dict)
+        _require_list(path, diagnostics, "step", int, "diagnostics")
+
+
+def _validate_grid_overrides(path: Path, record: Mapping[str, Any]) -> None:
+    """The grid's overrides as the record keeps them (`comparable_config`, `override_entries`); records of a grid
+    without overrides may have none."""
+    if record.get("grid_overrides") is None:
+        return
+    overrides = _require(path, record, "grid_overrides", dict)
+    for key in ("applied", "replaced", *OVERRIDE_MAPS):
+        if overrides.get(key) is not None:
+            _require(path, overrides, key, dict, "grid_overrides")
+    for kind in OVERRIDE_MAPS:
+        for target, settings in (overrides.get(kind) or {}).items():
+            if settings is not None:
+                _require(path, overrides[kind], target, dict, f"grid_overrides.{kind}")
 
 
 def display_name(dataset: str, source: str) -> str:
@@ -424,6 +498,14 @@ def seeds_per_process(record: Mapping[str, Any]) -> int:
     return int((record.get("group") or {}).get("size", 1))
 
 
+def process_key(record: Mapping[str, Any]) -> str:
+    """Which training process timed the record: its cell with the seeds trained side by side in it (the record's
+    `group`), so the records of one group share a key; a record without a group is its own process."""
+    cell = record["cell"]
+    seeds = (record.get("group") or {}).get("seeds") or [cell["seed"]]
+    return f"{cell['dataset']} {record_algorithm(record)} {cell['arch']} seeds {','.join(map(str, seeds))}"
+
+
 def seconds_per_1k_steps(record: Mapping[str, Any]) -> float:
     """Median seconds per epoch per seed, scaled to an epoch of 1,000 gradient steps; nan without timed epochs.
 
@@ -455,6 +537,7 @@ def run_row(path: Path, record: Mapping[str, Any]) -> dict[str, Any]:
     episode_length, time_limit_share, reward_beyond_healthy = scored_episodes(record)
     return {
         "path": str(path),
+        "process": process_key(record),
         "dataset": cell["dataset"],
         "dataset_name": dataset["name"],
         "display_name": display_name(cell["dataset"], dataset["source"]),
@@ -464,6 +547,8 @@ def run_row(path: Path, record: Mapping[str, Any]) -> dict[str, Any]:
         "dataset_sha256": dataset.get("sha256"),  # None in records written before the digest existed
         "env": dataset["env"],
         "arch": cell["arch"],
+        # The grid's name of the architecture (`arch` is labelled "<algorithm> <architecture>" with several).
+        "cell_arch": cell["arch"],
         "algo": record_algorithm(record),
         "seed": cell["seed"],
         "status": record["status"],
@@ -799,7 +884,15 @@ def read_grid_file(path: Path, algorithm: str | None = None) -> ExpectedGrid:
         source=GRID_FILE,
         baseline=_baseline(data.get("baseline"), path),
         reports=_reports(data.get("reports") or {}, path),
+        algorithms=algorithms,
     )
+
+
+def listed_algorithms(root: Path) -> list[str]:
+    """The algorithms the grid file of the records under `root` lists, in its order (one algorithm's folder of a
+    multi-algorithm grid: that one); [] for records without a grid file."""
+    found = grid_file_of(root)
+    return read_grid_file(*found).algorithms if found else []
 
 
 def _baseline(value: Any, path: Path) -> str | None:
@@ -833,9 +926,12 @@ def expected_grid(root: Path, runs: pd.DataFrame, *, allow_mixed: bool = False) 
     observed_archs = sorted(runs["arch"].unique())
     observed_datasets = sorted(runs["dataset"].unique())
     observed_seeds = sorted(int(s) for s in runs["seed"].unique())
+    observed_algorithms = _ordered_union([a for a in ALGORITHM_LABELS if a in set(runs["algo"])], runs["algo"])
     found = grid_file_of(root)
     if found is None:
-        return ExpectedGrid(observed_archs, observed_datasets, observed_seeds, "observed records")
+        return ExpectedGrid(
+            observed_archs, observed_datasets, observed_seeds, "observed records", algorithms=observed_algorithms
+        )
     grid_path, algorithm = found
     grid = read_grid_file(grid_path, algorithm)
     for column, listed in (("arch", grid.architectures), ("dataset", grid.datasets), ("seed", grid.seeds)):
@@ -855,4 +951,5 @@ def expected_grid(root: Path, runs: pd.DataFrame, *, allow_mixed: bool = False) 
         source=GRID_FILE,
         baseline=grid.baseline,
         reports=grid.reports,
+        algorithms=_ordered_union(grid.algorithms, observed_algorithms),
     )

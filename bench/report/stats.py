@@ -236,10 +236,23 @@ def cell_statistics(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def time_statistics(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (device, arch): n timed runs (done or diverged), mean and sample std of seconds per 1,000 steps."""
+    """Per (device, arch): n timed runs (done or diverged), the processes that timed them, and the mean and sample
+    std of seconds per 1,000 steps over those processes.
+
+    Seeds trained side by side in one process share its epoch timings, so their runs are one measurement, not
+    independent ones: each process counts once, with the mean of its timed runs (they carry the same value unless
+    one stopped early). With groups of one size this mean equals the mean over runs.
+    """
     timed = runs[(runs["status"] != "failed") & runs["seconds_per_1k"].notna()]
-    grouped = timed.groupby(["device", "arch"])["seconds_per_1k"]
-    return pd.DataFrame({"n": grouped.count(), "mean": grouped.mean(), "std": grouped.std(ddof=1)})
+    processes = timed.groupby(["device", "arch", "process"])["seconds_per_1k"].mean().groupby(["device", "arch"])
+    return pd.DataFrame(
+        {
+            "n": timed.groupby(["device", "arch"])["seconds_per_1k"].count(),
+            "processes": processes.count(),
+            "mean": processes.mean(),
+            "std": processes.std(ddof=1),
+        }
+    )
 
 
 def _mean_per_step(scores: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ package but booktabs and compile with pdflatex, lualatex or xelatex alike.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -368,7 +368,10 @@ def score_notes(
         notes.append(f"{len(short_runs)} finished run(s) have no evaluation at their last step; their last one counts.")
     if rec.mixed_keys:
         notes.append(f"Records with different configurations are mixed (--allow-mixed): {', '.join(rec.mixed_keys)}.")
-    notes.extend(override_notes(rec.config, list(dict.fromkeys(runs["arch"])), rec.datasets, names, rec.algorithms))
+    columns = runs.drop_duplicates("arch")
+    # A labelled column ("TD3+BC kan") takes the overrides of its architecture and its algorithm's settings.
+    arch_keys = dict(zip(columns["arch"], zip(columns["cell_arch"], columns["algo"], strict=True), strict=True))
+    notes.extend(override_notes(rec.config, list(arch_keys), rec.datasets, names, rec.algorithms, arch_keys))
     return notes
 
 
@@ -389,10 +392,14 @@ def override_notes(
     datasets: list[str],
     names: dict[str, str],
     algorithms: Sequence[str] = (),
+    arch_keys: Mapping[str, tuple[str, str]] | None = None,
 ) -> list[str]:
     """Notes naming the settings a grid gives some columns (architecture_overrides) or rows (dataset_overrides),
     with the grid-wide value the others keep, e.g. each actor's policy learning rate. A setting scoped to an
     algorithm (`iql.tau`) is named only when the report holds that algorithm's records (`algorithms`, when given).
+    `arch_keys` maps a column to (the architecture the grid's map names, the column's algorithm) where they
+    differ: with several algorithms the columns are labelled ("TD3+BC kan"), and a column shows its own
+    algorithm's settings only.
     """
     foreign = {algo for algo in ALGORITHM_LABELS if algorithms and algo not in algorithms}
     notes = []
@@ -403,11 +410,13 @@ def override_notes(
         given: dict[str, list[str]] = {}
         settings: list[str] = []
         for key in keys:
-            prefix = f"grid_overrides.{kind}.{key}."
+            target, own = (arch_keys or {}).get(key, (key, None)) if what == "column" else (key, None)
+            prefix = f"grid_overrides.{kind}.{target}."
             for name, value in config.items():
                 if name.startswith(prefix):
                     setting = name.removeprefix(prefix)
-                    if setting.split(".")[0] in foreign:
+                    scope = setting.split(".")[0]
+                    if scope in foreign or (own is not None and scope in ALGORITHM_LABELS and scope != own):
                         continue
                     shown = f"{value:g}" if isinstance(value, float) else str(value)
                     given.setdefault(names.get(key, key), []).append(f"{setting} {shown}")
@@ -582,14 +591,14 @@ def time_table(analysis: Analysis) -> Table:
     runs = rec.runs
     devices = list(dict.fromkeys(runs["device"]))
     several = len(devices) > 1
-    header = ["Architecture", "Seconds per epoch", f"Ratio vs {baseline}", "Runs"]
+    header = ["Architecture", "Seconds per epoch", f"Ratio vs {baseline}", "Runs", "Processes"]
     table = Table(
         stem="table3_time",
         number=3,
         title="Training time",
         caption="",
         header=(["Device", *header] if several else header),
-        align=("l" if several else "") + "lrrr",
+        align=("l" if several else "") + "lrrrr",
     )
     expected_runs = len(rec.datasets) * len(rec.seeds)
     short = False
@@ -598,15 +607,15 @@ def time_table(analysis: Analysis) -> Table:
         for i, arch in enumerate(rec.architectures):
             lead = ([device if i == 0 else ""]) if several else []
             if (device, arch) not in times.index:
-                table.add_row([*lead, arch, MISSING, MISSING, "0"], rule_before=several and i == 0)
+                table.add_row([*lead, arch, MISSING, MISSING, "0", "0"], rule_before=several and i == 0)
                 short = True
                 continue
             stat = times.loc[(device, arch)]
-            n = int(stat["n"])
+            n, processes = int(stat["n"]), int(stat["processes"])
             short |= n < expected_runs
             ratio = MISSING if base is None else f"{stat['mean'] / base['mean']:.2f}×"
-            text = mean_std(stat["mean"], stat["std"], n, SECONDS_DECIMALS)
-            table.add_row([*lead, arch, text, ratio, str(n)], rule_before=several and i == 0)
+            text = mean_std(stat["mean"], stat["std"], processes, SECONDS_DECIMALS)
+            table.add_row([*lead, arch, text, ratio, str(n), str(processes)], rule_before=several and i == 0)
 
     epoch_sizes = sorted(int(e) for e in runs["epoch_steps"].unique())
     scaled = ""
@@ -623,16 +632,19 @@ def time_table(analysis: Analysis) -> Table:
     )
     table.caption = (
         "Wall seconds per epoch of 1,000 gradient steps, evaluation excluded: per run the median over its epochs, "
-        "divided by the number of seeds trained side by side in its process (one seed's share), "
-        f"then mean ± sample standard deviation over runs (seeds and datasets). {where} Ratio: mean time "
-        f"over the mean time of {baseline} on the same device.{scaled} {rec.algorithm_phrase()}"
+        "divided by the number of seeds trained side by side in its process (one seed's share); the seeds of one "
+        "process share its timings, so per process the mean of its runs, then mean ± sample standard deviation "
+        f"over processes (each a group of seeds trained together, or a seed trained alone). {where} Ratio: mean "
+        f"time over the mean time of {baseline} on the same device.{scaled} {rec.algorithm_phrase()}"
     )
     table.notes = [
-        f"Runs: timed runs (done or diverged; failed runs are left out) of {expected_runs} per architecture."
+        f"Runs: timed runs (done or diverged; failed runs are left out) of {expected_runs} per architecture. "
+        "Processes: the training processes that timed them, each one measurement however many seeds it trained."
     ]
     if short:
         table.notes.append(
-            f"Some architectures have fewer timed runs than the grid's {expected_runs}: their mean is over n runs."
+            f"Some architectures have fewer timed runs than the grid's {expected_runs}: their mean is over the "
+            "processes of those runs."
         )
     adopted = adoption_note(runs)
     if adopted:
