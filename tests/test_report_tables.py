@@ -101,6 +101,13 @@ def test_table2_shows_more_parameters_as_a_negative_reduction(tmp_path: Path) ->
     assert r"$-$100.0\%" in to_latex(parameter_table(analysis_of(tmp_path)))
 
 
+def test_table2_names_every_environment_without_a_baseline_record(tmp_path: Path) -> None:
+    records = [make_record(HALFCHEETAH, "kan", 0, 40.0), make_record(HOPPER, "mlp", 0, 50.0)]
+    write_records(tmp_path, [*records, make_record(HOPPER, "kan", 0, 45.0)])
+    notes = parameter_table(analysis_of(tmp_path)).notes
+    assert notes[-1].endswith("reductions need a record of mlp there (halfcheetah).")
+
+
 def test_table3_seconds_ratio_device_and_scaling(complete: Analysis) -> None:
     table = time_table(complete)
     rows = markdown_rows(table)

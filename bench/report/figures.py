@@ -479,8 +479,8 @@ def write_captions(outputs: Sequence[FigureOutput], analysis: Analysis, director
     lines = [f"# Figures for {analysis.records.root}", ""]
     covered = ", ".join(names[d] for d in selection.datasets) or "none"
     lines.append(
-        f"Aggregates (all figures but the learning curves) cover the datasets with all {len(selection.seeds)} "
-        f"seeds for every architecture: {covered}."
+        f"Aggregates (all figures but the learning curves and the training diagnostics, which show every dataset) "
+        f"cover the datasets with all {len(selection.seeds)} seeds for every architecture: {covered}."
     )
     if selection.excluded_datasets:
         left_out = "; ".join(f"{names[d]} ({why})" for d, why in selection.excluded_datasets.items())

@@ -512,12 +512,15 @@ def parameter_table(analysis: Analysis) -> Table:
         align="llcrrcrr" + ("r" if value else ""),
     )
     missing = 0
+    without_baseline = []
     for env in envs:
         env_runs = runs[runs["env"] == env]
         base = env_runs[env_runs["arch"] == baseline]
         base_counts = (
             (int(_unique(base, "actor_params")), int(_unique(base, "critic_params"))) if not base.empty else None
         )
+        if base_counts is None:
+            without_baseline.append(env)
         for i, arch in enumerate(rec.architectures):
             label = env if i == 0 else ""
             group = env_runs[env_runs["arch"] == arch]
@@ -575,7 +578,8 @@ def parameter_table(analysis: Analysis) -> Table:
     ]
     if missing:
         notes = f"{MISSING} no record of this architecture in this environment ({missing} row(s))"
-        table.notes.append(notes + (f"; reductions need a record of {baseline} there." if base_counts is None else "."))
+        needs = f"; reductions need a record of {baseline} there ({', '.join(without_baseline)})."
+        table.notes.append(notes + (needs if without_baseline else "."))
     return table
 
 
