@@ -350,7 +350,12 @@ def test_table7_shows_the_episodes_behind_each_score(tmp_path: Path) -> None:
         "Reward/step beyond healthy",
     ]
     rows = [[cell.text for cell in row] for row in table.rows]
-    assert rows[0] == ["halfcheetah-medium-v2", "mlp", "47.1 ± 0.1", "1000 ± 0", "100%", "1.00 ± 0.00"]
+    # Two of the three seeds: marked as in Table 1.
+    assert rows[0] == ["halfcheetah-medium-v2", "mlp", "47.1 ± 0.1†", "1000 ± 0", "100%", "1.00 ± 0.00"]
+    assert table.notes == [
+        "† fewer runs with a scored evaluation's episodes than the grid's 3 seeds, mean over n: "
+        "halfcheetah-medium-v2/mlp n=2."
+    ]
     assert rows[1] == ["", "kan", "45.0 ± 1.0", "1000 ± 0", "100%", "1.00 ± 0.00"]
     assert rows[2] == ["hopper-medium-v2", "mlp", "60.0 ± 5.0", "1000 ± 0", "100%", "0.00 ± 0.00"]
     # kan seed 2: 550 steps per episode, half of them at the limit, (7,500 + 650 - 5,500) / 5,500 per step.
@@ -362,6 +367,14 @@ def test_table7_shows_the_episodes_behind_each_score(tmp_path: Path) -> None:
     assert "(time limit 1,000 steps)" in caption
     assert "scores 31.3 on hopper: a score near that" in caption  # 1,000 healthy steps, normalized
     assert "Halfcheetah pays no healthy reward." in caption and "Algorithm: CQL." in caption
+
+
+def test_table7_marks_a_score_that_includes_diverged_runs(tmp_path: Path) -> None:
+    records = [make_record(HOPPER, "mlp", seed, 50.0) for seed in (0, 1)]
+    write_records(tmp_path, [*records, make_record(HOPPER, "mlp", 2, 20.0, status="diverged", last_step=1000)])
+    table = episode_table(analysis_of(tmp_path))
+    assert table.rows[0][2].text == "40.0 ± 17.3‡"
+    assert table.notes == ["‡ includes diverged runs, read at their last evaluation: hopper-medium-v2/mlp (1 of 3)."]
 
 
 def test_table7_dashes_a_cell_without_a_scored_run(tmp_path: Path) -> None:

@@ -720,6 +720,8 @@ def episode_table(analysis: Analysis) -> Table:
         align="llrrrr",
     )
     missing = 0
+    partial: list[str] = []
+    diverged: list[str] = []
     for dataset in rec.datasets:
         for i, arch in enumerate(rec.architectures):
             label = names[dataset] if i == 0 else ""
@@ -732,6 +734,13 @@ def episode_table(analysis: Analysis) -> Table:
                 values_mean_std(group[column].tolist(), decimals)
                 for column, decimals in (("score", SCORE_DECIMALS), ("episode_length", 0), ("reward_beyond_healthy", 2))
             )
+            n, n_diverged = len(group), int((group["status"] == "diverged").sum())
+            if n < len(rec.seeds):
+                score += PARTIAL
+                partial.append(f"{names[dataset]}/{arch} n={n}")
+            if n_diverged:
+                score += DIVERGED
+                diverged.append(f"{names[dataset]}/{arch} ({n_diverged} of {n})")
             at_limit = f"{100.0 * group['time_limit_share'].mean():.0f}%"
             table.add_row([label, arch, score, length, at_limit, beyond], rule_before=i == 0)
 
@@ -770,6 +779,13 @@ def episode_table(analysis: Analysis) -> Table:
     )
     if missing:
         table.notes.append(f"{MISSING} no run with a score ({missing} row(s)).")
+    if partial:
+        table.notes.append(
+            f"{PARTIAL} fewer runs with a scored evaluation's episodes than the grid's {len(rec.seeds)} seeds, "
+            f"mean over n: {_join(partial)}."
+        )
+    if diverged:
+        table.notes.append(f"{DIVERGED} includes diverged runs, read at their last evaluation: {_join(diverged)}.")
     return table
 
 
