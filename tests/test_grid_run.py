@@ -211,6 +211,28 @@ def test_a_segfaulting_worker_is_isolated(tmp_path: Path) -> None:
     assert store.state(spec.cells()[1]).state == "failed"
 
 
+def finish_then_crash(group: tuple[CellTask, ...]) -> list[CellOutcome]:
+    """A worker target that writes its cells' records and dies before it can report them."""
+    for task in group:
+        task.out.parent.mkdir(parents=True, exist_ok=True)
+        task.out.write_text(json.dumps({"status": "done", "final_score": 3.0}))
+    os.kill(os.getpid(), signal.SIGSEGV)
+    return []
+
+
+def test_a_worker_that_dies_after_finishing_its_cell_reports_the_record(tmp_path: Path) -> None:
+    spec = load_grid(tiny_grid(tmp_path, ["local:hopper-random"]))
+    store = ResultsStore.for_grid(tmp_path / "results", spec)
+    cell = spec.cells()[0]
+    outcomes: list[CellOutcome] = []
+    for force in (False, True):
+        task = CellTask(cell, spec.run_config(cell), store.record_path(cell), force=force)
+        LocalLauncher(1, target=finish_then_crash).run([(task,)], lambda task, outcome: outcomes.append(outcome))
+    # Under --force a finished record may be the one the run was to replace: the cell counts as lost.
+    assert [(o.status, o.final_score) for o in outcomes] == [("done", 3.0), ("failed", None)]
+    assert "SIGSEGV" in outcomes[1].error and "SIGSEGV" in error_path(store.record_path(cell)).read_text()
+
+
 def test_a_locked_cell_is_left_to_its_holder(
     hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

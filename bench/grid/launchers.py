@@ -183,12 +183,18 @@ def _file_id(path: Path) -> tuple[int, int] | None:
     return stat.st_ino, stat.st_mtime_ns
 
 
-def record_lost_worker(task: CellTask, error: str) -> None:
-    """Keep the error of a cell whose worker died, unless another process has taken the cell over."""
+def lost_worker_outcome(task: CellTask, error: str, seconds: float = 0.0) -> CellOutcome:
+    """What became of a cell whose worker died: what its record says when the worker finished it before dying
+    (its last record written, say), else failed, its error kept beside the record unless another process has taken
+    the cell over. Under `--force` a finished record may be the one the cell was to replace, so it counts as lost."""
     with CellLock(task.out) as locked:
         existing = read_record(task.out)
-        if locked and (existing is None or existing["status"] not in FINISHED):
+        if existing is not None and existing["status"] in FINISHED and not task.force:
+            error_line = first_line(existing.get("error"))
+            return CellOutcome(existing["status"], seconds, error_line, existing.get("final_score"))
+        if locked:
             write_error(task.out, f"{error}; a checkpoint beside the record, if any, resumes the next attempt")
+    return CellOutcome("failed", seconds, error)
 
 
 def _exit_description(exitcode: int | None) -> str:
@@ -275,9 +281,7 @@ class LocalLauncher:
         except EOFError:  # the worker died before it could send its outcomes
             pass
         error = _exit_description(exitcode)
-        for task in group:
-            record_lost_worker(task, error)
-        return [CellOutcome("failed", seconds, error) for _ in group]
+        return [lost_worker_outcome(task, error, seconds) for task in group]
 
 
 def import_ray() -> Any:
@@ -443,9 +447,7 @@ class RayLauncher:
                         outcomes = ray.get(ref)
                     except ray.exceptions.RayError as exc:
                         error = f"Ray task died: {type(exc).__name__}: {first_line(str(exc))}"
-                        for task in group:
-                            record_lost_worker(task, error)
-                        outcomes = [CellOutcome("failed", error=error) for _ in group]
+                        outcomes = [lost_worker_outcome(task, error) for task in group]
                     for task, outcome in zip(group, outcomes, strict=True):
                         report(task, outcome)
         finally:
