@@ -27,7 +27,7 @@ from bench.report.records import load_records
 from bench.report.tables import score_table
 from bench.train import RunConfig
 from tests.d4rl_files import write_small_d4rl_file
-from tests.interrupts import interrupted_on_call
+from tests.interrupts import FirstEpochDiverges, interrupted_on_call
 
 # Wall-clock fields; everything else in a record repeats exactly for the same seed on CPU.
 TIMING_FIELDS = {"seconds_per_epoch", "started_at", "finished_at"}
@@ -688,16 +688,7 @@ def test_a_killed_group_is_partial_and_resumes_as_a_group(
 def test_a_group_killed_after_one_seed_diverged_resumes_with_that_seed_along(
     hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = train._train_epoch
-    calls = {"epochs": 0}
-
-    def seed_zero_diverges_in_the_first_epoch(*args, **kwargs):
-        calls["epochs"] += 1
-        seconds, losses = real(*args, **kwargs)
-        if calls["epochs"] == 1:
-            losses = {**losses, "critic_loss": losses["critic_loss"].copy()}
-            losses["critic_loss"][0] = float("nan")
-        return seconds, losses
+    diverges = FirstEpochDiverges(train._train_epoch)
 
     grid = tiny_grid(
         tmp_path, [f"local:{hopper_file}"], seeds=(0, 1), steps=200, epoch_steps=50, eval_every=200, seeds_per_process=2
@@ -706,10 +697,9 @@ def test_a_group_killed_after_one_seed_diverged_resumes_with_that_seed_along(
     results = tmp_path / "results"
     paths = [ResultsStore.for_grid(results, spec).record_path(cell) for cell in spec.cells()]
     config = spec.run_config(spec.cells()[0])
-    monkeypatch.setattr(train, "_train_epoch", seed_zero_diverges_in_the_first_epoch)
+    monkeypatch.setattr(train, "_train_epoch", diverges)
     reference = train.train_group(config, [0, 1], [tmp_path / "ref" / p.name for p in paths], progress=False)
-    calls["epochs"] = 0
-    monkeypatch.setattr(train, "_train_epoch", interrupted_on_call(seed_zero_diverges_in_the_first_epoch, 4))
+    monkeypatch.setattr(train, "_train_epoch", interrupted_on_call(diverges.restart(), 4))
     with pytest.raises(KeyboardInterrupt):
         train.train_group(config, [0, 1], paths, progress=False)
     monkeypatch.undo()

@@ -22,7 +22,7 @@ from bench.train import RunConfig, train_group
 from tests import test_train as train_tests
 from tests.d4rl_files import write_small_d4rl_file
 from tests.devices import devices
-from tests.interrupts import interrupted_on_call
+from tests.interrupts import FirstEpochDiverges, interrupted_on_call
 from tests.test_train import comparable
 
 
@@ -197,32 +197,21 @@ def test_one_diverged_seed_does_not_stop_the_others(
 def test_a_group_resumes_at_its_checkpoints_step_past_a_seed_that_diverged_before_it(
     hopper_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = train._train_epoch
-    calls = {"epochs": 0}
-
-    def seed_zero_diverges_in_the_first_epoch(*args, **kwargs):
-        calls["epochs"] += 1
-        seconds, losses = real(*args, **kwargs)
-        if calls["epochs"] == 1:
-            losses = {**losses, "critic_loss": losses["critic_loss"].copy()}
-            losses["critic_loss"][0] = np.nan
-        return seconds, losses
+    diverges = FirstEpochDiverges(train._train_epoch)
 
     config = tiny_config(hopper_file)  # 3 epochs of 2 steps, a checkpoint after each
-    monkeypatch.setattr(train, "_train_epoch", seed_zero_diverges_in_the_first_epoch)
+    monkeypatch.setattr(train, "_train_epoch", diverges)
     reference = train_group(config, [0, 1], [tmp_path / "ref" / f"seed{s}.json" for s in (0, 1)], progress=False)
-    calls["epochs"] = 0
     outs = [tmp_path / "killed" / f"seed{s}.json" for s in (0, 1)]
-    monkeypatch.setattr(train, "_train_epoch", interrupted_on_call(seed_zero_diverges_in_the_first_epoch, 3))
+    monkeypatch.setattr(train, "_train_epoch", interrupted_on_call(diverges.restart(), 3))
     with pytest.raises(KeyboardInterrupt):
         train_group(config, [0, 1], outs, progress=False)
     diverged = outs[0].read_bytes()
     assert json.loads(diverged)["status"] == "diverged" and train.group_checkpoint_path(outs).exists()
-    calls["epochs"] = 0
-    monkeypatch.setattr(train, "_train_epoch", seed_zero_diverges_in_the_first_epoch)
+    monkeypatch.setattr(train, "_train_epoch", diverges.restart())
     resumed = train_group(config, [0, 1], outs, progress=False)
     # One epoch left after the checkpoint at step 4, although the diverged seed stopped counting at step 2.
-    assert calls["epochs"] == 1
+    assert diverges.epochs == 1
     assert [comparable(r) for r in resumed] == [comparable(r) for r in reference]
     assert resumed[1]["diagnostics"]["step"] == [2, 4, 6]
     assert outs[0].read_bytes() == diverged  # the diverged seed trained along; its record stays as it was
