@@ -297,6 +297,10 @@ def test_a_multi_algorithm_grid_with_some_algorithms_records_is_that_grid(tmp_pa
     assert records.architectures == ["BC mlp", "BC kan", "TD3+BC mlp", "TD3+BC kan"]
     assert set(records.runs["arch"]) == {"BC mlp", "BC kan"} and records.algorithms == ["bc"]
     assert records.expected.cells == 2 * 4 * 3 and len(records.runs) == 12
+    assert records.algorithm_phrase() == (
+        "Algorithms: BC (each column or label names its algorithm before the architecture; no records of TD3+BC "
+        "yet, whose columns are dashes)."
+    )
 
     # Records of an algorithm the grid file does not list still belong to another grid.
     td3bc = as_algorithm(make_record(HOPPER, "mlp", 0, 50.0), "td3bc", {"alpha": 2.5})

@@ -164,6 +164,17 @@ class RecordSet:
 
         # In the order of the columns (a grid file's order), not the registry's.
         labels = [algorithm_label(a) for a in sorted(self.algorithms, key=first_column)]
+        # A grid of several algorithms part way through: columns of algorithms without records yet.
+        waiting = [
+            algorithm_label(a)
+            for a in self.expected.algorithms
+            if a not in self.algorithms and first_column(a) < len(columns)
+        ]
+        if waiting:
+            return (
+                f"Algorithms: {', '.join(labels)} (each column or label names its algorithm before the architecture; "
+                f"no records of {', '.join(waiting)} yet, whose columns are dashes)."
+            )
         if len(labels) == 1:
             return f"Algorithm: {labels[0]}."
         return f"Algorithms: {', '.join(labels)} (each column or label names its algorithm before the architecture)."
