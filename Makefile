@@ -202,7 +202,8 @@ study-width: local-data
 	$(PY) -m bench actions $(RESULTS)/cpu-study-width --local-dir $(LOCAL_DATA)
 
 # The CPU study at twice its budget (configs/cpu-study-horizon.yaml): the ablations' kan4 and mlp38 for 100,000
-# steps on recipe 2 walker2d-medium, two groups of five seeds side by side at once; then its report and Table 5.
+# steps on the recipe 2 walker2d-, hopper- and halfcheetah-medium, two groups of five seeds side by side at once;
+# then its report and Table 5 (`make tables GRID=cpu-study-horizon AT_STEP=50000`: the same runs at 50,000 steps).
 study-horizon: WORKERS := $(or $(WORKERS),2)
 study-horizon: local-data
 	$(GRID_RUN) configs/cpu-study-horizon.yaml --local-dir $(LOCAL_DATA) --no-progress
