@@ -43,7 +43,7 @@ from bench.agents.registry import ALGORITHMS, DEFAULT_ALGORITHM, get_algorithm
 from bench.agents.td3_bc import TD3BCConfig
 from bench.data.loader import OfflineDataset, load_dataset
 from bench.data.registry import get_env_spec
-from bench.errors import BenchError
+from bench.errors import BenchError, first_line
 from bench.evaluate import evaluate_policy
 from bench.fileio import atomic_torch_save, atomic_write_json
 from bench.nets.kan import KANOptions
@@ -556,10 +556,9 @@ def train_group(
         try:
             state = torch.load(ckpt_path, map_location=device, weights_only=False)
         except Exception as exc:  # a torn copy, a foreign file: whatever torch raises, the advice is the same
-            reason = (str(exc).strip().splitlines() or [""])[0]
             raise BenchError(
-                f"checkpoint {ckpt_path} cannot be read ({type(exc).__name__}: {reason}); delete it to start the "
-                "cell over, or pass --force"
+                f"checkpoint {ckpt_path} cannot be read ({type(exc).__name__}: {first_line(str(exc))}); delete it "
+                "to start the cell over, or pass --force"
             ) from None
         if state.get("config_fingerprint") not in (fingerprint, legacy_fingerprint):
             raise BenchError(

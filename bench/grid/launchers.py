@@ -27,9 +27,9 @@ from typing import Any, Protocol
 
 import torch
 
-from bench.errors import BenchError
+from bench.errors import BenchError, first_line
 from bench.grid.spec import Cell, Resources
-from bench.grid.store import FINISHED, CellLock, error_path, first_line, write_error
+from bench.grid.store import FINISHED, CellLock, error_path, write_error
 from bench.train import RunConfig, read_record, train_group
 
 

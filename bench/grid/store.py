@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import yaml
 
-from bench.errors import BenchError
+from bench.errors import BenchError, first_line
 from bench.fileio import atomic_write_text
 from bench.grid.spec import Cell, GridSpec, architecture_entry, dataset_slug
 from bench.nets.spec import Architecture
@@ -106,10 +106,6 @@ def checkpoint_progress(record: Path) -> CheckpointProgress | None:
     return None
 
 
-def first_line(text: str | None) -> str:
-    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
-
-
 class ResultsStore:
     """The folder that holds one grid's records."""
 
@@ -177,12 +173,7 @@ class ResultsStore:
         new = spec.resolved()
         old_settings = old.get("settings")
         if isinstance(old_settings, dict):
-            # A grid.yaml written before a setting existed ran with that setting's default.
-            defaults = asdict(RunConfig(dataset="", arch=""))
-            old_settings = {
-                **{k: v for k, v in new["settings"].items() if k not in old_settings and v == defaults.get(k)},
-                **old_settings,
-            }
+            old_settings = _predated(old_settings, new["settings"], asdict(RunConfig(dataset="", arch="")))
         differences = _diff("settings", old_settings, new["settings"])
         old_archs = old.get("architectures") or {}
         for name, entry in new["architectures"].items():
