@@ -19,7 +19,7 @@ import pandas as pd
 from bench.data.registry import get_env_spec, normalized_score
 from bench.errors import BenchError
 from bench.fileio import atomic_write_text
-from bench.report.records import ALGORITHM_LABELS
+from bench.report.records import ALGORITHM_LABELS, RecordSet
 from bench.report.stats import Analysis, Interval
 
 MISSING = "—"
@@ -366,8 +366,7 @@ def score_notes(
     short_runs = runs[(runs["status"] == "done") & runs["score_step"].notna() & (runs["score_step"] < runs["steps"])]
     if not short_runs.empty:
         notes.append(f"{len(short_runs)} finished run(s) have no evaluation at their last step; their last one counts.")
-    if rec.mixed_keys:
-        notes.append(f"Records with different configurations are mixed (--allow-mixed): {', '.join(rec.mixed_keys)}.")
+    notes.extend(mixed_notes(rec))
     columns = runs.drop_duplicates("arch")
     # A labelled column ("TD3+BC kan") takes the overrides of its architecture and its algorithm's settings.
     arch_keys = dict(zip(columns["arch"], zip(columns["cell_arch"], columns["algo"], strict=True), strict=True))
@@ -793,9 +792,20 @@ def _env_rank(env: str) -> tuple[int, str]:
     return (ENV_ORDER.index(env) if env in ENV_ORDER else len(ENV_ORDER), env)
 
 
+def mixed_notes(rec: RecordSet) -> list[str]:
+    """The note every table of records of different configurations (--allow-mixed) carries, or none."""
+    if not rec.mixed_keys:
+        return []
+    return [f"Records with different configurations are mixed (--allow-mixed): {', '.join(rec.mixed_keys)}."]
+
+
 def build_tables(analysis: Analysis) -> list[Table]:
-    tables = [score_table(analysis), parameter_table(analysis), time_table(analysis)]
+    score = score_table(analysis)  # its notes say it among the others
+    tables = [parameter_table(analysis), time_table(analysis)]
     if len(analysis.records.architectures) > 1 and analysis.baseline in analysis.records.architectures:
         tables.append(improvement_table(analysis))
     tables.append(episode_table(analysis))
-    return tables
+    # A table read alone must say it too: Table 3's timings or Table 6's probabilities pool the same mixed runs.
+    for table in tables:
+        table.notes.extend(mixed_notes(analysis.records))
+    return [score, *tables]
