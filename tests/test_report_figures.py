@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pytest
 from matplotlib.axes import Axes
@@ -20,6 +21,7 @@ from bench.report.figures import (
     improvement_figure,
     log_range,
     parameters_figure,
+    profile_figure,
 )
 from bench.report.stats import Analysis
 from tests.report_fixtures import (
@@ -209,3 +211,43 @@ def test_a_log_range_holds_every_value_and_a_power_of_ten(values: list[float], d
     low, high = log_range(values)
     assert low < min(values) and max(values) < high
     assert [p for p in range(-3, 10) if low <= 10**p <= high] == list(decades)
+
+
+def test_many_architectures_keep_their_own_colours_and_legends_beside_the_lines(tmp_path: Path) -> None:
+    """A learning-rate sweep's report (12 columns and more): no two architectures share a colour, and the legends
+    of the curves, profiles and parameters figures sit beside the axes, not over what they plot."""
+    archs = [f"arch{i}" for i in range(12)]
+    scores = {(HOPPER, arch): [10.0 + i, 11.0 + i, 12.0 + i] for i, arch in enumerate(archs)}
+    write_fixture(tmp_path / "r", scores)
+    analysis = analyze_folder(tmp_path / "r", baseline="arch0", reps=REPS, seed=0)
+    palette = colors(analysis.records.architectures)
+    assert len(set(palette.values())) == 12
+    assert colors(archs[:3]) == {arch: matplotlib.colormaps["tab10"](i) for i, arch in enumerate(archs[:3])}
+
+    curves = curves_figure(analysis, tmp_path / "f", palette).figure
+    (panel,) = [ax for ax in curves.axes if ax.axison]
+    assert panel.get_legend() is None
+    (legend,) = curves.legends
+    assert [text.get_text() for text in legend.get_texts()] == [f"{a} (n=3)" for a in analysis.records.architectures]
+    for figure in (curves, profile_figure(analysis, tmp_path / "f", palette).figure):
+        figure.draw_without_rendering()
+        box = (figure.legends or [ax.get_legend() for ax in figure.axes if ax.get_legend()])[0]
+        extent = box.get_window_extent()
+        for ax in figure.axes:
+            if ax.axison:
+                assert ax.get_window_extent().x1 <= extent.x0, "the legend overlaps the axes"
+        assert extent.y0 >= 0 and extent.y1 <= figure.bbox.height, "the legend is cut off"
+    parameters = parameters_figure(analysis, tmp_path / "f", palette).figure
+    actor, total = parameters.axes
+    assert actor.get_legend() is None and total.get_legend() is not None
+    parameters.draw_without_rendering()
+    assert total.get_window_extent().x1 <= total.get_legend().get_window_extent().x0
+
+
+def test_a_few_architectures_keep_their_legend_inside_each_panel(tmp_path: Path) -> None:
+    analysis = fixture_analysis(tmp_path / "r")
+    palette = colors(analysis.records.architectures)
+    curves = curves_figure(analysis, tmp_path / "f", palette).figure
+    assert not curves.legends and all(ax.get_legend() is not None for ax in curves.axes if ax.axison)
+    actor, total = parameters_figure(analysis, tmp_path / "f", palette).figure.axes
+    assert actor.get_legend() is not None and total.get_legend() is None

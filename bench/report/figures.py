@@ -33,6 +33,9 @@ NO_AGGREGATE = (
 # Single evaluations of several architectures at one step are drawn this many points apart, so that one error
 # bar does not hide another.
 DODGE_POINTS = 8.0
+# A legend of more entries than this goes beside the axes, not over the lines (a learning-rate sweep has 18).
+LEGEND_INSIDE_MAX = 8
+LEGEND_ROWS_MAX = 20  # entries per legend column beside the axes
 
 
 @dataclass(frozen=True)
@@ -46,8 +49,33 @@ class FigureOutput:
 
 
 def colors(architectures: Sequence[str]) -> dict[str, tuple[float, float, float, float]]:
-    palette = matplotlib.colormaps["tab10"]
-    return {arch: palette(i % 10) for i, arch in enumerate(architectures)}
+    """One colour per architecture, in order: tab10's ten, or tab20's twenty when there are more than ten, so no
+    two architectures share a colour below 21."""
+    size = 10 if len(architectures) <= 10 else 20
+    palette = matplotlib.colormaps[f"tab{size}"]
+    return {arch: palette(i % size) for i, arch in enumerate(architectures)}
+
+
+def legend_columns(entries: int) -> int:
+    """Columns of a legend beside the axes; 0 when the legend fits inside them."""
+    return 0 if entries <= LEGEND_INSIDE_MAX else math.ceil(entries / LEGEND_ROWS_MAX)
+
+
+def legend_height(entries: int) -> float:
+    """Inches a figure needs for a legend beside its axes (small font), titles and axis labels included; 0 when
+    the legend fits inside the axes."""
+    columns = legend_columns(entries)
+    return 1.6 + 0.2 * math.ceil(entries / columns) if columns else 0.0
+
+
+def add_legend(ax: Axes, fontsize: str = "small") -> None:
+    """The axes' legend: inside (at `fontsize`) when it is short, beside the axes (right of them, small) when it
+    would hide the lines."""
+    columns = legend_columns(len(ax.get_legend_handles_labels()[1]))
+    if columns:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), ncols=columns, frameon=False, fontsize="small")
+    else:
+        ax.legend(frameon=False, fontsize=fontsize)
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -191,7 +219,8 @@ def profile_figure(analysis: Analysis, directory: Path, palette: dict) -> Figure
     )
     if not analysis.profiles:
         return written(placeholder("Performance profiles", NO_AGGREGATE), directory, stem, caption)
-    figure = new_figure(6.0, 4.0)
+    entries = len(analysis.profiles)
+    figure = new_figure(6.0 + 2.2 * legend_columns(entries), max(4.0, legend_height(entries)))
     ax = figure.add_subplot()
     for arch, profile in analysis.profiles.items():
         ax.plot(profile.taus, profile.values, color=palette[arch], label=arch, linewidth=2)
@@ -200,7 +229,7 @@ def profile_figure(analysis: Analysis, directory: Path, palette: dict) -> Figure
     ax.set_ylabel("Fraction of runs with score > τ")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(frameon=False)
+    add_legend(ax, fontsize="medium")
     ax.spines[["top", "right"]].set_visible(False)
     _suptitle(figure, "Performance profiles", analysis)
     return written(figure, directory, stem, caption)
@@ -271,14 +300,20 @@ def curves_figure(analysis: Analysis, directory: Path, palette: dict) -> FigureO
         return written(placeholder("Learning curves", "No run has an evaluation yet."), directory, stem, caption)
     columns = min(3, len(datasets))
     rows = math.ceil(len(datasets) / columns)
-    figure = new_figure(4.2 * columns, 3.2 * rows)
+    drawn_archs = [a for a in rec.architectures if any((d, a) in analysis.curves for d in datasets)]
+    # Many architectures: one legend for the figure, beside the panels, instead of one over each panel's lines.
+    shared = legend_columns(len(drawn_archs))
+    figure = new_figure(4.2 * columns + 2.2 * shared, max(3.2 * rows, legend_height(len(drawn_archs))))
     axes = np.atleast_1d(figure.subplots(rows, columns, squeeze=False)).ravel()
+    handles: dict[str, object] = {}
+    seeds: dict[str, set[int]] = defaultdict(set)
     for ax, dataset in zip(axes, datasets, strict=False):
         curves = {a: c for a in rec.architectures if (c := analysis.curves.get((dataset, a))) is not None}
         dodges = _dodges(curves)
         for arch, curve in curves.items():
             color = palette[arch]
             label = f"{arch} (n={curve.n}{', no CI' if curve.n == 1 else ''})"
+            seeds[arch].add(curve.n)
             if arch in dodges:  # one evaluation: a point with its interval, not a curve
                 error = [curve.mean - curve.low, curve.high - curve.mean]
                 drawn = ax.errorbar(curve.steps, curve.mean, yerr=error, fmt="o", color=color, capsize=4, label=label)
@@ -287,8 +322,9 @@ def curves_figure(analysis: Analysis, directory: Path, palette: dict) -> FigureO
                 for artist in drawn.get_children():
                     artist.set_transform(shifted)
             else:
-                ax.plot(curve.steps, curve.mean, color=color, label=label, linewidth=1.8, marker=".")
+                (drawn,) = ax.plot(curve.steps, curve.mean, color=color, label=label, linewidth=1.8, marker=".")
                 ax.fill_between(curve.steps, curve.low, curve.high, color=color, alpha=0.2, linewidth=0)
+            handles.setdefault(arch, drawn)
         last = max(float(c.steps[-1]) for c in curves.values())
         # Training starts at step 0; a lone evaluation gets room to its right instead of sitting on the edge.
         ax.set_xlim(0, last * (1.2 if len(dodges) == len(curves) else 1.04))
@@ -297,10 +333,22 @@ def curves_figure(analysis: Analysis, directory: Path, palette: dict) -> FigureO
         ax.set_ylabel("Normalized score")
         ax.grid(alpha=0.3)
         ax.spines[["top", "right"]].set_visible(False)
-        ax.legend(frameon=False, fontsize="small")
+        if not shared:
+            ax.legend(frameon=False, fontsize="small")
     for ax in axes[len(datasets) :]:
         ax.set_axis_off()
+    if shared:
+        labels = [f"{arch} (n={_seed_counts(seeds[arch])})" for arch in handles]
+        figure.legend(
+            list(handles.values()), labels, loc="outside right upper", ncols=shared, frameon=False, fontsize="small"
+        )
     return written(figure, directory, stem, caption)
+
+
+def _seed_counts(counts: set[int]) -> str:
+    """The seeds of one architecture's curves over the datasets: "3", or "2-5" when they differ."""
+    low, high = min(counts), max(counts)
+    return f"{low}{', no CI' if high == 1 else ''}" if low == high else f"{low}-{high}"
 
 
 def diagnostics_figure(analysis: Analysis, directory: Path, palette: dict) -> FigureOutput:
@@ -446,7 +494,7 @@ def parameters_figure(analysis: Analysis, directory: Path, palette: dict) -> Fig
     order = [a for a in analysis.records.architectures if a in analysis.aggregates]
     if not order:
         return written(placeholder("Parameters against IQM", NO_AGGREGATE), directory, stem, caption)
-    figure = new_figure(10.0, 4.2)
+    figure = new_figure(10.0 + 2.2 * legend_columns(len(order)), max(4.2, legend_height(len(order))))
     axes = figure.subplots(1, 2, sharey=True)
     actor = {a: mean_parameters(analysis, a, "actor_params") for a in order}
     panels = [
@@ -465,7 +513,8 @@ def parameters_figure(analysis: Analysis, directory: Path, palette: dict) -> Fig
         ax.grid(alpha=0.3, which="major")
         ax.spines[["top", "right"]].set_visible(False)
     axes[0].set_ylabel("IQM normalized score")
-    axes[0].legend(frameon=False, fontsize="small")
+    # A short legend inside the left panel; a long one beside the right panel, clear of both.
+    add_legend(axes[-1] if legend_columns(len(order)) else axes[0])
     _suptitle(figure, "Parameters against IQM", analysis)
     stagger_tick_labels(figure, axes_ticks)
     figure.align_xlabels(axes)  # a panel whose tick labels take two lines keeps its label level with the other
