@@ -177,9 +177,21 @@ def test_the_study_sweep_grid_sets_each_actors_learning_rate() -> None:
 
     spec = load_grid(Path(__file__).resolve().parents[1] / "configs" / "cpu-study-lr.yaml")
     rates = {cell.arch: spec.run_config(cell).cql.policy_lr for cell in spec.cells()}
-    assert len(rates) == 12 and rates["kan4-lr1e-4"] == 1e-4 and rates["mlp256-lr3e-5"] == 3e-5
+    assert len(rates) == 18 and rates["kan4-lr1e-4"] == 1e-4 and rates["mlp256-lr3e-5"] == 3e-5
+    for arch, rate in rates.items():
+        assert rate == float(arch.split("-lr")[1]), arch
     assert {spec.architectures[a].critic.hidden for a in rates} == {(64, 64)}
     assert spec.seeds_per_process == 3
+    # The width grid's two actors, swept as they train there (its KAN options are the defaults, as here).
+    width = load_grid(Path(__file__).resolve().parents[1] / "configs" / "cpu-study-width.yaml")
+    for name in ("mlp4", "kan38"):
+        for rate in ("3e-5", "1e-4", "3e-4"):
+            swept = spec.architectures[f"{name}-lr{rate}"]
+            assert (swept.actor, swept.critic, swept.kan) == (
+                width.architectures[name].actor,
+                width.architectures[name].critic,
+                width.architectures[name].kan,
+            )
 
 
 def test_the_algorithms_rate_check_pairs_each_small_actor_of_the_algorithms_grid_at_two_rates() -> None:
@@ -225,7 +237,8 @@ def test_the_study_grid_takes_the_rates_the_sweep_chose() -> None:
     for path in sorted((root / "results" / "cpu-study-lr").rglob("seed*.json")):
         record = json.loads(path.read_text())
         finals.setdefault(record["cell"]["arch"], []).append(record["final_score"])
-    assert len(finals) == 12 and {len(scores) for scores in finals.values()} == {3}
+    sweep = load_grid(root / "configs" / "cpu-study-lr.yaml")
+    assert set(finals) == set(sweep.architectures) and {len(scores) for scores in finals.values()} == {3}
     chosen = {}
     for actor in ("mlp256", "kan4", "kan44", "mlp38"):
         iqm = {
@@ -317,7 +330,7 @@ def test_the_width_grid_crosses_kan4s_and_mlp38s_layers_with_their_widths() -> N
     root = Path(__file__).resolve().parents[1]
     ablations = load_grid(root / "configs" / "cpu-study-ablations.yaml")
     spec = load_grid(root / "configs" / "cpu-study-width.yaml")
-    assert list(spec.architectures) == ["kan4", "mlp4", "kan38", "mlp38"] and spec.baseline == "kan4"
+    assert list(spec.architectures) == ["kan4", "mlp4", "kan38", "mlp38", "mlp4-lr3e-4"] and spec.baseline == "kan4"
     assert {name: (report.architectures, report.baseline) for name, report in spec.reports.items()} == {
         "cpu-study-width": (("kan4", "mlp4", "kan38", "mlp38"), None),
         "cpu-study-width-vs-mlp38": (("mlp38", "kan38", "kan4", "mlp4"), "mlp38"),
@@ -331,12 +344,15 @@ def test_the_width_grid_crosses_kan4s_and_mlp38s_layers_with_their_widths() -> N
         assert replace(archs[name], description="") == replace(ablations.architectures[name], description=""), name
     assert (archs["mlp4"].actor.kind, archs["mlp4"].actor.hidden) == ("mlp", archs["kan4"].actor.hidden)
     assert (archs["kan38"].actor.kind, archs["kan38"].actor.hidden) == ("kan", archs["mlp38"].actor.hidden)
-    for name in ("mlp4", "kan38"):
+    for name in ("mlp4", "kan38", "mlp4-lr3e-4"):
         assert archs[name].critic == archs["kan4"].critic and archs[name].kan == archs["kan4"].kan, name
+    assert replace(archs["mlp4-lr3e-4"], name="mlp4", description="") == replace(archs["mlp4"], description="")
     for dataset in spec.datasets:
         for name in archs:
             cell = Cell(dataset, name, 0)
-            assert spec.run_config(cell).cql == ablations.run_config(Cell(dataset, "kan4", 0)).cql, (dataset, name)
+            rate = 3e-4 if name == "mlp4-lr3e-4" else 1e-4
+            kan4 = ablations.run_config(Cell(dataset, "kan4", 0)).cql
+            assert spec.run_config(cell).cql == replace(kan4, policy_lr=rate), (dataset, name)
         for name in ("kan4", "mlp38"):
             assert spec.run_config(Cell(dataset, name, 0)) == ablations.run_config(Cell(dataset, name, 0)), name
     assert (
