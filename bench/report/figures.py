@@ -346,7 +346,8 @@ def curves_figure(analysis: Analysis, directory: Path, palette: dict) -> FigureO
 
 
 def _seed_counts(counts: set[int]) -> str:
-    """The seeds of one architecture's curves over the datasets: "3", or "2-5" when they differ."""
+    """How many seeds one architecture's curves have over the datasets: "3", "1, no CI", or "2-5" when they
+    differ."""
     low, high = min(counts), max(counts)
     return f"{low}{', no CI' if high == 1 else ''}" if low == high else f"{low}-{high}"
 
