@@ -366,7 +366,6 @@ def score_notes(
     short_runs = runs[(runs["status"] == "done") & runs["score_step"].notna() & (runs["score_step"] < runs["steps"])]
     if not short_runs.empty:
         notes.append(f"{len(short_runs)} finished run(s) have no evaluation at their last step; their last one counts.")
-    notes.extend(mixed_notes(rec))
     columns = runs.drop_duplicates("arch")
     # A labelled column ("TD3+BC kan") takes the overrides of its architecture and its algorithm's settings.
     arch_keys = dict(zip(columns["arch"], zip(columns["cell_arch"], columns["algo"], strict=True), strict=True))
@@ -800,12 +799,12 @@ def mixed_notes(rec: RecordSet) -> list[str]:
 
 
 def build_tables(analysis: Analysis) -> list[Table]:
-    score = score_table(analysis)  # its notes say it among the others
-    tables = [parameter_table(analysis), time_table(analysis)]
+    tables = [score_table(analysis), parameter_table(analysis), time_table(analysis)]
     if len(analysis.records.architectures) > 1 and analysis.baseline in analysis.records.architectures:
         tables.append(improvement_table(analysis))
     tables.append(episode_table(analysis))
-    # A table read alone must say it too: Table 3's timings or Table 6's probabilities pool the same mixed runs.
+    # Each table says it, since each may be read alone: Table 3's timings or Table 6's probabilities pool the same
+    # mixed runs as Table 1's scores.
     for table in tables:
         table.notes.extend(mixed_notes(analysis.records))
-    return [score, *tables]
+    return tables
