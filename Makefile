@@ -60,7 +60,7 @@ gpu-check: setup
 # LAUNCHER=local|ray; WORKERS=N cells at once (default: 1 local, as many as the resources fit on Ray);
 # RAY_ADDRESS=host:port joins an existing Ray cluster; FORCE=1 retrains finished cells.
 # E.g. `make reproduce LAUNCHER=ray`.
-.PHONY: smoke demo reproduce reproduce-local local-data study-lr study study-ablations study-horizon study-width study-algorithms-lr
+.PHONY: smoke demo reproduce reproduce-local local-data study-lr study study-ablations study-horizon study-width study-quality study-algorithms-lr
 .PHONY: study-algorithms
 LAUNCHER ?= local
 WORKERS ?=
@@ -200,6 +200,15 @@ study-width: local-data
 	$(GRID_RUN) configs/cpu-study-width.yaml --local-dir $(LOCAL_DATA) --no-progress
 	$(PY) -m bench report $(RESULTS)/cpu-study-width
 	$(PY) -m bench actions $(RESULTS)/cpu-study-width --local-dir $(LOCAL_DATA)
+
+# The CPU study on the other data qualities (configs/cpu-study-quality.yaml): mlp256, kan4, mlp38 and kan38 on the
+# recipe 2 local medium-replay and medium-expert datasets, two groups of five seeds side by side at once (about
+# 9 hours here); run it again to resume. Then its two reports and Table 5 of its actors.
+study-quality: WORKERS := $(or $(WORKERS),2)
+study-quality: local-data
+	$(GRID_RUN) configs/cpu-study-quality.yaml --local-dir $(LOCAL_DATA) --no-progress
+	$(PY) -m bench report $(RESULTS)/cpu-study-quality
+	$(PY) -m bench actions $(RESULTS)/cpu-study-quality --local-dir $(LOCAL_DATA)
 
 # The CPU study at twice its budget (configs/cpu-study-horizon.yaml): the ablations' kan4 and mlp38 for 100,000
 # steps on the recipe 2 walker2d-, hopper- and halfcheetah-medium, two groups of five seeds side by side at once;

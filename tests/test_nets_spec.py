@@ -359,3 +359,37 @@ def test_the_width_grid_crosses_kan4s_and_mlp38s_layers_with_their_widths() -> N
         "$(PY) -m bench grid adopt configs/cpu-study-width.yaml --from $(RESULTS)/cpu-study-ablations"
         in (root / "Makefile").read_text()
     )
+
+
+def test_the_quality_grid_trains_the_studys_actors_as_they_were_on_the_other_datasets() -> None:
+    """configs/cpu-study-quality.yaml: the study's mlp256, kan4 and mlp38 and the width grid's kan38, each with its
+    grid's networks, rate, seeds, groups, budget and evaluation, on the local medium-replay and medium-expert
+    datasets instead of medium, so its columns compare with theirs and only the data differ."""
+    from dataclasses import replace
+
+    from bench.grid.spec import Cell, load_grid
+
+    root = Path(__file__).resolve().parents[1]
+    study = load_grid(root / "configs" / "cpu-study.yaml")
+    width = load_grid(root / "configs" / "cpu-study-width.yaml")
+    spec = load_grid(root / "configs" / "cpu-study-quality.yaml")
+    assert list(spec.architectures) == ["mlp256", "kan4", "mlp38", "kan38"] and spec.baseline == "mlp256"
+    assert {name: (report.architectures, report.baseline) for name, report in spec.reports.items()} == {
+        "cpu-study-quality": (("mlp256", "kan4", "mlp38", "kan38"), None),
+        "cpu-study-quality-vs-mlp38": (("mlp38", "kan38", "kan4", "mlp256"), "mlp38"),
+    }
+    envs = ("walker2d", "hopper", "halfcheetah")
+    assert spec.datasets == tuple(
+        f"local:{env}-{quality}" for quality in ("medium-replay", "medium-expert") for env in envs
+    )
+    shared = ("seeds", "seeds_per_process", "steps", "epoch_steps", "eval_every", "eval_episodes", "device", "compile")
+    for field in shared:
+        assert getattr(spec, field) == getattr(study, field) == getattr(width, field), field
+    origin = {"mlp256": study, "kan4": study, "mlp38": study, "kan38": width}
+    for name, grid in origin.items():
+        theirs = grid.architectures[name]
+        assert replace(spec.architectures[name], description="") == replace(theirs, description=""), name
+        medium = grid.run_config(Cell(f"local:{envs[0]}-medium", name, 0))
+        for dataset in spec.datasets:
+            ours = spec.run_config(Cell(dataset, name, 0))
+            assert ours == replace(medium, dataset=ours.dataset), (dataset, name)
