@@ -288,7 +288,8 @@ def actions_table(actors: list[ActorActions], datasets: dict[str, DatasetActions
         align="llrrrr",
     )
     previous = None
-    for (dataset, arch), group in _cells(actors).items():
+    cells = _cells(actors)
+    for (dataset, arch), group in cells.items():
         if dataset != previous:
             reference = datasets[dataset]
             table.add_row(
@@ -308,4 +309,29 @@ def actions_table(actors: list[ActorActions], datasets: dict[str, DatasetActions
     table.notes = [
         f"{d.dataset_name}: {d.transitions:,} transitions, {d.action_dim} action dimensions." for d in datasets.values()
     ]
+    table.notes += _incomplete_notes(cells, datasets)
     return table
+
+
+def _incomplete_notes(
+    cells: dict[tuple[str, str], list[ActorActions]], datasets: dict[str, DatasetActions]
+) -> list[str]:
+    """Notes naming the architectures a dataset has no actor of, and the cells with fewer seeds than the most any
+    cell has, so a table read while a grid still trains does not pass a short row off as a whole one."""
+    archs = list(dict.fromkeys(arch for _, arch in cells))
+    most = max((len(group) for group in cells.values()), default=0)
+    notes = []
+    for dataset, reference in datasets.items():
+        absent = [arch for arch in archs if (dataset, arch) not in cells]
+        if absent:
+            notes.append(
+                f"{reference.dataset_name}: no trained actor of {', '.join(absent)} (not finished, or not run)."
+            )
+    short = [
+        f"{datasets[dataset].dataset_name} {arch} ({len(group)})"
+        for (dataset, arch), group in cells.items()
+        if len(group) < most
+    ]
+    if short:
+        notes.append(f"Fewer seeds than the {most} of the fullest rows: {'; '.join(short)}.")
+    return notes

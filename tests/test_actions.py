@@ -52,6 +52,27 @@ def test_the_table_puts_the_constant_policy_above_each_datasets_rows() -> None:
     assert "a (local): 100 transitions, 3 action dimensions." in text
 
 
+def test_the_table_names_missing_actors_and_rows_with_fewer_seeds() -> None:
+    """A grid still training leaves rows short or absent; the notes say which, so no row passes for a whole one."""
+    datasets = {
+        "local:a": DatasetActions("local:a", "a (local)", 100, 3, 0.3),
+        "local:b": DatasetActions("local:b", "b (local)", 100, 3, 0.3),
+    }
+
+    def actor(dataset: str, arch: str, seed: int) -> ActorActions:
+        return ActorActions(f"{dataset}/{arch}/{seed}", dataset, dataset[6:] + " (local)", arch, seed, 0.2, 0.3, 9.0)
+
+    whole = [actor(d, arch, seed) for d in ("local:a", "local:b") for arch in ("kan", "mlp") for seed in (0, 1, 2)]
+    assert not [note for note in actions_table(whole, datasets).notes if "seeds" in note or "no trained" in note]
+
+    partial = [a for a in whole if (a.dataset, a.arch) != ("local:b", "mlp") and a.record != "local:a/kan/2"]
+    notes = actions_table(partial, datasets).notes
+    assert notes[2:] == [
+        "b (local): no trained actor of mlp (not finished, or not run).",
+        "Fewer seeds than the 3 of the fullest rows: a (local) kan (2).",
+    ]
+
+
 def test_the_command_measures_every_trained_actor_against_its_data(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
