@@ -329,15 +329,14 @@ def _names(text: str | None) -> tuple[str, ...]:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from bench.report.build import build_report, named_reports
+    from bench.report.build import build_report, named_reports, report_folder
 
     jobs = _report_jobs(args, named_reports(args.results))
     for name, architectures, baseline in jobs:
         if len(jobs) > 1 or name != args.results.resolve().name:
             # A grid file's named reports: say which one each summary below is.
             print(f"report {name} ({', '.join(architectures)}):")
-        # A report at a step goes beside the runs' own report, never over it.
-        folder = name if args.at_step is None else f"{name}-step{args.at_step}"
+        folder = report_folder(name, args.at_step)
         tables = None if args.only == "figures" else args.tables or Path("tables") / folder
         figures = None if args.only == "tables" else args.figures or Path("figures") / folder
         summary = build_report(

@@ -1,7 +1,7 @@
 """The committed tables are what the committed records give with today's report code.
 
 Every folder under tables/ that a committed grid's report writes (`make tables GRID=<grid>`: one folder per report
-the grid file names, `<report>-step<N>` for a report at a step) is built again from results/<grid>/ into a
+the grid file names, and one per report at a step) is built again from results/<grid>/ into a
 temporary folder and compared file by file, so a record, a grid file or a change to the report that moves a
 number cannot leave the README's tables behind. Tables 4 and 5 (`bench deploy`, `bench actions`) need the datasets
 and the trained actors and are not rebuilt.
@@ -9,36 +9,33 @@ and the trained actors and are not rebuilt.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bench.report import build_report
-from bench.report.build import DEFAULT_REPS, named_reports
+from bench.report.build import DEFAULT_REPS, named_reports, report_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 OTHER_COMMANDS_TABLES = ("table4_deployment", "table5_actions")  # not the report's
 
 
 def committed_reports() -> list[tuple[str, str, str | None, tuple[str, ...], int | None]]:
-    """(tables folder, grid, baseline, architectures, step) of every committed report folder."""
-    sources: dict[str, tuple[str, str | None, tuple[str, ...]]] = {}
+    """(tables folder, grid, baseline, architectures, step) of every committed report folder: each report of each
+    committed grid, at its end and at each of its evaluation steps, whose folder is under tables/."""
+    folders = {p.parent.name for p in (ROOT / "tables").glob("*/table1_score.md")}
+    found = []
     for grid_file in sorted((ROOT / "results").glob("*/grid.yaml")):
         grid = grid_file.parent.name
-        reports = named_reports(grid_file.parent)
-        for name, report in reports.items():
-            sources[name] = (grid, report.baseline, report.architectures)
-        if not reports:
-            sources[grid] = (grid, None, ())
-    found = []
-    for folder in sorted(p.parent.name for p in (ROOT / "tables").glob("*/table1_score.md")):
-        match = re.fullmatch(r"(.+)-step(\d+)", folder)
-        name, step = (match.group(1), int(match.group(2))) if match else (folder, None)
-        if name in sources:
-            grid, baseline, architectures = sources[name]
-            found.append((folder, grid, baseline, architectures, step))
-    return found
+        settings = yaml.safe_load(grid_file.read_text(encoding="utf-8"))["settings"]
+        steps = [None, *range(settings["eval_every"], settings["steps"] + 1, settings["eval_every"])]
+        reports = {name: (r.baseline, r.architectures) for name, r in named_reports(grid_file.parent).items()}
+        for name, (baseline, architectures) in (reports or {grid: (None, ())}).items():
+            for step in steps:
+                if report_folder(name, step) in folders:
+                    found.append((report_folder(name, step), grid, baseline, architectures, step))
+    return sorted(found)
 
 
 REPORTS = committed_reports()

@@ -207,6 +207,12 @@ def named_reports(results_dir: Path) -> dict[str, NamedReport]:
     return read_grid_file(*found).reports if found else {}
 
 
+def report_folder(name: str, at_step: int | None = None) -> str:
+    """The folder name under tables/ and figures/ of report `name`: a report at a step goes beside the runs' own
+    report (`<name>-step<N>`), never over it."""
+    return name if at_step is None else f"{name}-step{at_step}"
+
+
 def build_report(
     results_dir: Path,
     tables_dir: Path | None,
