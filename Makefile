@@ -202,10 +202,15 @@ study-width: local-data
 	$(PY) -m bench actions $(RESULTS)/cpu-study-width --local-dir $(LOCAL_DATA)
 
 # The CPU study on the other data qualities (configs/cpu-study-quality.yaml): mlp256, kan4, mlp38 and kan38 on the
-# recipe 2 local medium-replay and medium-expert datasets, two groups of five seeds side by side at once (about
-# 9 hours here); run it again to resume. Then its two reports and Table 5 of its actors.
+# nine recipe 2 local datasets, the medium cells adopted from the width grid and the study where they trained on
+# the same data, two groups of five seeds side by side at once (about 10 hours here); run it again to resume. Then
+# its two reports and Table 5 of its actors.
 study-quality: WORKERS := $(or $(WORKERS),2)
 study-quality: local-data
+	$(PY) -m bench grid adopt configs/cpu-study-quality.yaml --from $(RESULTS)/cpu-study-width --results $(RESULTS) \
+		--local-dir $(LOCAL_DATA)
+	$(PY) -m bench grid adopt configs/cpu-study-quality.yaml --from $(RESULTS)/cpu-study --results $(RESULTS) \
+		--local-dir $(LOCAL_DATA)
 	$(GRID_RUN) configs/cpu-study-quality.yaml --local-dir $(LOCAL_DATA) --no-progress
 	$(PY) -m bench report $(RESULTS)/cpu-study-quality
 	$(PY) -m bench actions $(RESULTS)/cpu-study-quality --local-dir $(LOCAL_DATA)

@@ -363,8 +363,8 @@ def test_the_width_grid_crosses_kan4s_and_mlp38s_layers_with_their_widths() -> N
 
 def test_the_quality_grid_trains_the_studys_actors_as_they_were_on_the_other_datasets() -> None:
     """configs/cpu-study-quality.yaml: the study's mlp256, kan4 and mlp38 and the width grid's kan38, each with its
-    grid's networks, rate, seeds, groups, budget and evaluation, on the local medium-replay and medium-expert
-    datasets instead of medium, so its columns compare with theirs and only the data differ."""
+    grid's networks, rate, seeds, groups, budget and evaluation, on the nine local datasets, so its medium cells
+    are those grids' records (adopted) and the other datasets differ from them in the data alone."""
     from dataclasses import replace
 
     from bench.grid.spec import Cell, load_grid
@@ -379,9 +379,8 @@ def test_the_quality_grid_trains_the_studys_actors_as_they_were_on_the_other_dat
         "cpu-study-quality-vs-mlp38": (("mlp38", "kan38", "kan4", "mlp256"), "mlp38"),
     }
     envs = ("walker2d", "hopper", "halfcheetah")
-    assert spec.datasets == tuple(
-        f"local:{env}-{quality}" for quality in ("medium-replay", "medium-expert") for env in envs
-    )
+    qualities = ("medium", "medium-replay", "medium-expert")
+    assert spec.datasets == tuple(f"local:{env}-{quality}" for quality in qualities for env in envs)
     shared = ("seeds", "seeds_per_process", "steps", "epoch_steps", "eval_every", "eval_episodes", "device", "compile")
     for field in shared:
         assert getattr(spec, field) == getattr(study, field) == getattr(width, field), field
@@ -393,3 +392,6 @@ def test_the_quality_grid_trains_the_studys_actors_as_they_were_on_the_other_dat
         for dataset in spec.datasets:
             ours = spec.run_config(Cell(dataset, name, 0))
             assert ours == replace(medium, dataset=ours.dataset), (dataset, name)
+    makefile = (root / "Makefile").read_text()
+    for source in ("cpu-study-width", "cpu-study"):  # the medium cells trained there on the same data
+        assert f"$(PY) -m bench grid adopt configs/cpu-study-quality.yaml --from $(RESULTS)/{source} " in makefile
