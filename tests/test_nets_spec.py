@@ -332,8 +332,8 @@ def test_the_width_grid_crosses_kan4s_and_mlp38s_layers_with_their_widths() -> N
     spec = load_grid(root / "configs" / "cpu-study-width.yaml")
     assert list(spec.architectures) == ["kan4", "mlp4", "kan38", "mlp38", "mlp4-lr3e-4"] and spec.baseline == "kan4"
     assert {name: (report.architectures, report.baseline) for name, report in spec.reports.items()} == {
-        "cpu-study-width": (("kan4", "mlp4", "kan38", "mlp38"), None),
-        "cpu-study-width-vs-mlp38": (("mlp38", "kan38", "kan4", "mlp4"), "mlp38"),
+        "cpu-study-width": (("kan4", "mlp4", "kan38", "mlp38", "mlp4-lr3e-4"), None),
+        "cpu-study-width-vs-mlp38": (("mlp38", "kan38", "kan4", "mlp4", "mlp4-lr3e-4"), "mlp38"),
     }
     assert spec.datasets == ablations.datasets
     shared = ("seeds", "seeds_per_process", "steps", "epoch_steps", "eval_every", "eval_episodes", "device", "compile")
