@@ -253,18 +253,19 @@ reproduce-local: local-data
 # Tables and figures of a grid's records ($(RESULTS)/$(GRID)) with rliable statistics: `make tables GRID=paper`, into
 # tables/$(GRID)/ and figures/$(GRID)/, or each of the grid file's named reports into its own folders (`reports:`;
 # REPORT=NAME writes one). Every architecture is compared with the grid file's `baseline:` (else the paper's `mlp`);
-# BASELINE=NAME picks another, ARCHITECTURES=a,b,... reports those only, in that order; AT_STEP=N reports the runs
-# as they stood at gradient step N, into tables/$(GRID)-stepN/ and figures/$(GRID)-stepN/.
+# BASELINE=NAME picks another, ARCHITECTURES=a,b,... and DATASETS=a,b,... report those only, in that order; AT_STEP=N
+# reports the runs as they stood at gradient step N, into tables/$(GRID)-stepN/ and figures/$(GRID)-stepN/.
 .PHONY: tables figures
 GRID ?= smoke
 BASELINE ?=
 ARCHITECTURES ?=
+DATASETS ?=
 REPORT ?=
 AT_STEP ?=
 REPORT_SEED ?= 0
 BENCH_REPORT = $(PY) -m bench report $(RESULTS)/$(GRID) $(if $(BASELINE),--baseline $(BASELINE)) --seed $(REPORT_SEED) \
-	$(if $(ARCHITECTURES),--architectures $(ARCHITECTURES)) $(if $(REPORT),--report $(REPORT)) \
-	$(if $(AT_STEP),--at-step $(AT_STEP))
+	$(if $(ARCHITECTURES),--architectures $(ARCHITECTURES)) $(if $(DATASETS),--datasets $(DATASETS)) \
+	$(if $(REPORT),--report $(REPORT)) $(if $(AT_STEP),--at-step $(AT_STEP))
 
 tables: setup
 	$(BENCH_REPORT) --only tables

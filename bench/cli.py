@@ -332,7 +332,7 @@ def _report(args: argparse.Namespace) -> int:
     from bench.report.build import build_report, named_reports, report_folder
 
     jobs = _report_jobs(args, named_reports(args.results))
-    for name, architectures, baseline in jobs:
+    for name, architectures, baseline, datasets in jobs:
         if len(jobs) > 1 or name != args.results.resolve().name:
             # A grid file's named reports: say which one each summary below is.
             print(f"report {name} ({', '.join(architectures)}):")
@@ -348,6 +348,7 @@ def _report(args: argparse.Namespace) -> int:
             seed=args.seed,
             allow_mixed=args.allow_mixed,
             architectures=architectures,
+            datasets=datasets,
             at_step=args.at_step,
         )
         print(summary.format())
@@ -356,12 +357,14 @@ def _report(args: argparse.Namespace) -> int:
 
 def _report_jobs(
     args: argparse.Namespace, reports: dict[str, NamedReport]
-) -> list[tuple[str, tuple[str, ...], str | None]]:
-    """(output name, architectures, baseline) of each report to build: --architectures, or --report NAME of the
-    grid file's reports, or every one of them, or one report of all the records under the results folder's name."""
+) -> list[tuple[str, tuple[str, ...], str | None, tuple[str, ...]]]:
+    """(output name, architectures, baseline, datasets) of each report to build: --architectures and/or
+    --datasets, or --report NAME of the grid file's reports, or every one of them, or one report of all the records
+    under the results folder's name."""
     grid = args.results.resolve().name
-    if args.report and args.architectures:
-        raise BenchError("--report and --architectures both pick the architectures; pass one of them")
+    for option in ("architectures", "datasets"):
+        if args.report and getattr(args, option):
+            raise BenchError(f"--report and --{option} both pick the {option}; pass one of them")
     if args.report:
         if args.report not in reports:
             known = f"its reports: {', '.join(reports)}" if reports else "it names no reports"
@@ -370,8 +373,8 @@ def _report_jobs(
                 f"{did_you_mean(args.report, reports)}{known}"
             )
         chosen = {args.report: reports[args.report]}
-    elif args.architectures or not reports:
-        return [(grid, _names(args.architectures), None)]
+    elif args.architectures or args.datasets or not reports:
+        return [(grid, _names(args.architectures), None, _names(args.datasets))]
     else:
         chosen = reports
         if len(chosen) > 1 and (args.tables or args.figures):
@@ -379,7 +382,7 @@ def _report_jobs(
                 f"{args.results / 'grid.yaml'} names {len(chosen)} reports ({', '.join(chosen)}), each with its "
                 "own folders; pick one with --report NAME to write it to --tables/--figures"
             )
-    return [(name, report.architectures, report.baseline) for name, report in chosen.items()]
+    return [(name, report.architectures, report.baseline, report.datasets) for name, report in chosen.items()]
 
 
 def _actions(args: argparse.Namespace) -> int:
@@ -722,6 +725,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-mixed", action="store_true", help="report records of different configurations together anyway"
     )
     p.add_argument("--architectures", metavar="NAMES", help="report these architectures only, in this order (a,b,...)")
+    p.add_argument(
+        "--datasets", metavar="NAMES", help="report these datasets only, in this order (a,b,...: local:hopper-medium)"
+    )
     p.add_argument(
         "--report",
         metavar="NAME",

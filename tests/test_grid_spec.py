@@ -116,6 +116,28 @@ def test_named_reports_keep_their_order_and_baselines_and_reach_the_resolved_gri
     )
 
 
+def test_a_named_report_may_name_some_of_the_grids_datasets(tmp_path: Path) -> None:
+    """`datasets:` in a report: those of the grid's datasets, in that order, into the resolved grid; a dataset the
+    grid does not train, a repeat or an empty list is refused where it is written."""
+    reports = "reports:\n  walker: {architectures: [mlp-small, kan-small], datasets: [%s]}\narchitectures:"
+    spec = load_grid(write(tmp_path, GOOD.replace("architectures:", reports % "d4rl:walker2d-medium-v2", 1)))
+    assert spec.reports["walker"].datasets == ("d4rl:walker2d-medium-v2",)
+    assert spec.resolved()["reports"]["walker"] == {
+        "architectures": ["mlp-small", "kan-small"],
+        "datasets": ["d4rl:walker2d-medium-v2"],
+    }
+    spec = load_grid(write(tmp_path, GOOD.replace("architectures:", reports.replace(", datasets: [%s]", ""), 1)))
+    assert spec.reports["walker"].datasets == () and "datasets" not in spec.resolved()["reports"]["walker"]
+    for value, message in (
+        ("d4rl:walker2d-medium", "'d4rl:walker2d-medium' is not one of the grid's datasets; did you mean"),
+        ("local:hopper-random, local:hopper-random", "names a dataset twice"),
+        ("", "expected a non-empty list of the grid's datasets"),
+    ):
+        with pytest.raises(BenchError, match=r"reports\.walker\.datasets") as error:
+            load_grid(write(tmp_path, GOOD.replace("architectures:", reports % value, 1)))
+        assert message in str(error.value)
+
+
 def test_defaults_and_name_from_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, "architectures: [mlp]\ndatasets: [d4rl:hopper-medium-v2]\nseeds: [0]\nsteps: 2000\n")
     spec = load_grid(path)

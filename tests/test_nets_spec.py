@@ -374,13 +374,19 @@ def test_the_quality_grid_trains_the_studys_actors_as_they_were_on_the_other_dat
     width = load_grid(root / "configs" / "cpu-study-width.yaml")
     spec = load_grid(root / "configs" / "cpu-study-quality.yaml")
     assert list(spec.architectures) == ["mlp256", "kan4", "mlp38", "kan38"] and spec.baseline == "mlp256"
-    assert {name: (report.architectures, report.baseline) for name, report in spec.reports.items()} == {
-        "cpu-study-quality": (("mlp256", "kan4", "mlp38", "kan38"), None),
-        "cpu-study-quality-vs-mlp38": (("mlp38", "kan38", "kan4", "mlp256"), "mlp38"),
-    }
     envs = ("walker2d", "hopper", "halfcheetah")
     qualities = ("medium", "medium-replay", "medium-expert")
     assert spec.datasets == tuple(f"local:{env}-{quality}" for quality in qualities for env in envs)
+    actors = ("mlp256", "kan4", "mlp38", "kan38")
+    reports = {name: (r.architectures, r.baseline, r.datasets) for name, r in spec.reports.items()}
+    assert reports == {
+        "cpu-study-quality": (actors, None, ()),
+        "cpu-study-quality-vs-mlp38": (("mlp38", "kan38", "kan4", "mlp256"), "mlp38", ()),
+        **{
+            f"cpu-study-quality-{quality}": (actors, None, tuple(f"local:{env}-{quality}" for env in envs))
+            for quality in qualities
+        },
+    }
     shared = ("seeds", "seeds_per_process", "steps", "epoch_steps", "eval_every", "eval_episodes", "device", "compile")
     for field in shared:
         assert getattr(spec, field) == getattr(study, field) == getattr(width, field), field

@@ -201,6 +201,42 @@ def test_architectures_report_a_part_of_the_grid_in_their_order(
     assert "--architectures: 'mlp-wide' is not an architecture of" in capsys.readouterr().err
 
 
+def test_datasets_report_a_part_of_the_grid_in_their_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One data quality or environment of a grid: its datasets' runs, curves and diagnostics only, in the order
+    given, its cells the expected ones (so aggregates and missing cells are over those datasets), from --datasets
+    or a named report's `datasets:`."""
+    results = tmp_path / "results" / "fixture"
+    write_fixture(results)
+    hopper, cheetah = "d4rl:hopper-medium-v2", "d4rl:halfcheetah-medium-v2"
+    analysis = analyze_folder(results, reps=REPS, datasets=[hopper])
+    records = analysis.records
+    assert records.datasets == [hopper] and set(records.runs["dataset"]) == {hopper}
+    assert set(records.curves["dataset"]) == set(records.diagnostics["dataset"]) == {hopper}
+    assert analysis.selection.datasets == [hopper] and records.expected.cells == 2 * 3
+    assert analyze_folder(results, reps=REPS, datasets=[hopper, cheetah]).records.datasets == [hopper, cheetah]
+
+    write_grid_file(results, reports={"hopper": {"architectures": ["mlp", "kan"], "datasets": [hopper]}})
+    monkeypatch.chdir(tmp_path)
+    argv = ["report", "results/fixture", "--only", "tables", "--reps", str(REPS)]
+    assert main(argv) == 0
+    assert "6 records (6 done); 6 of 6 expected runs" in capsys.readouterr().out
+    table1 = (tmp_path / "tables" / "hopper" / "table1_score.md").read_text()
+    assert "hopper-medium" in table1 and "halfcheetah" not in table1
+
+    assert main([*argv, "--datasets", f"{cheetah},{hopper}", "--tables", "t"]) == 0
+    assert "12 records (12 done); 12 of 12 expected runs" in capsys.readouterr().out
+    table1 = (tmp_path / "t" / "table1_score.md").read_text()
+    assert table1.index("halfcheetah-medium") < table1.index("| hopper-medium")
+
+    assert main([*argv, "--datasets", "d4rl:hopper-medium"]) == 2
+    err = capsys.readouterr().err
+    assert "--datasets: 'd4rl:hopper-medium' is not a dataset of" in err and "did you mean" in err
+    assert main([*argv, "--report", "hopper", "--datasets", hopper]) == 2
+    assert "--report and --datasets both pick the datasets" in capsys.readouterr().err
+
+
 def test_a_grid_files_named_reports_each_get_their_own_folders(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -8,6 +8,7 @@ A grid file is flat; every key but the three lists has a default:
     reports:                         # named reports of the grid's records (default: one of every architecture)
       main: {architectures: [mlp-small, kan-wide]}
       kans: {architectures: [kan-wide, kan-small], baseline: kan-wide}
+      hopper: {architectures: [mlp-small, kan-wide], datasets: [local:hopper-random]}
     architectures:                   # built-in names and/or inline definitions (architectures.yaml format)
       - mlp-small
       - kan-wide:
@@ -44,7 +45,8 @@ go to results/<name>/<algorithm>/..., while a grid of one algorithm keeps result
 
 `reports` splits one grid's records into the questions they answer: `python -m bench report results/<name>`
 writes each named report to tables/<report>/ and figures/<report>/ (its architectures, in that order, against
-its baseline, else the grid's), and `--report NAME` writes one. Reports change no record.
+its baseline, else the grid's, on its datasets, else all of the grid's), and `--report NAME` writes one. Reports
+change no record.
 
 Every problem is reported as a BenchError naming the file, the line and the key, found through the node marks
 of `yaml.compose`.
@@ -84,7 +86,7 @@ KEYS: dict[str, str] = {
     "name": "the grid's name, also its results folder results/<name>/",
     "description": "free text",
     "baseline": "the architecture the report compares the others with (one of the grid's architectures)",
-    "reports": "named reports, {report: {architectures: [...], baseline: NAME}}",
+    "reports": "named reports, {report: {architectures: [...], baseline: NAME, datasets: [...]}}",
     "architectures": "list of built-in architecture names or {name: {actor, critic, kan, description}}",
     "datasets": "list of dataset names with a source prefix (d4rl:, local:, minari:)",
     "seeds": "list of integer seeds",
@@ -107,7 +109,7 @@ KEYS: dict[str, str] = {
     "architecture_overrides": "settings for some architectures only, {architecture: {setting: value}}",
 }
 REQUIRED = ("architectures", "datasets", "seeds", "steps")
-REPORT_KEYS = ("architectures", "baseline")
+REPORT_KEYS = ("architectures", "baseline", "datasets")
 RESOURCE_KEYS = ("num_cpus", "num_gpus")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DEFAULTS = RunConfig(dataset="", arch="")
@@ -134,10 +136,11 @@ class Resources:
 @dataclass(frozen=True)
 class ReportSpec:
     """A named report of a grid's records: these architectures, in this order, against `baseline` (None: the
-    grid's baseline)."""
+    grid's baseline), on these datasets, in this order (empty: every dataset of the grid)."""
 
     architectures: tuple[str, ...]
     baseline: str | None = None
+    datasets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -308,6 +311,8 @@ def report_entry(report: ReportSpec) -> dict[str, Any]:
     entry: dict[str, Any] = {"architectures": list(report.architectures)}
     if report.baseline is not None:
         entry["baseline"] = report.baseline
+    if report.datasets:
+        entry["datasets"] = list(report.datasets)
     return entry
 
 
@@ -432,7 +437,7 @@ def load_grid(path: Path) -> GridSpec:
         path=path,
         description=_string(doc, data, "description", default=""),
         baseline=_baseline(doc, data, architectures),
-        reports=_reports(doc, data.get("reports", {}), architectures, _baseline(doc, data, architectures)),
+        reports=_reports(doc, data.get("reports", {}), architectures, datasets, _baseline(doc, data, architectures)),
         architectures=architectures,
         inline=inline,
         datasets=datasets,
@@ -477,7 +482,11 @@ def _baseline(doc: _Document, data: dict, architectures: dict[str, Architecture]
 
 
 def _reports(
-    doc: _Document, value: Any, architectures: dict[str, Architecture], grid_baseline: str | None
+    doc: _Document,
+    value: Any,
+    architectures: dict[str, Architecture],
+    datasets: tuple[str, ...],
+    grid_baseline: str | None,
 ) -> dict[str, ReportSpec]:
     if not isinstance(value, dict):
         raise doc.error(("reports",), f"expected a mapping {KEYS['reports']}, got {_type_name(value)}")
@@ -524,8 +533,28 @@ def _reports(
                 f"the grid's baseline {grid_baseline!r} is not among this report's architectures; "
                 "add it, or give the report its own (baseline: NAME, one of its architectures)",
             )
-        reports[name] = ReportSpec(tuple(names), baseline)
+        reports[name] = ReportSpec(tuple(names), baseline, _report_datasets(doc, key, entry.get("datasets"), datasets))
     return reports
+
+
+def _report_datasets(doc: _Document, key: Key, value: Any, datasets: tuple[str, ...]) -> tuple[str, ...]:
+    """A report's `datasets:`, a non-empty list of the grid's datasets; () when it names none (all of them)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value:
+        raise doc.error(
+            (*key, "datasets"), f"expected a non-empty list of the grid's datasets, got {_type_name(value)}"
+        )
+    for i, name in enumerate(value):
+        if not isinstance(name, str) or name not in datasets:
+            hint = did_you_mean(name, datasets, cutoff=0.5) if isinstance(name, str) else ""
+            raise doc.error(
+                (*key, "datasets", i),
+                f"{_type_name(name)} is not one of the grid's datasets; {hint}its datasets: {', '.join(datasets)}",
+            )
+    if len(set(value)) < len(value):
+        raise doc.error((*key, "datasets"), "names a dataset twice; keep one")
+    return tuple(value)
 
 
 def _type_name(value: Any) -> str:

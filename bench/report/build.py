@@ -139,6 +139,25 @@ def select_architectures(records: RecordSet, names: Sequence[str]) -> RecordSet:
     )
 
 
+def select_datasets(records: RecordSet, names: Sequence[str]) -> RecordSet:
+    """The records of the datasets `names` only, in that order (the rows of the tables, the panels of the figures):
+    one report per group of datasets (one data quality, one environment) over one grid's records."""
+    for name in names:
+        if name not in records.datasets:
+            raise BenchError(
+                f"--datasets: {name!r} is not a dataset of {records.root}; "
+                f"{did_you_mean(name, records.datasets, cutoff=0.5)}its datasets: {', '.join(records.datasets)}"
+            )
+    selected = list(dict.fromkeys(names))
+    return dataclasses.replace(
+        records,
+        runs=records.runs[records.runs["dataset"].isin(selected)].reset_index(drop=True),
+        curves=records.curves[records.curves["dataset"].isin(selected)].reset_index(drop=True),
+        diagnostics=records.diagnostics[records.diagnostics["dataset"].isin(selected)].reset_index(drop=True),
+        expected=dataclasses.replace(records.expected, datasets=selected),
+    )
+
+
 def summarize(analysis: Analysis, tables: list[Path], figures: list[Path]) -> ReportSummary:
     rec = analysis.records
     names = rec.display_names()
@@ -183,10 +202,11 @@ def analyze_folder(
     seed: int = 0,
     allow_mixed: bool = False,
     architectures: Sequence[str] = (),
+    datasets: Sequence[str] = (),
     at_step: int | None = None,
 ) -> Analysis:
-    """Load the records under `results_dir` (of `architectures` only, when given; as they stood at gradient step
-    `at_step`, when given) and compute every statistic the tables and figures show."""
+    """Load the records under `results_dir` (of `architectures` and `datasets` only, when given; as they stood at
+    gradient step `at_step`, when given) and compute every statistic the tables and figures show."""
     if reps < 1:
         raise BenchError(f"--reps must be positive, got {reps}")
     if not 0 <= seed < 2**32:  # NumPy's global generator, which the bootstraps draw from, takes no other seed
@@ -194,6 +214,8 @@ def analyze_folder(
     records = load_records(Path(results_dir), allow_mixed=allow_mixed, at_step=at_step)
     if architectures:
         records = select_architectures(records, architectures)
+    if datasets:
+        records = select_datasets(records, datasets)
     name = resolve_baseline(records, baseline)
     # A selection is in the order given; otherwise the grid file's, or the baseline first.
     ordered = records if architectures else order_architectures(records, name)
@@ -223,14 +245,15 @@ def build_report(
     seed: int = 0,
     allow_mixed: bool = False,
     architectures: Sequence[str] = (),
+    datasets: Sequence[str] = (),
     at_step: int | None = None,
 ) -> ReportSummary:
     """Read the records under `results_dir`, write Tables 1-3, 6 and 7 to `tables_dir` and the figures to `figures_dir`.
 
     Either output folder may be None to skip it; `baseline=None` means the grid file's `baseline:`, else `mlp`.
-    `architectures` reports those only, in that order; `at_step` the runs as they stood at that gradient step (an
-    evaluation step of every finished run). Bootstrap CIs use `reps` resamples and are reproducible for a given
-    `seed`.
+    `architectures` and `datasets` report those only, in that order; `at_step` the runs as they stood at that
+    gradient step (an evaluation step of every finished run). Bootstrap CIs use `reps` resamples and are
+    reproducible for a given `seed`.
     """
     analysis = analyze_folder(
         results_dir,
@@ -239,6 +262,7 @@ def build_report(
         seed=seed,
         allow_mixed=allow_mixed,
         architectures=architectures,
+        datasets=datasets,
         at_step=at_step,
     )
     tables: list[Path] = []

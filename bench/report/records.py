@@ -100,11 +100,12 @@ class SkippedFile:
 
 @dataclass(frozen=True)
 class NamedReport:
-    """One report a grid file names (`reports:`): its architectures, in order, and its baseline (None: the
-    grid's)."""
+    """One report a grid file names (`reports:`): its architectures, in order, its baseline (None: the grid's)
+    and its datasets, in order (empty: the grid's)."""
 
     architectures: tuple[str, ...]
     baseline: str | None = None
+    datasets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -914,13 +915,18 @@ def _baseline(value: Any, path: Path) -> str | None:
 
 def _reports(value: Any, path: Path) -> dict[str, NamedReport]:
     if not isinstance(value, Mapping):
-        raise BenchError(f"{path}: 'reports' should map report names to {{architectures, baseline}}, got {value!r}")
+        raise BenchError(
+            f"{path}: 'reports' should map report names to {{architectures, baseline, datasets}}, got {value!r}"
+        )
     reports = {}
     for name, entry in value.items():
         names = entry.get("architectures") if isinstance(entry, Mapping) else None
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
             raise BenchError(f"{path}: report {name!r} should list its architectures, got {entry!r}")
-        reports[str(name)] = NamedReport(tuple(names), _baseline(entry.get("baseline"), path))
+        datasets = entry.get("datasets") or []
+        if not isinstance(datasets, list) or not all(isinstance(d, str) for d in datasets):
+            raise BenchError(f"{path}: report {name!r} should list its datasets or name none, got {entry!r}")
+        reports[str(name)] = NamedReport(tuple(names), _baseline(entry.get("baseline"), path), tuple(datasets))
     return reports
 
 
