@@ -329,7 +329,7 @@ def _names(text: str | None) -> tuple[str, ...]:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from bench.report.build import build_report, named_reports, report_folder
+    from bench.report.build import NoRecordsSelected, build_report, named_reports, report_folder
 
     jobs = _report_jobs(args, named_reports(args.results))
     for name, architectures, baseline, datasets in jobs:
@@ -339,18 +339,25 @@ def _report(args: argparse.Namespace) -> int:
         folder = report_folder(name, args.at_step)
         tables = None if args.only == "figures" else args.tables or Path("tables") / folder
         figures = None if args.only == "tables" else args.figures or Path("figures") / folder
-        summary = build_report(
-            args.results,
-            tables,
-            figures,
-            baseline=args.baseline or baseline,
-            reps=args.reps,
-            seed=args.seed,
-            allow_mixed=args.allow_mixed,
-            architectures=architectures,
-            datasets=datasets,
-            at_step=args.at_step,
-        )
+        try:
+            summary = build_report(
+                args.results,
+                tables,
+                figures,
+                baseline=args.baseline or baseline,
+                reps=args.reps,
+                seed=args.seed,
+                allow_mixed=args.allow_mixed,
+                architectures=architectures,
+                datasets=datasets,
+                at_step=args.at_step,
+            )
+        except NoRecordsSelected as error:
+            if len(jobs) == 1:
+                raise
+            # One of several named reports of a grid still training: the others are written.
+            print(f"report {name} skipped: {error}", file=sys.stderr)
+            continue
         print(summary.format())
     return 0
 

@@ -236,6 +236,24 @@ def test_datasets_report_a_part_of_the_grid_in_their_order(
     assert main([*argv, "--report", "hopper", "--datasets", hopper]) == 2
     assert "--report and --datasets both pick the datasets" in capsys.readouterr().err
 
+    # A grid still training: a report of cells without records is skipped with a line, the others written.
+    for path in (results / "d4rl-hopper-medium-v2").rglob("seed*.json"):
+        path.unlink()
+    shutil.rmtree(tmp_path / "tables")
+    write_grid_file(
+        results,
+        reports={
+            "hopper": {"architectures": ["mlp", "kan"], "datasets": [hopper]},
+            "all": {"architectures": ["kan"], "baseline": "kan"},
+        },
+    )
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert f"report hopper skipped: no record of mlp, kan on {hopper} under" in captured.err
+    assert sorted(p.name for p in (tmp_path / "tables").iterdir()) == ["all"]
+    assert main([*argv, "--report", "hopper"]) == 2
+    assert "no record of mlp, kan on" in capsys.readouterr().err
+
 
 def test_a_grid_files_named_reports_each_get_their_own_folders(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -139,6 +139,10 @@ def select_architectures(records: RecordSet, names: Sequence[str]) -> RecordSet:
     )
 
 
+class NoRecordsSelected(BenchError):
+    """A report's architectures and datasets have no record yet (a grid still training): nothing to report."""
+
+
 def select_datasets(records: RecordSet, names: Sequence[str]) -> RecordSet:
     """The records of the datasets `names` only, in that order (the rows of the tables, the panels of the figures):
     one report per group of datasets (one data quality, one environment) over one grid's records."""
@@ -216,6 +220,11 @@ def analyze_folder(
         records = select_architectures(records, architectures)
     if datasets:
         records = select_datasets(records, datasets)
+    if records.runs.empty:
+        raise NoRecordsSelected(
+            f"no record of {', '.join(records.architectures)} on {', '.join(records.datasets)} under "
+            f"{records.root} yet; train those cells first"
+        )
     name = resolve_baseline(records, baseline)
     # A selection is in the order given; otherwise the grid file's, or the baseline first.
     ordered = records if architectures else order_architectures(records, name)
