@@ -21,20 +21,22 @@ ROOT = Path(__file__).resolve().parents[1]
 OTHER_COMMANDS_TABLES = ("table4_deployment", "table5_actions")  # not the report's
 
 
-def committed_reports() -> list[tuple[str, str, str | None, tuple[str, ...], int | None]]:
-    """(tables folder, grid, baseline, architectures, step) of every committed report folder: each report of each
-    committed grid, at its end and at each of its evaluation steps, whose folder is under tables/."""
+def committed_reports() -> list[tuple[str, str, str | None, tuple[str, ...], tuple[str, ...], int | None]]:
+    """(tables folder, grid, baseline, architectures, datasets, step) of every committed report folder: each report
+    of each committed grid, at its end and at each of its evaluation steps, whose folder is under tables/."""
     folders = {p.parent.name for p in (ROOT / "tables").glob("*/table1_score.md")}
     found = []
     for grid_file in sorted((ROOT / "results").glob("*/grid.yaml")):
         grid = grid_file.parent.name
         settings = yaml.safe_load(grid_file.read_text(encoding="utf-8"))["settings"]
         steps = [None, *range(settings["eval_every"], settings["steps"] + 1, settings["eval_every"])]
-        reports = {name: (r.baseline, r.architectures) for name, r in named_reports(grid_file.parent).items()}
-        for name, (baseline, architectures) in (reports or {grid: (None, ())}).items():
+        reports = {
+            name: (r.baseline, r.architectures, r.datasets) for name, r in named_reports(grid_file.parent).items()
+        }
+        for name, (baseline, architectures, datasets) in (reports or {grid: (None, (), ())}).items():
             for step in steps:
                 if report_folder(name, step) in folders:
-                    found.append((report_folder(name, step), grid, baseline, architectures, step))
+                    found.append((report_folder(name, step), grid, baseline, architectures, datasets, step))
     return sorted(found)
 
 
@@ -47,9 +49,17 @@ def test_every_committed_tables_folder_has_its_records() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("folder", "grid", "baseline", "architectures", "step"), REPORTS, ids=[r[0] for r in REPORTS])
+@pytest.mark.parametrize(
+    ("folder", "grid", "baseline", "architectures", "datasets", "step"), REPORTS, ids=[r[0] for r in REPORTS]
+)
 def test_committed_tables_are_what_the_committed_records_give(
-    tmp_path: Path, folder: str, grid: str, baseline: str | None, architectures: tuple[str, ...], step: int | None
+    tmp_path: Path,
+    folder: str,
+    grid: str,
+    baseline: str | None,
+    architectures: tuple[str, ...],
+    datasets: tuple[str, ...],
+    step: int | None,
 ) -> None:
     summary = build_report(
         ROOT / "results" / grid,
@@ -59,6 +69,7 @@ def test_committed_tables_are_what_the_committed_records_give(
         reps=DEFAULT_REPS,
         seed=0,
         architectures=architectures,
+        datasets=datasets,
         at_step=step,
     )
     rebuilt = {path.name for path in summary.tables}
