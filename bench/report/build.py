@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from bench.errors import BenchError, did_you_mean
 from bench.report.figures import build_figures
 from bench.report.records import (
@@ -127,16 +129,20 @@ def select_architectures(records: RecordSet, names: Sequence[str]) -> RecordSet:
                 f"its architectures: {', '.join(records.architectures)}"
             )
         selected += [label for label in labels if label not in selected]
-    runs = records.runs[records.runs["arch"].isin(selected)].reset_index(drop=True)
+    kept = _rows_of(records, "arch", selected)
     return dataclasses.replace(
         records,
-        runs=runs,
+        **kept,
         # The selected columns' algorithms only: captions, Table 2's notes and the override notes name them.
-        algorithms=[algo for algo in records.algorithms if algo in set(runs["algo"])],
-        curves=records.curves[records.curves["arch"].isin(selected)].reset_index(drop=True),
-        diagnostics=records.diagnostics[records.diagnostics["arch"].isin(selected)].reset_index(drop=True),
+        algorithms=[algo for algo in records.algorithms if algo in set(kept["runs"]["algo"])],
         expected=dataclasses.replace(records.expected, architectures=selected),
     )
+
+
+def _rows_of(records: RecordSet, column: str, values: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """The runs, curves and diagnostics whose `column` is one of `values`."""
+    frames = {"runs": records.runs, "curves": records.curves, "diagnostics": records.diagnostics}
+    return {name: frame[frame[column].isin(values)].reset_index(drop=True) for name, frame in frames.items()}
 
 
 class NoRecordsSelected(BenchError):
@@ -155,9 +161,7 @@ def select_datasets(records: RecordSet, names: Sequence[str]) -> RecordSet:
     selected = list(dict.fromkeys(names))
     return dataclasses.replace(
         records,
-        runs=records.runs[records.runs["dataset"].isin(selected)].reset_index(drop=True),
-        curves=records.curves[records.curves["dataset"].isin(selected)].reset_index(drop=True),
-        diagnostics=records.diagnostics[records.diagnostics["dataset"].isin(selected)].reset_index(drop=True),
+        **_rows_of(records, "dataset", selected),
         expected=dataclasses.replace(records.expected, datasets=selected),
     )
 
