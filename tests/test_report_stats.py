@@ -16,6 +16,7 @@ from bench.report.stats import (
     improvement_over,
     learning_curves,
     performance_profiles,
+    probability_of_improvement,
     score_matrix,
     select_complete,
 )
@@ -108,6 +109,19 @@ def test_probability_of_improvement_equals_a_direct_call() -> None:
     # By hand (ties count half): halfcheetah kan 44-46 never beats mlp 46.8-47.2; hopper kan 58, 59, 60 beats
     # mlp 55 three times and ties 60 once: 3.5 of 9 pairs. rliable averages over datasets.
     assert result["kan"].point == pytest.approx((0.0 + 3.5 / 9) / 2)
+
+
+def test_probability_of_improvement_is_rliables_to_the_bit() -> None:
+    generator = np.random.default_rng(0)
+    for runs_x, runs_y, tasks in [(5, 5, 3), (3, 7, 1), (1, 1, 2), (10, 4, 9)]:
+        for _ in range(50):
+            # Rounded scores tie often, within a task and across the two; some columns are the same in both.
+            x = np.round(generator.normal(40, 10, (runs_x, tasks)))
+            y = np.round(generator.normal(40, 10, (runs_y, tasks)))
+            if runs_x == runs_y:
+                y[:, 0] = x[:, 0]
+            assert probability_of_improvement(x, y)[0] == metrics.probability_of_improvement(x, y)
+    assert probability_of_improvement(np.array([[1.0, 2.0]]), np.array([[0.5, 2.0]]))[0] == 0.75
 
 
 def test_performance_profile_equals_a_direct_call() -> None:

@@ -148,8 +148,15 @@ def aggregate_intervals(matrices: Mapping[str, np.ndarray], *, reps: int, seed: 
     return result
 
 
-def _probability_of_improvement(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return np.array([metrics.probability_of_improvement(x, y)])
+def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """rliable's `metrics.probability_of_improvement` of scores (runs_x, tasks) and (runs_y, tasks), as a
+    one-element array, the same floats without its per-task Mann-Whitney call: per task, the pairs where x beats y
+    plus half the ties, over the pairs (the Mann-Whitney U over n_x n_y, which rliable computes from ranks, exactly:
+    both are sums of halves), averaged over tasks. The bootstrap calls it once per resample, and the rank test's
+    overhead was half of a report's time."""
+    left, right = x[:, None, :], y[None, :, :]
+    pairs = (left > right).sum(axis=(0, 1)) + 0.5 * (left == right).sum(axis=(0, 1))
+    return np.array([np.mean(pairs / (x.shape[0] * y.shape[0]))])
 
 
 def improvement_over(matrices: Mapping[str, np.ndarray], baseline: str, *, reps: int, seed: int) -> dict[str, Interval]:
@@ -159,7 +166,7 @@ def improvement_over(matrices: Mapping[str, np.ndarray], baseline: str, *, reps:
         if arch == baseline:
             continue
         points, cis = _bootstrap(
-            f"{arch},{baseline}", (matrix, matrices[baseline]), _probability_of_improvement, reps=reps, seed=seed
+            f"{arch},{baseline}", (matrix, matrices[baseline]), probability_of_improvement, reps=reps, seed=seed
         )
         result[arch] = Interval(float(points[0]), float(cis[0, 0]), float(cis[1, 0]))
     return result
