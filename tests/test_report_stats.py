@@ -17,6 +17,7 @@ from bench.report.stats import (
     learning_curves,
     performance_profiles,
     probability_of_improvement,
+    score_distribution,
     score_matrix,
     select_complete,
 )
@@ -122,6 +123,14 @@ def test_probability_of_improvement_is_rliables_to_the_bit() -> None:
                 y[:, 0] = x[:, 0]
             assert probability_of_improvement(x, y)[0] == metrics.probability_of_improvement(x, y)
     assert probability_of_improvement(np.array([[1.0, 2.0]]), np.array([[0.5, 2.0]]))[0] == 0.75
+
+
+def test_score_distribution_is_rliables_to_the_bit() -> None:
+    generator = np.random.default_rng(1)
+    taus = np.linspace(0, 100, 101)
+    for shape in [(5, 3), (1, 1), (10, 9)]:
+        scores = np.round(generator.normal(40, 20, shape))  # rounded: scores on the thresholds too
+        np.testing.assert_array_equal(score_distribution(scores, taus), rly.score_distributions(scores, taus))
 
 
 def test_performance_profile_equals_a_direct_call() -> None:
