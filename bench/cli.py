@@ -333,9 +333,6 @@ def _report(args: argparse.Namespace) -> int:
 
     jobs = _report_jobs(args, named_reports(args.results))
     for name, architectures, baseline, datasets in jobs:
-        if len(jobs) > 1 or name != args.results.resolve().name:
-            # A grid file's named reports: say which one each summary below is.
-            print(f"report {name} ({', '.join(architectures)}):")
         folder = report_folder(name, args.at_step)
         tables = None if args.only == "figures" else args.tables or Path("tables") / folder
         figures = None if args.only == "tables" else args.figures or Path("figures") / folder
@@ -358,6 +355,10 @@ def _report(args: argparse.Namespace) -> int:
             # One of several named reports of a grid still training: the others are written.
             print(f"report {name} skipped: {error}", file=sys.stderr)
             continue
+        if len(jobs) > 1 or name != args.results.resolve().name:
+            # A grid file's named reports: say which one each summary is (after it is built, so a skipped one
+            # leaves no header without a summary).
+            print(f"report {name} ({', '.join(architectures)}):")
         print(summary.format())
     return 0
 

@@ -250,6 +250,7 @@ def test_datasets_report_a_part_of_the_grid_in_their_order(
     assert main(argv) == 0
     captured = capsys.readouterr()
     assert f"report hopper skipped: no record of mlp, kan on {hopper} under" in captured.err
+    assert "report hopper (" not in captured.out and "report all (kan):" in captured.out
     assert sorted(p.name for p in (tmp_path / "tables").iterdir()) == ["all"]
     assert main([*argv, "--report", "hopper"]) == 2
     assert "no record of mlp, kan on" in capsys.readouterr().err
