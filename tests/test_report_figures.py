@@ -119,6 +119,27 @@ def test_the_diagnostics_draw_each_quantity_as_the_seed_mean_in_the_seed_range(t
     assert "range (lowest to highest seed)" in output.caption
 
 
+def test_a_panel_with_a_diverging_run_gets_a_symlog_axis_that_keeps_the_others_readable(tmp_path: Path) -> None:
+    import json
+
+    paths = write_fixture(tmp_path / "r")
+    for path in paths:
+        record = json.loads(path.read_text())
+        if record["cell"] == {"dataset": HOPPER, "arch": "kan", "seed": 2}:
+            record["diagnostics"]["critic_loss"][-3:] = [1e6, 1e9, 1e12]  # a critic that diverges
+            path.write_text(json.dumps(record))
+    analysis = analyze_folder(tmp_path / "r", baseline="mlp", reps=REPS, seed=0)
+    output = diagnostics_figure(analysis, tmp_path / "f", colors(analysis.records.architectures))
+    scales = {ax.get_title(): ax.get_yscale() for ax in output.figure.axes if ax.has_data()}
+    assert scales == {"hopper-medium-v2": "symlog", "halfcheetah-medium-v2": "linear"}
+    hopper = next(ax for ax in output.figure.axes if ax.get_title() == "hopper-medium-v2")
+    # Linear up to the lines' typical size (75th percentile of |mean| over both lines), logarithmic beyond.
+    means = np.concatenate([line.get_ydata() for line in hopper.get_lines()])
+    assert hopper.yaxis.get_transform().linthresh == pytest.approx(np.quantile(np.abs(means), 0.75))
+    assert hopper.get_ylim()[1] >= 1e12  # the diverging seed's band is on the axis, not clipped
+    assert "Symmetric-log axes" in output.caption and "critic_loss on hopper-medium-v2." in output.caption
+
+
 def test_records_without_diagnostics_get_a_figure_that_says_so(tmp_path: Path) -> None:
     import json
 

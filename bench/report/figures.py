@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import NullFormatter, NullLocator, SymmetricalLogLocator
 from matplotlib.transforms import offset_copy
 
 from bench.fileio import atomic_write_text
@@ -36,6 +36,8 @@ DODGE_POINTS = 8.0
 # A legend of more entries than this goes beside the axes, not over the lines (a learning-rate sweep has 18).
 LEGEND_INSIDE_MAX = 8
 LEGEND_ROWS_MAX = 20  # entries per legend column beside the axes
+SYMLOG_TICKS = 5
+OUTLIER_SPAN = 100.0  # a diagnostics panel whose largest value is this many times its typical size: symlog axis
 
 
 @dataclass(frozen=True)
@@ -352,6 +354,28 @@ def _seed_counts(counts: set[int]) -> str:
     return f"{low}{', no CI' if high == 1 else ''}" if low == high else f"{low}-{high}"
 
 
+def symlog_threshold(means: Sequence[np.ndarray], extremes: Sequence[np.ndarray]) -> float | None:
+    """The linear range of a symmetric-log axis for a panel where some run's values dwarf the rest (a diverging
+    critic at 1e12 among losses near 50), so both stay readable: the typical size of the panel's lines (the 75th
+    percentile of |mean|), when its largest |value| (bands included) is more than OUTLIER_SPAN times that; None
+    when a linear axis shows the panel."""
+    if not means:
+        return None
+    typical = float(np.quantile(np.abs(np.concatenate(means)), 0.75))
+    largest = float(np.max(np.abs(np.concatenate(extremes))))
+    return typical if typical > 0 and largest > OUTLIER_SPAN * typical else None
+
+
+def set_symlog(ax: Axes, threshold: float, largest: float) -> None:
+    """A symmetric-log y axis, linear within +-threshold; the linear half is stretched to as many decades as the
+    logarithmic one spans, so the typical lines get half of the panel, not a sliver."""
+    ax.set_yscale("symlog", linthresh=threshold, linscale=max(1.0, math.log10(largest / threshold)))
+    ticks = SymmetricalLogLocator(base=10, linthresh=threshold)
+    ticks.set_params(numticks=SYMLOG_TICKS)  # every few decades, not one label per decade over 12 of them
+    ax.yaxis.set_major_locator(ticks)
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
 def diagnostics_figure(analysis: Analysis, directory: Path, palette: dict) -> FigureOutput:
     stem = "training_diagnostics"
     rec = analysis.records
@@ -376,10 +400,12 @@ def diagnostics_figure(analysis: Analysis, directory: Path, palette: dict) -> Fi
     axes = figure.subplots(len(quantities), len(datasets), squeeze=False, sharex="col")
     runs = rec.diagnostics.groupby(["dataset", "arch"])["seed"].nunique()
     drawn: dict[str, object] = {}
+    symlog: list[str] = []
     for column, dataset in enumerate(datasets):
         for row, quantity in enumerate(quantities):
             ax = axes[row, column]
             panel = frame[(frame["dataset"] == dataset) & (frame["name"] == quantity)]
+            means, extremes = [], []
             for arch in rec.architectures:
                 values = panel[panel["arch"] == arch].groupby("step")["value"]
                 summary = values.agg(["mean", "min", "max", "count"])
@@ -390,6 +416,11 @@ def diagnostics_figure(analysis: Analysis, directory: Path, palette: dict) -> Fi
                 (line,) = ax.plot(steps, summary["mean"], color=palette[arch], linewidth=1.4, label=arch)
                 ax.fill_between(steps, summary["min"], summary["max"], color=palette[arch], alpha=0.15, linewidth=0)
                 drawn.setdefault(arch, line)
+                means.append(summary["mean"].to_numpy())
+                extremes.append(summary[["min", "max"]].to_numpy().ravel())
+            if (threshold := symlog_threshold(means, extremes)) is not None:
+                set_symlog(ax, threshold, float(np.max(np.abs(np.concatenate(extremes)))))
+                symlog.append(f"{quantity} on {names[dataset]}")
             if row == 0:
                 ax.set_title(names[dataset], fontsize="medium")
             if column == 0:
@@ -405,6 +436,12 @@ def diagnostics_figure(analysis: Analysis, directory: Path, palette: dict) -> Fi
         ncols=max(1, min(len(drawn), int(width / 1.6))),
         frameon=False,
     )
+    if symlog:
+        caption += (
+            f" Symmetric-log axes, where some run's values are more than {OUTLIER_SPAN:.0f} times the panel's typical "
+            "size (the 75th percentile of the lines' magnitudes; a diverging run), linear within that size and "
+            f"logarithmic beyond it, so the other runs stay readable: {', '.join(symlog)}."
+        )
     return written(figure, directory, stem, caption)
 
 
