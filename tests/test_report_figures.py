@@ -22,6 +22,7 @@ from bench.report.figures import (
     log_range,
     parameters_figure,
     profile_figure,
+    symlog_threshold,
 )
 from bench.report.stats import Analysis
 from tests.report_fixtures import (
@@ -133,11 +134,21 @@ def test_a_panel_with_a_diverging_run_gets_a_symlog_axis_that_keeps_the_others_r
     scales = {ax.get_title(): ax.get_yscale() for ax in output.figure.axes if ax.has_data()}
     assert scales == {"hopper-medium-v2": "symlog", "halfcheetah-medium-v2": "linear"}
     hopper = next(ax for ax in output.figure.axes if ax.get_title() == "hopper-medium-v2")
-    # Linear up to the lines' typical size (75th percentile of |mean| over both lines), logarithmic beyond.
-    means = np.concatenate([line.get_ydata() for line in hopper.get_lines()])
-    assert hopper.yaxis.get_transform().linthresh == pytest.approx(np.quantile(np.abs(means), 0.75))
+    # Linear up to the peak of the line that stays readable (mlp's band: seed 2 at the last epoch, 2 + 19), then
+    # logarithmic.
+    assert hopper.yaxis.get_transform().linthresh == 21.0
     assert hopper.get_ylim()[1] >= 1e12  # the diverging seed's band is on the axis, not clipped
     assert "Symmetric-log axes" in output.caption and "critic_loss on hopper-medium-v2." in output.caption
+
+
+def test_only_a_gap_between_the_lines_peaks_makes_an_axis_symlog() -> None:
+    assert symlog_threshold([21.0, 3e11]) == 21.0
+    assert symlog_threshold([50.0, 60.0, 8e3, 1e12, 2e12]) == 8e3  # the widest gap: 8e3 -> 1e12
+    # A quantity that decays to 0 (alpha_loss) or spans decades within each line has no gap between lines.
+    assert symlog_threshold([1.2, 2.0, 1.5]) is None
+    assert symlog_threshold([0.0, 5.0]) is None
+    assert symlog_threshold([40.0, 3000.0]) is None  # 75 times: linear
+    assert symlog_threshold([]) is None
 
 
 def test_records_without_diagnostics_get_a_figure_that_says_so(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ display needed). Every architecture keeps one colour across all figures, and eve
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -37,7 +38,7 @@ DODGE_POINTS = 8.0
 LEGEND_INSIDE_MAX = 8
 LEGEND_ROWS_MAX = 20  # entries per legend column beside the axes
 SYMLOG_TICKS = 5
-OUTLIER_SPAN = 100.0  # a diagnostics panel whose largest value is this many times its typical size: symlog axis
+OUTLIER_SPAN = 100.0  # diagnostics lines that peak this many times higher than the others: symlog axis
 
 
 @dataclass(frozen=True)
@@ -354,16 +355,16 @@ def _seed_counts(counts: set[int]) -> str:
     return f"{low}{', no CI' if high == 1 else ''}" if low == high else f"{low}-{high}"
 
 
-def symlog_threshold(means: Sequence[np.ndarray], extremes: Sequence[np.ndarray]) -> float | None:
-    """The linear range of a symmetric-log axis for a panel where some run's values dwarf the rest (a diverging
-    critic at 1e12 among losses near 50), so both stay readable: the typical size of the panel's lines (the 75th
-    percentile of |mean|), when its largest |value| (bands included) is more than OUTLIER_SPAN times that; None
-    when a linear axis shows the panel."""
-    if not means:
-        return None
-    typical = float(np.quantile(np.abs(np.concatenate(means)), 0.75))
-    largest = float(np.max(np.abs(np.concatenate(extremes))))
-    return typical if typical > 0 and largest > OUTLIER_SPAN * typical else None
+def symlog_threshold(peaks: Sequence[float]) -> float | None:
+    """The linear range of a symmetric-log axis for a panel whose lines split in two, some peaking more than
+    OUTLIER_SPAN times higher than the rest (a diverging critic at 1e12 among losses near 50), so both stay
+    readable: the highest peak below the widest such gap. `peaks` are each line's largest |value|, its band
+    included. None when no gap is that wide: a linear axis shows the panel (a quantity that decays to 0 in every
+    run has no gap between its lines)."""
+    ordered = sorted(peak for peak in peaks if peak > 0)
+    gaps = [(high / low, low) for low, high in itertools.pairwise(ordered)]
+    ratio, below = max(gaps, default=(1.0, 0.0))
+    return below if ratio > OUTLIER_SPAN else None
 
 
 def set_symlog(ax: Axes, threshold: float, largest: float) -> None:
@@ -405,7 +406,7 @@ def diagnostics_figure(analysis: Analysis, directory: Path, palette: dict) -> Fi
         for row, quantity in enumerate(quantities):
             ax = axes[row, column]
             panel = frame[(frame["dataset"] == dataset) & (frame["name"] == quantity)]
-            means, extremes = [], []
+            peaks = []
             for arch in rec.architectures:
                 values = panel[panel["arch"] == arch].groupby("step")["value"]
                 summary = values.agg(["mean", "min", "max", "count"])
@@ -416,10 +417,9 @@ def diagnostics_figure(analysis: Analysis, directory: Path, palette: dict) -> Fi
                 (line,) = ax.plot(steps, summary["mean"], color=palette[arch], linewidth=1.4, label=arch)
                 ax.fill_between(steps, summary["min"], summary["max"], color=palette[arch], alpha=0.15, linewidth=0)
                 drawn.setdefault(arch, line)
-                means.append(summary["mean"].to_numpy())
-                extremes.append(summary[["min", "max"]].to_numpy().ravel())
-            if (threshold := symlog_threshold(means, extremes)) is not None:
-                set_symlog(ax, threshold, float(np.max(np.abs(np.concatenate(extremes)))))
+                peaks.append(float(summary[["min", "max"]].abs().to_numpy().max()))
+            if (threshold := symlog_threshold(peaks)) is not None:
+                set_symlog(ax, threshold, max(peaks))
                 symlog.append(f"{quantity} on {names[dataset]}")
             if row == 0:
                 ax.set_title(names[dataset], fontsize="medium")
@@ -438,9 +438,9 @@ def diagnostics_figure(analysis: Analysis, directory: Path, palette: dict) -> Fi
     )
     if symlog:
         caption += (
-            f" Symmetric-log axes, where some run's values are more than {OUTLIER_SPAN:.0f} times the panel's typical "
-            "size (the 75th percentile of the lines' magnitudes; a diverging run), linear within that size and "
-            f"logarithmic beyond it, so the other runs stay readable: {', '.join(symlog)}."
+            f" Symmetric-log axes, where some lines peak more than {OUTLIER_SPAN:.0f} times higher than the others "
+            "(a diverging run; peaks of |value|, bands included), linear up to the others' peak and logarithmic "
+            f"beyond it, so the others stay readable: {', '.join(symlog)}."
         )
     return written(figure, directory, stem, caption)
 
