@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from bench.cli import main
+from bench.data.registry import dataset_env
 from bench.errors import BenchError
 from bench.grid.estimate import (
     GroupPlan,
     Timing,
-    dataset_env,
     group_seconds,
     plan_groups,
     schedule,

@@ -759,3 +759,44 @@ def test_eta_counts_each_algorithms_cells_at_its_own_pace_and_resumed_cells_at_t
     for task in tasks[3:4] + tasks[5:]:
         progress(task, CellOutcome("done", seconds=100.0, final_score=1.0))
     assert progress.eta() == "0s" and "[8/8] done" in progress.out.getvalue()
+
+
+def test_status_sizes_the_cells_not_started_at_the_pace_of_the_grids_finished_groups(tmp_path: Path) -> None:
+    from bench.grid.run import _time_left_line
+    from bench.grid.store import CellState
+
+    grid = tiny_grid(
+        tmp_path,
+        ["local:hopper-medium", "local:hopper-medium-replay", "local:walker2d-medium"],
+        seeds=(0, 1, 2, 3),
+        steps=1000,
+        epoch_steps=500,
+        eval_every=500,
+        seeds_per_process=2,
+    )
+    spec = load_grid(grid)
+
+    def finished(cell: Cell, seconds: list[float], seeds: list[int]) -> CellState:
+        record = {"seconds_per_epoch": seconds, "steps_done": 1000, "group": {"seeds": seeds, "size": len(seeds)}}
+        return CellState(cell, tmp_path / "x.json", "done", record=record)
+
+    states = []
+    for cell in spec.cells():
+        if cell.dataset == "local:hopper-medium":  # both groups finished: 100 s and 300 s per 1,000 steps
+            seconds = [50.0, 50.0] if cell.seed < 2 else [150.0, 150.0]
+            states.append(finished(cell, seconds, [0, 1] if cell.seed < 2 else [2, 3]))
+        else:
+            states.append(CellState(cell, tmp_path / "x.json", "missing"))
+    line = _time_left_line(spec, states)
+    # hopper-medium-replay's two groups of two at the median pace of hopper's finished groups (200 s each); walker2d
+    # has no finished group of its kind, so its four cells are left to `grid estimate`.
+    assert line == (
+        "Time left: 8 unfinished cell(s) without a checkpoint: about 6m40s of process time in 2 process(es), at the "
+        "pace of the grid's finished groups of the same algorithm, architecture, environment and size, and 4 cell(s) "
+        "of a kind none has finished (`grid estimate` sizes them)."
+    )
+    # Nothing finished: as before, the cells are `grid estimate`'s to size.
+    missing = [CellState(cell, tmp_path / "x.json", "missing") for cell in spec.cells()]
+    assert _time_left_line(spec, missing) == (
+        "Time left: 12 unfinished cell(s) without a checkpoint (`grid estimate` sizes them)."
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -210,3 +211,11 @@ DEFAULT_LOCAL_DATASET_DIR = Path(".cache") / "local-data"
 def local_dataset_dir(local_dir: Path | None = None) -> Path:
     """Local datasets: `local_dir`, else $BENCH_LOCAL_DATASET_DIR, else .cache/local-data (the Makefile's folder)."""
     return _dir_from(local_dir, "BENCH_LOCAL_DATASET_DIR", DEFAULT_LOCAL_DATASET_DIR)
+
+
+def dataset_env(dataset: str) -> EnvSpec:
+    """The environment a dataset name refers to (d4rl:walker2d-medium-v2, local:hopper-medium, a Minari id)."""
+    for part in re.split(r"[:/\\_.-]", dataset.lower()):
+        if part in ENVS:
+            return ENVS[part]
+    raise BenchError(f"dataset {dataset!r}: cannot tell its environment; its name should contain one of {list(ENVS)}")

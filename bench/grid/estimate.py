@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from tabulate import tabulate
 
 from bench.agents.base import Agent, Batch
 from bench.agents.registry import get_algorithm
-from bench.data.registry import ENVS, EnvSpec
+from bench.data.registry import EnvSpec, dataset_env
 from bench.errors import BenchError
 from bench.evaluate import make_env, quiet_v4_construction
 from bench.grid.run import format_duration, trained_seeds
@@ -59,14 +58,6 @@ class Timing:
 
     steps_per_second: float  # gradient steps of the whole population per second
     eval_step_seconds: float  # one step of all evaluation episodes at once: the population's act, their MuJoCo steps
-
-
-def dataset_env(dataset: str) -> EnvSpec:
-    """The environment a dataset name refers to (d4rl:walker2d-medium-v2, local:hopper-medium, a Minari id)."""
-    for part in re.split(r"[:/\\_.-]", dataset.lower()):
-        if part in ENVS:
-            return ENVS[part]
-    raise BenchError(f"dataset {dataset!r}: cannot tell its environment; its name should contain one of {list(ENVS)}")
 
 
 def plan_groups(

@@ -19,7 +19,7 @@ from typing import TextIO
 from tabulate import tabulate
 
 from bench.agents.registry import DEFAULT_ALGORITHM, get_algorithm
-from bench.data.registry import D4RL_DATASETS, d4rl_cache_dir, local_dataset_dir
+from bench.data.registry import D4RL_DATASETS, d4rl_cache_dir, dataset_env, local_dataset_dir
 from bench.errors import BenchError
 from bench.grid.launchers import CellOutcome, CellTask, Group, Launcher, local_cpus, make_launcher
 from bench.grid.spec import Cell, GridSpec
@@ -356,7 +356,7 @@ def _time_left_line(spec: GridSpec, states: list[CellState]) -> str:
         for state in states
         if state.progress is not None and (seconds := _seconds_left(spec, state)) is not None
     }
-    not_started = sum(not state.finished and state.progress is None for state in states)
+    not_started = [state.cell for state in states if not state.finished and state.progress is None]
     parts = []
     if left:
         parts.append(
@@ -364,8 +364,60 @@ def _time_left_line(spec: GridSpec, states: list[CellState]) -> str:
             f"(longest {format_duration(max(left.values()))}), at the median pace of each one's last 10 epochs"
         )
     if not_started:
-        parts.append(f"{not_started} unfinished cell(s) without a checkpoint (`grid estimate` sizes them)")
+        parts.append(_not_started_part(spec, not_started, _group_paces(states)))
     return f"Time left: {'; '.join(parts)}." if parts else ""
+
+
+PaceKey = tuple[str, str, str, int]  # algorithm, architecture, environment, seeds side by side
+
+
+def _pace_key(cell: Cell, size: int) -> PaceKey | None:
+    try:
+        return cell.algo, cell.arch, dataset_env(cell.dataset).name, size
+    except BenchError:
+        return None
+
+
+def _group_paces(states: Sequence[CellState]) -> dict[PaceKey, float]:
+    """Seconds per gradient step of one training process, per algorithm, architecture, environment and group
+    size: the median over the grid's finished groups (their records' epoch seconds, summed, over the steps they
+    trained; the seeds of one group share them, so each group counts once)."""
+    per_group: dict[tuple[PaceKey, str, str, tuple[int, ...]], float] = {}
+    for state in states:
+        record = state.record or {}
+        seconds, steps = sum(record.get("seconds_per_epoch") or []), record.get("steps_done") or 0
+        seeds = tuple((record.get("group") or {}).get("seeds") or [state.cell.seed])
+        key = _pace_key(state.cell, len(seeds))
+        if state.finished and key is not None and seconds > 0 and steps > 0:
+            per_group[(key, state.cell.dataset, record.get("started_at", ""), seeds)] = seconds / steps
+    paces: dict[PaceKey, list[float]] = defaultdict(list)
+    for (key, *_), pace in per_group.items():
+        paces[key].append(pace)
+    return {key: statistics.median(values) for key, values in paces.items()}
+
+
+def _not_started_part(spec: GridSpec, cells: Sequence[Cell], paces: dict[PaceKey, float]) -> str:
+    """The cells without a checkpoint, and the process time their groups will take at the pace of the grid's
+    finished groups of the same kind (`_group_paces`); those of a kind none has finished are left to `grid
+    estimate`."""
+    sized, unsized, seconds = 0, 0, 0.0
+    for group in seed_groups(spec, cells):
+        key = _pace_key(group[0], len(group))
+        if key in paces:
+            sized += 1
+            seconds += paces[key] * spec.steps
+        else:
+            unsized += len(group)
+    text = f"{len(cells)} unfinished cell(s) without a checkpoint"
+    if not sized:
+        return f"{text} (`grid estimate` sizes them)"
+    text += (
+        f": about {format_duration(seconds)} of process time in {sized} process(es), at the pace of the grid's "
+        "finished groups of the same algorithm, architecture, environment and size"
+    )
+    if unsized:
+        text += f", and {unsized} cell(s) of a kind none has finished (`grid estimate` sizes them)"
+    return text
 
 
 def _steps(state: CellState) -> int | None:
