@@ -599,6 +599,27 @@ def test_seeds_per_process_trains_each_chunk_of_seeds_as_one_group(
     assert yaml.safe_load(store.grid_file.read_text())["seeds_per_process"] == 2
 
 
+def test_a_group_another_process_has_begun_is_busy_as_a_whole_not_split(
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    grid = tiny_grid(tmp_path, [f"local:{hopper_file}"], seeds=(0, 1, 2), seeds_per_process=2)
+    spec = load_grid(grid)
+    results = tmp_path / "results"
+    store = ResultsStore.for_grid(results, spec)
+    first = store.record_path(spec.cells()[0])
+    # Another grid process has taken group (0, 1) and not yet reached its seeds' own locks: this one must not
+    # lock seed 1 (or 0) and train it as a group of its own.
+    with CellLock(first.with_name("seed0+seed1.json")) as locked:
+        assert locked
+        assert main(["grid", "run", str(grid), "--results", str(results)]) == 0
+        out = capsys.readouterr().out
+    assert "2 cell(s) are being trained by another process" in out
+    assert [store.record_path(cell).exists() for cell in spec.cells()] == [False, False, True]
+    assert not list(first.parent.glob("*.lock"))  # every lock this run took is gone
+    assert main(["grid", "run", str(grid), "--results", str(results)]) == 0
+    assert [read(store.record_path(cell))["group"]["seeds"] for cell in spec.cells()] == [[0, 1], [0, 1], [2]]
+
+
 def test_seeds_per_process_of_one_run_packs_its_groups_and_leaves_the_grid_file_as_it_is(
     hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -87,12 +87,19 @@ def run_group(group: Group) -> list[CellOutcome]:
     records (a crash in training) or in `<record>.error` (a failure before training started). A cell locked
     by another process is busy, one finished meanwhile is skipped; the others train together. A group that
     resumes with finished seeds along (`CellTask.group_seeds`) locks those too, and is busy as a whole if any of
-    its seeds is locked elsewhere."""
+    its seeds is locked elsewhere. A group of several seeds first takes a lock on the whole group
+    (`seed0+seed1.lock`, `group_lock_record`): two grid processes that reach the same group at once would otherwise
+    each lock the seeds they got to first and train it as two smaller groups; the second now finds it busy."""
     torch.set_num_threads(group[0].threads)
     start = time.perf_counter()
     outcomes: list[CellOutcome | None] = [None] * len(group)
     locks: list[CellLock] = []
     try:
+        if (whole := group_lock_record(group)) is not None:
+            lock = CellLock(whole)
+            if not lock.acquire():
+                return [CellOutcome("busy")] * len(group)
+            locks.append(lock)
         along = [_seed_out(group[0], seed) for seed in _seeds_along(group)]
         for out in along:
             lock = CellLock(out)
@@ -122,6 +129,16 @@ def run_group(group: Group) -> list[CellOutcome]:
     finally:
         for lock in locks:
             lock.release()
+
+
+def group_lock_record(group: Sequence[CellTask]) -> Path | None:
+    """The name whose lock (`<name>.lock`) a group of several seeds holds while it trains: its seeds and those it
+    trains along, in order, as its checkpoint names them (`seed0+seed1`); None for one seed, whose cell lock is
+    enough."""
+    seeds = sorted({task.cell.seed for task in group} | set(_seeds_along(group)))
+    if len(seeds) < 2:
+        return None
+    return group[0].out.with_name("+".join(f"seed{seed}" for seed in seeds) + ".json")
 
 
 def _seeds_along(group: Sequence[CellTask]) -> list[int]:
