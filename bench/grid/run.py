@@ -384,11 +384,13 @@ def _group_paces(states: Sequence[CellState]) -> dict[PaceKey, float]:
     trained; the seeds of one group share them, so each group counts once)."""
     per_group: dict[tuple[PaceKey, str, str, tuple[int, ...]], float] = {}
     for state in states:
-        record = state.record or {}
-        seconds, steps = sum(record.get("seconds_per_epoch") or []), record.get("steps_done") or 0
+        if not state.finished or not state.record:
+            continue
+        record = state.record
+        seconds, steps = _training_seconds(record), record.get("steps_done") or 0
         seeds = tuple((record.get("group") or {}).get("seeds") or [state.cell.seed])
         key = _pace_key(state.cell, len(seeds))
-        if state.finished and key is not None and seconds > 0 and steps > 0:
+        if key is not None and seconds and steps > 0:
             per_group[(key, state.cell.dataset, record.get("started_at", ""), seeds)] = seconds / steps
     paces: dict[PaceKey, list[float]] = defaultdict(list)
     for (key, *_), pace in per_group.items():
@@ -558,8 +560,11 @@ class Progress:
 
 def _epoch_seconds(record_path: Path) -> float | None:
     """The training time of a finished record over all its starts (its epochs' seconds); None without it."""
-    record = read_record(record_path)
-    seconds = (record or {}).get("seconds_per_epoch")
+    return _training_seconds(read_record(record_path) or {})
+
+
+def _training_seconds(record: dict) -> float | None:
+    seconds = record.get("seconds_per_epoch")
     return float(sum(seconds)) if isinstance(seconds, list) and seconds else None
 
 
