@@ -718,7 +718,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_speed_cql)
 
     p = sub.add_parser(
-        "report", help="Tables 1-3, 6 and 7 (LaTeX, Markdown) and figures with rliable statistics from records"
+        "report", help="Tables 1-3 and 6-8 (LaTeX, Markdown) and figures with rliable statistics from records"
     )
     p.add_argument("results", type=Path, help="folder of run records, e.g. results/smoke (searched recursively)")
     p.add_argument("--tables", type=Path, help="output folder of the tables (default: tables/<results folder name>)")

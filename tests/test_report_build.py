@@ -36,7 +36,7 @@ FIGURE_STEMS = [
     "parameters_vs_iqm",
     "training_diagnostics",
 ]
-TABLE_STEMS = ["table1_score", "table2_parameters", "table3_time", "table7_episodes"]
+TABLE_STEMS = ["table1_score", "table2_parameters", "table3_time", "table7_episodes", "table8_spread"]
 
 
 def assert_figures(folder: Path) -> None:
@@ -63,7 +63,7 @@ def test_cli_writes_every_table_and_figure_and_prints_a_summary(
     assert "missing cells: none of 4" in out
     assert "skipped " in out and "seed9.json: corrupt JSON" in out
     assert "IQM [95% CI] over 2 dataset(s) x 3 seed(s): mlp " in out
-    assert f"tables: 10 files in {tables}" in out and f"figures: 13 files in {figures}" in out
+    assert f"tables: 12 files in {tables}" in out and f"figures: 13 files in {figures}" in out
     for stem in [*TABLE_STEMS, "table6_improvement"]:
         assert (tables / f"{stem}.tex").stat().st_size > 0 and (tables / f"{stem}.md").stat().st_size > 0
     assert_figures(figures)
@@ -99,7 +99,7 @@ def test_mixed_configurations_are_refused_by_the_cli(tmp_path: Path, capsys: pyt
     assert "warning: mixed configurations (--allow-mixed): steps" in out
     # Every table says it, not Table 1 alone: each may be read on its own.
     written = sorted((tmp_path / "t").glob("table*_*.md"))
-    assert len(written) == 5
+    assert len(written) == 6
     for path in written:
         assert path.read_text().count("Records with different configurations are mixed (--allow-mixed): steps.") == 1
 

@@ -1,4 +1,4 @@
-"""Tables 1-3, 6 and 7 from fixture records with known numbers: exact cells, missing data, and well-formed LaTeX."""
+"""Tables 1-3 and 6-8 from fixture records with known numbers: exact cells, missing data, and well-formed LaTeX."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from bench.report.tables import (
     override_notes,
     parameter_table,
     score_table,
+    spread_table,
     time_table,
     to_latex,
     to_markdown,
@@ -385,11 +386,77 @@ def test_table7_dashes_a_cell_without_a_scored_run(tmp_path: Path) -> None:
     assert table.notes == ["— no run with a score (1 row(s))."]
 
 
+def swinging_record(seed: int, scores: list[float], episode_std: float = 1.0) -> dict:
+    """A hopper mlp run evaluated every 1,000 steps with these scores, the last one scoring it."""
+    record = make_record(HOPPER, "mlp", seed, scores[-1])
+    last = record["curve"][-1]
+    record["curve"] = [
+        {**last, "step": 1000 * (i + 1), "normalized_score": score, "normalized_score_std": episode_std}
+        for i, score in enumerate(scores)
+    ]
+    return record
+
+
+def test_table8_splits_the_spread_between_seeds_runs_and_evaluations(tmp_path: Path) -> None:
+    # Six evaluations a run; Table 8 reads the last five (steps 2,000-6,000). Seeds 0 and 1 swing between 40 and
+    # 60 and stop on a high and a low; seed 2 is steady at 50.
+    write_records(
+        tmp_path,
+        [
+            swinging_record(0, [0, 40, 60, 40, 60, 60], episode_std=2.0),
+            swinging_record(1, [0, 60, 40, 60, 40, 40], episode_std=2.0),
+            swinging_record(2, [0, 50, 50, 50, 50, 50], episode_std=5.0),
+        ],
+    )
+    write_grid_file(tmp_path, datasets=(HOPPER,), archs=("mlp",))
+    table = spread_table(analysis_of(tmp_path))
+    assert table.header[2:] == [
+        "Score",
+        "Last 5 evaluations",
+        "σ between seeds",
+        "σ within a run",
+        "σ of one evaluation",
+    ]
+    late = [np.mean([40, 60, 40, 60, 60]), np.mean([60, 40, 60, 40, 40]), 50.0]
+    within = np.sqrt(np.mean([np.var([40, 60, 40, 60, 60], ddof=1)] * 2 + [0.0]))
+    evaluation = np.sqrt(np.mean([(2.0 / np.sqrt(10)) ** 2] * 2 + [(5.0 / np.sqrt(10)) ** 2]))
+    assert [cell.text for cell in table.rows[0]] == [
+        "hopper-medium-v2",
+        "mlp",
+        "50.0 ± 10.0",
+        f"{np.mean(late):.1f} ± {np.std(late, ddof=1):.1f}",
+        "10.0",
+        f"{within:.1f}",
+        f"{evaluation:.1f}",
+    ]
+    assert "last 5 evaluations up to that one, steps 2,000-6,000," in table.caption
+    assert not table.notes
+
+
+def test_table8_dashes_missing_cells_and_marks_partial_and_diverged_ones(tmp_path: Path) -> None:
+    write_fixture(tmp_path, scores_without((HOPPER, "kan", 0), (HOPPER, "kan", 1), (HOPPER, "kan", 2)))
+    write_grid_file(tmp_path, datasets=(HALFCHEETAH, HOPPER), archs=("mlp", "kan"))
+    write_records(tmp_path, [make_record(HOPPER, "mlp", 2, 20.0, status="diverged", last_step=1000)])
+    (tmp_path / "d4rl-halfcheetah-medium-v2" / "mlp" / "seed0.json").unlink()
+    table = spread_table(analysis_of(tmp_path))
+    rows = [[cell.text for cell in row] for row in table.rows]
+    assert rows[3] == ["", "kan", *["—"] * 5]
+    # Two evaluations a run (1,000 and 2,000, 10 points apart); the diverged run has one, so no swing of its own.
+    assert rows[0][2].endswith("†") and rows[0][5] == f"{np.std([0, 10], ddof=1):.1f}"
+    assert rows[2][2].endswith("‡") and rows[2][5] == f"{np.std([0, 10], ddof=1):.1f}"
+    assert "steps" not in table.caption.split("up to that one")[1].split(",")[0]
+    assert table.notes == [
+        "— no run with a score (1 row(s)).",
+        "† fewer scored runs than the grid's 3 seeds: halfcheetah-medium-v2/mlp n=2.",
+        "‡ includes diverged runs, read at their last evaluations: hopper-medium-v2/mlp (1 of 3).",
+    ]
+
+
 def test_latex_is_well_formed(complete: Analysis, tmp_path: Path) -> None:
     write_fixture(tmp_path, scores_without((HOPPER, "kan", 2), (HALFCHEETAH, "mlp", 0), (HOPPER, "mlp", 1)))
     ragged = analysis_of(tmp_path)
     for analysis in (complete, ragged):
-        for make in (score_table, parameter_table, time_table, episode_table):
+        for make in (score_table, parameter_table, time_table, episode_table, spread_table):
             check_latex(to_latex(make(analysis)))
 
 
@@ -406,7 +473,7 @@ ENGINES = [e for e in ("pdflatex", "lualatex", "xelatex", "tectonic") if shutil.
 @pytest.mark.skipif(not ENGINES, reason="no TeX engine installed (pdflatex, lualatex, xelatex or tectonic)")
 def test_latex_compiles(complete: Analysis, tmp_path: Path) -> None:
     names = []
-    for make in (score_table, parameter_table, time_table, episode_table):
+    for make in (score_table, parameter_table, time_table, episode_table, spread_table):
         table = make(complete)
         (tmp_path / f"{table.stem}.tex").write_text(to_latex(table))
         names.append(table.stem)
@@ -441,6 +508,8 @@ def test_runs_still_improving_at_their_last_evaluation_are_marked(tmp_path: Path
     assert not rows["hopper-medium-v2"][0].endswith("↑") and not rows["halfcheetah-medium-v2"][1].endswith("↑")
     notes = "\n".join(table.notes)
     assert "↑ still improving at the last evaluation" in notes and "hopper-medium-v2/kan (2 of 3)" in notes
+    check_latex(to_latex(table))  # the mark and its note as a macro, not a character pdflatex cannot set
+    assert to_latex(table).count(r"$\uparrow$") == 2
 
 
 def with_overrides(record: dict, settings: dict, architecture_overrides: dict) -> dict:

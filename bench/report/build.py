@@ -1,4 +1,4 @@
-"""The report's entry point: a results folder in, Tables 1-3, 6 and 7 and the figures out, and a short summary back."""
+"""The report's entry point: a results folder in, Tables 1-3 and 6-8 and the figures out, and a short summary back."""
 
 from __future__ import annotations
 
@@ -261,7 +261,7 @@ def build_report(
     datasets: Sequence[str] = (),
     at_step: int | None = None,
 ) -> ReportSummary:
-    """Read the records under `results_dir`, write Tables 1-3, 6 and 7 to `tables_dir` and the figures to `figures_dir`.
+    """Read the records under `results_dir`, write Tables 1-3 and 6-8 to `tables_dir` and the figures to `figures_dir`.
 
     Either output folder may be None to skip it; `baseline=None` means the grid file's `baseline:`, else `mlp`.
     `architectures` and `datasets` report those only, in that order; `at_step` the runs as they stood at that

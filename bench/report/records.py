@@ -67,6 +67,7 @@ RECORD_COLUMNS = [
     "episode_length",
     "time_limit_share",
     "reward_beyond_healthy",
+    "score_standard_error",
     "steps",
     "steps_done",
     "epoch_steps",
@@ -499,10 +500,27 @@ def still_improving(record: Mapping[str, Any], min_points: int = 4) -> bool:
     steps = np.array([point["step"] for point in tail], dtype=float)
     scores = np.array([point["normalized_score"] for point in tail], dtype=float)
     slope = np.polyfit(steps, scores, 1)[0]
-    last = curve[-1]
-    episodes = len(last.get("episode_returns") or []) or 1
-    standard_error = float(last.get("normalized_score_std") or 0.0) / math.sqrt(episodes)
+    standard_error = evaluation_standard_error(curve[-1])
+    if math.isnan(standard_error):  # episodes not kept: judged as one episode's spread
+        standard_error = float(curve[-1].get("normalized_score_std") or 0.0)
     return bool(slope * (steps[-1] - steps[0]) > 2.0 * standard_error)
+
+
+def evaluation_standard_error(point: Mapping[str, Any]) -> float:
+    """The standard error of one evaluation's normalized score from its finite episodes: their standard deviation
+    (the record's `normalized_score_std`, over all episodes) over the square root of their count; nan for an
+    evaluation whose episodes the record does not keep (records from before they were kept)."""
+    episodes = len(point.get("episode_returns") or [])
+    spread = point.get("normalized_score_std")
+    if not episodes or spread is None:
+        return math.nan
+    return float(spread) / math.sqrt(episodes)
+
+
+def scored_standard_error(record: Mapping[str, Any]) -> float:
+    """`evaluation_standard_error` of the evaluation that scores a run; nan for a run without a score."""
+    _, step = usable_score(record)
+    return math.nan if step is None else evaluation_standard_error(record["curve"][-1])
 
 
 def seeds_per_process(record: Mapping[str, Any]) -> int:
@@ -569,6 +587,7 @@ def run_row(path: Path, record: Mapping[str, Any]) -> dict[str, Any]:
         "episode_length": episode_length,
         "time_limit_share": time_limit_share,
         "reward_beyond_healthy": reward_beyond_healthy,
+        "score_standard_error": scored_standard_error(record),
         "steps": record["config"]["steps"],
         "steps_done": record["steps_done"],
         "epoch_steps": record["epoch_steps"],

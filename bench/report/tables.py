@@ -1,8 +1,8 @@
-"""Tables 1-3, 6 and 7 of the study as LaTeX (booktabs) and Markdown.
+"""Tables 1-3 and 6-8 of the study as LaTeX (booktabs) and Markdown.
 
-A table is built once as plain-text cells (with the symbols ±, —, †, ‡, ×, −) and rendered twice: Markdown
-keeps the symbols, LaTeX escapes the text and maps each symbol to an ASCII macro, so the .tex files need no
-package but booktabs and compile with pdflatex, lualatex or xelatex alike.
+A table is built once as plain-text cells (with the symbols ±, —, †, ‡, ×, −, σ, ↑, ²) and rendered twice:
+Markdown keeps the symbols, LaTeX escapes the text and maps each symbol to an ASCII macro, so the .tex files need
+no package but booktabs and compile with pdflatex, lualatex or xelatex alike.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ PARTIAL = "†"  # fewer seeds than the grid
 DIVERGED = "‡"  # the mean includes diverged runs
 IMPROVING = "↑"  # runs still improving at their last evaluation: the budget limits the score
 SCORE_DECIMALS = 1
+LATE_EVALUATIONS = 5  # Table 8's window: a run's last evaluations, up to the one that scores it
 SECONDS_DECIMALS = 2
 
 _LATEX_ESCAPES = {
@@ -49,6 +50,9 @@ _LATEX_SYMBOLS = {
     DIVERGED: r"\textsuperscript{\ddag}",
     "×": r"$\times$",
     "−": r"$-$",
+    "σ": r"$\sigma$",
+    IMPROVING: r"$\uparrow$",
+    "²": r"$^2$",  # Table 5's R²
 }
 
 
@@ -787,6 +791,111 @@ def episode_table(analysis: Analysis) -> Table:
     return table
 
 
+def spread_table(analysis: Analysis) -> Table:
+    """Table 8: where the spread of the scores comes from - between seeds, a run's swings between its last
+    evaluations, and one evaluation's finite episodes - so a ranking that moves with the step training stopped at
+    is told from one the seeds settle."""
+    rec = analysis.records
+    names = rec.display_names()
+    keys = ["dataset", "arch", "seed"]
+    late = (
+        rec.curves.sort_values("step", kind="stable")
+        .groupby(keys)
+        .tail(LATE_EVALUATIONS)
+        .groupby(keys)
+        .agg(
+            late_mean=("normalized_score", "mean"),
+            late_var=("normalized_score", "var"),
+            first_step=("step", "min"),
+        )
+        .reset_index()
+    )
+    runs = rec.runs[rec.runs["score"].notna()].merge(late, on=keys, how="left")
+    table = Table(
+        stem="table8_spread",
+        number=8,
+        title="Where the spread of the scores comes from",
+        caption="",
+        header=[
+            "Dataset",
+            "Architecture",
+            "Score",
+            f"Last {LATE_EVALUATIONS} evaluations",
+            "σ between seeds",
+            "σ within a run",
+            "σ of one evaluation",
+        ],
+        align="llrrrrr",
+    )
+    missing = 0
+    partial: list[str] = []
+    diverged: list[str] = []
+    for dataset in rec.datasets:
+        for i, arch in enumerate(rec.architectures):
+            label = names[dataset] if i == 0 else ""
+            group = runs[(runs["dataset"] == dataset) & (runs["arch"] == arch)]
+            if group.empty:
+                missing += 1
+                table.add_row([label, arch, *[MISSING] * 5], rule_before=i == 0)
+                continue
+            score = values_mean_std(group["score"].tolist(), SCORE_DECIMALS)
+            n, n_diverged = len(group), int((group["status"] == "diverged").sum())
+            if n < len(rec.seeds):
+                score += PARTIAL
+                partial.append(f"{names[dataset]}/{arch} n={n}")
+            if n_diverged:
+                score += DIVERGED
+                diverged.append(f"{names[dataset]}/{arch} ({n_diverged} of {n})")
+            between = float(group["score"].std(ddof=1)) if n > 1 else math.nan
+            table.add_row(
+                [
+                    label,
+                    arch,
+                    score,
+                    values_mean_std(group["late_mean"].tolist(), SCORE_DECIMALS),
+                    _spread_text(between),
+                    _spread_text(_pooled_sd(group["late_var"])),
+                    _spread_text(_pooled_sd(group["score_standard_error"] ** 2)),
+                ],
+                rule_before=i == 0,
+            )
+    windows = runs.dropna(subset=["first_step"])
+    spans = {(int(a), int(b)) for a, b in zip(windows["first_step"], windows["score_step"], strict=True)}
+    span = f", steps {spans.pop()[0]:,}-{max(windows['score_step']):,}" if len(spans) == 1 else ""
+    last = f"last {LATE_EVALUATIONS} evaluations"
+    table.caption = (
+        f"Score: the evaluation that gives each run its score (Table 1), mean ± sample standard deviation over "
+        f"runs. Last {LATE_EVALUATIONS} evaluations: each run's mean over its {last} up to that one{span}, mean ± "
+        "standard deviation over runs, a score that depends less on the step training stopped at. σ between seeds: "
+        f"the standard deviation of the scores over runs (Table 1's ±). σ within a run: the standard deviation of a "
+        f"run's {last}, pooled over runs (the root of their mean variance): how far a run's policy swings between "
+        "checkpoints. σ of one evaluation: the standard error of a score from its finite episodes (their standard "
+        "deviation over the square root of their count), pooled the same way: what evaluating the same policy "
+        "again would move. σ within a run well above σ of one evaluation: the policy itself changes between "
+        "checkpoints. σ within a run as large as σ between seeds: where each run stood in its swings when training "
+        "stopped makes much of the scores' spread and order, and the last evaluations' mean compares the "
+        "architectures more steadily; not so for runs still rising at their end (↑ in Table 1), whose mean lags "
+        f"their learning. {rec.algorithm_phrase()}"
+    )
+    if missing:
+        table.notes.append(f"{MISSING} no run with a score ({missing} row(s)).")
+    if partial:
+        table.notes.append(f"{PARTIAL} fewer scored runs than the grid's {len(rec.seeds)} seeds: {_join(partial)}.")
+    if diverged:
+        table.notes.append(f"{DIVERGED} includes diverged runs, read at their last evaluations: {_join(diverged)}.")
+    return table
+
+
+def _pooled_sd(variances: pd.Series) -> float:
+    """The root of the mean of the variances that are known (nan when none is): spreads pooled over runs."""
+    known = variances.dropna()
+    return float(np.sqrt(known.mean())) if not known.empty else math.nan
+
+
+def _spread_text(value: float) -> str:
+    return MISSING if math.isnan(value) else f"{value:.{SCORE_DECIMALS}f}"
+
+
 def _env_rank(env: str) -> tuple[int, str]:
     return (ENV_ORDER.index(env) if env in ENV_ORDER else len(ENV_ORDER), env)
 
@@ -802,7 +911,7 @@ def build_tables(analysis: Analysis) -> list[Table]:
     tables = [score_table(analysis), parameter_table(analysis), time_table(analysis)]
     if len(analysis.records.architectures) > 1 and analysis.baseline in analysis.records.architectures:
         tables.append(improvement_table(analysis))
-    tables.append(episode_table(analysis))
+    tables += [episode_table(analysis), spread_table(analysis)]
     # Each table says it, since each may be read alone: Table 3's timings or Table 6's probabilities pool the same
     # mixed runs as Table 1's scores.
     for table in tables:
