@@ -28,6 +28,7 @@ from bench.agents.cql import CQL, Batch, CQLConfig
 from bench.errors import BenchError
 from bench.nets.spec import get_architecture
 from bench.perf import PEERS_PYTHON, count_ops, cql_step_flops, matmul_gflops, retain_freed_memory, run_peer
+from bench.train import resolve_device
 
 OBS_DIM, ACT_DIM = 17, 6  # Walker2d
 # Size name -> (architecture, hidden widths of actor and critics for the FLOP count and the peer).
@@ -159,7 +160,7 @@ def run_cql_speed(
     if threads is not None:
         torch.set_num_threads(threads)
     retain_freed_memory()  # as the trainer does, so the table times the trainer's step
-    dev = torch.device(device)
+    dev = resolve_device(device)  # auto, and a one-line error for a CUDA device torch does not see
     say = print if progress else (lambda *_: None)
 
     gflops = matmul_gflops(device=dev)

@@ -570,6 +570,15 @@ def train_group(
                 f"checkpoint {ckpt_path} was trained on other data than {config.dataset} holds now (the file was "
                 "replaced or regenerated since); pass --force to start this cell from scratch on the current data"
             )
+        # Older checkpoints name no device; their random state holds CUDA's only when written on a GPU.
+        written_on = state.get("device_type") or ("cuda" if "cuda" in state.get("rng", {}) else "cpu")
+        if written_on != device.type:
+            raise BenchError(
+                f"checkpoint {ckpt_path} was written on {written_on.upper()} and this run is on "
+                f"{device.type.upper()}; random-number streams do not carry over between the two, so a run resumes "
+                f"on the kind of device it started on: pass --device {written_on} (a grid file's `device:`), or "
+                "--force to start this cell from scratch"
+            )
         agent.load_state_dict(state["agent"])
         for generator, generator_state in zip(batch_generators, state["batch_generators"], strict=True):
             generator.set_state(generator_state.cpu())
@@ -630,6 +639,7 @@ def train_group(
                     {
                         "config_fingerprint": fingerprint,
                         "dataset_sha256": dataset.sha256,
+                        "device_type": device.type,
                         "agent": agent.state_dict(),
                         "batch_generators": [g.get_state() for g in batch_generators],
                         "rng": rng_state(device),

@@ -18,7 +18,7 @@ import bench.grid.run
 from bench import train
 from bench.cli import main
 from bench.errors import BenchError
-from bench.grid.launchers import CellOutcome, CellTask, LocalLauncher, RayLauncher
+from bench.grid.launchers import CellOutcome, CellTask, LocalLauncher, RayLauncher, fresh_worker_task
 from bench.grid.run import GridResult, Progress
 from bench.grid.spec import Cell, Resources, load_grid
 from bench.grid.store import CellLock, ResultsStore, error_path, record_differences
@@ -557,6 +557,24 @@ def test_ray_needs_resources_the_cluster_has() -> None:
         launcher._fit({"CPU": 2.0}, strict=True)
     assert launcher._fit({"CPU": 8.0, "GPU": 1.0}, strict=True) == 4
     assert RayLauncher(Resources(num_cpus=2), workers=1)._fit({"CPU": 8.0}, strict=True) == 1
+    # The grid files' fifth of a GPU: five cells a GPU, though 1.0 // 0.2 == 4.0 in floating point.
+    fifth = RayLauncher(Resources(num_cpus=1, num_gpus=0.2))
+    assert fifth._fit({"CPU": 64.0, "GPU": 1.0}, strict=True) == 5
+    assert fifth._fit({"CPU": 64.0, "GPU": 8.0}, strict=True) == 40
+
+
+def test_ray_warns_when_cells_on_a_gpu_ask_it_for_none(tmp_path: Path) -> None:
+    def groups(device: str) -> list[tuple[CellTask, ...]]:
+        config = RunConfig(dataset="local:x", arch="mlp", device=device)
+        return [(CellTask(Cell("local:x", "mlp", 0), config, tmp_path / "seed0.json"),)]
+
+    gpus, cpus = {"CPU": 16.0, "GPU": 2.0}, {"CPU": 16.0}
+    unshared = RayLauncher(Resources(num_cpus=1, num_gpus=0))._unshared_gpu_warning
+    warning = unshared(groups("auto"), gpus)
+    assert warning is not None and "device auto but ask Ray for no GPU (resources.num_gpus: 0" in warning
+    assert "every cell trains on the first GPU" in unshared(groups("cuda:1"), cpus)
+    assert unshared(groups("auto"), cpus) is None and unshared(groups("cpu"), gpus) is None
+    assert RayLauncher(Resources(num_cpus=1, num_gpus=0.2))._unshared_gpu_warning(groups("cuda"), gpus) is None
 
 
 @pytest.mark.slow
@@ -573,6 +591,15 @@ def test_ray_launcher_writes_the_same_records_as_the_local_one(
     ray.init(address="local", num_cpus=2, include_dashboard=False)
     try:
         assert main(["grid", "run", str(grid), "--results", str(tmp_path / "ray"), "--launcher", "ray"]) == 0
+
+        def worker_pid() -> int:
+            return os.getpid()
+
+        # Each group in a fresh worker, as the local launcher runs it: a reused one would keep its first GPU and
+        # every earlier group's memory and compiled code. Two CPUs a task: one at a time.
+        task = fresh_worker_task(ray, worker_pid, Resources(num_cpus=2))
+        pids = [ray.get(task.remote()) for _ in range(3)]
+        assert len(set(pids)) == 3
     finally:
         ray.shutdown()
     assert "ray launcher" in capsys.readouterr().out

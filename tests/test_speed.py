@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from bench.cli import main
 from bench.errors import BenchError
@@ -29,3 +30,6 @@ def test_speed_rejects_unknown_sizes_and_a_missing_peer_environment(tmp_path, ca
         run_cql_speed(sizes=("small",), peers_python=tmp_path / "missing" / "python")
     assert main(["speed", "cql", "--modes", "jit", "--no-peers"]) == 2
     assert "unknown mode" in capsys.readouterr().err
+    if not torch.cuda.is_available():  # one line naming the way out, not torch's assertion from inside CUDA
+        assert main(["speed", "cql", "--device", "cuda", "--no-peers"]) == 2
+        assert "torch sees no CUDA device; use --device cpu or auto" in capsys.readouterr().err

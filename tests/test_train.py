@@ -138,6 +138,29 @@ def test_checkpoint_of_other_data_is_refused(
     assert record["dataset"]["sha256"] == load_dataset(f"local:{data}").sha256
 
 
+def test_checkpoint_of_another_kind_of_device_is_refused_with_the_device_to_use(
+    hopper_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With `device: auto` the configuration is the same on a GPU box and a CPU one, but a CUDA generator's state
+    # does not load into a CPU generator (torch raises about its size), nor the streams carry over.
+    out = tmp_path / "cell.json"
+    kill_in_epoch(2, tiny_config(hopper_file), out, monkeypatch)
+    checkpoint = train.checkpoint_path(out)
+    state = torch.load(checkpoint, weights_only=False)
+    assert state["device_type"] == "cpu"
+    state["device_type"] = "cuda"
+    torch.save(state, checkpoint)
+    with pytest.raises(BenchError, match=r"cell\.ckpt\.pt was written on CUDA and this run is on CPU.*--device cuda"):
+        train_cell(tiny_config(hopper_file), out, progress=False)
+    # A checkpoint from before the device was kept: a CUDA random state in it says where it was written.
+    del state["device_type"]
+    state["rng"]["cuda"] = torch.zeros(16, dtype=torch.uint8)
+    torch.save(state, checkpoint)
+    with pytest.raises(BenchError, match="was written on CUDA"):
+        train_cell(tiny_config(hopper_file), out, progress=False)
+    assert train_cell(tiny_config(hopper_file), out, progress=False, force=True)["status"] == "done"
+
+
 def test_non_finite_loss_ends_as_diverged(hopper_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real_epoch = train._train_epoch
 

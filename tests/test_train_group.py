@@ -319,6 +319,21 @@ def test_load_trained_actor_rebuilds_the_final_actor_from_the_record(tmp_path: P
         train.load_trained_actor(tmp_path / "seed9.json")
 
 
+@pytest.mark.slow
+def test_every_compiled_agent_of_a_process_compiles_past_dynamos_limit_of_eight() -> None:
+    """Dynamo compiles one piece of code at most 8 times by default, and each agent's update is one more version
+    (guarded on its optimizer): a process's ninth compiled agent ran eagerly, its record saying compiled."""
+    from torch._dynamo.utils import counters
+
+    config, g = CQLConfig(batch_size=16, cql_n_actions=3), torch.Generator().manual_seed(0)
+    for index in range(12):
+        agent = CQL.from_members([single("mlp-small", 0, config)], noise_seed=7, compiled=True)
+        graphs = counters["stats"]["unique_graphs"]
+        for _ in range(2):  # before and after Adam has its state
+            agent.update(random_batch(1, 16, g))
+        assert counters["stats"]["unique_graphs"] > graphs, f"compiled agent {index + 1} of the test ran eagerly"
+
+
 def test_a_compiled_update_keeps_dynamos_optimizer_profiler_warning_out_of_the_logs(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

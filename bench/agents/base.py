@@ -11,6 +11,7 @@ and stacks them with `from_members`, so a member starts from the parameters its 
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -112,12 +113,28 @@ class _OptimizerProfilerRangeFilter(logging.Filter):
 _PROFILER_FILTER = _OptimizerProfilerRangeFilter()
 
 
+# Dynamo's limits as torch sets them, and a count of this process's compiled agents (see `compiled_update`).
+_DYNAMO_LIMITS = (torch._dynamo.config.recompile_limit, torch._dynamo.config.accumulated_recompile_limit)
+_compiled_agents = itertools.count(1)
+
+
 def compiled_update(step: Callable[..., Any], device: torch.device) -> Callable[..., Any]:
     """`step` (a whole update: losses, backward, optimizer steps, Polyak) under torch.compile; on CUDA in
-    "reduce-overhead" mode, which replays it as CUDA graphs."""
+    "reduce-overhead" mode, which replays it as CUDA graphs.
+
+    Dynamo keeps at most `recompile_limit` (8) compiled versions of one piece of code, and the update and the
+    optimizer's step are compiled once per agent, guarded on that agent's optimizer: so the ninth compiled agent
+    of a process (a grid estimate's ninth group, a benchmark of many architectures, a test session) ran eagerly,
+    behind one log warning, while its record said compiled. Each compiled agent raises the limits by the versions
+    it may add (two per piece of code: before and after the optimizer has its state).
+    """
     logger = logging.getLogger("torch._dynamo.variables.ctx_manager")
     if _PROFILER_FILTER not in logger.filters:
         logger.addFilter(_PROFILER_FILTER)
+    room = 2 * next(_compiled_agents)
+    dynamo = torch._dynamo.config
+    dynamo.recompile_limit = max(dynamo.recompile_limit, _DYNAMO_LIMITS[0] + room)
+    dynamo.accumulated_recompile_limit = max(dynamo.accumulated_recompile_limit, _DYNAMO_LIMITS[1] + room)
     return torch.compile(step, mode="reduce-overhead" if device.type == "cuda" else None)
 
 

@@ -137,6 +137,10 @@ class TD3BC:
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, **fused)
         # The latest actor update's rows (ACTOR_ROWS), returned on the steps without one.
         self.actor_rows = torch.zeros(len(ACTOR_ROWS), population, device=self.device)
+        if compiled:
+            # The compiled step writes it in place: a plain tensor attribute would be a graph input that the graph
+            # mutates, which CUDA graphs skip the graph for (parameters and optimizer state are static already).
+            torch._dynamo.mark_static_address(self.actor_rows)
         self.total_steps = 0
         self._step = compiled_update(self._update_step, self.device) if compiled else self._update_step
 

@@ -9,6 +9,7 @@ same whichever launcher ran them: training is deterministic on CPU given the see
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -448,10 +449,11 @@ class RayLauncher:
                 ray.init(address="local", num_cpus=local_cpus(), include_dashboard=False, logging_level=logging.WARNING)
         inflight: dict[Any, Group] = {}
         try:
-            self._slots = self._fit(ray.cluster_resources(), strict=started and not self.address)
-            remote = ray.remote(run_group).options(
-                num_cpus=self.resources.num_cpus, num_gpus=self.resources.num_gpus, max_retries=0
-            )
+            cluster = ray.cluster_resources()
+            self._slots = self._fit(cluster, strict=started and not self.address)
+            if (warning := self._unshared_gpu_warning(groups, cluster)) is not None:
+                logging.getLogger(__name__).warning(warning)
+            remote = fresh_worker_task(ray, run_group, self.resources)
             pending = deque(groups)
             while pending or inflight:
                 while pending and (self.workers is None or len(inflight) < self.workers):
@@ -473,6 +475,22 @@ class RayLauncher:
             if started:
                 ray.shutdown()
 
+    def _unshared_gpu_warning(self, groups: Sequence[Group], cluster: dict[str, float]) -> str | None:
+        """A warning when cells will train on GPUs that Ray does not share out: they ask for none
+        (resources.num_gpus 0), so Ray packs them by CPUs alone and hides no GPU from them, and every one lands on
+        the first GPU torch sees."""
+        if self.resources.num_gpus > 0:
+            return None
+        devices = {task.config.device for group in groups for task in group}
+        on_gpu = sorted(d for d in devices if d.startswith("cuda") or (d == "auto" and cluster.get("GPU", 0) > 0))
+        if not on_gpu:
+            return None
+        return (
+            f"cells run on device {', '.join(on_gpu)} but ask Ray for no GPU (resources.num_gpus: 0 in the grid "
+            "file): Ray packs them by CPUs alone and every cell trains on the first GPU it sees; set "
+            "resources.num_gpus (0.2: five cells a GPU), or device: cpu"
+        )
+
     def _fit(self, cluster: dict[str, float], strict: bool) -> int:
         """Cells that fit on the cluster at once; an impossible request fails here instead of waiting forever."""
         slots = []
@@ -488,9 +506,21 @@ class RayLauncher:
                 if strict:
                     raise BenchError(message)
                 logging.getLogger(__name__).warning(message)
-            slots.append(int(have // need) if have >= need else 1)
+            # Not have // need: 1.0 // 0.2 is 4.0 in binary floating point, a fifth of a GPU fitting four times.
+            slots.append(math.floor(have / need + 1e-9) if have >= need else 1)
         fits = max(1, min(slots)) if slots else 1
         return min(fits, self.workers) if self.workers else fits
+
+
+def fresh_worker_task(ray: Any, function: Callable[..., Any], resources: Resources) -> Any:
+    """`function` as a Ray task that asks for `resources` and runs in a fresh worker process each time, as the
+    local launcher's groups do. Ray reuses a task's worker unless the task says otherwise (`max_calls`, which
+    only `ray.remote` can set; Ray sets it itself only when `ray.remote` is given the GPUs): a reused worker keeps
+    the GPU CUDA saw when it started, whatever GPU Ray assigns later, and the memory and compiled code of every
+    group it trained before."""
+    return ray.remote(max_calls=1)(function).options(
+        num_cpus=resources.num_cpus, num_gpus=resources.num_gpus, max_retries=0
+    )
 
 
 def make_launcher(
