@@ -254,7 +254,8 @@ reproduce-local: local-data
 # tables/$(GRID)/ and figures/$(GRID)/, or each of the grid file's named reports into its own folders (`reports:`;
 # REPORT=NAME writes one). Every architecture is compared with the grid file's `baseline:` (else the paper's `mlp`);
 # BASELINE=NAME picks another, ARCHITECTURES=a,b,... and DATASETS=a,b,... report those only, in that order; AT_STEP=N
-# reports the runs as they stood at gradient step N, into tables/$(GRID)-stepN/ and figures/$(GRID)-stepN/.
+# reports the runs as they stood at gradient step N, into tables/$(GRID)-stepN/ and figures/$(GRID)-stepN/;
+# LAST_EVALUATIONS=K scores each run by the mean of its last K evaluations, into tables/$(GRID)-lastK/ and so on.
 .PHONY: tables figures
 GRID ?= smoke
 BASELINE ?=
@@ -262,10 +263,12 @@ ARCHITECTURES ?=
 DATASETS ?=
 REPORT ?=
 AT_STEP ?=
+LAST_EVALUATIONS ?=
 REPORT_SEED ?= 0
 BENCH_REPORT = $(PY) -m bench report $(RESULTS)/$(GRID) $(if $(BASELINE),--baseline $(BASELINE)) --seed $(REPORT_SEED) \
 	$(if $(ARCHITECTURES),--architectures $(ARCHITECTURES)) $(if $(DATASETS),--datasets $(DATASETS)) \
-	$(if $(REPORT),--report $(REPORT)) $(if $(AT_STEP),--at-step $(AT_STEP))
+	$(if $(REPORT),--report $(REPORT)) $(if $(AT_STEP),--at-step $(AT_STEP)) \
+	$(if $(LAST_EVALUATIONS),--last-evaluations $(LAST_EVALUATIONS))
 
 tables: setup
 	$(BENCH_REPORT) --only tables

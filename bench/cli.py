@@ -333,7 +333,7 @@ def _report(args: argparse.Namespace) -> int:
 
     jobs = _report_jobs(args, named_reports(args.results))
     for name, architectures, baseline, datasets in jobs:
-        folder = report_folder(name, args.at_step)
+        folder = report_folder(name, args.at_step, args.last_evaluations)
         tables = None if args.only == "figures" else args.tables or Path("tables") / folder
         figures = None if args.only == "tables" else args.figures or Path("figures") / folder
         try:
@@ -348,6 +348,7 @@ def _report(args: argparse.Namespace) -> int:
                 architectures=architectures,
                 datasets=datasets,
                 at_step=args.at_step,
+                last_evaluations=args.last_evaluations,
             )
         except NoRecordsSelected as error:
             if len(jobs) == 1:
@@ -713,7 +714,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--threads", type=int, default=None, help="torch threads, for the suite and d3rlpy alike (default: torch's)"
     )
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda[:N] or auto (CUDA when present)")
     p.add_argument("--no-peers", action="store_true", help="leave d3rlpy out (no `make bench-peers` needed)")
     p.set_defaults(func=_speed_cql)
 
@@ -747,6 +748,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="the runs as they stood at gradient step N, an evaluation step of every finished run (default: their "
         "end); written to tables/<name>-stepN/ and figures/<name>-stepN/ unless --tables/--figures say otherwise",
+    )
+    p.add_argument(
+        "--last-evaluations",
+        type=int,
+        default=1,
+        metavar="K",
+        help="score each run by the mean of its last K evaluations (default 1: the final one, CORL's protocol; "
+        "TD3+BC's averages the final 10); written to tables/<name>-lastK/ and figures/<name>-lastK/",
     )
     p.set_defaults(func=_report)
 

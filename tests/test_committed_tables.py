@@ -9,6 +9,7 @@ and the trained actors and are not rebuilt.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -21,22 +22,27 @@ ROOT = Path(__file__).resolve().parents[1]
 OTHER_COMMANDS_TABLES = ("table4_deployment", "table5_actions")  # not the report's
 
 
-def committed_reports() -> list[tuple[str, str, str | None, tuple[str, ...], tuple[str, ...], int | None]]:
-    """(tables folder, grid, baseline, architectures, datasets, step) of every committed report folder: each report
-    of each committed grid, at its end and at each of its evaluation steps, whose folder is under tables/."""
+Report = tuple[str, str, str | None, tuple[str, ...], tuple[str, ...], int | None, int]
+
+
+def committed_reports() -> list[Report]:
+    """(tables folder, grid, baseline, architectures, datasets, step, last evaluations) of every committed report
+    folder: each report of each committed grid, at its end and at each of its evaluation steps, scored by its final
+    evaluation or by the mean of its last K, whose folder is under tables/."""
     folders = {p.parent.name for p in (ROOT / "tables").glob("*/table1_score.md")}
     found = []
     for grid_file in sorted((ROOT / "results").glob("*/grid.yaml")):
         grid = grid_file.parent.name
         settings = yaml.safe_load(grid_file.read_text(encoding="utf-8"))["settings"]
         steps = [None, *range(settings["eval_every"], settings["steps"] + 1, settings["eval_every"])]
+        lasts = range(1, len(steps) + 1)
         reports = {
             name: (r.baseline, r.architectures, r.datasets) for name, r in named_reports(grid_file.parent).items()
         }
         for name, (baseline, architectures, datasets) in (reports or {grid: (None, (), ())}).items():
-            for step in steps:
-                if report_folder(name, step) in folders:
-                    found.append((report_folder(name, step), grid, baseline, architectures, datasets, step))
+            for step, last in itertools.product(steps, lasts):
+                if (folder := report_folder(name, step, last)) in folders:
+                    found.append((folder, grid, baseline, architectures, datasets, step, last))
     return sorted(found)
 
 
@@ -59,7 +65,7 @@ def test_every_committed_latex_table_is_plain_ascii() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("folder", "grid", "baseline", "architectures", "datasets", "step"), REPORTS, ids=[r[0] for r in REPORTS]
+    ("folder", "grid", "baseline", "architectures", "datasets", "step", "last"), REPORTS, ids=[r[0] for r in REPORTS]
 )
 def test_committed_tables_are_what_the_committed_records_give(
     tmp_path: Path,
@@ -69,6 +75,7 @@ def test_committed_tables_are_what_the_committed_records_give(
     architectures: tuple[str, ...],
     datasets: tuple[str, ...],
     step: int | None,
+    last: int,
 ) -> None:
     summary = build_report(
         ROOT / "results" / grid,
@@ -80,6 +87,7 @@ def test_committed_tables_are_what_the_committed_records_give(
         architectures=architectures,
         datasets=datasets,
         at_step=step,
+        last_evaluations=last,
     )
     rebuilt = {path.name for path in summary.tables}
     committed = {
@@ -87,6 +95,7 @@ def test_committed_tables_are_what_the_committed_records_give(
     }
     assert rebuilt == committed, f"tables/{folder}: other tables than its records give"
     command = f"make tables GRID={grid}" + (f" AT_STEP={step}" if step else "")
+    command += f" LAST_EVALUATIONS={last}" if last > 1 else ""
     for name in sorted(rebuilt):
         assert (tmp_path / name).read_text() == (ROOT / "tables" / folder / name).read_text(), (
             f"tables/{folder}/{name} is not what results/{grid}/ gives today; rebuild it with `{command}`"

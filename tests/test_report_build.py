@@ -317,3 +317,30 @@ def test_a_report_at_a_step_goes_beside_the_runs_own_and_says_so(
     assert "scores at step 1,000 of the runs" in captions
     assert main(["report", "results/smoke", "--reps", "50", "--at-step", "1500"]) == 2
     assert "no evaluation at step 1,500" in capsys.readouterr().err
+
+
+def test_a_report_scored_by_the_last_evaluations_goes_beside_the_runs_own_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The fixture's runs are evaluated at 1,000 and 2,000 steps, 10 points apart (halfcheetah mlp: 37.0 and 47.0).
+    write_fixture(tmp_path / "results" / "smoke")
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "results/smoke", "--reps", "50", "--last-evaluations", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "report of results/smoke, each run scored by the mean of its last 2 evaluations: 12 records" in out
+    table = (tmp_path / "tables" / "smoke-last2" / "table1_score.md").read_text()
+    assert "Mean of each run's last 2 evaluations (the final one included; all of them where a run has fewer)" in table
+    assert "42.0 ± 0.2" in table and "47.0 ± 0.2" not in table
+    captions = (tmp_path / "figures" / "smoke-last2" / "captions.md").read_text()
+    assert "scores: the mean of each run's last 2 evaluations;" in captions
+    # More evaluations than a run has: all of them. With --at-step, those up to that step (here one).
+    argv = ["report", "results/smoke", "--reps", "50", "--only", "tables"]
+    assert main([*argv, "--last-evaluations", "5"]) == 0
+    assert "42.0 ± 0.2" in (tmp_path / "tables" / "smoke-last5" / "table1_score.md").read_text()
+    assert main([*argv, "--last-evaluations", "2", "--at-step", "1000"]) == 0
+    cut = (tmp_path / "tables" / "smoke-step1000-last2" / "table1_score.md").read_text()
+    assert "Mean of each run's last 2 evaluations (up to step 1,000 of runs of 2,000 steps;" in cut
+    assert "37.0 ± 0.2" in cut
+    capsys.readouterr()
+    assert main([*argv, "--last-evaluations", "0"]) == 2
+    assert "--last-evaluations must be at least 1 (1: the final evaluation), got 0" in capsys.readouterr().err

@@ -51,10 +51,13 @@ class ReportSummary:
     figures: list[Path] = field(default_factory=list)
     mixed_keys: list[str] = field(default_factory=list)
     at_step: int | None = None
+    last_evaluations: int = 1
 
     def format(self) -> str:
         statuses = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items()))
         at_step = f" at step {self.at_step:,}" if self.at_step is not None else ""
+        if self.last_evaluations > 1:
+            at_step += f", each run scored by the mean of its last {self.last_evaluations} evaluations"
         lines = [
             f"report of {self.results_dir}{at_step}: {self.records} records ({statuses}); {self.scored_runs} of "
             f"{self.expected_runs} expected runs have a score (expected cells from {self.expected_source})",
@@ -199,6 +202,7 @@ def summarize(analysis: Analysis, tables: list[Path], figures: list[Path]) -> Re
         figures=figures,
         mixed_keys=rec.mixed_keys,
         at_step=rec.at_step,
+        last_evaluations=rec.last_evaluations,
     )
 
 
@@ -212,14 +216,18 @@ def analyze_folder(
     architectures: Sequence[str] = (),
     datasets: Sequence[str] = (),
     at_step: int | None = None,
+    last_evaluations: int = 1,
 ) -> Analysis:
     """Load the records under `results_dir` (of `architectures` and `datasets` only, when given; as they stood at
-    gradient step `at_step`, when given) and compute every statistic the tables and figures show."""
+    gradient step `at_step`, when given; each run scored by the mean of its last `last_evaluations` evaluations)
+    and compute every statistic the tables and figures show."""
     if reps < 1:
         raise BenchError(f"--reps must be positive, got {reps}")
     if not 0 <= seed < 2**32:  # NumPy's global generator, which the bootstraps draw from, takes no other seed
         raise BenchError(f"--seed must be between 0 and 2**32 - 1, got {seed}")
-    records = load_records(Path(results_dir), allow_mixed=allow_mixed, at_step=at_step)
+    records = load_records(
+        Path(results_dir), allow_mixed=allow_mixed, at_step=at_step, last_evaluations=last_evaluations
+    )
     if architectures:
         records = select_architectures(records, architectures)
     if datasets:
@@ -242,10 +250,11 @@ def named_reports(results_dir: Path) -> dict[str, NamedReport]:
     return read_grid_file(*found).reports if found else {}
 
 
-def report_folder(name: str, at_step: int | None = None) -> str:
-    """The folder name under tables/ and figures/ of report `name`: a report at a step goes beside the runs' own
-    report (`<name>-step<N>`), never over it."""
-    return name if at_step is None else f"{name}-step{at_step}"
+def report_folder(name: str, at_step: int | None = None, last_evaluations: int = 1) -> str:
+    """The folder name under tables/ and figures/ of report `name`: a report at a step, or scored by the mean of
+    the last K evaluations, goes beside the runs' own report (`<name>-step<N>`, `<name>-last<K>`), never over it."""
+    folder = name if at_step is None else f"{name}-step{at_step}"
+    return folder if last_evaluations == 1 else f"{folder}-last{last_evaluations}"
 
 
 def build_report(
@@ -260,12 +269,14 @@ def build_report(
     architectures: Sequence[str] = (),
     datasets: Sequence[str] = (),
     at_step: int | None = None,
+    last_evaluations: int = 1,
 ) -> ReportSummary:
     """Read the records under `results_dir`, write Tables 1-3 and 6-8 to `tables_dir` and the figures to `figures_dir`.
 
     Either output folder may be None to skip it; `baseline=None` means the grid file's `baseline:`, else `mlp`.
     `architectures` and `datasets` report those only, in that order; `at_step` the runs as they stood at that
-    gradient step (an evaluation step of every finished run). Bootstrap CIs use `reps` resamples and are
+    gradient step (an evaluation step of every finished run); `last_evaluations` K scores each run by the mean of
+    its last K evaluations (1: its final evaluation). Bootstrap CIs use `reps` resamples and are
     reproducible for a given `seed`.
     """
     analysis = analyze_folder(
@@ -277,6 +288,7 @@ def build_report(
         architectures=architectures,
         datasets=datasets,
         at_step=at_step,
+        last_evaluations=last_evaluations,
     )
     tables: list[Path] = []
     if tables_dir is not None:

@@ -170,8 +170,12 @@ def _data_note(analysis: Analysis, sep: str = "; ") -> str:
     note = (
         f"{plural(len(analysis.selection.datasets), 'dataset')} x {plural(seeds, 'seed')}; {_bootstrap_note(analysis)}"
     )
-    if analysis.records.at_step is not None:
-        note = f"scores at step {analysis.records.at_step:,} of the runs; {note}"
+    rec = analysis.records
+    if rec.last_evaluations > 1:
+        end = f" up to step {rec.at_step:,}" if rec.at_step is not None else ""
+        note = f"scores: the mean of each run's last {rec.last_evaluations} evaluations{end}; {note}"
+    elif rec.at_step is not None:
+        note = f"scores at step {rec.at_step:,} of the runs; {note}"
     if seeds < 3:  # the same warning as Table 1's notes
         only = "Only" if sep.endswith("\n") else "only"
         note += f"{sep}{only} {plural(seeds, 'seed')}: the CIs are wide or degenerate; read them with care"
@@ -216,9 +220,11 @@ def aggregate_figure(analysis: Analysis, directory: Path, palette: dict) -> Figu
 
 def profile_figure(analysis: Analysis, directory: Path, palette: dict) -> FigureOutput:
     stem = "performance_profiles"
+    # Scored by the mean of the last evaluations, the data note says so.
+    score = "score" if analysis.records.last_evaluations > 1 else "final normalized score"
     caption = (
         "Performance profiles (score distributions): the fraction of runs, over all datasets and seeds, whose "
-        f"final normalized score exceeds tau, with 95% stratified-bootstrap CI bands. {_data_note(analysis)}."
+        f"{score} exceeds tau, with 95% stratified-bootstrap CI bands. {_data_note(analysis)}."
     )
     if not analysis.profiles:
         return written(placeholder("Performance profiles", NO_AGGREGATE), directory, stem, caption)

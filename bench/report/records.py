@@ -146,6 +146,8 @@ class RecordSet:
     diagnostics: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=DIAGNOSTIC_COLUMNS))
     # The gradient step the records were cut at (`record_at_step`); None for the runs as they ended.
     at_step: int | None = None
+    # How many of a run's last evaluations its score averages (1: the final evaluation, CORL's protocol).
+    last_evaluations: int = 1
 
     def display_names(self) -> dict[str, str]:
         """Dataset key -> the name shown in tables and figures (from the key alone when no record has it)."""
@@ -190,10 +192,15 @@ class RecordSet:
         return self.expected.seeds
 
 
-def load_records(results_dir: Path, *, allow_mixed: bool = False, at_step: int | None = None) -> RecordSet:
+def load_records(
+    results_dir: Path, *, allow_mixed: bool = False, at_step: int | None = None, last_evaluations: int = 1
+) -> RecordSet:
     """Read every record under `results_dir` into a RecordSet; see the module docstring for the rules. With
-    `at_step`, every record as it stood at that gradient step (`record_at_step`)."""
+    `at_step`, every record as it stood at that gradient step (`record_at_step`); with `last_evaluations` K, each
+    run scored by the mean of its last K evaluations (`usable_score`)."""
     root = Path(results_dir)
+    if last_evaluations < 1:
+        raise BenchError(f"--last-evaluations must be at least 1 (1: the final evaluation), got {last_evaluations}")
     if not root.is_dir():
         raise BenchError(f"results folder {root} does not exist; run a grid first or name the folder of its records")
     records: list[tuple[Path, dict[str, Any]]] = []
@@ -219,7 +226,7 @@ def load_records(results_dir: Path, *, allow_mixed: bool = False, at_step: int |
     _refuse_duplicate_cells(records)
     _refuse_mixed_data(records)
     config, mixed = check_same_configuration(records, allow_mixed=allow_mixed)
-    runs = pd.DataFrame([run_row(path, record) for path, record in records], columns=RECORD_COLUMNS)
+    runs = pd.DataFrame([run_row(path, record, last_evaluations) for path, record in records], columns=RECORD_COLUMNS)
     curves = pd.DataFrame(
         [row for path, record in records for row in curve_rows(record)],
         columns=CURVE_COLUMNS,
@@ -238,7 +245,20 @@ def load_records(results_dir: Path, *, allow_mixed: bool = False, at_step: int |
             frame["arch"] = [arch_label(a, arch) for a, arch in zip(frame["algo"], frame["arch"], strict=True)]
     expected = expected_grid(root, runs, allow_mixed=allow_mixed)
     algorithms = [a for a in expected.algorithms if a in set(runs["algo"])]
-    return RecordSet(root, runs, curves, expected, skipped, ignored, config, mixed, algorithms, diagnostics, at_step)
+    return RecordSet(
+        root,
+        runs,
+        curves,
+        expected,
+        skipped,
+        ignored,
+        config,
+        mixed,
+        algorithms,
+        diagnostics,
+        at_step,
+        last_evaluations,
+    )
 
 
 def record_at_step(path: Path, record: dict[str, Any], step: int) -> dict[str, Any]:
@@ -452,16 +472,24 @@ def dataset_label(dataset: Mapping[str, Any]) -> str:
     return "D4RL" if dataset["source"] == "d4rl" else f"{dataset['source']} data, not D4RL"
 
 
-def usable_score(record: Mapping[str, Any]) -> tuple[float, int | None]:
-    """(score, step of that evaluation) that the tables count for a run; (nan, None) when it counts as missing."""
+def usable_score(record: Mapping[str, Any], last_evaluations: int = 1) -> tuple[float, int | None]:
+    """(score, step of its last evaluation) that the tables count for a run; (nan, None) when it counts as missing.
+
+    The score is the run's final evaluation (a diverged run's last one), or with `last_evaluations` K > 1 the mean
+    of its last K evaluations (as many as it has, when fewer): the protocol of papers that average the final
+    evaluations (TD3+BC's final 10), less tied to the step training stopped at.
+    """
     curve = record["curve"]
     if record["status"] == "failed" or not curve:
         return math.nan, None
-    if record["status"] == "diverged":
-        return float(curve[-1]["normalized_score"]), int(curve[-1]["step"])
-    if record["final_score"] is None:
+    if record["status"] != "diverged" and record["final_score"] is None:
         return math.nan, None
-    return float(record["final_score"]), int(curve[-1]["step"])
+    step = int(curve[-1]["step"])
+    if last_evaluations > 1:
+        return float(np.mean([point["normalized_score"] for point in curve[-last_evaluations:]])), step
+    if record["status"] == "diverged":
+        return float(curve[-1]["normalized_score"]), step
+    return float(record["final_score"]), step
 
 
 def scored_episodes(record: Mapping[str, Any]) -> tuple[float, float, float]:
@@ -560,10 +588,10 @@ def device_label(device: Mapping[str, Any], seeds: int = 1) -> str:
     return label + (f", {seeds} seeds side by side)" if seeds > 1 else ")")
 
 
-def run_row(path: Path, record: Mapping[str, Any]) -> dict[str, Any]:
-    """One row of the runs frame."""
+def run_row(path: Path, record: Mapping[str, Any], last_evaluations: int = 1) -> dict[str, Any]:
+    """One row of the runs frame, the run scored as `usable_score` does with `last_evaluations`."""
     cell, dataset, params, device = record["cell"], record["dataset"], record["parameters"], record["device"]
-    score, score_step = usable_score(record)
+    score, score_step = usable_score(record, last_evaluations)
     episode_length, time_limit_share, reward_beyond_healthy = scored_episodes(record)
     return {
         "path": str(path),

@@ -250,10 +250,13 @@ def score_table(analysis: Analysis) -> Table:
         table.add_row(row, rule_before=metric == "Mean")
 
     steps = rec.config.get("steps")
-    if rec.at_step is not None:
-        evaluation = f"Evaluation at step {rec.at_step:,}" + (
-            f" of runs of {steps:,} steps" if isinstance(steps, int) else ""
-        )
+    budget = f" of runs of {steps:,} steps" if isinstance(steps, int) else ""
+    last = rec.last_evaluations
+    if last > 1:
+        end = f"up to step {rec.at_step:,}{budget}" if rec.at_step is not None else "the final one included"
+        evaluation = f"Mean of each run's last {last} evaluations ({end}; all of them where a run has fewer)"
+    elif rec.at_step is not None:
+        evaluation = f"Evaluation at step {rec.at_step:,}{budget}"
     else:
         evaluation = f"Final evaluation{f' (step {steps:,})' if isinstance(steps, int) else ''}"
     seed_text = f"{len(seeds)} seeds" if len(seeds) > 1 else "a single seed (no spread to show)"
@@ -771,7 +774,12 @@ def episode_table(analysis: Analysis) -> Table:
         standing += (
             f" {' and '.join(unhealthy).capitalize()} pay{'s' if len(unhealthy) == 1 else ''} no healthy reward."
         )
-    when = f"at step {rec.at_step:,}" if rec.at_step is not None else "that gives each run its score (Table 1)"
+    if rec.last_evaluations > 1:
+        when = "that ends each run's score, the last of the evaluations it averages (Table 1)"
+    elif rec.at_step is not None:
+        when = f"at step {rec.at_step:,}"
+    else:
+        when = "that gives each run its score (Table 1)"
     table.caption = (
         f"The evaluation {when}: per run over its episodes, then mean ± sample standard deviation over runs. "
         f"Episode length: environment steps per episode{limit}. At the time limit: the share of episodes that "
@@ -864,8 +872,8 @@ def spread_table(analysis: Analysis) -> Table:
     span = f", steps {spans.pop()[0]:,}-{max(windows['score_step']):,}" if len(spans) == 1 else ""
     last = f"last {LATE_EVALUATIONS} evaluations"
     table.caption = (
-        f"Score: the evaluation that gives each run its score (Table 1), mean ± sample standard deviation over "
-        f"runs. Last {LATE_EVALUATIONS} evaluations: each run's mean over its {last} up to that one{span}, mean ± "
+        "Score: each run's score as Table 1 counts it, mean ± sample standard deviation over runs. "
+        f"Last {LATE_EVALUATIONS} evaluations: each run's mean over its {last}{span}, mean ± "
         "standard deviation over runs, a score that depends less on the step training stopped at. σ between seeds: "
         f"the standard deviation of the scores over runs (Table 1's ±). σ within a run: the standard deviation of a "
         f"run's {last}, pooled over runs (the root of their mean variance): how far a run's policy swings between "
