@@ -172,6 +172,7 @@ study: WORKERS := $(or $(WORKERS),2)
 study: local-data-study
 	$(GRID_RUN) configs/cpu-study.yaml --local-dir $(LOCAL_DATA_STUDY) --no-progress
 	$(PY) -m bench report $(RESULTS)/cpu-study
+	$(PY) -m bench report $(RESULTS)/cpu-study --last-evaluations 5 --only tables
 	$(PY) -m bench actions $(RESULTS)/cpu-study --local-dir $(LOCAL_DATA_STUDY)
 
 # The CPU study's ablations of kan4 (configs/cpu-study-ablations.yaml) on the recipe 2 local medium datasets, so
@@ -187,6 +188,7 @@ study-ablations: local-data
 		--local-dir $(LOCAL_DATA)
 	$(GRID_RUN) configs/cpu-study-ablations.yaml --local-dir $(LOCAL_DATA) --no-progress --first $(ABLATIONS_FIRST)
 	$(PY) -m bench report $(RESULTS)/cpu-study-ablations
+	$(PY) -m bench report $(RESULTS)/cpu-study-ablations --last-evaluations 5 --only tables
 	$(PY) -m bench actions $(RESULTS)/cpu-study-ablations --local-dir $(LOCAL_DATA)
 	$(PY) -m bench deploy $(RESULTS)/cpu-study-ablations --local-dir $(LOCAL_DATA)
 
@@ -199,12 +201,13 @@ study-width: local-data
 		--local-dir $(LOCAL_DATA)
 	$(GRID_RUN) configs/cpu-study-width.yaml --local-dir $(LOCAL_DATA) --no-progress
 	$(PY) -m bench report $(RESULTS)/cpu-study-width
+	$(PY) -m bench report $(RESULTS)/cpu-study-width --last-evaluations 5 --only tables
 	$(PY) -m bench actions $(RESULTS)/cpu-study-width --local-dir $(LOCAL_DATA)
 
 # The CPU study on the other data qualities (configs/cpu-study-quality.yaml): mlp256, kan4, mlp38 and kan38 on the
 # nine recipe 2 local datasets, the medium cells adopted from the width grid and the study where they trained on
 # the same data, two groups of five seeds side by side at once (about 10 hours here); run it again to resume. Then
-# its two reports and Table 5 of its actors.
+# its reports (and their tables scored by the mean of the last 5 evaluations) and Table 5 of its actors.
 study-quality: WORKERS := $(or $(WORKERS),2)
 study-quality: local-data
 	$(PY) -m bench grid adopt configs/cpu-study-quality.yaml --from $(RESULTS)/cpu-study-width --results $(RESULTS) \
@@ -213,6 +216,7 @@ study-quality: local-data
 		--local-dir $(LOCAL_DATA)
 	$(GRID_RUN) configs/cpu-study-quality.yaml --local-dir $(LOCAL_DATA) --no-progress
 	$(PY) -m bench report $(RESULTS)/cpu-study-quality
+	$(PY) -m bench report $(RESULTS)/cpu-study-quality --last-evaluations 5 --only tables
 	$(PY) -m bench actions $(RESULTS)/cpu-study-quality --local-dir $(LOCAL_DATA)
 
 # The CPU study at twice its budget (configs/cpu-study-horizon.yaml): the ablations' kan4 and mlp38 for 100,000
