@@ -703,6 +703,44 @@ def _improvement_cell(interval: Interval | None) -> Cell:
     return Cell(interval_text(interval, decimals=2), interval.low > 0.5 or interval.high < 0.5)
 
 
+@dataclass
+class ScoreMarks:
+    """The score cells of a table of runs per dataset and architecture (Tables 7 and 8), marked as Table 1 marks
+    them: fewer runs than the grid's seeds (PARTIAL), diverged runs among them (DIVERGED); then the notes."""
+
+    seeds: int
+    missing: int = 0
+    partial: list[str] = field(default_factory=list)
+    diverged: list[str] = field(default_factory=list)
+
+    def score(self, group: pd.DataFrame, where: str) -> str:
+        """`mean ± std` of the runs' scores in `group` (one cell's runs, named `where`), with its marks."""
+        text = values_mean_std(group["score"].tolist(), SCORE_DECIMALS)
+        n, n_diverged = len(group), int((group["status"] == "diverged").sum())
+        if n < self.seeds:
+            text += PARTIAL
+            self.partial.append(f"{where} n={n}")
+        if n_diverged:
+            text += DIVERGED
+            self.diverged.append(f"{where} ({n_diverged} of {n})")
+        return text
+
+    def notes(self, runs: str, over: str, evaluation: str) -> list[str]:
+        """The footnotes of the marks: `runs` names what was counted, `over` how a partial cell's mean is taken
+        (or ""), `evaluation` how a diverged run is read ("evaluation" or "evaluations")."""
+        notes = []
+        if self.missing:
+            notes.append(f"{MISSING} no run with a score ({self.missing} row(s)).")
+        if self.partial:
+            notes.append(
+                f"{PARTIAL} fewer {runs} than the grid's {self.seeds} seeds{f', {over}' if over else ''}: "
+                f"{_join(self.partial)}."
+            )
+        if self.diverged:
+            notes.append(f"{DIVERGED} includes diverged runs, read at their last {evaluation}: {_join(self.diverged)}.")
+        return notes
+
+
 def episode_table(analysis: Analysis) -> Table:
     """Table 7: the episodes behind each score - their length, how many ran to the time limit, and the reward
     per step beyond the healthy reward, so a policy that stands still is not read as one that moves."""
@@ -724,28 +762,20 @@ def episode_table(analysis: Analysis) -> Table:
         ],
         align="llrrrr",
     )
-    missing = 0
-    partial: list[str] = []
-    diverged: list[str] = []
+    marks = ScoreMarks(len(rec.seeds))
     for dataset in rec.datasets:
         for i, arch in enumerate(rec.architectures):
             label = names[dataset] if i == 0 else ""
             group = runs[(runs["dataset"] == dataset) & (runs["arch"] == arch)]
             if group.empty:
-                missing += 1
+                marks.missing += 1
                 table.add_row([label, arch, *[MISSING] * 4], rule_before=i == 0)
                 continue
-            score, length, beyond = (
+            score = marks.score(group, f"{names[dataset]}/{arch}")
+            length, beyond = (
                 values_mean_std(group[column].tolist(), decimals)
-                for column, decimals in (("score", SCORE_DECIMALS), ("episode_length", 0), ("reward_beyond_healthy", 2))
+                for column, decimals in (("episode_length", 0), ("reward_beyond_healthy", 2))
             )
-            n, n_diverged = len(group), int((group["status"] == "diverged").sum())
-            if n < len(rec.seeds):
-                score += PARTIAL
-                partial.append(f"{names[dataset]}/{arch} n={n}")
-            if n_diverged:
-                score += DIVERGED
-                diverged.append(f"{names[dataset]}/{arch} ({n_diverged} of {n})")
             at_limit = f"{100.0 * group['time_limit_share'].mean():.0f}%"
             table.add_row([label, arch, score, length, at_limit, beyond], rule_before=i == 0)
 
@@ -787,15 +817,7 @@ def episode_table(analysis: Analysis) -> Table:
         "a run's episodes, the forward reward minus the control cost, i.e. what moving earned per step."
         f"{standing} {rec.algorithm_phrase()}"
     )
-    if missing:
-        table.notes.append(f"{MISSING} no run with a score ({missing} row(s)).")
-    if partial:
-        table.notes.append(
-            f"{PARTIAL} fewer runs with a scored evaluation's episodes than the grid's {len(rec.seeds)} seeds, "
-            f"mean over n: {_join(partial)}."
-        )
-    if diverged:
-        table.notes.append(f"{DIVERGED} includes diverged runs, read at their last evaluation: {_join(diverged)}.")
+    table.notes += marks.notes("runs with a scored evaluation's episodes", "mean over n", "evaluation")
     return table
 
 
@@ -835,31 +857,21 @@ def spread_table(analysis: Analysis) -> Table:
         ],
         align="llrrrrr",
     )
-    missing = 0
-    partial: list[str] = []
-    diverged: list[str] = []
+    marks = ScoreMarks(len(rec.seeds))
     for dataset in rec.datasets:
         for i, arch in enumerate(rec.architectures):
             label = names[dataset] if i == 0 else ""
             group = runs[(runs["dataset"] == dataset) & (runs["arch"] == arch)]
             if group.empty:
-                missing += 1
+                marks.missing += 1
                 table.add_row([label, arch, *[MISSING] * 5], rule_before=i == 0)
                 continue
-            score = values_mean_std(group["score"].tolist(), SCORE_DECIMALS)
-            n, n_diverged = len(group), int((group["status"] == "diverged").sum())
-            if n < len(rec.seeds):
-                score += PARTIAL
-                partial.append(f"{names[dataset]}/{arch} n={n}")
-            if n_diverged:
-                score += DIVERGED
-                diverged.append(f"{names[dataset]}/{arch} ({n_diverged} of {n})")
-            between = float(group["score"].std(ddof=1)) if n > 1 else math.nan
+            between = float(group["score"].std(ddof=1)) if len(group) > 1 else math.nan
             table.add_row(
                 [
                     label,
                     arch,
-                    score,
+                    marks.score(group, f"{names[dataset]}/{arch}"),
                     values_mean_std(group["late_mean"].tolist(), SCORE_DECIMALS),
                     _spread_text(between),
                     _spread_text(_pooled_sd(group["late_var"])),
@@ -885,12 +897,7 @@ def spread_table(analysis: Analysis) -> Table:
         "architectures more steadily; not so for runs still rising at their end (↑ in Table 1), whose mean lags "
         f"their learning. {rec.algorithm_phrase()}"
     )
-    if missing:
-        table.notes.append(f"{MISSING} no run with a score ({missing} row(s)).")
-    if partial:
-        table.notes.append(f"{PARTIAL} fewer scored runs than the grid's {len(rec.seeds)} seeds: {_join(partial)}.")
-    if diverged:
-        table.notes.append(f"{DIVERGED} includes diverged runs, read at their last evaluations: {_join(diverged)}.")
+    table.notes += marks.notes("scored runs", "", "evaluations")
     return table
 
 
