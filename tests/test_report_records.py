@@ -339,6 +339,20 @@ def test_still_improving_needs_a_rise_above_the_evaluation_noise() -> None:
     assert not still_improving(curve_record(rising[:3], std=2.0))  # too short a curve to judge
 
 
+def test_a_run_scored_by_its_last_evaluations_averages_the_last_k_it_has() -> None:
+    from bench.report.records import usable_score
+
+    done = {**curve_record([10, 20, 30, 40], std=1.0), "final_score": 40.0}
+    assert usable_score(done) == (40.0, 4000)
+    assert usable_score(done, last_evaluations=3) == (30.0, 4000)
+    assert usable_score(done, last_evaluations=9) == (25.0, 4000)  # fewer than 9: all four
+    # A diverged run: its last evaluations before it diverged (it has no final score).
+    diverged = {**curve_record([10, 20, 60], std=1.0, status="diverged"), "final_score": None}
+    assert usable_score(diverged) == (60.0, 3000) and usable_score(diverged, last_evaluations=2) == (40.0, 3000)
+    unscored = {**curve_record([10, 20], std=1.0), "final_score": None}
+    assert math.isnan(usable_score(unscored, last_evaluations=2)[0])
+
+
 def test_records_at_a_step_are_the_runs_as_they_stood_then(tmp_path: Path) -> None:
     # The fixture's runs: 2,000 steps in epochs of 100, evaluations at 1,000 (10 points below) and 2,000.
     write_fixture(tmp_path)
