@@ -55,7 +55,7 @@ def test_every_committed_tables_folder_has_its_records() -> None:
 
 
 def test_every_committed_latex_table_is_plain_ascii() -> None:
-    # Tables 4 and 5 included: pdflatex stops at a character it has no glyph set up for (U+2191 and the like).
+    # Tables 4 and 5 included: symbols go out as macros, so no table depends on a LaTeX install's UTF-8 setup.
     offending = {
         path.relative_to(ROOT).as_posix(): sorted({ch for ch in path.read_text(encoding="utf-8") if not ch.isascii()})
         for path in (ROOT / "tables").glob("*/*.tex")

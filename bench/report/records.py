@@ -256,8 +256,8 @@ def load_records(
         mixed,
         algorithms,
         diagnostics,
-        at_step,
-        last_evaluations,
+        at_step=at_step,
+        last_evaluations=last_evaluations,
     )
 
 
@@ -545,12 +545,6 @@ def evaluation_standard_error(point: Mapping[str, Any]) -> float:
     return float(spread) / math.sqrt(episodes)
 
 
-def scored_standard_error(record: Mapping[str, Any]) -> float:
-    """`evaluation_standard_error` of the evaluation that scores a run; nan for a run without a score."""
-    _, step = usable_score(record)
-    return math.nan if step is None else evaluation_standard_error(record["curve"][-1])
-
-
 def seeds_per_process(record: Mapping[str, Any]) -> int:
     """How many seeds trained side by side in the record's process (1 for records without a group)."""
     return int((record.get("group") or {}).get("size", 1))
@@ -615,7 +609,8 @@ def run_row(path: Path, record: Mapping[str, Any], last_evaluations: int = 1) ->
         "episode_length": episode_length,
         "time_limit_share": time_limit_share,
         "reward_beyond_healthy": reward_beyond_healthy,
-        "score_standard_error": scored_standard_error(record),
+        # Of the evaluation that ends the run's score; none for a run without one.
+        "score_standard_error": math.nan if score_step is None else evaluation_standard_error(record["curve"][-1]),
         "steps": record["config"]["steps"],
         "steps_done": record["steps_done"],
         "epoch_steps": record["epoch_steps"],
