@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch._dynamo.eval_frame import _debug_get_cache_entry_list
 
+from bench.agents.cql import CQL
 from bench.cli import main
 from bench.data.registry import dataset_env
 from bench.errors import BenchError
@@ -17,6 +19,7 @@ from bench.grid.estimate import (
     group_seconds,
     plan_groups,
     schedule,
+    time_group,
     timing_device,
 )
 from bench.grid.spec import Cell, load_grid
@@ -155,3 +158,13 @@ def test_a_grid_for_the_gpu_is_timed_on_it(tmp_path: Path, capsys: pytest.Captur
     out = capsys.readouterr().out
     assert f"(timed on {torch.cuda.get_device_name(torch.device('cuda'))})" in out
     assert len([line for line in out.splitlines() if line.startswith("CQL ")]) == 4
+
+
+def test_a_compiled_groups_graphs_are_dropped_once_it_is_timed(tmp_path: Path) -> None:
+    spec = load_grid(write_grid(tmp_path, architectures=["mlp-small"], seeds_per_process=4, compile=True))
+    (plan,) = plan_groups(spec, None)
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    time_group(plan, spec, seconds=0.01)
+    # The update ran compiled and left nothing in dynamo's cache behind it.
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > graphs
+    assert _debug_get_cache_entry_list(CQL._update_step.__code__) == []

@@ -171,7 +171,13 @@ def time_group(plan: GroupPlan, spec: GridSpec, seconds: float, device: torch.de
             obs, *_ = envs.step(actions)
             eval_steps += 1
     envs.close()
-    return Timing(steps_per_second, (time.perf_counter() - start) / eval_steps)
+    eval_step_seconds = (time.perf_counter() - start) / eval_steps
+    if config.compile:
+        # Dynamo's caches keep a compiled agent's graphs (on CUDA its CUDA graphs and their memory pool) after the
+        # agent is gone, and an estimate compiles one agent per kind of process: drop them before the next.
+        del agent, members
+        torch._dynamo.reset()
+    return Timing(steps_per_second, eval_step_seconds)
 
 
 def timing_device(name: str) -> tuple[torch.device, str]:
