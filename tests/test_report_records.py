@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import BenchError
-from bench.report.records import load_records
+from bench.report.records import load_records, still_improving, usable_score
 from tests.report_fixtures import (
     as_algorithm,
     fixture_records,
@@ -328,8 +328,6 @@ def curve_record(scores: list[float], std: float, status: str = "done") -> dict:
 
 
 def test_still_improving_needs_a_rise_above_the_evaluation_noise() -> None:
-    from bench.report.records import still_improving
-
     rising = [10, 20, 30, 40, 50, 60, 70, 80]
     assert still_improving(curve_record(rising, std=2.0))
     assert not still_improving(curve_record([50, 52, 49, 51, 50, 50, 51, 49], std=2.0))  # a plateau
@@ -340,8 +338,6 @@ def test_still_improving_needs_a_rise_above_the_evaluation_noise() -> None:
 
 
 def test_a_run_scored_by_its_last_evaluations_averages_the_last_k_it_has() -> None:
-    from bench.report.records import usable_score
-
     done = {**curve_record([10, 20, 30, 40], std=1.0), "final_score": 40.0}
     assert usable_score(done) == (40.0, 4000)
     assert usable_score(done, last_evaluations=3) == (30.0, 4000)

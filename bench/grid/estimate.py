@@ -175,7 +175,6 @@ def time_group(plan: GroupPlan, spec: GridSpec, seconds: float, device: torch.de
     if config.compile:
         # Dynamo's caches keep a compiled agent's graphs (on CUDA its CUDA graphs and their memory pool) after the
         # agent is gone, and an estimate compiles one agent per kind of process: drop them before the next.
-        del agent, members
         torch._dynamo.reset()
     return Timing(steps_per_second, eval_step_seconds)
 
