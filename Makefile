@@ -60,7 +60,7 @@ gpu-check: setup
 # LAUNCHER=local|ray; WORKERS=N cells at once (default: 1 local, as many as the resources fit on Ray);
 # RAY_ADDRESS=host:port joins an existing Ray cluster; FORCE=1 retrains finished cells.
 # E.g. `make reproduce LAUNCHER=ray`.
-.PHONY: smoke demo reproduce reproduce-local local-data study-lr study study-ablations study-horizon study-width study-quality study-algorithms-lr
+.PHONY: smoke demo reproduce reproduce-local local-data study-lr study study-ablations study-horizon study-horizon-medium-expert study-width study-quality study-algorithms-lr
 .PHONY: study-algorithms
 LAUNCHER ?= local
 WORKERS ?=
@@ -227,6 +227,18 @@ study-horizon: local-data
 	$(GRID_RUN) configs/cpu-study-horizon.yaml --local-dir $(LOCAL_DATA) --no-progress
 	$(PY) -m bench report $(RESULTS)/cpu-study-horizon
 	$(PY) -m bench actions $(RESULTS)/cpu-study-horizon --local-dir $(LOCAL_DATA)
+
+# The quality grid's medium-expert cells at twice its budget (configs/cpu-study-horizon-medium-expert.yaml): mlp256
+# and kan38 for 100,000 steps on the recipe 2 hopper-, walker2d- and halfcheetah-medium-expert, two groups of five
+# seeds side by side at once (about 6 hours here); run it again to resume. Then its reports (final and last 5
+# evaluations; `make tables GRID=cpu-study-horizon-medium-expert AT_STEP=50000`: the same runs at 50,000 steps) and
+# Table 5.
+study-horizon-medium-expert: WORKERS := $(or $(WORKERS),2)
+study-horizon-medium-expert: local-data
+	$(GRID_RUN) configs/cpu-study-horizon-medium-expert.yaml --local-dir $(LOCAL_DATA) --no-progress
+	$(PY) -m bench report $(RESULTS)/cpu-study-horizon-medium-expert
+	$(PY) -m bench report $(RESULTS)/cpu-study-horizon-medium-expert --last-evaluations 5 --only tables
+	$(PY) -m bench actions $(RESULTS)/cpu-study-horizon-medium-expert --local-dir $(LOCAL_DATA)
 
 # The actor learning rate check of the algorithms grid (configs/algorithms-lr.yaml): its two small actors at
 # CORL's 3e-4 and at 1e-3 under BC, TD3+BC and IQL on local walker2d-medium, before the grid itself runs; then its

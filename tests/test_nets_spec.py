@@ -401,3 +401,29 @@ def test_the_quality_grid_trains_the_studys_actors_as_they_were_on_the_other_dat
     makefile = (root / "Makefile").read_text()
     for source in ("cpu-study-width", "cpu-study"):  # the medium cells trained there on the same data
         assert f"$(PY) -m bench grid adopt configs/cpu-study-quality.yaml --from $(RESULTS)/{source} " in makefile
+
+
+def test_the_medium_expert_horizon_grid_trains_the_quality_grids_cells_for_twice_the_steps() -> None:
+    """configs/cpu-study-horizon-medium-expert.yaml: the quality grid's mlp256 and kan38 cells on its three
+    medium-expert datasets (networks, rate, seeds, groups, data, evaluation), changed only in their budget, so its
+    runs at 50,000 steps are that grid's cells (`bench report --at-step 50000`) and its later steps are new."""
+    from dataclasses import replace
+
+    from bench.grid.spec import Cell, load_grid
+
+    root = Path(__file__).resolve().parents[1]
+    quality = load_grid(root / "configs" / "cpu-study-quality.yaml")
+    spec = load_grid(root / "configs" / "cpu-study-horizon-medium-expert.yaml")
+    assert spec.steps == 2 * quality.steps == 100_000 and spec.baseline == quality.baseline == "mlp256"
+    assert list(spec.architectures) == ["mlp256", "kan38"]
+    assert spec.datasets == tuple(f"local:{env}-medium-expert" for env in ("hopper", "walker2d", "halfcheetah"))
+    assert set(spec.datasets) <= set(quality.datasets)
+    shared = ("seeds", "seeds_per_process", "epoch_steps", "eval_every", "eval_episodes", "device", "compile")
+    for field in shared:
+        assert getattr(spec, field) == getattr(quality, field), field
+    for name in spec.architectures:
+        assert spec.architectures[name] == quality.architectures[name], name
+        for dataset in spec.datasets:
+            cell = Cell(dataset, name, 0)
+            assert spec.run_config(cell) == replace(quality.run_config(cell), steps=spec.steps), (dataset, name)
+    assert "$(GRID_RUN) configs/cpu-study-horizon-medium-expert.yaml" in (root / "Makefile").read_text()
