@@ -120,6 +120,29 @@ def test_the_diagnostics_draw_each_quantity_as_the_seed_mean_in_the_seed_range(t
     assert "range (lowest to highest seed)" in output.caption
 
 
+def test_the_diagnostics_of_more_than_three_datasets_wrap_into_blocks_of_three_columns(tmp_path: Path) -> None:
+    qualities = ("medium", "medium-replay")
+    scores = {
+        (dataset.replace("-medium-v2", f"-{quality}-v2"), arch): values
+        for quality in qualities
+        for (dataset, arch), values in SCORES.items()
+    }
+    analysis = fixture_analysis(tmp_path / "r", scores)
+    output = diagnostics_figure(analysis, tmp_path / "f", colors(analysis.records.architectures))
+    datasets = [f"{env}-{quality}-v2" for quality in qualities for env in ("halfcheetah", "hopper")]
+    assert sorted(analysis.records.display_names().values()) == sorted(datasets)
+    grid = output.figure.axes[0].get_gridspec()
+    assert (grid.nrows, grid.ncols) == (2, 3)  # one quantity (critic_loss) in two blocks of three columns
+    drawn = {ax.get_title(): ax.get_subplotspec() for ax in output.figure.axes if ax.has_data()}
+    assert len(drawn) == 4
+    places = sorted((spec.rowspan.start, spec.colspan.start) for spec in drawn.values())
+    assert places == [(0, 0), (0, 1), (0, 2), (1, 0)]
+    # The second block's empty columns draw nothing; each block's first column names the quantity.
+    assert [ax.axison for ax in output.figure.axes] == [True, True, True, True, False, False]
+    assert [ax.get_ylabel() for ax in output.figure.axes if ax.axison] == ["critic_loss", "", "", "critic_loss"]
+    assert "at most 3 side by side" in output.caption
+
+
 def test_a_panel_with_a_diverging_run_gets_a_symlog_axis_that_keeps_the_others_readable(tmp_path: Path) -> None:
     import json
 

@@ -38,6 +38,7 @@ DODGE_POINTS = 8.0
 LEGEND_INSIDE_MAX = 8
 LEGEND_ROWS_MAX = 20  # entries per legend column beside the axes
 SYMLOG_TICKS = 5
+DIAGNOSTICS_COLUMNS = 3  # datasets side by side in the diagnostics figure
 OUTLIER_SPAN = 100.0  # diagnostics lines that peak this many times higher than the others: symlog axis
 
 
@@ -389,8 +390,9 @@ def diagnostics_figure(analysis: Analysis, directory: Path, palette: dict) -> Fi
     names = rec.display_names()
     caption = (
         "Training diagnostics: the per-epoch means of each training quantity the records keep (their "
-        "`diagnostics`, named as the algorithm's losses), one row per quantity and one column per dataset, against "
-        "gradient steps; the line is the mean over seeds and the band the range (lowest to highest seed). They "
+        "`diagnostics`, named as the algorithm's losses), one row per quantity and one column per dataset (at most "
+        f"{DIAGNOSTICS_COLUMNS} side by side; more datasets wrap into further blocks of rows), against gradient "
+        "steps; the line is the mean over seeds and the band the range (lowest to highest seed). They "
         "show what the scores cannot: a critic drifting or diverging, over-conservative Q-values, a collapsing "
         "policy. A line ends at the last epoch every one of its runs reached. A quantity with one value in every "
         "run (a switched-off term) is left out."
@@ -402,15 +404,22 @@ def diagnostics_figure(analysis: Analysis, directory: Path, palette: dict) -> Fi
     if not quantities:
         reason = "No record keeps per-epoch diagnostics that vary (records from before they were kept have none)."
         return written(placeholder("Training diagnostics", reason), directory, stem, caption)
-    width = 3.4 * len(datasets)
-    figure = new_figure(width, 2.1 * len(quantities) + 0.6)
-    axes = figure.subplots(len(quantities), len(datasets), squeeze=False, sharex="col")
+    # Datasets wrap into blocks of rows, so nine of them read as a page, not as a strip nine panels wide.
+    columns = min(DIAGNOSTICS_COLUMNS, len(datasets))
+    blocks = math.ceil(len(datasets) / columns)
+    width = 3.4 * columns
+    figure = new_figure(width, 2.1 * len(quantities) * blocks + 0.6)
+    axes = figure.subplots(len(quantities) * blocks, columns, squeeze=False)
     runs = rec.diagnostics.groupby(["dataset", "arch"])["seed"].nunique()
     drawn: dict[str, object] = {}
     symlog: list[str] = []
-    for column, dataset in enumerate(datasets):
+    for index, dataset in enumerate(datasets):
+        block, column = divmod(index, columns)
+        top = block * len(quantities)
         for row, quantity in enumerate(quantities):
-            ax = axes[row, column]
+            ax = axes[top + row, column]
+            if row > 0:
+                ax.sharex(axes[top, column])
             panel = frame[(frame["dataset"] == dataset) & (frame["name"] == quantity)]
             peaks = []
             for arch in rec.architectures:
@@ -433,8 +442,14 @@ def diagnostics_figure(analysis: Analysis, directory: Path, palette: dict) -> Fi
                 ax.set_ylabel(quantity)
             if row == len(quantities) - 1:
                 ax.set_xlabel("Gradient steps")
+            else:
+                ax.tick_params(labelbottom=False)
             ax.grid(alpha=0.3)
             ax.spines[["top", "right"]].set_visible(False)
+    for index in range(len(datasets), blocks * columns):  # the last block's empty columns
+        block, column = divmod(index, columns)
+        for ax in axes[block * len(quantities) : (block + 1) * len(quantities), column]:
+            ax.set_axis_off()
     figure.legend(
         list(drawn.values()),
         list(drawn),
