@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -20,6 +21,9 @@ from bench.nets.spec import (
     load_architectures,
     parse_network_spec,
 )
+
+if TYPE_CHECKING:
+    from bench.grid.spec import GridSpec
 
 
 @pytest.mark.parametrize(
@@ -301,23 +305,31 @@ def test_the_horizon_grid_trains_the_ablation_grids_kan4_and_mlp38_for_twice_the
     """configs/cpu-study-horizon.yaml: the ablation grid's kan4 and mlp38 cells on its three datasets (networks,
     rate, seeds, groups, data, evaluation), changed only in their budget, so its runs at 50,000 steps are that
     grid's runs (`bench report --at-step 50000`) and its later steps are the new information."""
-    from dataclasses import replace
-
-    from bench.grid.spec import Cell, load_grid
+    from bench.grid.spec import load_grid
 
     root = Path(__file__).resolve().parents[1]
     ablations = load_grid(root / "configs" / "cpu-study-ablations.yaml")
     spec = load_grid(root / "configs" / "cpu-study-horizon.yaml")
     assert spec.steps == 2 * ablations.steps == 100_000 and spec.baseline == "mlp38"
     assert spec.datasets == ablations.datasets and list(spec.architectures) == ["kan4", "mlp38"]
+    assert_only_the_budget_differs(spec, ablations)
+
+
+def assert_only_the_budget_differs(spec: GridSpec, base: GridSpec) -> None:
+    """Each of `spec`'s cells is `base`'s cell of that dataset and architecture with `spec`'s budget: the same
+    networks, rates, seeds, groups and evaluation, so its runs up to `base.steps` are `base`'s runs."""
+    from dataclasses import replace
+
+    from bench.grid.spec import Cell
+
     shared = ("seeds", "seeds_per_process", "epoch_steps", "eval_every", "eval_episodes", "device", "compile")
     for field in shared:
-        assert getattr(spec, field) == getattr(ablations, field), field
+        assert getattr(spec, field) == getattr(base, field), field
     for name in spec.architectures:
-        assert spec.architectures[name] == ablations.architectures[name], name
+        assert spec.architectures[name] == base.architectures[name], name
         for dataset in spec.datasets:
             cell = Cell(dataset, name, 0)
-            assert spec.run_config(cell) == replace(ablations.run_config(cell), steps=spec.steps), (dataset, name)
+            assert spec.run_config(cell) == replace(base.run_config(cell), steps=spec.steps), (dataset, name)
 
 
 def test_the_width_grid_crosses_kan4s_and_mlp38s_layers_with_their_widths() -> None:
@@ -407,9 +419,7 @@ def test_the_medium_expert_horizon_grid_trains_the_quality_grids_cells_for_twice
     """configs/cpu-study-horizon-medium-expert.yaml: the quality grid's mlp256 and kan38 cells on its three
     medium-expert datasets (networks, rate, seeds, groups, data, evaluation), changed only in their budget, so its
     runs at 50,000 steps are that grid's cells (`bench report --at-step 50000`) and its later steps are new."""
-    from dataclasses import replace
-
-    from bench.grid.spec import Cell, load_grid
+    from bench.grid.spec import load_grid
 
     root = Path(__file__).resolve().parents[1]
     quality = load_grid(root / "configs" / "cpu-study-quality.yaml")
@@ -418,12 +428,5 @@ def test_the_medium_expert_horizon_grid_trains_the_quality_grids_cells_for_twice
     assert list(spec.architectures) == ["mlp256", "kan38"]
     assert spec.datasets == tuple(f"local:{env}-medium-expert" for env in ("hopper", "walker2d", "halfcheetah"))
     assert set(spec.datasets) <= set(quality.datasets)
-    shared = ("seeds", "seeds_per_process", "epoch_steps", "eval_every", "eval_episodes", "device", "compile")
-    for field in shared:
-        assert getattr(spec, field) == getattr(quality, field), field
-    for name in spec.architectures:
-        assert spec.architectures[name] == quality.architectures[name], name
-        for dataset in spec.datasets:
-            cell = Cell(dataset, name, 0)
-            assert spec.run_config(cell) == replace(quality.run_config(cell), steps=spec.steps), (dataset, name)
+    assert_only_the_budget_differs(spec, quality)
     assert "$(GRID_RUN) configs/cpu-study-horizon-medium-expert.yaml" in (root / "Makefile").read_text()
