@@ -34,7 +34,6 @@ units, each curve over its data range with the data's histogram in grey), attrib
 from __future__ import annotations
 
 import inspect
-import io
 import json
 import math
 import warnings
@@ -54,7 +53,7 @@ from torch import Tensor, nn
 from bench.agents.registry import DEFAULT_ALGORITHM
 from bench.data.loader import load_dataset
 from bench.errors import BenchError
-from bench.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from bench.fileio import atomic_save_figure, atomic_write_json, atomic_write_text
 from bench.grid.spec import dataset_slug
 from bench.nets.kan import KAN, KANLinear
 from bench.nets.mlp import MLP
@@ -67,7 +66,6 @@ PERCENTILES = (1.0, 99.0)
 R2_TIE = 1e-3
 # Wider first layers show their most active units only (explain.json and symbolic.md still list every edge).
 MAX_PANEL_UNITS = 16
-PNG_DPI = 150
 ATTRIBUTION_METHOD = (
     "per edge the standard deviation of phi(x) over the states; per feature the sum over its edges (first layer, "
     "every unit weighted the same), normalized to sum 1"
@@ -454,22 +452,6 @@ def _new_figure(width: float, height: float, layout: str | None = "constrained")
     return figure
 
 
-def _save_figure(figure: Figure, directory: Path, stem: str) -> list[Path]:
-    """`<stem>.png` and `<stem>.pdf`, each written atomically; dates left out so unchanged figures give unchanged
-    files."""
-    paths = []
-    for suffix, options in (
-        ("png", {"dpi": PNG_DPI, "metadata": {"Software": None}}),
-        ("pdf", {"metadata": {"CreationDate": None, "ModDate": None}}),
-    ):
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format=suffix, **options)
-        path = directory / f"{stem}.{suffix}"
-        atomic_write_bytes(path, buffer.getvalue())
-        paths.append(path)
-    return paths
-
-
 def edges_figure(
     states: ExplainStates,
     grid: np.ndarray,
@@ -718,11 +700,11 @@ def explain_record(
             f"phi(x) = w_b SiLU(x) + w_s spline(x) over the {states.axis_label};\n"
             f"grey: the data's histogram; corner: the best symbolic fit{more}"
         )
-        files += _save_figure(edges_figure(states, grid, curves, best, shown, units, title), out_dir, "edges")
+        files += atomic_save_figure(edges_figure(states, grid, curves, best, shown, units, title), out_dir, "edges")
         summary["captions"] = {"edges": title.replace("\n", " ")}
     panels.append(("Gradient saliency |d action / d state|", saliency_series))
     title = f"Which state features the actor {label} responds to\non {where}"
-    files += _save_figure(attribution_figure(states.names, panels, title), out_dir, "attribution")
+    files += atomic_save_figure(attribution_figure(states.names, panels, title), out_dir, "attribution")
     summary.setdefault("captions", {})["attribution"] = title
     atomic_write_json(out_dir / "explain.json", json.loads(json.dumps(summary)))
     files.append(out_dir / "explain.json")

@@ -9,7 +9,13 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+PNG_DPI = 150
+PNG_COLORS = 256  # a palette PNG: a third of the RGBA file's size for line plots, indistinguishable on screen
 
 
 @contextmanager
@@ -71,3 +77,32 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def atomic_save_figure(figure: Figure, directory: Path, stem: str) -> list[Path]:
+    """`<stem>.pdf` and `<stem>.png` of a matplotlib figure, each written atomically, with no dates in them, so an
+    unchanged figure gives unchanged files. The PNG is a palette PNG (`palette_png`); the PDF keeps the exact
+    vector figure."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="pdf", metadata={"CreationDate": None, "ModDate": None})
+    pdf = directory / f"{stem}.pdf"
+    atomic_write_bytes(pdf, buffer.getvalue())
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=PNG_DPI, metadata={"Software": None})
+    png = directory / f"{stem}.png"
+    atomic_write_bytes(png, palette_png(buffer.getvalue()))
+    return [pdf, png]
+
+
+def palette_png(png: bytes) -> bytes:
+    """A PNG image reduced to a palette of PNG_COLORS colours (median cut, no dithering), over white where it was
+    translucent: plots of a few line colours and their translucent bands lose nothing visible, and the file takes
+    a third of the full-colour one's space."""
+    from PIL import Image
+
+    rendered = Image.open(io.BytesIO(png)).convert("RGBA")
+    opaque = Image.alpha_composite(Image.new("RGBA", rendered.size, "white"), rendered).convert("RGB")
+    palette = opaque.quantize(colors=PNG_COLORS, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    buffer = io.BytesIO()
+    palette.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()

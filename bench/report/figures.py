@@ -22,11 +22,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter, NullLocator, SymmetricalLogLocator
 from matplotlib.transforms import offset_copy
 
-from bench.fileio import atomic_write_text
+from bench.fileio import atomic_save_figure, atomic_write_text
 from bench.report.stats import AGGREGATE_METRICS, OPTIMALITY_GAP_GAMMA, Analysis, CurveSummary, Interval
 from bench.report.tables import recipe_phrase
 
-PNG_DPI = 150
 NO_AGGREGATE = (
     "No aggregate: no dataset has a score for every seed of every architecture\n"
     "(the stratified bootstrap needs the same seeds for every cell); see Table 1's notes."
@@ -88,17 +87,8 @@ def new_figure(width: float, height: float) -> Figure:
     return figure
 
 
-def save(figure: Figure, directory: Path, stem: str) -> list[Path]:
-    """Write `<stem>.pdf` and `<stem>.png`; dates are left out so unchanged figures give unchanged files."""
-    directory.mkdir(parents=True, exist_ok=True)
-    pdf, png = directory / f"{stem}.pdf", directory / f"{stem}.png"
-    figure.savefig(pdf, metadata={"CreationDate": None, "ModDate": None})
-    figure.savefig(png, dpi=PNG_DPI, metadata={"Software": None})
-    return [pdf, png]
-
-
 def written(figure: Figure, directory: Path, stem: str, caption: str) -> FigureOutput:
-    return FigureOutput(stem, figure, caption, save(figure, directory, stem))
+    return FigureOutput(stem, figure, caption, atomic_save_figure(figure, directory, stem))
 
 
 def placeholder(title: str, reason: str) -> Figure:
