@@ -9,6 +9,8 @@ Parts, each run as its own process, its output shown as it comes and saved to DI
   own autograd included) and RBF networks, and a CQL step of three seeds side by side, computing there what they
   compute on the CPU; 200 compiled steps (CUDA graphs) agreeing with the eager step; every algorithm's step,
   and CQL's compiled one, never waiting for the GPU (torch's sync debug mode); `grid estimate` timing there.
+  Pytest collects only the files that hold GPU tests (those that take the mark from tests/devices.py), so a GPU
+  box with a torch of its own needs only their imports, not the report's or the launchers'.
 - speed: `python -m bench speed cql --device cuda --no-peers`, gradient steps/s of CORL's 3 x 256 and of 2 x 64
   networks, one seed and five side by side, eager and compiled, and the share of the GPU's matmul rate.
 - estimate: `python -m bench grid estimate` of the paper grid (configs/paper.yaml) on the GPU, its Walker2d cells
@@ -37,13 +39,20 @@ import yaml
 PARTS = ("tests", "speed", "estimate")
 PAPER_GRID = Path("configs/paper.yaml")
 ESTIMATE_DATASET = "d4rl:walker2d-medium-v2"
+TESTS = Path("tests")
+
+
+def gpu_test_files(tests: Path = TESTS) -> list[Path]:
+    """The test files that hold GPU tests: those that take the `cuda` mark from tests/devices.py."""
+    return [path for path in sorted(tests.glob("test_*.py")) if "from tests.devices import" in path.read_text()]
 
 
 def part_commands(part: str, out: Path, seconds: float, rounds: int) -> list[list[str]]:
     """The commands of one part, each a process of its own."""
     python = [sys.executable]
     if part == "tests":
-        return [[*python, "-m", "pytest", "-m", "cuda", "-p", "no:cacheprovider", "-q", "tests"]]
+        files = [str(path) for path in gpu_test_files()]
+        return [[*python, "-m", "pytest", "-m", "cuda", "-p", "no:cacheprovider", "-q", *files]]
     if part == "speed":
         speed = [*python, "-m", "bench", "speed", "cql", "--device", "cuda", "--no-peers"]
         return [[*speed, "--rounds", str(rounds), "--seconds", str(seconds)]]

@@ -61,3 +61,22 @@ def test_every_part_runs_logs_its_output_and_a_failure_sets_the_status(
     assert estimate.index("eager") < estimate.index("compiled")
     assert gpu_check.main(["--out", str(out), "--parts", "tests"]) == 0
     assert "no kernel image" in (out / "speed.txt").read_text()  # a part not run keeps its last output
+
+
+def test_the_tests_part_collects_every_gpu_test_from_the_files_it_names() -> None:
+    """The tests part names the files that hold GPU tests instead of the whole folder (whose other files import
+    what a GPU box with a torch of its own may lack); pytest's own selection over the folder finds no other."""
+    import subprocess
+
+    files = gpu_check.gpu_test_files()
+    assert Path("tests/test_device.py") in files and Path("tests/test_train_group.py") in files
+    (command,) = gpu_check.part_commands("tests", Path("unused"), 1.0, 1)
+    assert command[-len(files) :] == [str(path) for path in files] and "-m" in command and "cuda" in command
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "cuda", "-p", "no:cacheprovider", "tests"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    nodes = [line for line in collected if "::" in line]
+    assert nodes and {Path(node.split("::")[0]) for node in nodes} <= set(files)
