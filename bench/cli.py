@@ -222,6 +222,8 @@ def _run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             cache_dir=args.cache_dir,
             local_dir=args.local_dir,
+            keep_final_state=args.keep_final_state,
+            extend_from=args.extend_from,
         )
     finally:
         torch.set_num_threads(threads)
@@ -601,6 +603,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, required=True, help="record path (JSON), a folder with --seeds; checkpoints go beside it"
     )
     p.add_argument("--force", action="store_true", help="overwrite a finished record, discard a checkpoint")
+    p.add_argument(
+        "--keep-final-state",
+        action="store_true",
+        help="leave the final state beside the records (<seeds>.final.pt), for a longer run to extend",
+    )
+    p.add_argument(
+        "--extend-from",
+        type=Path,
+        metavar="FINAL_STATE",
+        help="start from a shorter run's final state (same cell and seeds, fewer --steps) instead of step 0",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
         "--threads", type=int, help="torch CPU threads (default: torch's choice); 1 is often faster on a busy machine"

@@ -5,8 +5,10 @@ interface of bench/agents/base.py: `from_members`, `update`, `act`, state dicts,
 of `epoch_steps` gradient steps (1,000 in every table), times each epoch with evaluation and checkpointing
 excluded, evaluates every `eval_every` steps, checkpoints every `checkpoint_every` epochs, and writes one JSON
 record (SPEC section 7) per seed atomically; `train_cell` is a group of one. A run started again with the same
-command resumes from its checkpoint and, on CPU, writes the same records as an uninterrupted run. Nothing here
-names one algorithm: `RunConfig.algo` picks it from bench/agents/registry.py.
+command resumes from its checkpoint and, on CPU, writes the same records as an uninterrupted run. A run may keep
+its final state (`keep_final_state`), and a run of the same cell with a larger budget may start from it
+(`extend_from`) instead of training the first steps again: on CPU its records are those of the longer run trained
+from scratch. Nothing here names one algorithm: `RunConfig.algo` picks it from bench/agents/registry.py.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import yaml
 from tqdm import tqdm
 
 import bench
-from bench.agents.base import Agent, Batch
+from bench.agents.base import Agent, Algorithm, Batch
 from bench.agents.bc import BCConfig
 from bench.agents.cql import CQLConfig
 from bench.agents.iql import IQLConfig
@@ -333,12 +335,13 @@ def architecture_summary(arch: Architecture) -> dict[str, Any]:
     )
 
 
-def portable_arch_file(arch_file: str | None, out: Path) -> str | None:
-    """The architecture file as a record keeps it: relative to the record's folder, so records name no
-    machine's absolute paths and still point at the file when the results folder moves."""
-    if arch_file is None:
+def path_from_record(path: str | Path | None, out: Path) -> str | None:
+    """A file a record names (its architecture file, the state it extended) as the record keeps it: relative to
+    the record's folder, so records name no machine's absolute paths and still point at the file when the
+    results folder moves."""
+    if path is None:
         return None
-    return os.path.relpath(Path(arch_file).resolve(), Path(out).resolve().parent)
+    return os.path.relpath(Path(path).resolve(), Path(out).resolve().parent)
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:
@@ -470,6 +473,13 @@ def group_checkpoint_path(outs: list[Path]) -> Path:
     return outs[0].with_name("+".join(out.name.removesuffix(".json") for out in outs) + ".ckpt.pt")
 
 
+def final_state_path(outs: list[Path]) -> Path:
+    """Where a group that keeps its final state leaves it: `seed0+seed1.final.pt` beside its records, the state
+    its checkpoint would hold at the last step."""
+    checkpoint = group_checkpoint_path(outs)
+    return checkpoint.with_name(checkpoint.name.removesuffix(".ckpt.pt") + ".final.pt")
+
+
 def noise_seed(seeds: list[int]) -> int:
     """The seed of a group's shared stream of policy noise and uniform actions, a function of all its seeds."""
     return int(np.random.SeedSequence(seeds).generate_state(1)[0])
@@ -485,6 +495,8 @@ def train_group(
     cache_dir: Path | None = None,
     local_dir: Path | None = None,
     grid_overrides: dict[str, Any] | None = None,
+    keep_final_state: bool = False,
+    extend_from: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Train the seeds `seeds` of one (dataset, architecture) cell side by side and write one record per seed.
 
@@ -496,6 +508,12 @@ def train_group(
     the group checkpoints to `group_checkpoint_path(outs)` and resumes from it, with every seed it holds: a seed
     whose record is finished by then (it diverged) trains along and its record is left as it is. Without a
     checkpoint a done record is refused unless `force`. `config.seed` is ignored.
+
+    `keep_final_state` leaves the state a checkpoint would hold at the last step in `final_state_path(outs)`.
+    `extend_from` names such a state of the same seeds and configuration with a smaller budget (a multiple of
+    `eval_every`); without a checkpoint of its own the group starts from it, and its records, which say so in
+    `extended_from`, are on CPU those the group gives trained from scratch. Algorithms whose update depends on
+    the budget (`Algorithm.budget_dependence`) are refused.
     """
     config.validate()
     outs = [Path(out) for out in outs]
@@ -552,39 +570,29 @@ def train_group(
     fingerprint = group_fingerprint([r["config_fingerprint"] for r in records])
     legacy_fingerprint = group_fingerprint([config_fingerprint(c, with_arch_file=True) for c in configs])
 
-    if ckpt_path.exists():
-        try:
-            state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        except Exception as exc:  # a torn copy, a foreign file: whatever torch raises, the advice is the same
-            raise BenchError(
-                f"checkpoint {ckpt_path} cannot be read ({type(exc).__name__}: {first_line(str(exc))}); delete it "
-                "to start the cell over, or pass --force"
-            ) from None
-        if state.get("config_fingerprint") not in (fingerprint, legacy_fingerprint):
+    resumed_from = ckpt_path if ckpt_path.exists() else extend_from
+    extended_steps = None
+    if resumed_from is not None:
+        state = _read_state(resumed_from, device, dataset, config, extending=resumed_from != ckpt_path)
+        if resumed_from == ckpt_path and state.get("config_fingerprint") not in (fingerprint, legacy_fingerprint):
             raise BenchError(
                 f"checkpoint {ckpt_path} was written by a different configuration; "
                 "delete it or pass --force to start this cell from scratch"
             )
-        if state.get("dataset_sha256", dataset.sha256) != dataset.sha256:
-            raise BenchError(
-                f"checkpoint {ckpt_path} was trained on other data than {config.dataset} holds now (the file was "
-                "replaced or regenerated since); pass --force to start this cell from scratch on the current data"
-            )
-        # Older checkpoints name no device; their random state holds CUDA's only when written on a GPU.
-        written_on = state.get("device_type") or ("cuda" if "cuda" in state.get("rng", {}) else "cpu")
-        if written_on != device.type:
-            raise BenchError(
-                f"checkpoint {ckpt_path} was written on {written_on.upper()} and this run is on "
-                f"{device.type.upper()}; random-number streams do not carry over between the two, so a run resumes "
-                f"on the kind of device it started on: pass --device {written_on} (a grid file's `device:`), or "
-                "--force to start this cell from scratch"
-            )
+        if resumed_from != ckpt_path:
+            extended_steps = _extended_steps(state, resumed_from, configs, algorithm)
         agent.load_state_dict(state["agent"])
         for generator, generator_state in zip(batch_generators, state["batch_generators"], strict=True):
             generator.set_state(generator_state.cpu())
         set_rng_state(state["rng"], device)
         for record, saved in zip(records, state["records"], strict=True):
             record.update(saved)
+    if extended_steps is not None:
+        source = {"state": path_from_record(extend_from, outs[0]), "steps": extended_steps}
+        for p, record in enumerate(records):
+            record["extended_from"] = source
+            if record["status"] == "diverged" and p not in kept:  # it diverged in the shorter run, as it does here
+                records[p] = _finish_record(record, outs[p])
 
     active = [p for p, r in enumerate(records) if r["status"] != "diverged"]
     epochs = config.steps // config.epoch_steps
@@ -634,7 +642,8 @@ def train_group(
                 score=f"{shown['curve'][-1]['normalized_score']:.1f}" if shown["curve"] else "-",
                 refresh=False,
             )
-            if (epoch + 1) % config.checkpoint_every == 0 and step < config.steps:
+            last = step == config.steps
+            if (not last and (epoch + 1) % config.checkpoint_every == 0) or (last and keep_final_state):
                 atomic_torch_save(
                     {
                         "config_fingerprint": fingerprint,
@@ -643,9 +652,9 @@ def train_group(
                         "agent": agent.state_dict(),
                         "batch_generators": [g.get_state() for g in batch_generators],
                         "rng": rng_state(device),
-                        "records": [{k: r[k] for k in _RESUMED_KEYS} for r in records],
+                        "records": [{k: r[k] for k in _RESUMED_KEYS if k in r} for r in records],
                     },
-                    ckpt_path,
+                    final_state_path(outs) if last else ckpt_path,
                 )
         else:
             for p in active:
@@ -679,7 +688,84 @@ def train_group(
 
 
 # What a checkpoint keeps of each record; the rest is rebuilt from the configuration.
-_RESUMED_KEYS = ("status", "error", "steps_done", "curve", "seconds_per_epoch", "diagnostics", "started_at", "losses")
+_RESUMED_KEYS = (
+    "status",
+    "error",
+    "steps_done",
+    "curve",
+    "seconds_per_epoch",
+    "diagnostics",
+    "started_at",
+    "losses",
+    "extended_from",
+)
+
+
+def _read_state(
+    path: Path, device: torch.device, dataset: OfflineDataset, config: RunConfig, *, extending: bool
+) -> dict[str, Any]:
+    """A checkpoint (or, `extending`, another run's final state) that this group may start from: readable,
+    trained on the data the dataset holds now and on this kind of device."""
+    what = "final state" if extending else "checkpoint"
+    fresh = "train the cell without extending it" if extending else "pass --force to start this cell from scratch"
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except Exception as exc:  # a torn copy, a foreign file: whatever torch raises, the advice is the same
+        advice = "name another" if extending else "delete it to start the cell over, or pass --force"
+        raise BenchError(
+            f"{what} {path} cannot be read ({type(exc).__name__}: {first_line(str(exc))}); {advice}"
+        ) from None
+    if state.get("dataset_sha256", dataset.sha256) != dataset.sha256:
+        raise BenchError(
+            f"{what} {path} was trained on other data than {config.dataset} holds now (the file was replaced or "
+            f"regenerated since); {fresh} on the current data"
+        )
+    # Older checkpoints name no device; their random state holds CUDA's only when written on a GPU.
+    written_on = state.get("device_type") or ("cuda" if "cuda" in state.get("rng", {}) else "cpu")
+    if written_on != device.type:
+        raise BenchError(
+            f"{what} {path} was written on {written_on.upper()} and this run is on {device.type.upper()}; "
+            "random-number streams do not carry over between the two, so a run goes on on the kind of device it "
+            f"started on: pass --device {written_on} (a grid file's `device:`), or {fresh}"
+        )
+    return state
+
+
+def _extended_steps(state: dict[str, Any], path: Path, configs: list[RunConfig], algorithm: Algorithm) -> int:
+    """The step of the final state at `path` that the group of `configs` extends, once it is checked to be the
+    state those runs reach at that step."""
+    label = configs[0].arch + " on " + configs[0].dataset
+    if algorithm.budget_dependence:
+        raise BenchError(
+            f"{algorithm.label} runs cannot be extended ({path}): {algorithm.budget_dependence}, so a longer run is "
+            "not a shorter one continued; train the cell without extending it"
+        )
+    saved = state.get("records")
+    if not isinstance(saved, list) or len(saved) != len(configs):
+        held = len(saved) if isinstance(saved, list) else 0
+        raise BenchError(
+            f"final state {path} holds {held} seed(s) and this run trains {len(configs)} of {label}; extend the "
+            "final state of the same seeds, trained side by side as they are here"
+        )
+    steps = max(record["steps_done"] for record in saved)
+    budget = configs[0].steps
+    if steps >= budget:
+        raise BenchError(
+            f"final state {path} is at step {steps:,}; a run that extends it needs more steps than that, not {budget:,}"
+        )
+    if steps % configs[0].eval_every:
+        raise BenchError(
+            f"final state {path} is at step {steps:,}, not a multiple of eval_every ({configs[0].eval_every:,}): "
+            "its run evaluated there and the longer run does not, so it cannot be extended to the same records"
+        )
+    shorter = group_fingerprint([config_fingerprint(dataclasses.replace(c, steps=steps)) for c in configs])
+    if state.get("config_fingerprint") != shorter:
+        raise BenchError(
+            f"final state {path} was not trained with this run's configuration and {steps:,} steps (seeds "
+            f"{', '.join(str(c.seed) for c in configs)} of {label}); extend a run of the same cell whose only "
+            "difference is its budget"
+        )
+    return steps
 
 
 def _new_record(
@@ -702,7 +788,7 @@ def _new_record(
         "schema_version": RECORD_SCHEMA_VERSION,
         "cell": cell,
         "status": "failed",
-        "config": {**config.to_dict(), "arch_file": portable_arch_file(config.arch_file, out)},
+        "config": {**config.to_dict(), "arch_file": path_from_record(config.arch_file, out)},
         "config_fingerprint": config_fingerprint(config),
         "group": group,
         "architecture": architecture_summary(arch),

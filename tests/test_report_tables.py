@@ -219,6 +219,25 @@ def test_runs_adopted_from_another_grid_are_named_in_tables_1_and_3(tmp_path: Pa
     assert not any("adopted" in note for note in score_table(analysis_of(tmp_path / "plain")).notes)
 
 
+def test_runs_extended_from_another_grids_final_states_are_named_in_tables_1_and_3(tmp_path: Path) -> None:
+    paths = write_fixture(tmp_path / "long")
+    for path in paths:
+        record = json.loads(path.read_text())
+        if record["cell"]["arch"] == "mlp":
+            group = f"{path.parent.relative_to(tmp_path / 'long')}/seed0+seed1+seed2.final.pt"
+            record["extended_from"] = {"state": f"../../../short/{group}", "steps": 50_000}
+            path.write_text(json.dumps(record))
+    analysis = analysis_of(tmp_path / "long")
+    expected = (
+        "6 runs (halfcheetah-medium-v2/mlp; hopper-medium-v2/mlp) started from the final states of the same runs in "
+        "short at step 50,000 (`extends`) rather than from step 0, which gives the same records; the times of those "
+        "first steps are that grid's."
+    )
+    assert expected in score_table(analysis).notes and expected in time_table(analysis).notes
+    write_fixture(tmp_path / "plain")
+    assert not any("extends" in note for note in score_table(analysis_of(tmp_path / "plain")).notes)
+
+
 def test_partial_seeds_are_marked_with_n(tmp_path: Path) -> None:
     write_fixture(tmp_path, scores_without((HOPPER, "kan", 2)))
     table = score_table(analysis_of(tmp_path))

@@ -100,6 +100,9 @@ class Algorithm:
     # returns, to load a saved final actor into.
     build_actor: Callable[[int, int, NetworkSpec, KANOptions, Any], nn.Module]
     description: str = ""
+    # What of the update depends on the run's budget (the agent's `run_steps`), "" when nothing does. A run of an
+    # algorithm whose update does is not a shorter run continued, so it cannot extend another run's final state.
+    budget_dependence: str = ""
 
 
 class _OptimizerProfilerRangeFilter(logging.Filter):

@@ -16,7 +16,15 @@ ALGORITHMS: dict[str, Algorithm] = {
     "td3bc": Algorithm(
         "td3bc", "TD3+BC", td3_bc.TD3BC, td3_bc.TD3BCConfig, td3_bc.single_actor, "TD3 with behaviour cloning (CORL)"
     ),
-    "iql": Algorithm("iql", "IQL", iql.IQL, iql.IQLConfig, iql.single_actor, "Implicit Q-Learning (CORL)"),
+    "iql": Algorithm(
+        "iql",
+        "IQL",
+        iql.IQL,
+        iql.IQLConfig,
+        iql.single_actor,
+        "Implicit Q-Learning (CORL)",
+        budget_dependence="its actor's learning rate follows a cosine schedule over the run's steps (CORL's)",
+    ),
     "bc": Algorithm("bc", "BC", bc.BC, bc.BCConfig, bc.single_actor, "behaviour cloning (CORL)"),
 }
 

@@ -31,7 +31,7 @@ import torch
 from bench.errors import BenchError, first_line
 from bench.grid.spec import Cell, Resources
 from bench.grid.store import FINISHED, CellLock, error_path, write_error
-from bench.train import RunConfig, read_record, train_group
+from bench.train import RunConfig, final_state_path, read_record, train_group
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,10 @@ class CellTask:
     # The seeds its group trains when that is more than the group's cells: the group resumes from a checkpoint
     # that holds seeds finished since (one diverged), which train along and keep their records (`pack_groups`).
     group_seeds: tuple[int, ...] = ()
+    keep_final_state: bool = False
+    # The folder of this cell's (dataset, architecture) in the grid this one extends: the group starts from the
+    # final state there that holds exactly its seeds, if there is one.
+    extends: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,9 @@ def _train(tasks: list[CellTask], start: float) -> list[CellOutcome]:
     first = tasks[0]
     before = [_file_id(task.out) for task in tasks]
     seeds = list(first.group_seeds) or [task.cell.seed for task in tasks]
+    extend_from = None
+    if first.extends is not None:
+        extend_from = final_state_path([first.extends / f"seed{seed}.json" for seed in seeds])
     try:
         records = train_group(
             first.config,
@@ -167,6 +174,8 @@ def _train(tasks: list[CellTask], start: float) -> list[CellOutcome]:
             cache_dir=first.cache_dir,
             local_dir=first.local_dir,
             grid_overrides=first.grid_overrides,
+            keep_final_state=first.keep_final_state,
+            extend_from=extend_from if extend_from is not None and extend_from.exists() else None,
         )
     except Exception as exc:  # the isolation point: whatever one group raises, the grid goes on
         seconds = time.perf_counter() - start

@@ -183,7 +183,7 @@ def plan_table(
     rows = []
     resuming = skip = 0
     for i, cell in enumerate(cells, 1):
-        action = _planned_action(states[cell], force)
+        action = _planned_action(states[cell], force, group_of.get(cell))
         if action == "skip" and cell in group_of:
             action = "skip (trains along, its record kept)"
         skip += action == "skip"
@@ -213,12 +213,16 @@ def plan_table(
         stops = _refusals(spec, store, states.values(), here, cache_dir, local_dir)
         if left := _checkpoint_left_behind(spec, groups, states, store, seeds_per_process):
             stops.append(left)
+        if spec.extends is not None and store.extends is None:
+            stops.append(_no_grid_to_extend(spec, store.root.parent))
         warnings += [f"the run would stop: {line}" for line in stops]
     return f"{header}\n{table}" + "".join(f"\nWarning, {line}" for line in warnings)
 
 
-def _planned_action(state: CellState, force: bool) -> str:
-    """What `grid run` would do with a cell in `state`: skip it, run it, resume it or (`force`) start it over."""
+def _planned_action(state: CellState, force: bool, group: Sequence[int] | None = None) -> str:
+    """What `grid run` would do with a cell in `state`: skip it, run it, resume it, extend the final state of the
+    grid it extends (when that state holds the seeds of the cell's `group`, as the group trains them) or
+    (`force`) start it over."""
     if state.state == "running":
         return "skip"  # another process holds its lock, --force or not
     if state.finished:
@@ -227,6 +231,11 @@ def _planned_action(state: CellState, force: bool) -> str:
         return f"run (--force discards the checkpoint at step {state.resume_step:,})"
     if state.resume_step is not None:
         return f"resume from step {state.resume_step:,}"
+    if state.extends is not None:
+        held = checkpoint_seeds(state.extends.path)
+        if group is None or held == [f"seed{seed}" for seed in group]:
+            return f"extend from step {state.extends.steps:,}"
+        return f"run (the final state to extend holds seeds {', '.join(s.removeprefix('seed') for s in held)})"
     return "run"
 
 
@@ -341,22 +350,26 @@ def _cell_row(spec: GridSpec, state: CellState) -> list[object]:
 
 
 def _seconds_left(spec: GridSpec, state: CellState) -> float | None:
-    """The training time an unfinished cell's run has left, at the pace its checkpoint recorded; None when it has
-    no timed checkpoint."""
-    if state.finished or state.progress is None:
+    """The training time an unfinished cell's run has left, at the pace its checkpoint (or the final state it
+    extends) recorded; None when it has neither, timed."""
+    progress = state.progress or state.extends
+    if state.finished or progress is None:
         return None
-    return state.progress.seconds_left(spec.steps)
+    return progress.seconds_left(spec.steps)
 
 
 def _time_left_line(spec: GridSpec, states: list[CellState]) -> str:
     """The totals' second line: the training time the started groups have left, each counted once (its seeds
     share one checkpoint), and how many cells have not started."""
     left = {
-        state.progress.path: seconds
+        progress.path: seconds
         for state in states
-        if state.progress is not None and (seconds := _seconds_left(spec, state)) is not None
+        if (progress := state.progress or state.extends) is not None
+        and (seconds := _seconds_left(spec, state)) is not None
     }
-    not_started = [state.cell for state in states if not state.finished and state.progress is None]
+    not_started = [
+        state.cell for state in states if not state.finished and state.progress is None and state.extends is None
+    ]
     parts = []
     if left:
         parts.append(
@@ -608,6 +621,8 @@ def run_grid(
     unfinished = {cell.dataset for cell in cells if not states[cell].finished}
     if not force and (refusals := _refusals(spec, store, states.values(), unfinished, cache_dir, local_dir)):
         raise BenchError(refusals[0])
+    if spec.extends is not None and store.extends is None:
+        raise BenchError(_no_grid_to_extend(spec, results))
     store.write_grid(grid_file_spec)
 
     todo = [cell for cell in cells if force or not states[cell].finished]
@@ -629,6 +644,8 @@ def run_grid(
             progress=bars,
             cache_dir=cache_dir,
             local_dir=local_dir,
+            keep_final_state=spec.keep_final_state,
+            extends=None if store.extends is None else store.extends.record_path(cell).parent.resolve(),
         )
         for cell in todo
     ]
@@ -645,6 +662,9 @@ def run_grid(
         if runner.parallelism * spec.resources.threads > local_cpus():
             where += f" (more than the {local_cpus()} CPUs here: workers will compete)"
     from_checkpoint = f", {resuming} resuming from a checkpoint" if resuming else ""
+    extending = sum(states[cell].resume_step is None and states[cell].extends is not None for cell in todo)
+    if extending:
+        from_checkpoint += f", {extending} extending grid {spec.extends}'s final states"
     print(
         f"grid {spec.name}: {len(cells)} cells{_selected(spec, cells)}, {result.skipped} finished before, "
         f"{len(tasks)} to run"
@@ -659,6 +679,15 @@ def run_grid(
         runner.run(groups, progress_lines)
     print(_summary(spec, result, time.perf_counter() - start), file=out, flush=True)
     return result
+
+
+def _no_grid_to_extend(spec: GridSpec, results: Path) -> str:
+    return (
+        f"grid {spec.name!r} extends grid {spec.extends!r} (extends: in {spec.path}), but "
+        f"{Path(results) / spec.extends} holds no grid's records (grid.yaml); run that grid there first with "
+        "keep_final_state: true, pass the --results folder that holds it, or drop extends: to train every cell from "
+        "step 0"
+    )
 
 
 def _checkpoint_left_behind(

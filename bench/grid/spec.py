@@ -26,6 +26,8 @@ A grid file is flat; every key but the three lists has a default:
     normalize_reward: false
     compile: false                   # torch.compile of the whole update (CUDA graphs on a GPU)
     seeds_per_process: 1             # seeds of one (dataset, architecture) trained side by side in one process
+    keep_final_state: false          # leave each group's final state (<seeds>.final.pt) for a longer grid to extend
+    extends: smoke-short             # start each group from this grid's final state of it, where there is one
     resources: {num_cpus: 1, num_gpus: 0}   # per process; fractions allowed (Ray packs processes onto a GPU)
     algo: cql                        # cql (default), td3bc, iql, bc, or a list of them: [td3bc, iql]
     cql: {cql_alpha: 10.0}           # CQLConfig overrides; td3bc: {...}, iql: {...} and bc: {...} for the others
@@ -39,6 +41,11 @@ to the cells of every algorithm that has that setting (`tau` is TD3+BC's and IQL
 an algorithm's name applies to that algorithm's cells only (`iql.tau: 0.001`, `iql.normalize_reward: true`). A
 cell takes the grid-wide settings, then its dataset's and its architecture's overrides; a setting given by both
 for one cell is refused (no precedence to guess).
+
+`extends` names another grid in the same results folder whose only difference is a smaller budget (`steps`) and
+which kept its final states: a group of cells whose final state it holds starts from it instead of step 0, and on
+CPU writes the records it would write trained from scratch (`bench.train.train_group`); other groups train from
+step 0. Neither key changes a result, so neither counts as a change of configuration.
 
 A grid of several algorithms trains every (dataset, architecture, seed) cell under each of them; its records
 go to results/<name>/<algorithm>/..., while a grid of one algorithm keeps results/<name>/<dataset>/... .
@@ -99,6 +106,8 @@ KEYS: dict[str, str] = {
     "normalize_reward": "true or false",
     "compile": "true or false: torch.compile of the whole update",
     "seeds_per_process": "seeds of one (dataset, architecture) trained side by side in one process",
+    "keep_final_state": "true or false: leave each group's final state for a longer grid to extend",
+    "extends": "the name of a grid with a smaller budget whose final states this grid's groups start from",
     "resources": "{num_cpus: N, num_gpus: N} per process",
     "algo": "the offline algorithm, cql (default), td3bc, iql or bc, or a list of them",
     "cql": "CQL settings to override, {name: value}",
@@ -178,6 +187,8 @@ class GridSpec:
     # Seeds side by side: the grid's seeds, in order, in groups of this size per (dataset, architecture); a
     # seed's record depends on its group (one stream of policy noise), so the size is part of the results.
     seeds_per_process: int = 1
+    keep_final_state: bool = False
+    extends: str | None = None  # a grid of the same results folder whose final states the groups start from
     resources: Resources = field(default_factory=Resources)
     algorithms: tuple[str, ...] = (DEFAULT_ALGORITHM,)
     cql: CQLConfig = field(default_factory=CQLConfig)
@@ -297,6 +308,8 @@ class GridSpec:
             "datasets": list(self.datasets),
             "seeds": list(self.seeds),
             "seeds_per_process": self.seeds_per_process,
+            **({"keep_final_state": True} if self.keep_final_state else {}),
+            **({} if self.extends is None else {"extends": self.extends}),
             "settings": self.settings(),
             "dataset_overrides": self.dataset_overrides,
             "architecture_overrides": self.architecture_overrides,
@@ -451,6 +464,8 @@ def load_grid(path: Path) -> GridSpec:
         normalize_reward=_boolean(doc, data, "normalize_reward", _DEFAULTS.normalize_reward),
         compile=_boolean(doc, data, "compile", _DEFAULTS.compile),
         seeds_per_process=_integer(doc, data, "seeds_per_process", 1),
+        keep_final_state=_boolean(doc, data, "keep_final_state", False),
+        extends=_extends(doc, data, name),
         resources=_resources(doc, data.get("resources", {})),
         algorithms=algorithms,
         **{algo: _algorithm_settings(doc, algo, data.get(algo, {})) for algo in ALGORITHMS},
@@ -573,6 +588,18 @@ def _integer(doc: _Document, data: dict, key: str, default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise doc.error((key,), f"expected a positive integer, got {_type_name(value)}")
     return value
+
+
+def _extends(doc: _Document, data: dict, name: str) -> str | None:
+    """The grid whose final states this one's groups start from: a grid name other than its own, or None."""
+    if "extends" not in data:
+        return None
+    extends = _string(doc, data, "extends", default="")
+    if not _SAFE_NAME.match(extends):
+        raise doc.error(("extends",), f"{extends!r} is not a grid name; name a grid of the same results folder")
+    if extends == name:
+        raise doc.error(("extends",), f"grid {name!r} cannot extend itself; name the grid with the smaller budget")
+    return extends
 
 
 def _boolean(doc: _Document, data: dict, key: str, default: bool) -> bool:

@@ -66,6 +66,8 @@ class CellState:
     record: dict[str, Any] | None = None
     note: str = ""
     progress: CheckpointProgress | None = None
+    # The final state of the grid it extends that holds this cell's seed, for a cell without a checkpoint.
+    extends: CheckpointProgress | None = None
 
     @property
     def finished(self) -> bool:
@@ -78,15 +80,17 @@ class CellState:
 
 
 def checkpoint_seeds(checkpoint: Path) -> list[str]:
-    """The record stems a group checkpoint holds, in order: `seed0+seed1.ckpt.pt` -> ["seed0", "seed1"]."""
-    return Path(checkpoint).name.removesuffix(".ckpt.pt").split("+")
+    """The record stems a group checkpoint (or final state) holds, in order: `seed0+seed1.ckpt.pt` -> ["seed0",
+    "seed1"]."""
+    return Path(checkpoint).name.removesuffix(".ckpt.pt").removesuffix(".final.pt").split("+")
 
 
-def checkpoint_progress(record: Path) -> CheckpointProgress | None:
+def checkpoint_progress(record: Path, suffix: str = ".ckpt.pt") -> CheckpointProgress | None:
     """The progress held by the checkpoint that resumes the cell whose record is `record` (`seed0.ckpt.pt`, or its
-    seed group's `seed0+seed1.ckpt.pt`); None when there is none or it cannot be read."""
+    seed group's `seed0+seed1.ckpt.pt`); None when there is none or it cannot be read. With `suffix=".final.pt"`,
+    the final state a group kept (`bench.train.final_state_path`)."""
     seed = Path(record).name.removesuffix(".json")
-    for path in sorted(Path(record).parent.glob("*.ckpt.pt")):
+    for path in sorted(Path(record).parent.glob(f"*{suffix}")):
         seeds = checkpoint_seeds(path)
         if seed not in seeds:
             continue
@@ -109,13 +113,27 @@ def checkpoint_progress(record: Path) -> CheckpointProgress | None:
 class ResultsStore:
     """The folder that holds one grid's records."""
 
-    def __init__(self, root: Path, by_algorithm: bool = False) -> None:
+    def __init__(self, root: Path, by_algorithm: bool = False, extends: ResultsStore | None = None) -> None:
         self.root = Path(root)
         self.by_algorithm = by_algorithm
+        self.extends = extends  # the store of the grid whose final states this one's groups start from
 
     @classmethod
     def for_grid(cls, results: Path, spec: GridSpec) -> ResultsStore:
-        return cls(Path(results) / spec.name, by_algorithm=len(spec.algorithms) > 1)
+        extends = None if spec.extends is None else cls.of_grid_folder(Path(results) / spec.extends)
+        return cls(Path(results) / spec.name, by_algorithm=len(spec.algorithms) > 1, extends=extends)
+
+    @classmethod
+    def of_grid_folder(cls, root: Path) -> ResultsStore | None:
+        """The store of the grid whose records are in `root`, laid out as its grid.yaml says (by algorithm when it
+        names several); None without a readable grid.yaml (no grid ran into `root`)."""
+        try:
+            grid = yaml.safe_load((Path(root) / GRID_FILE).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return None
+        if not isinstance(grid, dict):
+            return None
+        return cls(root, by_algorithm=len(grid.get("algorithms") or []) > 1)
 
     @property
     def grid_file(self) -> Path:
@@ -154,6 +172,10 @@ class ResultsStore:
         if step is not None:
             note = f"{corrupt}checkpoint at step {step:,}: the next run resumes from it"
             return CellState(cell, path, "partial", None, note, progress)
+        extends = None if self.extends is None else checkpoint_progress(self.extends.record_path(cell), ".final.pt")
+        if extends is not None:
+            note = f"{corrupt}extends {self.extends.root.name}'s final state at step {extends.steps:,}"
+            return CellState(cell, path, "missing", None, note, extends=extends)
         return CellState(cell, path, "missing", None, f"{corrupt}will be rerun" if corrupt else "")
 
     def grid_differences(self, spec: GridSpec) -> list[str] | None:

@@ -86,6 +86,8 @@ RECORD_COLUMNS = [
     "torch_threads",
     "error",
     "adopted_from",
+    "extended_from",
+    "extended_steps",
 ]
 CURVE_COLUMNS = ["dataset", "arch", "algo", "seed", "step", "normalized_score"]
 DIAGNOSTIC_COLUMNS = ["dataset", "arch", "algo", "seed", "step", "name", "value"]
@@ -631,6 +633,9 @@ def run_row(path: Path, record: Mapping[str, Any], last_evaluations: int = 1) ->
         "error": (record.get("error") or "").splitlines()[0] if record.get("error") else "",
         # Copied by `grid adopt` from another grid's record of the same run: where from (relative to the grid).
         "adopted_from": record.get("adopted_from") or "",
+        # Started from another run's final state (`extends`): the state (relative to the record) and its step.
+        "extended_from": (record.get("extended_from") or {}).get("state") or "",
+        "extended_steps": (record.get("extended_from") or {}).get("steps") or 0,
     }
 
 

@@ -337,9 +337,7 @@ def score_notes(
         notes.append(run_accounting(analysis))
     if partial:
         notes.append(f"{PARTIAL} fewer seeds than the grid's {len(rec.seeds)}, mean over n: {_join(partial)}.")
-    adopted = adoption_note(runs)
-    if adopted:
-        notes.append(adopted)
+    notes += filter(None, [adoption_note(runs), extension_note(runs)])
     if diverged:
         notes.append(
             f"{DIVERGED} includes diverged runs (non-finite losses), counted with their last evaluation score: "
@@ -463,13 +461,33 @@ def adoption_note(runs: pd.DataFrame) -> str | None:
     adopted = runs[runs["adopted_from"] != ""]
     if adopted.empty:
         return None
-    # The grids they came from: the first part of each relative path that is not "..".
-    sources = sorted({next(part for part in Path(p).parts if part != "..") for p in adopted["adopted_from"]})
-    cells = sorted({f"{name}/{arch}" for name, arch in zip(adopted["display_name"], adopted["arch"], strict=True)})
+    cells, sources = _cells_and_grids(adopted, "adopted_from")
     return (
-        f"{len(adopted)} runs ({_join(cells)}) are the records of the same runs in {', '.join(sources)}, adopted "
+        f"{len(adopted)} runs ({cells}) are the records of the same runs in {sources}, adopted "
         "with `grid adopt` (same settings, seeds and data) rather than trained again; their times are that grid's."
     )
+
+
+def extension_note(runs: pd.DataFrame) -> str | None:
+    """Which runs started from a shorter run's final state (a grid's `extends`); None when none did."""
+    extended = runs[runs["extended_from"] != ""]
+    if extended.empty:
+        return None
+    cells, sources = _cells_and_grids(extended, "extended_from")
+    steps = ", ".join(f"{int(s):,}" for s in sorted(set(extended["extended_steps"])))
+    return (
+        f"{len(extended)} runs ({cells}) started from the final states of the same runs in {sources} at step "
+        f"{steps} (`extends`) rather than from step 0, which gives the same records; the times of those first "
+        "steps are that grid's."
+    )
+
+
+def _cells_and_grids(runs: pd.DataFrame, column: str) -> tuple[str, str]:
+    """The runs' cells (dataset/architecture) and the grids their `column` paths lead to: the first part of each
+    relative path that is not ".."."""
+    sources = sorted({next(part for part in Path(p).parts if part != "..") for p in runs[column]})
+    cells = sorted({f"{name}/{arch}" for name, arch in zip(runs["display_name"], runs["arch"], strict=True)})
+    return _join(cells), ", ".join(sources)
 
 
 ENV_ORDER = ("hopper", "walker2d", "halfcheetah")
@@ -655,9 +673,7 @@ def time_table(analysis: Analysis) -> Table:
             f"Some architectures have fewer timed runs than the grid's {expected_runs}: their mean is over the "
             "processes of those runs."
         )
-    adopted = adoption_note(runs)
-    if adopted:
-        table.notes.append(adopted)
+    table.notes += filter(None, [adoption_note(runs), extension_note(runs)])
     return table
 
 
