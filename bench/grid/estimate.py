@@ -35,7 +35,7 @@ from bench.errors import BenchError
 from bench.evaluate import make_env, quiet_v4_construction
 from bench.grid.run import format_duration, trained_seeds
 from bench.grid.spec import Cell, GridSpec
-from bench.grid.store import ResultsStore
+from bench.grid.store import ResultsStore, checkpoint_seeds
 from bench.perf import retain_freed_memory
 from bench.train import RunConfig, device_info, resolve_device, synchronize
 
@@ -67,9 +67,10 @@ def plan_groups(
     datasets: Sequence[str] = (),
     first: Sequence[str] = (),
 ) -> list[GroupPlan]:
-    """The groups a `grid run` would start now, in its order: unfinished cells only when `store` is given, and of
-    the given architectures and datasets only (as `grid run --architectures/--datasets`) when they are given,
-    those of `first` first (`--first`)."""
+    """The groups a `grid run` would start now, in its order: unfinished cells only when `store` is given, each
+    with the steps it has left after its checkpoint or the final state it extends, and of the given architectures
+    and datasets only (as `grid run --architectures/--datasets`) when they are given, those of `first` first
+    (`--first`)."""
     groups: dict[tuple[str, str, str, tuple[int, ...]], list[Cell]] = {}
     steps_done: dict[tuple[str, str, str, tuple[int, ...]], int] = {}
     for cell in spec.cells(architectures, datasets, first):
@@ -78,8 +79,13 @@ def plan_groups(
         if state is not None and state.finished:
             continue
         groups.setdefault(key, []).append(cell)
-        if state is not None and state.resume_step is not None:
-            steps_done[key] = max(steps_done.get(key, 0), state.resume_step)
+        start = None if state is None else state.resume_step
+        extends = None if state is None else state.extends
+        # A final state of the grid it extends, when it holds this group's seeds (`grid run` starts from it).
+        if start is None and extends is not None and checkpoint_seeds(extends.path) == [f"seed{s}" for s in key[3]]:
+            start = extends.steps
+        if start is not None:
+            steps_done[key] = max(steps_done.get(key, 0), start)
     return [
         GroupPlan(
             algo,
