@@ -15,8 +15,8 @@ from bench.agents.registry import ALGORITHMS
 from bench.cli import main
 from bench.errors import BenchError
 from bench.grid.estimate import plan_groups
-from bench.grid.spec import dataset_slug, load_grid
-from bench.grid.store import ResultsStore
+from bench.grid.spec import Cell, dataset_slug, load_grid
+from bench.grid.store import CellLock, ResultsStore
 from bench.nets.spec import get_architecture
 from bench.train import actor_path, final_state_path, train_group
 from tests import test_train as train_tests
@@ -214,8 +214,16 @@ def test_a_grid_that_extends_another_starts_each_group_from_its_final_state_and_
     assert main(["grid", "status", str(longer), "--results", str(results)]) == 0
     status = capsys.readouterr().out
     assert status.count("extends short's final state at step 4") == 2 and "about" in status
-    plans = plan_groups(load_grid(longer), ResultsStore.for_grid(results, load_grid(longer)))
+    store = ResultsStore.for_grid(results, load_grid(longer))
+    plans = plan_groups(load_grid(longer), store)
     assert [(plan.seeds, plan.steps_left) for plan in plans] == [((0, 1), 4), ((2,), 8)]
+    lock = CellLock(store.record_path(Cell(data[0], "mlp-small", 0)))
+    assert lock.acquire()  # being trained, before its first checkpoint: its time left counts from the state's step
+    try:
+        state = store.state(Cell(data[0], "mlp-small", 0), probe_lock=True)
+        assert state.state == "running" and state.extends is not None and state.extends.steps == 4
+    finally:
+        lock.release()
     assert main(["grid", "run", str(longer), "--results", str(results), "--dry-run"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line[:1].isdigit()]
     assert ["extend from step 4" in row for row in rows] == [True, True, False]

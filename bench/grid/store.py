@@ -154,7 +154,9 @@ class ResultsStore:
         path = self.record_path(cell)
         record = read_record(path)
         if probe_lock and is_locked(path):
-            return CellState(cell, path, "running", record, "locked by a running worker", checkpoint_progress(path))
+            progress = checkpoint_progress(path)
+            extends = self._final_state(cell) if progress is None else None
+            return CellState(cell, path, "running", record, "locked by a running worker", progress, extends)
         if record is not None and record["status"] in FINISHED:
             note = first_line(record.get("error"))
             if record.get("adopted_from"):
@@ -172,11 +174,15 @@ class ResultsStore:
         if step is not None:
             note = f"{corrupt}checkpoint at step {step:,}: the next run resumes from it"
             return CellState(cell, path, "partial", None, note, progress)
-        extends = None if self.extends is None else checkpoint_progress(self.extends.record_path(cell), ".final.pt")
+        extends = self._final_state(cell)
         if extends is not None:
             note = f"{corrupt}extends {self.extends.root.name}'s final state at step {extends.steps:,}"
             return CellState(cell, path, "missing", None, note, extends=extends)
         return CellState(cell, path, "missing", None, f"{corrupt}will be rerun" if corrupt else "")
+
+    def _final_state(self, cell: Cell) -> CheckpointProgress | None:
+        """The final state of the grid this one extends that holds `cell`'s seed; None without one."""
+        return None if self.extends is None else checkpoint_progress(self.extends.record_path(cell), ".final.pt")
 
     def grid_differences(self, spec: GridSpec) -> list[str] | None:
         """How the stored grid.yaml differs from `spec` in what changes results; None when there is no grid.yaml.
