@@ -230,8 +230,8 @@ def test_runs_extended_from_another_grids_final_states_are_named_in_tables_1_and
     analysis = analysis_of(tmp_path / "long")
     expected = (
         "6 runs (halfcheetah-medium-v2/mlp; hopper-medium-v2/mlp) started from the final states of the same runs in "
-        "short at step 50,000 (`extends`) rather than from step 0, which gives the same records; the times of those "
-        "first steps are that grid's."
+        "short at step 50,000 (`extends`) rather than from step 0, which on CPU gives the same records; the times of "
+        "those first steps are that grid's."
     )
     assert expected in score_table(analysis).notes and expected in time_table(analysis).notes
     write_fixture(tmp_path / "plain")

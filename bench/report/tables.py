@@ -477,8 +477,8 @@ def extension_note(runs: pd.DataFrame) -> str | None:
     steps = ", ".join(f"{int(s):,}" for s in sorted(set(extended["extended_steps"])))
     return (
         f"{len(extended)} runs ({cells}) started from the final states of the same runs in {sources} at step "
-        f"{steps} (`extends`) rather than from step 0, which gives the same records; the times of those first "
-        "steps are that grid's."
+        f"{steps} (`extends`) rather than from step 0, which on CPU gives the same records; the times of "
+        "those first steps are that grid's."
     )
 
 
