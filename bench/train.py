@@ -570,17 +570,18 @@ def train_group(
     fingerprint = group_fingerprint([r["config_fingerprint"] for r in records])
     legacy_fingerprint = group_fingerprint([config_fingerprint(c, with_arch_file=True) for c in configs])
 
-    resumed_from = ckpt_path if ckpt_path.exists() else extend_from
+    extending = extend_from is not None and not ckpt_path.exists()
+    resumed_from = extend_from if extending else (ckpt_path if ckpt_path.exists() else None)
     extended_steps = None
     if resumed_from is not None:
-        state = _read_state(resumed_from, device, dataset, config, extending=resumed_from != ckpt_path)
-        if resumed_from == ckpt_path and state.get("config_fingerprint") not in (fingerprint, legacy_fingerprint):
+        state = _read_state(resumed_from, device, dataset, config, extending=extending)
+        if extending:
+            extended_steps = _extended_steps(state, resumed_from, configs, algorithm)
+        elif state.get("config_fingerprint") not in (fingerprint, legacy_fingerprint):
             raise BenchError(
                 f"checkpoint {ckpt_path} was written by a different configuration; "
                 "delete it or pass --force to start this cell from scratch"
             )
-        if resumed_from != ckpt_path:
-            extended_steps = _extended_steps(state, resumed_from, configs, algorithm)
         agent.load_state_dict(state["agent"])
         for generator, generator_state in zip(batch_generators, state["batch_generators"], strict=True):
             generator.set_state(generator_state.cpu())

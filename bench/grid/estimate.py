@@ -35,7 +35,7 @@ from bench.errors import BenchError
 from bench.evaluate import make_env, quiet_v4_construction
 from bench.grid.run import format_duration, trained_seeds
 from bench.grid.spec import Cell, GridSpec
-from bench.grid.store import ResultsStore, checkpoint_seeds
+from bench.grid.store import ResultsStore
 from bench.perf import retain_freed_memory
 from bench.train import RunConfig, device_info, resolve_device, synchronize
 
@@ -82,7 +82,7 @@ def plan_groups(
         start = None if state is None else state.resume_step
         extends = None if state is None else state.extends
         # A final state of the grid it extends, when it holds this group's seeds (`grid run` starts from it).
-        if start is None and extends is not None and checkpoint_seeds(extends.path) == [f"seed{s}" for s in key[3]]:
+        if start is None and extends is not None and extends.holds(key[3]):
             start = extends.steps
         if start is not None:
             steps_done[key] = max(steps_done.get(key, 0), start)

@@ -232,10 +232,10 @@ def _planned_action(state: CellState, force: bool, group: Sequence[int] | None =
     if state.resume_step is not None:
         return f"resume from step {state.resume_step:,}"
     if state.extends is not None:
-        held = checkpoint_seeds(state.extends.path)
-        if group is None or held == [f"seed{seed}" for seed in group]:
+        if group is None or state.extends.holds(group):
             return f"extend from step {state.extends.steps:,}"
-        return f"run (the final state to extend holds seeds {', '.join(s.removeprefix('seed') for s in held)})"
+        held = ", ".join(seed.removeprefix("seed") for seed in checkpoint_seeds(state.extends.path))
+        return f"run (the final state to extend holds seeds {held})"
     return "run"
 
 
@@ -352,7 +352,7 @@ def _cell_row(spec: GridSpec, state: CellState) -> list[object]:
 def _seconds_left(spec: GridSpec, state: CellState) -> float | None:
     """The training time an unfinished cell's run has left, at the pace its checkpoint (or the final state it
     extends) recorded; None when it has neither, timed."""
-    progress = state.progress or state.extends
+    progress = state.started
     if state.finished or progress is None:
         return None
     return progress.seconds_left(spec.steps)
@@ -364,12 +364,9 @@ def _time_left_line(spec: GridSpec, states: list[CellState]) -> str:
     left = {
         progress.path: seconds
         for state in states
-        if (progress := state.progress or state.extends) is not None
-        and (seconds := _seconds_left(spec, state)) is not None
+        if (progress := state.started) is not None and (seconds := _seconds_left(spec, state)) is not None
     }
-    not_started = [
-        state.cell for state in states if not state.finished and state.progress is None and state.extends is None
-    ]
+    not_started = [state.cell for state in states if not state.finished and state.started is None]
     parts = []
     if left:
         parts.append(

@@ -15,6 +15,7 @@ import fcntl
 import os
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,10 @@ class CheckpointProgress:
         epoch_steps = self.steps / len(self.seconds_per_epoch)
         return max(0, steps - self.steps) / epoch_steps * statistics.median(self.seconds_per_epoch[-recent:])
 
+    def holds(self, seeds: Sequence[int]) -> bool:
+        """Whether the file holds exactly these seeds side by side, in this order (`seed0+seed1`)."""
+        return checkpoint_seeds(self.path) == [f"seed{seed}" for seed in seeds]
+
 
 @dataclass(frozen=True)
 class CellState:
@@ -72,6 +77,11 @@ class CellState:
     @property
     def finished(self) -> bool:
         return self.state in FINISHED
+
+    @property
+    def started(self) -> CheckpointProgress | None:
+        """Where the next run starts: the cell's checkpoint, else the final state it extends; None from step 0."""
+        return self.progress or self.extends
 
     @property
     def resume_step(self) -> int | None:
