@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -248,3 +249,67 @@ def test_a_grid_cannot_extend_itself(tmp_path: Path) -> None:
     grid = tiny_grid(tmp_path, ["local:hopper-tiny"], name="tiny", extends="tiny")
     with pytest.raises(BenchError, match="cannot extend itself"):
         load_grid(grid)
+
+
+@pytest.fixture(scope="module")
+def short_grid(hopper_file: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], Path]:
+    """A grid of 4 steps that kept its final states: its datasets and results folder."""
+    data, folder = [f"local:{hopper_file}"], tmp_path_factory.mktemp("short")
+    results = folder / "results"
+    assert (
+        main(
+            [
+                "grid",
+                "run",
+                str(tiny_grid(folder, data, name="short", keep_final_state=True)),
+                "--results",
+                str(results),
+            ]
+        )
+        == 0
+    )
+    return data, results
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"steps": 4}, "trained for 4 steps, but its own budget is 4: give it more steps"),
+        ({"steps": 12, "eval_every": 6}, "whose runs end at step 4, but evaluates every 6 steps"),
+        ({"steps": 8, "eval_episodes": 2}, "made with other settings (.*settings.eval_episodes: 1 -> 2)"),
+        ({"steps": 8, "algo": ["cql", "iql"]}, "IQL runs cannot be extended: its actor's learning rate"),
+    ],
+)
+def test_a_grid_that_cannot_extend_the_other_stops_before_training(
+    short_grid: tuple[list[str], Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    changes: dict,
+    message: str,
+) -> None:
+    data, results = short_grid
+    longer = tiny_grid(tmp_path, data, name="long", extends="short", **changes)
+    capsys.readouterr()
+    assert main(["grid", "run", str(longer), "--results", str(results), "--dry-run"]) == 0
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Warning, the run would stop")]
+    assert len(warnings) == 1 and re.search(message, warnings[0])
+    assert main(["grid", "run", str(longer), "--results", str(results)]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (results / "long").exists()
+
+
+def test_a_grid_that_extends_one_without_final_states_warns_and_trains_from_step_0(
+    hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, results = [f"local:{hopper_file}"], tmp_path / "results"
+    assert main(["grid", "run", str(tiny_grid(tmp_path, data, name="short")), "--results", str(results)]) == 0
+    longer = tiny_grid(tmp_path, data, name="long", steps=8, extends="short")
+    capsys.readouterr()
+    assert main(["grid", "run", str(longer), "--results", str(results), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "Warning, grid 'short' holds no final state of the 1 cell(s) to run" in out
+    assert "keep_final_state: true" in out and "the run would stop" not in out
+    assert main(["grid", "run", str(longer), "--results", str(results)]) == 0
+    assert "they train from step 0" in capsys.readouterr().out
+    record = json.loads((results / "long" / dataset_slug(data[0]) / "mlp-small" / "seed0.json").read_text())
+    assert record["status"] == "done" and record.get("extended_from") is None

@@ -169,8 +169,9 @@ def plan_table(
     """The dry run: every cell in run order (of `architectures` and `datasets` only, when given; those of
     `first` first), its state, what `grid run` with the same options would do with it, its record path, and with
     seeds side by side the seeds it would train beside. What would stop the run comes last, as warnings: missing
-    datasets, and unless `force`, a results folder of another configuration, finished records of other data than
-    the files hold now, and a started group that `seeds_per_process` would leave behind."""
+    datasets, a grid to extend that is not there or whose final states would not start this grid's runs, and
+    unless `force`, a results folder of another configuration, finished records of other data than the files hold
+    now, and a started group that `seeds_per_process` would leave behind."""
     spec = _packed(spec, seeds_per_process)
     cells = spec.cells(architectures, datasets, first)
     states = {cell: store.state(cell, probe_lock=True) for cell in cells}
@@ -213,9 +214,14 @@ def plan_table(
         stops = _refusals(spec, store, states.values(), here, cache_dir, local_dir)
         if left := _checkpoint_left_behind(spec, groups, states, store, seeds_per_process):
             stops.append(left)
-        if spec.extends is not None and store.extends is None:
-            stops.append(_no_grid_to_extend(spec, store.root.parent))
         warnings += [f"the run would stop: {line}" for line in stops]
+    # With or without --force, as in `run_grid`.
+    if spec.extends is not None and store.extends is None:
+        warnings.append(f"the run would stop: {_no_grid_to_extend(spec, store.root.parent)}")
+    if refusal := _extension_refusal(spec, store):
+        warnings.append(f"the run would stop: {refusal}")
+    if no_states := _no_final_states(spec, store, states):
+        warnings.append(no_states)
     return f"{header}\n{table}" + "".join(f"\nWarning, {line}" for line in warnings)
 
 
@@ -602,10 +608,11 @@ def run_grid(
     to spread a last group over idle cores); each record names the seeds it trained beside. Groups share one
     stream of policy noise, so a seed trained in another group gives other (equally valid) numbers.
 
-    Fails fast (BenchError, nothing run) when a dataset is missing, or unless `force` (which also retrains
-    finished cells) when results/<name>/grid.yaml was written by a configuration that gives other results, a
-    finished record was made with other settings than its cell takes now, or this run's groups would leave a
-    started group's checkpoint behind.
+    Fails fast (BenchError, nothing run) when a dataset is missing, when the grid extends one that is not in
+    `results` or whose final states would not start its runs (`_extension_refusal`), or unless `force` (which
+    also retrains finished cells) when results/<name>/grid.yaml was written by a configuration that gives other
+    results, a finished record was made with other settings than its cell takes now, or this run's groups would
+    leave a started group's checkpoint behind.
     """
     out = out or sys.stdout
     grid_file_spec = spec  # what grid.yaml records; `spec` below packs this run's groups
@@ -620,6 +627,8 @@ def run_grid(
         raise BenchError(refusals[0])
     if spec.extends is not None and store.extends is None:
         raise BenchError(_no_grid_to_extend(spec, results))
+    if refusal := _extension_refusal(spec, store):
+        raise BenchError(refusal)
     store.write_grid(grid_file_spec)
 
     todo = [cell for cell in cells if force or not states[cell].finished]
@@ -662,6 +671,8 @@ def run_grid(
     extending = sum(states[cell].resume_step is None and states[cell].extends is not None for cell in todo)
     if extending:
         from_checkpoint += f", {extending} extending grid {spec.extends}'s final states"
+    if no_states := _no_final_states(spec, store, {cell: states[cell] for cell in todo}):
+        print(f"Warning, {no_states}", file=out, flush=True)
     print(
         f"grid {spec.name}: {len(cells)} cells{_selected(spec, cells)}, {result.skipped} finished before, "
         f"{len(tasks)} to run"
@@ -676,6 +687,60 @@ def run_grid(
         runner.run(groups, progress_lines)
     print(_summary(spec, result, time.perf_counter() - start), file=out, flush=True)
     return result
+
+
+def _extension_refusal(spec: GridSpec, store: ResultsStore) -> str | None:
+    """Why no group of `spec` could start from a final state of the grid it extends, None when they can (or it
+    extends none): an algorithm whose updates depend on the budget, a stored budget this grid's does not go past
+    or does not evaluate at, or settings that differ in more than the budget. Each group checks its state again
+    when it starts; this stops a run before any training instead of group by group."""
+    source = store.extends
+    if source is None:
+        return None
+    extending = f"grid {spec.name!r} ({spec.path}) extends grid {spec.extends!r}"
+    for name in spec.algorithms:
+        if dependence := get_algorithm(name).budget_dependence:
+            return (
+                f"{extending}, but {get_algorithm(name).label} runs cannot be extended: {dependence}, so a longer "
+                "run is not a shorter one continued; drop extends: to train every cell from step 0"
+            )
+    settings = (source.stored_grid() or {}).get("settings")
+    steps = settings.get("steps") if isinstance(settings, dict) else None
+    if not isinstance(steps, int):
+        return (
+            f"{extending}, but {source.grid_file} names no budget (settings: steps:); run that grid again to rewrite it"
+        )
+    if steps >= spec.steps:
+        return (
+            f"{extending}, trained for {steps:,} steps, but its own budget is {spec.steps:,}: give it more steps "
+            "(steps:) or drop extends:"
+        )
+    if steps % spec.eval_every:
+        return (
+            f"{extending}, whose runs end at step {steps:,}, but evaluates every {spec.eval_every:,} steps, so its "
+            "runs would not evaluate where the shorter ones did and their records would differ from a run trained "
+            "from step 0; make eval_every divide that step or drop extends:"
+        )
+    if differences := source.grid_differences(replace(spec, steps=steps)):
+        shown = "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")
+        return (
+            f"{extending}, whose records were made with other settings ({source.grid_file}: {shown}); its final "
+            "states would start other runs than this grid's. Make the two grid files differ in steps: alone, or "
+            "drop extends: to train every cell from step 0"
+        )
+    return None
+
+
+def _no_final_states(spec: GridSpec, store: ResultsStore, states: dict[Cell, CellState]) -> str | None:
+    """A warning when the grid extends another that holds no final state for any of its cells to be trained from
+    step 0 (that grid ran without keep_final_state: true): every one of them trains the whole budget."""
+    fresh = [state for state in states.values() if not state.finished and state.resume_step is None]
+    if store.extends is None or not fresh or any(state.extends is not None for state in fresh):
+        return None
+    return (
+        f"grid {spec.extends!r} holds no final state of the {len(fresh)} cell(s) to run "
+        f"({store.extends.root}; was it run with keep_final_state: true?): they train from step 0"
+    )
 
 
 def _no_grid_to_extend(spec: GridSpec, results: Path) -> str:

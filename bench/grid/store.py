@@ -137,13 +137,16 @@ class ResultsStore:
     def of_grid_folder(cls, root: Path) -> ResultsStore | None:
         """The store of the grid whose records are in `root`, laid out as its grid.yaml says (by algorithm when it
         names several); None without a readable grid.yaml (no grid ran into `root`)."""
+        grid = cls(root).stored_grid()
+        return None if grid is None else cls(root, by_algorithm=len(grid.get("algorithms") or []) > 1)
+
+    def stored_grid(self) -> dict[str, Any] | None:
+        """The grid.yaml of the grid's last run; None when there is none, or it cannot be read as a grid mapping."""
         try:
-            grid = yaml.safe_load((Path(root) / GRID_FILE).read_text(encoding="utf-8"))
+            grid = yaml.safe_load(self.grid_file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError):
             return None
-        if not isinstance(grid, dict):
-            return None
-        return cls(root, by_algorithm=len(grid.get("algorithms") or []) > 1)
+        return grid if isinstance(grid, dict) else None
 
     @property
     def grid_file(self) -> Path:
