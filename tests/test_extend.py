@@ -274,7 +274,7 @@ def short_grid(hopper_file: Path, tmp_path_factory: pytest.TempPathFactory) -> t
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"steps": 4}, "trained for 4 steps, but its own budget is 4: give it more steps"),
+        ({"steps": 4}, "which was trained for 4 steps, not fewer than this grid's 4: give this grid more steps"),
         ({"steps": 12, "eval_every": 6}, "whose runs end at step 4, but evaluates every 6 steps"),
         ({"steps": 8, "eval_episodes": 2}, "made with other settings (.*settings.eval_episodes: 1 -> 2)"),
         ({"steps": 8, "algo": ["cql", "iql"]}, "IQL runs cannot be extended: its actor's learning rate"),

@@ -712,8 +712,8 @@ def _extension_refusal(spec: GridSpec, store: ResultsStore) -> str | None:
         )
     if steps >= spec.steps:
         return (
-            f"{extending}, trained for {steps:,} steps, but its own budget is {spec.steps:,}: give it more steps "
-            "(steps:) or drop extends:"
+            f"{extending}, which was trained for {steps:,} steps, not fewer than this grid's {spec.steps:,}: give "
+            "this grid more steps (steps:) or drop extends:"
         )
     if steps % spec.eval_every:
         return (
@@ -732,8 +732,8 @@ def _extension_refusal(spec: GridSpec, store: ResultsStore) -> str | None:
 
 
 def _no_final_states(spec: GridSpec, store: ResultsStore, states: dict[Cell, CellState]) -> str | None:
-    """A warning when the grid extends another that holds no final state for any of its cells to be trained from
-    step 0 (that grid ran without keep_final_state: true): every one of them trains the whole budget."""
+    """A warning when the grid extends another but none of its cells that would start from step 0 (of `states`)
+    finds a final state there (that grid ran without keep_final_state: true): all of them train the whole budget."""
     fresh = [state for state in states.values() if not state.finished and state.resume_step is None]
     if store.extends is None or not fresh or any(state.extends is not None for state in fresh):
         return None
