@@ -5,7 +5,8 @@
 
 Parts, each run as its own process, its output shown as it comes and saved to DIR/<part>.txt:
 
-- tests: `pytest -m cuda`, the tests that need a GPU: a cell trained, interrupted and resumed on it; MLP, KAN (its
+- tests: `pytest -m cuda`, the tests that need a GPU: a cell trained, interrupted and resumed on it; a group of
+  seeds extending its final state there to a longer budget (and a CPU run refusing that state); MLP, KAN (its
   own autograd included) and RBF networks, and a CQL step of three seeds side by side, computing there what they
   compute on the CPU; 200 compiled steps (CUDA graphs) agreeing with the eager step; every algorithm's step,
   and CQL's compiled one, never waiting for the GPU (torch's sync debug mode); `grid estimate` timing there.

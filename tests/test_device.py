@@ -1,11 +1,13 @@
 """The GPU-only code paths of a cell (device choice, CUDA synchronization for timing, device naming, RNG state on
 resume), checked on CPU by faking what torch.cuda reports; the tests marked `cuda` run for real when a GPU is
-present: a cell trained, interrupted and resumed there, networks and a CQL step computing there what they
-compute on the CPU, and training steps that never wait for the GPU."""
+present: a cell trained, interrupted and resumed there, a group extending its final state there (refused on the
+CPU), networks and a CQL step computing there what they compute on the CPU, and training steps that never wait for
+the GPU."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 from pathlib import Path
 
@@ -190,6 +192,33 @@ def test_cell_trains_checkpoints_and_resumes_on_the_gpu(
     assert record["status"] == "done" and record["steps_done"] == 6
     assert record["device"]["type"] == "cuda"
     assert record["device"]["name"] == torch.cuda.get_device_name(torch.device("cuda"))
+
+
+@needs_cuda
+def test_a_group_on_the_gpu_extends_its_final_state_there_and_a_cpu_run_refuses_it(
+    hopper_file: Path, tmp_path: Path
+) -> None:
+    config = RunConfig(
+        dataset=f"local:{hopper_file}",
+        arch="kan-small",
+        steps=4,
+        epoch_steps=2,
+        eval_every=2,
+        eval_episodes=1,
+        device="cuda",
+        cql=apply_overrides(train.CQLConfig(), ["batch_size=16", "cql_n_actions=3"]),
+    )
+    shorter = [tmp_path / "short" / f"seed{seed}.json" for seed in (0, 1)]
+    longer = [tmp_path / "long" / f"seed{seed}.json" for seed in (0, 1)]
+    before = train.train_group(config, [0, 1], shorter, progress=False, keep_final_state=True)
+    state = train.final_state_path(shorter)
+    after = train.train_group(dataclasses.replace(config, steps=8), [0, 1], longer, progress=False, extend_from=state)
+    for short, long in zip(before, after, strict=True):
+        assert long["status"] == "done" and long["steps_done"] == 8 and long["device"]["type"] == "cuda"
+        assert long["extended_from"]["steps"] == 4 and long["curve"][:2] == short["curve"]
+    with pytest.raises(BenchError, match="written on CUDA and this run is on CPU"):
+        cpu = dataclasses.replace(config, steps=8, device="cpu")
+        train.train_group(cpu, [0, 1], [tmp_path / "cpu" / f"seed{seed}.json" for seed in (0, 1)], extend_from=state)
 
 
 @needs_cuda
