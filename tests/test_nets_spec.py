@@ -430,3 +430,30 @@ def test_the_medium_expert_horizon_grid_trains_the_quality_grids_cells_for_twice
     assert set(spec.datasets) <= set(quality.datasets)
     assert_only_the_budget_differs(spec, quality)
     assert "$(GRID_RUN) configs/cpu-study-horizon-medium-expert.yaml" in (root / "Makefile").read_text()
+
+
+def test_the_medium_expert_algorithms_grid_trains_the_algorithms_grids_cells_on_medium_expert_data() -> None:
+    """configs/algorithms-medium-expert.yaml: configs/algorithms.yaml's cells (actors, critics, algorithms, budget,
+    seeds, groups, evaluation) on the three local medium-expert datasets instead of the medium ones, with IQL's
+    per-dataset settings from CORL's medium_expert_v2.yaml files (hopper: beta 6.0, iql_tau 0.5; the others CORL's
+    defaults)."""
+    from dataclasses import asdict
+
+    from bench.agents.iql import IQLConfig
+    from bench.grid.spec import Cell, load_grid
+
+    root = Path(__file__).resolve().parents[1]
+    medium = load_grid(root / "configs" / "algorithms.yaml")
+    spec = load_grid(root / "configs" / "algorithms-medium-expert.yaml")
+    assert spec.datasets == tuple(d.replace("-medium", "-medium-expert") for d in medium.datasets)
+    assert spec.algorithms == medium.algorithms and spec.seeds == medium.seeds and spec.baseline == medium.baseline
+    assert spec.settings() == medium.settings() and spec.seeds_per_process == medium.seeds_per_process
+    assert spec.architectures == medium.architectures and spec.architecture_overrides == medium.architecture_overrides
+    for cell in spec.cells():
+        config = getattr(spec.run_config(cell), cell.algo)
+        plain = getattr(medium.run_config(Cell("local:walker2d-medium", cell.arch, cell.seed, cell.algo)), cell.algo)
+        if cell.algo == "iql" and cell.dataset == "local:hopper-medium-expert":
+            assert asdict(config) == asdict(IQLConfig(beta=6.0, iql_tau=0.5)), cell
+        else:
+            assert config == plain, cell
+    assert "$(GRID_RUN) configs/algorithms-medium-expert.yaml" in (root / "Makefile").read_text()
