@@ -255,19 +255,8 @@ def test_a_grid_cannot_extend_itself(tmp_path: Path) -> None:
 def short_grid(hopper_file: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], Path]:
     """A grid of 4 steps that kept its final states: its datasets and results folder."""
     data, folder = [f"local:{hopper_file}"], tmp_path_factory.mktemp("short")
-    results = folder / "results"
-    assert (
-        main(
-            [
-                "grid",
-                "run",
-                str(tiny_grid(folder, data, name="short", keep_final_state=True)),
-                "--results",
-                str(results),
-            ]
-        )
-        == 0
-    )
+    results, grid = folder / "results", tiny_grid(folder, data, name="short", keep_final_state=True)
+    assert main(["grid", "run", str(grid), "--results", str(results)]) == 0
     return data, results
 
 
