@@ -27,6 +27,7 @@ from bench.train import RunConfig, apply_overrides, device_info, resolve_device,
 from tests.d4rl_files import write_small_d4rl_file
 from tests.devices import needs_cuda
 from tests.interrupts import interrupted_on_call
+from tests.test_train import tiny_config
 from tests.test_train_group import random_batch, single
 
 
@@ -198,16 +199,7 @@ def test_cell_trains_checkpoints_and_resumes_on_the_gpu(
 def test_a_group_on_the_gpu_extends_its_final_state_there_and_a_cpu_run_refuses_it(
     hopper_file: Path, tmp_path: Path
 ) -> None:
-    config = RunConfig(
-        dataset=f"local:{hopper_file}",
-        arch="kan-small",
-        steps=4,
-        epoch_steps=2,
-        eval_every=2,
-        eval_episodes=1,
-        device="cuda",
-        cql=apply_overrides(train.CQLConfig(), ["batch_size=16", "cql_n_actions=3"]),
-    )
+    config = tiny_config(hopper_file, arch="kan-small", steps=4, eval_every=2, eval_episodes=1, device="cuda")
     shorter = [tmp_path / "short" / f"seed{seed}.json" for seed in (0, 1)]
     longer = [tmp_path / "long" / f"seed{seed}.json" for seed in (0, 1)]
     before = train.train_group(config, [0, 1], shorter, progress=False, keep_final_state=True)

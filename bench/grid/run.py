@@ -215,10 +215,7 @@ def plan_table(
         if left := _checkpoint_left_behind(spec, groups, states, store, seeds_per_process):
             stops.append(left)
         warnings += [f"the run would stop: {line}" for line in stops]
-    # With or without --force, as in `run_grid`.
-    if spec.extends is not None and store.extends is None:
-        warnings.append(f"the run would stop: {_no_grid_to_extend(spec, store.root.parent)}")
-    if refusal := _extension_refusal(spec, store):
+    if refusal := _extension_refusal(spec, store):  # with or without --force, as in `run_grid`
         warnings.append(f"the run would stop: {refusal}")
     if no_states := _no_final_states(spec, store, states):
         warnings.append(no_states)
@@ -625,8 +622,6 @@ def run_grid(
     unfinished = {cell.dataset for cell in cells if not states[cell].finished}
     if not force and (refusals := _refusals(spec, store, states.values(), unfinished, cache_dir, local_dir)):
         raise BenchError(refusals[0])
-    if spec.extends is not None and store.extends is None:
-        raise BenchError(_no_grid_to_extend(spec, results))
     if refusal := _extension_refusal(spec, store):
         raise BenchError(refusal)
     store.write_grid(grid_file_spec)
@@ -691,12 +686,15 @@ def run_grid(
 
 def _extension_refusal(spec: GridSpec, store: ResultsStore) -> str | None:
     """Why no group of `spec` could start from a final state of the grid it extends, None when they can (or it
-    extends none): an algorithm whose updates depend on the budget, a stored budget this grid's does not go past
-    or does not evaluate at, or settings that differ in more than the budget. Each group checks its state again
-    when it starts; this stops a run before any training instead of group by group."""
+    extends none): that grid is not in the results folder, an algorithm's updates depend on the budget, its stored
+    budget is one this grid's does not go past or does not evaluate at, or its settings differ in more than the
+    budget. Each group checks its state again when it starts; this stops a run before any training instead of
+    group by group."""
+    if spec.extends is None:
+        return None
     source = store.extends
     if source is None:
-        return None
+        return _no_grid_to_extend(spec, store.root.parent)
     extending = f"grid {spec.name!r} ({spec.path}) extends grid {spec.extends!r}"
     for name in spec.algorithms:
         if dependence := get_algorithm(name).budget_dependence:
