@@ -231,14 +231,15 @@ study-horizon: local-data
 # The quality grid's medium-expert cells at twice its budget (configs/cpu-study-horizon-medium-expert.yaml): mlp256
 # and kan38 for 100,000 steps on the recipe 2 hopper-, walker2d- and halfcheetah-medium-expert, two groups of five
 # seeds side by side at once (about 6 hours here); run it again to resume. Then its reports (final and last 5
-# evaluations; `make tables GRID=cpu-study-horizon-medium-expert AT_STEP=50000`: the same runs at 50,000 steps) and
-# Table 5.
+# evaluations; `make tables GRID=cpu-study-horizon-medium-expert AT_STEP=50000`: the same runs at 50,000 steps),
+# Table 5 and Table 9 (where the actors' episodes go).
 study-horizon-medium-expert: WORKERS := $(or $(WORKERS),2)
 study-horizon-medium-expert: local-data
 	$(GRID_RUN) configs/cpu-study-horizon-medium-expert.yaml --local-dir $(LOCAL_DATA) --no-progress
 	$(PY) -m bench report $(RESULTS)/cpu-study-horizon-medium-expert
 	$(PY) -m bench report $(RESULTS)/cpu-study-horizon-medium-expert --last-evaluations 5 --only tables
 	$(PY) -m bench actions $(RESULTS)/cpu-study-horizon-medium-expert --local-dir $(LOCAL_DATA)
+	$(PY) -m bench coverage $(RESULTS)/cpu-study-horizon-medium-expert --local-dir $(LOCAL_DATA)
 
 # The actor learning rate check of the algorithms grid (configs/algorithms-lr.yaml): its two small actors at
 # CORL's 3e-4 and at 1e-3 under BC, TD3+BC and IQL on local walker2d-medium, before the grid itself runs; then its
@@ -259,13 +260,14 @@ study-algorithms: local-data
 
 # configs/algorithms.yaml's cells on the three local medium-expert datasets (configs/algorithms-medium-expert.yaml):
 # is halfcheetah-medium-expert's failure under CQL the data's or CQL's? About 4 hours with two workers; run it again
-# to resume. Then its report and Table 5.
+# to resume. Then its report, Table 5 and Table 9 (where the actors' episodes go).
 study-algorithms-medium-expert: WORKERS := $(or $(WORKERS),2)
 study-algorithms-medium-expert: local-data
 	$(GRID_RUN) configs/algorithms-medium-expert.yaml --local-dir $(LOCAL_DATA) --no-progress
 	$(PY) -m bench report $(RESULTS)/algorithms-medium-expert
 	$(PY) -m bench report $(RESULTS)/algorithms-medium-expert --last-evaluations 5 --only tables
 	$(PY) -m bench actions $(RESULTS)/algorithms-medium-expert --local-dir $(LOCAL_DATA)
+	$(PY) -m bench coverage $(RESULTS)/algorithms-medium-expert --local-dir $(LOCAL_DATA)
 
 # Stops at once, naming every missing dataset and how to fetch or mirror it, before any cell runs.
 reproduce: setup

@@ -23,10 +23,10 @@ data again: a grid whose datasets only some CPUs regenerate (recipe 1) still get
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -36,17 +36,17 @@ from bench.deploy import (
     actions_on,
     actor_digests,
     dataclass_from,
-    find_actor_records,
+    earlier_or_nothing,
     order_records,
     read_earlier,
     record_dataset,
+    select_actor_records,
     torch_policy,
 )
-from bench.errors import BenchError, did_you_mean
 from bench.fileio import atomic_write_json
-from bench.report.records import arch_label, display_name, record_algorithm
+from bench.report.records import display_name
 from bench.report.tables import Table, values_mean_std, write_table
-from bench.train import load_trained_actor, read_record
+from bench.train import load_trained_actor
 
 TABLE_STEM = "table5_actions"
 JSON_NAME = "actions.json"
@@ -103,7 +103,7 @@ class ActionsSummary:
             f"actions of {len(self.actors)} trained actor(s) of {self.results_dir} against their data"
             + (f" ({kept} kept from the earlier actions.json, their actors and data unchanged)" if kept else "")
         ]
-        for (dataset, arch), group in _cells(self.actors).items():
+        for (dataset, arch), group in cells_of(self.actors).items():
             r2 = np.mean([a.r2 for a in group])
             lines.append(f"{self.datasets[dataset].dataset_name} {arch}: R^2 {r2:.2f} (n={len(group)})")
         lines += [f"note: {note}" for note in self.skipped]
@@ -158,49 +158,19 @@ def actions_grid(
     that `architectures` leaves out stay in actions.json as they were, so a table of a few architectures never
     drops numbers whose data may be gone. `progress` gets one line per actor (default: stderr)."""
     results_dir = Path(results_dir)
-    if not results_dir.is_dir():
-        raise BenchError(f"results folder {results_dir} does not exist; run a grid first or name its records' folder")
     say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
-    paths, skipped = find_actor_records(results_dir)
-    records = {path: read_record(path) or {} for path in paths}
-    every_record = records
-    several_algorithms = len({record_algorithm(r) for r in records.values()}) > 1
-
-    def label(record: dict[str, Any]) -> str:
-        arch = record["cell"]["arch"]
-        return arch_label(record_algorithm(record), arch) if several_algorithms else arch
-
-    if architectures:
-        known = sorted({label(r) for r in records.values()} | {r["cell"]["arch"] for r in records.values()})
-        for name in architectures:
-            if name not in known:
-                raise BenchError(
-                    f"--architectures: {name!r} has no trained actor under {results_dir}; "
-                    f"{did_you_mean(name, known, cutoff=0.5)}its architectures: {', '.join(known)}"
-                )
-        records = {p: r for p, r in records.items() if label(r) in architectures or r["cell"]["arch"] in architectures}
-    if not records:
-        raise BenchError(
-            f"no finished record with its final actor (<record>.actor.pt beside seed<k>.json) under {results_dir}"
-            + (f"; {len(skipped)} JSON file(s) skipped: {skipped[0]}" if skipped else "")
-        )
-    ordered = order_records(results_dir, records)
-    if architectures:
-        rank = {name: i for i, name in enumerate(architectures)}
-        ordered.sort(key=lambda p: rank.get(label(records[p]), rank.get(records[p]["cell"]["arch"], len(rank))))
+    selection = select_actor_records(results_dir, architectures)
+    records, skipped = selection.records, selection.skipped
 
     tables_dir = Path(tables_dir)
-    try:
-        earlier_actors, earlier_datasets = earlier_results(tables_dir / JSON_NAME)
-    except BenchError:
-        if not recompute:
-            raise
-        earlier_actors, earlier_datasets = {}, {}  # --recompute replaces a file this version cannot read
+    earlier_actors, earlier_datasets = earlier_or_nothing(
+        lambda: earlier_results(tables_dir / JSON_NAME), ({}, {}), recompute
+    )
     kept_actors, kept_datasets = ({}, {}) if recompute else (earlier_actors, earlier_datasets)
     loaded: dict[tuple[str, bool], DatasetStates] = {}
     datasets: dict[str, DatasetActions] = {}
     actors: list[ActorActions] = []
-    for path in ordered:
+    for path in selection.chosen:
         record = records[path]
         cell = record["cell"]
         actor_digest, data_digest = actor_digests(path, record)
@@ -208,7 +178,7 @@ def actions_grid(
         earlier_data = kept_datasets.get((cell["dataset"], data_digest))
         if earlier and earlier_data and (earlier.actor_sha256, earlier.dataset_sha256) == (actor_digest, data_digest):
             datasets.setdefault(cell["dataset"], earlier_data)
-            entry = replace(earlier, arch=label(record), final_score=record.get("final_score"), kept=True)
+            entry = replace(earlier, arch=selection.labels[path], final_score=record.get("final_score"), kept=True)
         else:
             actor, record = load_trained_actor(path)
             data = record_dataset(path, record, loaded, cache_dir, local_dir)
@@ -227,7 +197,7 @@ def actions_grid(
                 record=str(path),
                 dataset=cell["dataset"],
                 dataset_name=datasets[cell["dataset"]].dataset_name,
-                arch=label(record),
+                arch=selection.labels[path],
                 seed=int(cell["seed"]),
                 mse=mse,
                 r2=1.0 - mse / constant if constant > 0 else float("nan"),
@@ -243,7 +213,7 @@ def actions_grid(
     # Entries of the actors left out of this table, whose records are still there, are written back unchanged.
     stored = {actor.record: actor for actor in actors}
     stored_datasets = dict(datasets)
-    for path in order_records(results_dir, every_record):
+    for path in order_records(results_dir, records):
         carried = earlier_actors.get(str(path))
         if str(path) not in stored and carried is not None:
             stored[str(path)] = carried
@@ -259,11 +229,26 @@ def actions_grid(
     return ActionsSummary(results_dir, actors, datasets, skipped, [*written, tables_dir / JSON_NAME])
 
 
-def _cells(actors: list[ActorActions]) -> dict[tuple[str, str], list[ActorActions]]:
+class ActorRow(Protocol):
+    """What a table row groups an actor's numbers by."""
+
+    dataset: str
+    arch: str
+    seed: int
+
+
+class DatasetRow(Protocol):
+    dataset_name: str
+
+
+A = TypeVar("A", bound=ActorRow)
+
+
+def cells_of(actors: list[A]) -> dict[tuple[str, str], list[A]]:
     """The actors per (dataset, architecture), datasets and architectures in the order they first appear."""
     datasets = list(dict.fromkeys(a.dataset for a in actors))
     archs = list(dict.fromkeys(a.arch for a in actors))
-    cells: dict[tuple[str, str], list[ActorActions]] = {}
+    cells: dict[tuple[str, str], list[A]] = {}
     for actor in sorted(actors, key=lambda a: (datasets.index(a.dataset), archs.index(a.arch), a.seed)):
         cells.setdefault((actor.dataset, actor.arch), []).append(actor)
     return cells
@@ -288,7 +273,7 @@ def actions_table(actors: list[ActorActions], datasets: dict[str, DatasetActions
         align="llrrrr",
     )
     previous = None
-    cells = _cells(actors)
+    cells = cells_of(actors)
     for (dataset, arch), group in cells.items():
         if dataset != previous:
             reference = datasets[dataset]
@@ -309,13 +294,11 @@ def actions_table(actors: list[ActorActions], datasets: dict[str, DatasetActions
     table.notes = [
         f"{d.dataset_name}: {d.transitions:,} transitions, {d.action_dim} action dimensions." for d in datasets.values()
     ]
-    table.notes += _incomplete_notes(cells, datasets)
+    table.notes += incomplete_notes(cells, datasets)
     return table
 
 
-def _incomplete_notes(
-    cells: dict[tuple[str, str], list[ActorActions]], datasets: dict[str, DatasetActions]
-) -> list[str]:
+def incomplete_notes(cells: dict[tuple[str, str], list[A]], datasets: Mapping[str, DatasetRow]) -> list[str]:
     """Notes naming the architectures a dataset has no actor of, and the cells with fewer seeds than the most any
     cell has, so a table read while a grid still trains does not pass a short row off as a whole one."""
     archs = list(dict.fromkeys(arch for _, arch in cells))

@@ -411,6 +411,23 @@ def _actions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _coverage(args: argparse.Namespace) -> int:
+    from bench.coverage import coverage_grid
+
+    summary = coverage_grid(
+        args.results,
+        args.tables or Path("tables") / args.results.resolve().name,
+        architectures=_names(args.architectures),
+        episodes=args.episodes,
+        reference_episodes=args.reference_episodes,
+        cache_dir=args.cache_dir,
+        local_dir=args.local_dir,
+        recompute=args.recompute,
+    )
+    print(summary.format())
+    return 0
+
+
 def _deploy(args: argparse.Namespace) -> int:
     from bench.deploy import deploy_grid
 
@@ -809,6 +826,42 @@ def build_parser() -> argparse.ArgumentParser:
         "while its actor file and data have the digests recorded there, without loading that data)",
     )
     p.set_defaults(func=_actions)
+
+    p = sub.add_parser(
+        "coverage",
+        help="Table 9: where every trained actor's own episodes go against its dataset's states (off the data, "
+        "upside down)",
+    )
+    p.add_argument("results", type=Path, help="folder of run records with their actors, e.g. results/cpu-study")
+    p.add_argument("--tables", type=Path, help="output folder (default: tables/<results folder name>)")
+    p.add_argument(
+        "--architectures",
+        metavar="NAMES",
+        help="these architectures only, in this order (a,b,...), in the table; coverage.json keeps the others'",
+    )
+    p.add_argument(
+        "--episodes",
+        type=int,
+        metavar="N",
+        help="episodes per actor, from its record's evaluation seed (default: as many as its evaluations ran)",
+    )
+    p.add_argument(
+        "--reference-episodes",
+        type=int,
+        default=20,
+        metavar="N",
+        help="episodes of each dataset measured against its other episodes, for the off-the-data threshold "
+        "(default: 20)",
+    )
+    p.add_argument("--cache-dir", type=Path, help="D4RL cache folder")
+    p.add_argument("--local-dir", type=Path, help=LOCAL_DIR_HELP)
+    p.add_argument(
+        "--recompute",
+        action="store_true",
+        help="run every actor again (default: keep an actor's numbers from the output folder's coverage.json "
+        "while its actor file, its data and its episodes are unchanged)",
+    )
+    p.set_defaults(func=_coverage)
 
     p = sub.add_parser(
         "explain",

@@ -54,7 +54,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -66,7 +66,7 @@ from torch import Tensor, nn
 from bench.data.download import file_sha256
 from bench.data.loader import OfflineDataset, load_dataset
 from bench.data.registry import get_env_spec
-from bench.errors import BenchError
+from bench.errors import BenchError, did_you_mean
 from bench.evaluate import evaluate_policy
 from bench.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from bench.nets.kan import KAN, KANLinear, normalize_spline_input, spline_features_plain
@@ -281,18 +281,29 @@ def normalized_states(dataset: OfflineDataset, normalize: bool) -> np.ndarray:
 @dataclass(frozen=True)
 class DatasetStates:
     """What deployment keeps of a dataset: its SHA-256, the state mean and std the actor's inputs were normalized
-    with (None without normalization), the states as the actor saw them and the dataset's actions in them."""
+    with (None without normalization), the states as the actor saw them, the dataset's actions in them and where
+    its episodes end."""
 
     sha256: str
     state_mean: np.ndarray | None
     state_std: np.ndarray | None
     states: np.ndarray
     actions: np.ndarray
+    episode_ends: np.ndarray  # the index after each episode's last transition, in order
 
     @classmethod
     def of(cls, dataset: OfflineDataset, normalize: bool) -> DatasetStates:
         mean, std = (dataset.state_mean, dataset.state_std) if normalize else (None, None)
-        return cls(dataset.sha256, mean, std, normalized_states(dataset, normalize), dataset.transitions.actions)
+        states = normalized_states(dataset, normalize)
+        return cls(dataset.sha256, mean, std, states, dataset.transitions.actions, episode_ends(dataset))
+
+
+def episode_ends(dataset: OfflineDataset) -> np.ndarray:
+    """Where the dataset's episodes end: after a terminal transition, or where the next transition does not start
+    in the state this one led to (a timeout, or the final timestep Q-learning transitions leave out)."""
+    t = dataset.transitions
+    broken = np.any(t.next_observations[:-1] != t.observations[1:], axis=1) | (t.dones[:-1] > 0)
+    return np.append(np.flatnonzero(broken) + 1, len(t)).astype(np.int64)
 
 
 def write_model_inputs(path: Path, record_name: str, record: dict[str, Any], dataset: DatasetStates) -> None:
@@ -531,6 +542,57 @@ def order_records(results_dir: Path, records: dict[Path, dict[str, Any]]) -> lis
     return sorted(records, key=key)
 
 
+@dataclass(frozen=True)
+class ActorRecords:
+    """The finished records with their actors under a results folder, and those a table takes.
+
+    `records` holds every usable record (a table of a few architectures still carries the others' stored
+    numbers), `chosen` the ones the table takes in table order, `labels` each record's architecture as tables
+    name it (per algorithm, "TD3+BC mlp", when the folder holds several) and `skipped` a note per file left out.
+    """
+
+    records: dict[Path, dict[str, Any]]
+    chosen: list[Path]
+    labels: dict[Path, str]
+    skipped: list[str]
+
+
+def select_actor_records(results_dir: Path, architectures: Sequence[str] = ()) -> ActorRecords:
+    """The records under `results_dir` whose final actor is kept beside them, of `architectures` only (labels or
+    bare names, in that order) when given. BenchError when the folder is missing, an architecture has no actor
+    there, or no record is left."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise BenchError(f"results folder {results_dir} does not exist; run a grid first or name its records' folder")
+    paths, skipped = find_actor_records(results_dir)
+    records = {path: read_record(path) or {} for path in paths}
+    several_algorithms = len({record_algorithm(r) for r in records.values()}) > 1
+    labels = {
+        path: arch_label(record_algorithm(r), r["cell"]["arch"]) if several_algorithms else r["cell"]["arch"]
+        for path, r in records.items()
+    }
+    chosen = dict(records)
+    if architectures:
+        known = sorted(set(labels.values()) | {r["cell"]["arch"] for r in records.values()})
+        for name in architectures:
+            if name not in known:
+                raise BenchError(
+                    f"--architectures: {name!r} has no trained actor under {results_dir}; "
+                    f"{did_you_mean(name, known, cutoff=0.5)}its architectures: {', '.join(known)}"
+                )
+        chosen = {p: r for p, r in records.items() if labels[p] in architectures or r["cell"]["arch"] in architectures}
+    if not chosen:
+        raise BenchError(
+            f"no finished record with its final actor (<record>.actor.pt beside seed<k>.json) under {results_dir}"
+            + (f"; {len(skipped)} JSON file(s) skipped: {skipped[0]}" if skipped else "")
+        )
+    ordered = order_records(results_dir, chosen)
+    if architectures:
+        rank = {name: i for i, name in enumerate(architectures)}
+        ordered.sort(key=lambda p: rank.get(labels[p], rank.get(records[p]["cell"]["arch"], len(rank))))
+    return ActorRecords(records, ordered, labels, skipped)
+
+
 def dataclass_from(cls: type[T], entry: dict[str, Any]) -> T:
     """The dataclass `cls` from one JSON object of an earlier output, keys it does not know ignored (`kept`, which
     says where a row came from, is never taken from a file)."""
@@ -550,6 +612,17 @@ def read_earlier(path: Path, parse: Callable[[dict[str, Any]], T], what: str, re
             f"{path} is not {what} this version can read ({type(exc).__name__}: {exc}); "
             f"pass --recompute to {redo} and replace it"
         ) from None
+
+
+def earlier_or_nothing(read: Callable[[], T], nothing: T, recompute: bool) -> T:
+    """`read()` of an earlier output; with `recompute`, `nothing` in place of a file this version cannot read,
+    which the run then replaces (without it, the BenchError: such a file is never silently replaced)."""
+    try:
+        return read()
+    except BenchError:
+        if not recompute:
+            raise
+        return nothing
 
 
 def actor_digests(path: Path, record: dict[str, Any]) -> tuple[str, str]:

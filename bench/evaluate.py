@@ -96,6 +96,7 @@ def evaluate_policy(
     state_mean: np.ndarray | None = None,
     state_std: np.ndarray | None = None,
     max_episode_steps: int | None = None,
+    visit: Callable[[np.ndarray], None] | None = None,
 ) -> EvaluationResult:
     """Run `episodes` episodes of `policy` at once, one vector sub-environment per episode.
 
@@ -103,7 +104,8 @@ def evaluate_policy(
     the same seed. The policy sees `(obs - state_mean) / state_std` as a float32 batch of shape
     (n_envs, obs_dim) (the transform the CQL trainer applied to the dataset's states) and returns
     (n_envs, act_dim) actions, clipped to the action space before they are applied. Each sub-environment
-    contributes exactly its first episode; after it ends, its rewards are ignored.
+    contributes exactly its first episode; after it ends, its rewards are ignored. `visit`, when given, gets the
+    raw states (before normalization) the policy acts in at each step, those of finished episodes left out.
     """
     episodes = _positive_int(episodes, "episodes")
     spec = get_env_spec(env)
@@ -114,7 +116,7 @@ def evaluate_policy(
         autoreset_mode=AutoresetMode.NEXT_STEP,
     )
     try:
-        returns, lengths = _run_first_episodes(envs, policy, seed=seed, mean=mean, std=std)
+        returns, lengths = _run_first_episodes(envs, policy, seed=seed, mean=mean, std=std, visit=visit)
     finally:
         envs.close()
     scores = np.asarray(normalized_score(env, returns), dtype=np.float64)
@@ -122,7 +124,13 @@ def evaluate_policy(
 
 
 def _run_first_episodes(
-    envs: SyncVectorEnv, policy: Policy, *, seed: int, mean: np.ndarray, std: np.ndarray
+    envs: SyncVectorEnv,
+    policy: Policy,
+    *,
+    seed: int,
+    mean: np.ndarray,
+    std: np.ndarray,
+    visit: Callable[[np.ndarray], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Step all sub-environments until each has finished one episode; its return and length.
 
@@ -140,6 +148,8 @@ def _run_first_episodes(
     running = np.ones(n, dtype=bool)
     obs, _ = envs.reset(seed=seed)
     while running.any():
+        if visit is not None:
+            visit(obs[running])
         actions = np.asarray(policy(((obs - mean) / std).astype(np.float32)), dtype=np.float32)
         if actions.shape != act_shape:
             raise ValueError(f"policy returned actions of shape {actions.shape}, expected {act_shape}")

@@ -25,7 +25,8 @@ LEVELS = ("medium", "medium-replay", "medium-expert")
 class EnvSpec:
     """One MuJoCo environment: its Gymnasium id (v4, SPEC 3), sizes, D4RL reference returns, the reward it pays
     for every step it stays healthy (Hopper and Walker2d: 1.0, on top of the forward reward minus the control
-    cost; HalfCheetah: none) and the name of every observation entry, in order."""
+    cost; HalfCheetah: none), the name of every observation entry, in order, and which of them is the body's pitch
+    (torso or front tip angle: beyond 90 degrees the body is upside down)."""
 
     name: str
     env_id: str
@@ -36,6 +37,7 @@ class EnvSpec:
     max_episode_steps: int = 1000
     healthy_reward: float = 0.0
     observation_names: tuple[str, ...] = ()
+    pitch_index: int = 1  # the body's pitch angle in the observation (radians, 0 upright at reset)
 
 
 @dataclass(frozen=True)

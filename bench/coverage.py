@@ -1,0 +1,432 @@
+"""Table 9: where each trained actor's own episodes go, against the states of the data it was trained on.
+
+Table 5 asks what an actor does on the data's states; its score comes from the states its own episodes reach,
+which the data may not hold (the distribution shift offline RL is about). For every finished record whose final
+actor is kept beside it, the actor's deterministic action runs the record's evaluation episodes again (their
+number and seeds, or `episodes` of them), and every state it acts in is compared with the dataset's states, both
+normalized as in training:
+
+- distance to the data: the Euclidean distance from a visited state to the nearest state of the dataset; an
+  actor's number is the median over the states of its episodes;
+- off the data: the share of visited states farther from the data than the data's own states are from the rest
+  of it. The threshold is the 99th percentile of the distance from each state of `reference_episodes` of the
+  dataset's episodes, evenly spaced through the file, to the nearest state of every other episode (leave one
+  episode out), so about 1% of the states of a new episode like the data's would count as off the data;
+- upside down: the share of visited states whose body pitch (`EnvSpec.pitch_index`) is beyond 90 degrees.
+  Hopper and Walker2d end an episode long before that; HalfCheetah never does, and a cheetah on its back goes on
+  moving its legs for the rest of the episode.
+
+Outputs: `table9_coverage.md` and `.tex` (mean ± std over seeds per dataset and architecture, under the row of
+the data's own episodes) and `coverage.json` with every number unrounded and the SHA-256 of the actor file and
+of the data each came from. A later run keeps an actor's numbers from the folder's `coverage.json` while both
+digests, the episodes and their seed are unchanged (unless `recompute`), and carries the entries of actors that
+`architectures` leaves out.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.actions import cells_of, incomplete_notes
+from bench.data.registry import get_env_spec
+from bench.deploy import (
+    DatasetStates,
+    actor_digests,
+    dataclass_from,
+    earlier_or_nothing,
+    order_records,
+    read_earlier,
+    record_dataset,
+    select_actor_records,
+    torch_policy,
+)
+from bench.errors import BenchError
+from bench.evaluate import evaluate_policy
+from bench.fileio import atomic_write_json
+from bench.report.records import display_name
+from bench.report.tables import Table, values_mean_std, write_table
+from bench.train import load_trained_actor
+
+TABLE_STEM = "table9_coverage"
+JSON_NAME = "coverage.json"
+DEFAULT_REFERENCE_EPISODES = 20
+REFERENCE_QUANTILE = 0.99
+DATA_ROW = "the data's own episodes (each against the others)"
+# Rows of queries and of data per distance block: 512 x 65,536 float32 distances are 128 MiB.
+QUERY_CHUNK = 512
+DATA_CHUNK = 65_536
+METHOD = (
+    "the actor's deterministic action in its record's evaluation episodes; every state it acts in against the "
+    "dataset's states, both normalized as in training: Euclidean distance to the nearest data state (median over "
+    "the visited states), share of visited states farther than the 99th percentile of the data's own "
+    "leave-one-episode-out distances, share with the body pitch beyond 90 degrees"
+)
+
+
+@dataclass(frozen=True)
+class ActorCoverage:
+    """Where one trained actor's evaluation episodes went."""
+
+    record: str
+    dataset: str
+    dataset_name: str
+    arch: str
+    seed: int
+    episodes: int
+    eval_seed: int  # sub-environment i of the episodes was reset with eval_seed + i
+    score: float  # mean normalized score of these episodes
+    length: float  # mean episode length
+    median_distance: float
+    off_data: float  # shares of the visited states, 0 to 1
+    upside_down: float
+    actor_sha256: str = ""  # of the actor file and of the dataset's transitions the numbers came from
+    dataset_sha256: str = ""
+    kept: bool = field(default=False, compare=False)  # taken from an earlier coverage.json, not written to it
+
+
+@dataclass(frozen=True)
+class DatasetCoverage:
+    """The same numbers for the data's own episodes, and the threshold that says what is off the data."""
+
+    dataset: str
+    dataset_name: str
+    transitions: int
+    episodes: int
+    reference_episodes: int  # of them, each measured against all the others
+    median_distance: float
+    threshold: float  # the REFERENCE_QUANTILE of the reference episodes' distances
+    off_data: float  # share of the reference episodes' states beyond the threshold (about 1 - REFERENCE_QUANTILE)
+    upside_down: float  # share of all the data's states
+    length: float  # mean length of the data's episodes
+    sha256: str = ""
+
+
+@dataclass
+class CoverageSummary:
+    """What `coverage_grid` measured and wrote."""
+
+    results_dir: Path
+    actors: list[ActorCoverage]
+    datasets: dict[str, DatasetCoverage]
+    skipped: list[str]
+    written: list[Path]
+
+    def format(self) -> str:
+        kept = sum(a.kept for a in self.actors)
+        lines = [
+            f"episodes of {len(self.actors)} trained actor(s) of {self.results_dir} against their data"
+            + (f" ({kept} kept from the earlier {JSON_NAME}, their actors and data unchanged)" if kept else "")
+        ]
+        for dataset, reference in self.datasets.items():
+            lines.append(
+                f"{reference.dataset_name}, its own episodes: median distance {reference.median_distance:.2f}, "
+                f"off the data beyond {reference.threshold:.2f}"
+            )
+            for (name, arch), group in cells_of(self.actors).items():
+                if name == dataset:
+                    off = 100 * np.mean([a.off_data for a in group])
+                    upside_down = 100 * np.mean([a.upside_down for a in group])
+                    lines.append(
+                        f"{reference.dataset_name} {arch}: off the data {off:.0f}%, upside down {upside_down:.0f}% "
+                        f"(n={len(group)})"
+                    )
+        lines += [f"note: {note}" for note in self.skipped]
+        if self.written:
+            lines.append(f"wrote {', '.join(p.name for p in self.written)} to {self.written[0].parent}")
+        return "\n".join(lines)
+
+
+def nearest_distances(queries: np.ndarray, data: np.ndarray, *, exclude: tuple[int, int] | None = None) -> np.ndarray:
+    """The Euclidean distance from each row of `queries` to the nearest row of `data`, rows [start, end) of
+    `exclude` left out, in float32 blocks of QUERY_CHUNK x DATA_CHUNK rows.
+
+    Squared distances as |q|^2 + |x|^2 - 2 q.x, one matrix product per block, with only each row's minimum
+    taken to a square root: about 1.6 times cdist's speed, within 1e-6 of it on normalized states.
+    """
+    rows = torch.as_tensor(np.ascontiguousarray(data, dtype=np.float32))
+    parts = [rows] if exclude is None else [rows[: exclude[0]], rows[exclude[1] :]]
+    parts = [part for part in parts if len(part)]
+    if not parts:
+        raise ValueError("no data rows to measure distances to")
+    norms = [(part * part).sum(dim=1) for part in parts]
+    points = torch.as_tensor(np.ascontiguousarray(queries, dtype=np.float32))
+    nearest = np.empty(len(points), dtype=np.float64)
+    with torch.inference_mode():
+        for i in range(0, len(points), QUERY_CHUNK):
+            block = points[i : i + QUERY_CHUNK]
+            best = torch.full((len(block),), math.inf)
+            for part, norm in zip(parts, norms, strict=True):
+                for j in range(0, len(part), DATA_CHUNK):
+                    squared = torch.addmm(norm[j : j + DATA_CHUNK], block, part[j : j + DATA_CHUNK].T, alpha=-2)
+                    best = torch.minimum(best, squared.min(dim=1).values)
+            nearest[i : i + len(block)] = (best + (block * block).sum(dim=1)).clamp_min(0).sqrt().numpy()
+    return nearest
+
+
+def raw_pitch(states: np.ndarray, data: DatasetStates, pitch_index: int) -> np.ndarray:
+    """The body pitch in radians from states normalized as `data`'s are."""
+    pitch = states[:, pitch_index].astype(np.float64)
+    if data.state_mean is None or data.state_std is None:
+        return pitch
+    return pitch * float(np.ravel(data.state_std)[pitch_index]) + float(np.ravel(data.state_mean)[pitch_index])
+
+
+def upside_down_share(pitch: np.ndarray) -> float:
+    return float(np.mean(np.abs(pitch) > math.pi / 2)) if len(pitch) else 0.0
+
+
+def data_coverage(
+    name: str, dataset_name: str, data: DatasetStates, pitch_index: int, reference_episodes: int
+) -> DatasetCoverage:
+    """The data's own numbers: `reference_episodes` of its episodes, evenly spaced, each against the others."""
+    ends = data.episode_ends
+    starts = np.concatenate([[0], ends[:-1]])
+    if len(ends) < 2:
+        raise BenchError(
+            f"{name} holds one episode: the data's own distances need other episodes to measure one against"
+        )
+    chosen = np.unique(np.linspace(0, len(ends) - 1, min(reference_episodes, len(ends))).round().astype(int))
+    distances = np.concatenate(
+        [nearest_distances(data.states[starts[k] : ends[k]], data.states, exclude=(starts[k], ends[k])) for k in chosen]
+    )
+    threshold = float(np.quantile(distances, REFERENCE_QUANTILE))
+    return DatasetCoverage(
+        dataset=name,
+        dataset_name=dataset_name,
+        transitions=len(data.states),
+        episodes=len(ends),
+        reference_episodes=len(chosen),
+        median_distance=float(np.median(distances)),
+        threshold=threshold,
+        off_data=float(np.mean(distances > threshold)),
+        upside_down=upside_down_share(raw_pitch(data.states, data, pitch_index)),
+        length=float(np.mean(ends - starts)),
+        sha256=data.sha256,
+    )
+
+
+def visited_states(
+    actor: torch.nn.Module, env: str, data: DatasetStates, episodes: int, seed: int
+) -> tuple[np.ndarray, float, float]:
+    """The states (normalized as `data`'s) the actor acts in over `episodes` evaluation episodes seeded from
+    `seed`, with the episodes' mean normalized score and mean length."""
+    visited: list[np.ndarray] = []
+    result = evaluate_policy(
+        env,
+        torch_policy(actor),
+        episodes=episodes,
+        seed=seed,
+        state_mean=data.state_mean,
+        state_std=data.state_std,
+        visit=visited.append,
+    )
+    raw = np.concatenate(visited)
+    if data.state_mean is not None and data.state_std is not None:
+        raw = (raw - np.ravel(data.state_mean)) / np.ravel(data.state_std)
+    return raw.astype(np.float32), float(np.mean(result.normalized_scores)), float(np.mean(result.lengths))
+
+
+def earlier_results(path: Path) -> tuple[dict[str, ActorCoverage], dict[tuple[str, str, int], DatasetCoverage]]:
+    """The entries of an earlier coverage.json at `path`: actors by record path, datasets by (name, SHA-256,
+    reference episodes)."""
+
+    def parse(document: dict[str, Any]) -> tuple[list[ActorCoverage], list[DatasetCoverage]]:
+        actors = [dataclass_from(ActorCoverage, a) for a in document["actors"]]
+        return actors, [dataclass_from(DatasetCoverage, d) for d in document["datasets"].values()]
+
+    read = read_earlier(path, parse, f"a {JSON_NAME}", "measure every actor again")
+    if read is None:
+        return {}, {}
+    actors, datasets = read
+    return {a.record: a for a in actors}, {(d.dataset, d.sha256, d.reference_episodes): d for d in datasets}
+
+
+def coverage_grid(
+    results_dir: Path,
+    tables_dir: Path,
+    *,
+    architectures: Sequence[str] = (),
+    episodes: int | None = None,
+    reference_episodes: int = DEFAULT_REFERENCE_EPISODES,
+    cache_dir: Path | None = None,
+    local_dir: Path | None = None,
+    recompute: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> CoverageSummary:
+    """Run every trained actor under `results_dir` (of `architectures` only, when given) for its record's
+    evaluation episodes (`episodes` of them, when given) and measure where they go against its dataset; write
+    Table 9 and coverage.json into `tables_dir`. Earlier entries are kept and carried as the module docstring
+    says. `progress` gets one line per actor (default: stderr)."""
+    if episodes is not None and episodes < 1:
+        raise BenchError(f"--episodes must be at least 1, got {episodes}")
+    if reference_episodes < 2:
+        raise BenchError(f"--reference-episodes must be at least 2, got {reference_episodes}")
+    results_dir = Path(results_dir)
+    say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+    selection = select_actor_records(results_dir, architectures)
+    records = selection.records
+    tables_dir = Path(tables_dir)
+    earlier_actors, earlier_datasets = earlier_or_nothing(
+        lambda: earlier_results(tables_dir / JSON_NAME), ({}, {}), recompute
+    )
+    kept_actors, kept_datasets = ({}, {}) if recompute else (earlier_actors, earlier_datasets)
+
+    loaded: dict[tuple[str, bool], DatasetStates] = {}
+    datasets: dict[str, DatasetCoverage] = {}
+    actors: list[ActorCoverage] = []
+    for path in selection.chosen:
+        record = records[path]
+        cell = record["cell"]
+        count = episodes or int(record["evaluation"]["episodes"])
+        eval_seed = int(record["evaluation"]["seed"])
+        actor_digest, data_digest = actor_digests(path, record)
+        earlier = kept_actors.get(str(path))
+        earlier_data = kept_datasets.get((cell["dataset"], data_digest, reference_episodes))
+        if (
+            earlier is not None
+            and earlier_data is not None
+            and (earlier.actor_sha256, earlier.dataset_sha256, earlier.episodes, earlier.eval_seed)
+            == (actor_digest, data_digest, count, eval_seed)
+        ):
+            datasets.setdefault(cell["dataset"], earlier_data)
+            entry = replace(earlier, arch=selection.labels[path], kept=True)
+        else:
+            actor, record = load_trained_actor(path)
+            data = record_dataset(path, record, loaded, cache_dir, local_dir)
+            env = get_env_spec(record["dataset"]["env"])
+            if cell["dataset"] not in datasets:
+                name = display_name(cell["dataset"], record["dataset"].get("source", ""))
+                say(f"{name}: the data's own episodes, {reference_episodes} against the others")
+                datasets[cell["dataset"]] = data_coverage(
+                    cell["dataset"], name, data, env.pitch_index, reference_episodes
+                )
+            reference = datasets[cell["dataset"]]
+            states, score, length = visited_states(actor, env.name, data, count, eval_seed)
+            distances = nearest_distances(states, data.states)
+            entry = ActorCoverage(
+                record=str(path),
+                dataset=cell["dataset"],
+                dataset_name=reference.dataset_name,
+                arch=selection.labels[path],
+                seed=int(cell["seed"]),
+                episodes=count,
+                eval_seed=eval_seed,
+                score=score,
+                length=length,
+                median_distance=float(np.median(distances)),
+                off_data=float(np.mean(distances > reference.threshold)),
+                upside_down=upside_down_share(raw_pitch(states, data, env.pitch_index)),
+                actor_sha256=actor_digest,
+                dataset_sha256=data.sha256,
+            )
+        actors.append(entry)
+        kept = f" (kept from the earlier {JSON_NAME})" if entry.kept else ""
+        say(
+            f"{entry.dataset_name} {entry.arch} seed {entry.seed}: score {entry.score:.1f}, median distance "
+            f"{entry.median_distance:.2f}, off the data {100 * entry.off_data:.0f}%, upside down "
+            f"{100 * entry.upside_down:.0f}%{kept}"
+        )
+
+    written = write_table(coverage_table(actors, datasets), tables_dir)
+    # Entries of the actors left out of this table, whose records are still there, are written back unchanged.
+    stored = {actor.record: actor for actor in actors}
+    stored_datasets = dict(datasets)
+    for path in order_records(results_dir, records):
+        carried = earlier_actors.get(str(path))
+        if str(path) not in stored and carried is not None:
+            stored[str(path)] = carried
+            for key, reference in earlier_datasets.items():
+                if key[:2] == (carried.dataset, carried.dataset_sha256):
+                    stored_datasets.setdefault(carried.dataset, reference)
+    document = {
+        "results": str(results_dir),
+        "method": METHOD,
+        "datasets": {name: asdict(d) for name, d in stored_datasets.items()},
+        "actors": [{k: v for k, v in asdict(a).items() if k != "kept"} for a in stored.values()],
+    }
+    atomic_write_json(tables_dir / JSON_NAME, document)
+    return CoverageSummary(results_dir, actors, datasets, selection.skipped, [*written, tables_dir / JSON_NAME])
+
+
+def _percent(values: Sequence[float]) -> str:
+    return values_mean_std([100 * v for v in values], 0)
+
+
+def coverage_table(actors: list[ActorCoverage], datasets: dict[str, DatasetCoverage]) -> Table:
+    """Table 9: per dataset and architecture, where the actors' episodes went, mean ± std over seeds, under the
+    row of the data's own episodes."""
+    table = Table(
+        stem=TABLE_STEM,
+        number=9,
+        title="Where the actors' episodes go",
+        caption=(
+            "Each trained actor's evaluation episodes (deterministic actions, the record's episode seeds) against "
+            "its dataset's states, both normalized as in training. Distance: from each visited state to the "
+            "nearest state of the data, median over the visited states. Off the data: the share of visited states "
+            "farther than the 99th percentile of the data's own distances (each of some of its episodes against "
+            "all the others). Upside down: the share of visited states with the body pitched beyond 90 degrees. "
+            "Mean ± sample standard deviation over seeds."
+        ),
+        header=[
+            "Dataset",
+            "Architecture",
+            "Seeds",
+            "Distance",
+            "Off the data (%)",
+            "Upside down (%)",
+            "Length",
+            "Score",
+        ],
+        align="llrrrrrr",
+    )
+    previous = None
+    cells = cells_of(actors)
+    for (dataset, arch), group in cells.items():
+        if dataset != previous:
+            reference = datasets[dataset]
+            table.add_row(
+                [
+                    reference.dataset_name,
+                    DATA_ROW,
+                    "",
+                    f"{reference.median_distance:.2f}",
+                    f"{100 * reference.off_data:.0f}",
+                    f"{100 * reference.upside_down:.0f}",
+                    f"{reference.length:.0f}",
+                    "",
+                ],
+                rule_before=True,
+            )
+        table.add_row(
+            [
+                "",
+                arch,
+                str(len(group)),
+                values_mean_std([a.median_distance for a in group], 2),
+                _percent([a.off_data for a in group]),
+                _percent([a.upside_down for a in group]),
+                values_mean_std([a.length for a in group], 0),
+                values_mean_std([a.score for a in group], 1),
+            ]
+        )
+        previous = dataset
+    episodes = sorted({a.episodes for a in actors})
+    table.notes = [
+        f"{d.dataset_name}: {d.transitions:,} transitions in {d.episodes:,} episodes; off the data beyond distance "
+        f"{d.threshold:.2f}, measured on {d.reference_episodes} of its episodes, evenly spaced through the file."
+        for d in datasets.values()
+    ]
+    table.notes.append(
+        f"{' or '.join(map(str, episodes))} episode(s) per actor, from the seeds of its record's evaluations: the "
+        "score is of these episodes (for a seed trained alone, its final evaluation's)."
+    )
+    table.notes += incomplete_notes(cells, datasets)
+    return table

@@ -1,0 +1,193 @@
+"""Table 9, where the actors' episodes go: distances by hand, the data's own row, the table and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import coverage
+from bench.cli import main
+from bench.coverage import (
+    DATA_ROW,
+    ActorCoverage,
+    DatasetCoverage,
+    coverage_table,
+    data_coverage,
+    nearest_distances,
+    raw_pitch,
+    upside_down_share,
+)
+from bench.data.loader import load_dataset
+from bench.deploy import DatasetStates, episode_ends
+from bench.errors import BenchError
+from bench.report.tables import to_markdown
+from bench.train import train_cell
+from tests.d4rl_files import write_small_d4rl_file
+from tests.test_train import tiny_config
+
+
+def brute_force(queries: np.ndarray, data: np.ndarray) -> np.ndarray:
+    return np.sqrt(((queries[:, None, :] - data[None, :, :]) ** 2).sum(axis=2)).min(axis=1)
+
+
+def test_nearest_distances_are_the_brute_force_minimum_across_blocks_and_without_the_excluded_rows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(37, 5)).astype(np.float32)
+    queries = rng.normal(size=(11, 5)).astype(np.float32)
+    monkeypatch.setattr(coverage, "QUERY_CHUNK", 4)
+    monkeypatch.setattr(coverage, "DATA_CHUNK", 6)  # blocks that split the data and the queries unevenly
+    np.testing.assert_allclose(nearest_distances(queries, data), brute_force(queries, data), atol=1e-5)
+    # A row of the data is at distance 0 from itself, unless it is left out.
+    np.testing.assert_allclose(nearest_distances(data[10:14], data), 0.0, atol=1e-3)
+    kept = np.concatenate([data[:10], data[14:]])
+    np.testing.assert_allclose(
+        nearest_distances(data[10:14], data, exclude=(10, 14)), brute_force(data[10:14], kept), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        nearest_distances(queries, data, exclude=(0, 30)), brute_force(queries, data[30:]), atol=1e-5
+    )
+    with pytest.raises(ValueError, match="no data rows"):
+        nearest_distances(queries, data, exclude=(0, 37))
+
+
+def test_episodes_end_at_terminals_and_where_the_next_transition_starts_elsewhere(tmp_path: Path) -> None:
+    """The small file's episodes: 60 and 80 steps end by a time limit, whose final step Q-learning transitions
+    drop, 45 and 35 by a terminal, which they keep, but d4rl's loop stops before the file's last row."""
+    dataset = load_dataset(f"local:{write_small_d4rl_file(tmp_path / 'hopper-tiny.hdf5', env='hopper')}")
+    assert len(dataset.transitions) == 59 + 45 + 79 + 34
+    np.testing.assert_array_equal(episode_ends(dataset), np.cumsum([59, 45, 79, 34]))
+
+
+def states_of(states: np.ndarray, ends: list[int], mean: float = 0.0, std: float = 1.0) -> DatasetStates:
+    dim = states.shape[1]
+    return DatasetStates(
+        "sha",
+        np.full(dim, mean),
+        np.full(dim, std),
+        states.astype(np.float32),
+        np.zeros((len(states), 1)),
+        np.asarray(ends),
+    )
+
+
+def test_the_datas_own_row_measures_episodes_against_the_others_and_counts_the_upside_down_states() -> None:
+    """Three episodes on a line, one step apart within each; the middle one 0.5 beyond the first's end. Each
+    episode against the others: its states' nearest neighbours are in another episode, never in itself."""
+    first = np.arange(0.0, 3.0)  # 0 1 2
+    middle = np.arange(3.5, 6.5)  # 3.5 4.5 5.5
+    last = np.arange(8.5, 10.5)  # 8.5 9.5
+    line = np.concatenate([first, middle, last])
+    states = np.stack([line, np.zeros_like(line)], axis=1)
+    # Pitch, entry 1 of the raw state, as the dataset normalized it with mean 0.1 and std 2.
+    states[:, 1] = (np.array([0.0, 2.0, -1.0, 0.0, -2.0, 0.0, 0.0, 3.0]) - 0.1) / 2.0
+    data = states_of(states, [3, 6, 8])
+    data = DatasetStates(
+        data.sha256, np.array([0.0, 0.1]), np.array([1.0, 2.0]), data.states, data.actions, data.episode_ends
+    )
+
+    row = data_coverage("local:line", "line (local)", data, pitch_index=1, reference_episodes=20)
+    own = np.concatenate(
+        [
+            brute_force(data.states[:3], data.states[3:]),
+            brute_force(data.states[3:6], np.concatenate([data.states[:3], data.states[6:]])),
+            brute_force(data.states[6:], data.states[:6]),
+        ]
+    )
+    assert row.reference_episodes == 3 and row.episodes == 3 and row.transitions == 8
+    assert row.median_distance == pytest.approx(np.median(own), abs=1e-5)
+    assert row.threshold == pytest.approx(np.quantile(own, 0.99), abs=1e-5)
+    assert row.off_data == pytest.approx(1 / 8)  # only the largest of 8 distances lies beyond their 99th percentile
+    np.testing.assert_allclose(raw_pitch(data.states, data, 1), [0.0, 2.0, -1.0, 0.0, -2.0, 0.0, 0.0, 3.0], atol=1e-6)
+    assert row.upside_down == pytest.approx(3 / 8)  # |pitch| > pi/2: 2.0, -2.0 and 3.0
+    assert row.length == pytest.approx(8 / 3)
+    assert upside_down_share(np.array([math.pi / 2, -math.pi / 2 - 1e-6, 0.0, 4.0])) == pytest.approx(0.5)
+
+    with pytest.raises(BenchError, match="holds one episode"):
+        data_coverage("local:one", "one", states_of(states, [8]), pitch_index=1, reference_episodes=5)
+
+
+def test_the_table_puts_the_datas_own_row_above_each_datasets_actors_in_percent() -> None:
+    datasets = {"local:a": DatasetCoverage("local:a", "a (local)", 1000, 4, 4, 0.25, 0.8, 0.01, 0.0, 250.0, "s")}
+
+    def actor(arch: str, seed: int, off: float, score: float) -> ActorCoverage:
+        return ActorCoverage(
+            f"r/{arch}/{seed}",
+            "local:a",
+            "a (local)",
+            arch,
+            seed,
+            10,
+            10 * seed,
+            score,
+            1000.0,
+            1.5,
+            off,
+            0.9,
+            "x",
+            "s",
+        )
+
+    text = to_markdown(
+        coverage_table([actor("kan", 0, 0.8, 3.0), actor("kan", 1, 0.9, 5.0), actor("mlp", 0, 0.1, 30.0)], datasets)
+    )
+    rows = [line for line in text.splitlines() if line.startswith("| ") and ":--" not in line][1:]
+    assert rows[0] == f"| a (local) | {DATA_ROW} |  | 0.25 | 1 | 0 | 250 |  |"
+    assert rows[1] == "|  | kan | 2 | 1.50 ± 0.00 | 85 ± 7 | 90 ± 0 | 1000 ± 0 | 4.0 ± 1.4 |"
+    assert rows[2] == "|  | mlp | 1 | 1.50 | 10 | 90 | 1000 | 30.0 |"
+    assert "off the data beyond distance 0.80, measured on 4 of its episodes" in text
+    assert "Fewer seeds than the 2 of the fullest rows: a (local) mlp (1)." in text
+
+
+def test_the_command_replays_each_actors_evaluations_and_keeps_unchanged_numbers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_small_d4rl_file(tmp_path / "hopper-tiny.hdf5", env="hopper")
+    results = tmp_path / "results" / "tiny"
+    short = {"steps": 2, "epoch_steps": 2, "eval_every": 2}
+    for arch in ("mlp-small", "kan-small"):
+        train_cell(tiny_config(data, arch=arch, **short), results / "hopper-tiny" / arch / "seed0.json", progress=False)
+    tables = tmp_path / "tables"
+    command = ["coverage", str(results), "--tables", str(tables), "--reference-episodes", "3"]
+
+    assert main(command) == 0
+    out = capsys.readouterr()
+    assert "episodes of 2 trained actor(s)" in out.out and "kan-small seed 0: score " in out.err
+    document = json.loads((tables / "coverage.json").read_text())
+    (dataset,) = document["datasets"].values()
+    assert dataset["episodes"] == 4 and dataset["reference_episodes"] == 3
+    for row in document["actors"]:
+        record = json.loads(Path(row["record"]).read_text())
+        # The actor's episodes are its record's final evaluation, replayed: the same seeds, the same score.
+        assert (row["episodes"], row["eval_seed"]) == (2, 0)
+        assert row["score"] == pytest.approx(record["final_score"], rel=1e-9)
+        assert row["median_distance"] > 0 and 0 <= row["off_data"] <= 1 and 0 <= row["upside_down"] <= 1
+    assert (tables / "table9_coverage.md").exists() and (tables / "table9_coverage.tex").exists()
+
+    data.rename(tmp_path / "elsewhere.hdf5")  # the data is gone: only kept numbers can fill the table
+    assert main(command) == 0
+    out = capsys.readouterr()
+    assert "(2 kept from the earlier coverage.json" in out.out and out.err.count("(kept from the earlier") == 2
+    assert json.loads((tables / "coverage.json").read_text()) == document
+    (tmp_path / "elsewhere.hdf5").rename(data)
+
+    # Other episodes are another measurement: run again, and the left-out architecture's entry is carried.
+    assert main([*command, "--episodes", "1", "--architectures", "mlp-small"]) == 0
+    out = capsys.readouterr()
+    assert "kept" not in out.out and "mlp-small seed 0: score" in out.err and "kan-small" not in out.err
+    again = json.loads((tables / "coverage.json").read_text())
+    by_arch = {a["arch"]: a for a in again["actors"]}
+    assert by_arch["mlp-small"]["episodes"] == 1 and by_arch["kan-small"] == document["actors"][0]
+
+    assert main([*command, "--episodes", "0"]) == 2
+    assert "--episodes must be at least 1" in capsys.readouterr().err
+    (tables / "coverage.json").write_text(json.dumps({"actors": [{"record": 3}], "datasets": {}}))
+    assert main(command) == 2  # a file this version cannot read is never silently replaced
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a coverage.json" in err and "--recompute" in err
+    assert main([*command, "--recompute"]) == 0
