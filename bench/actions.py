@@ -147,6 +147,7 @@ def actions_grid(
     tables_dir: Path,
     *,
     architectures: Sequence[str] = (),
+    datasets: Sequence[str] = (),
     cache_dir: Path | None = None,
     local_dir: Path | None = None,
     recompute: bool = False,
@@ -159,7 +160,7 @@ def actions_grid(
     drops numbers whose data may be gone. `progress` gets one line per actor (default: stderr)."""
     results_dir = Path(results_dir)
     say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
-    selection = select_actor_records(results_dir, architectures)
+    selection = select_actor_records(results_dir, architectures, datasets)
     records, skipped = selection.records, selection.skipped
 
     tables_dir = Path(tables_dir)
@@ -168,7 +169,7 @@ def actions_grid(
     )
     kept_actors, kept_datasets = ({}, {}) if recompute else (earlier_actors, earlier_datasets)
     loaded: dict[tuple[str, bool], DatasetStates] = {}
-    datasets: dict[str, DatasetActions] = {}
+    dataset_rows: dict[str, DatasetActions] = {}
     actors: list[ActorActions] = []
     for path in selection.chosen:
         record = records[path]
@@ -177,13 +178,13 @@ def actions_grid(
         earlier = kept_actors.get(str(path))
         earlier_data = kept_datasets.get((cell["dataset"], data_digest))
         if earlier and earlier_data and (earlier.actor_sha256, earlier.dataset_sha256) == (actor_digest, data_digest):
-            datasets.setdefault(cell["dataset"], earlier_data)
+            dataset_rows.setdefault(cell["dataset"], earlier_data)
             entry = replace(earlier, arch=selection.labels[path], final_score=record.get("final_score"), kept=True)
         else:
             actor, record = load_trained_actor(path)
             data = record_dataset(path, record, loaded, cache_dir, local_dir)
-            if cell["dataset"] not in datasets:
-                datasets[cell["dataset"]] = DatasetActions(
+            if cell["dataset"] not in dataset_rows:
+                dataset_rows[cell["dataset"]] = DatasetActions(
                     cell["dataset"],
                     display_name(cell["dataset"], record["dataset"].get("source", "")),
                     len(data.actions),
@@ -192,11 +193,11 @@ def actions_grid(
                     data.sha256,
                 )
             mse = float(np.mean(action_errors(actor, data.states, data.actions)))
-            constant = datasets[cell["dataset"]].constant_mse
+            constant = dataset_rows[cell["dataset"]].constant_mse
             entry = ActorActions(
                 record=str(path),
                 dataset=cell["dataset"],
-                dataset_name=datasets[cell["dataset"]].dataset_name,
+                dataset_name=dataset_rows[cell["dataset"]].dataset_name,
                 arch=selection.labels[path],
                 seed=int(cell["seed"]),
                 mse=mse,
@@ -209,10 +210,10 @@ def actions_grid(
         kept = " (kept from the earlier actions.json)" if entry.kept else ""
         say(f"{entry.dataset_name} {entry.arch} seed {entry.seed}: MSE {entry.mse:.4f}, R^2 {entry.r2:.3f}{kept}")
 
-    written = write_table(actions_table(actors, datasets), tables_dir)
+    written = write_table(actions_table(actors, dataset_rows), tables_dir)
     # Entries of the actors left out of this table, whose records are still there, are written back unchanged.
     stored = {actor.record: actor for actor in actors}
-    stored_datasets = dict(datasets)
+    stored_datasets = dict(dataset_rows)
     for path in order_records(results_dir, records):
         carried = earlier_actors.get(str(path))
         if str(path) not in stored and carried is not None:
@@ -226,7 +227,7 @@ def actions_grid(
         "actors": [{k: v for k, v in asdict(a).items() if k != "kept"} for a in stored.values()],
     }
     atomic_write_json(tables_dir / JSON_NAME, document)
-    return ActionsSummary(results_dir, actors, datasets, skipped, [*written, tables_dir / JSON_NAME])
+    return ActionsSummary(results_dir, actors, dataset_rows, skipped, [*written, tables_dir / JSON_NAME])
 
 
 class ActorRow(Protocol):

@@ -403,6 +403,7 @@ def _actions(args: argparse.Namespace) -> int:
         args.results,
         args.tables or Path("tables") / args.results.resolve().name,
         architectures=_names(args.architectures),
+        datasets=_names(args.datasets),
         cache_dir=args.cache_dir,
         local_dir=args.local_dir,
         recompute=args.recompute,
@@ -418,6 +419,7 @@ def _coverage(args: argparse.Namespace) -> int:
         args.results,
         args.tables or Path("tables") / args.results.resolve().name,
         architectures=_names(args.architectures),
+        datasets=_names(args.datasets),
         episodes=args.episodes,
         reference_episodes=args.reference_episodes,
         cache_dir=args.cache_dir,
@@ -817,6 +819,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAMES",
         help="these architectures only, in this order (a,b,...), in the table; actions.json keeps the others' numbers",
     )
+    p.add_argument(
+        "--datasets",
+        metavar="NAMES",
+        help="these datasets only, as the grid names them (a,b,...), in the table; actions.json keeps the others'",
+    )
     p.add_argument("--cache-dir", type=Path, help="D4RL cache folder")
     p.add_argument("--local-dir", type=Path, help=LOCAL_DIR_HELP)
     p.add_argument(
@@ -838,6 +845,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--architectures",
         metavar="NAMES",
         help="these architectures only, in this order (a,b,...), in the table; coverage.json keeps the others'",
+    )
+    p.add_argument(
+        "--datasets",
+        metavar="NAMES",
+        help="these datasets only, as the grid names them (a,b,...), in the table; coverage.json keeps the others'",
     )
     p.add_argument(
         "--episodes",

@@ -254,6 +254,7 @@ def coverage_grid(
     tables_dir: Path,
     *,
     architectures: Sequence[str] = (),
+    datasets: Sequence[str] = (),
     episodes: int | None = None,
     reference_episodes: int = DEFAULT_REFERENCE_EPISODES,
     cache_dir: Path | None = None,
@@ -271,7 +272,7 @@ def coverage_grid(
         raise BenchError(f"--reference-episodes must be at least 2, got {reference_episodes}")
     results_dir = Path(results_dir)
     say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
-    selection = select_actor_records(results_dir, architectures)
+    selection = select_actor_records(results_dir, architectures, datasets)
     records = selection.records
     tables_dir = Path(tables_dir)
     earlier_actors, earlier_datasets = earlier_or_nothing(
@@ -280,7 +281,7 @@ def coverage_grid(
     kept_actors, kept_datasets = ({}, {}) if recompute else (earlier_actors, earlier_datasets)
 
     loaded: dict[tuple[str, bool], DatasetStates] = {}
-    datasets: dict[str, DatasetCoverage] = {}
+    dataset_rows: dict[str, DatasetCoverage] = {}
     actors: list[ActorCoverage] = []
     for path in selection.chosen:
         record = records[path]
@@ -296,19 +297,19 @@ def coverage_grid(
             and (earlier.actor_sha256, earlier.dataset_sha256, earlier.episodes, earlier.eval_seed)
             == (actor_digest, data_digest, count, eval_seed)
         ):
-            datasets.setdefault(cell["dataset"], earlier_data)
+            dataset_rows.setdefault(cell["dataset"], earlier_data)
             entry = replace(earlier, arch=selection.labels[path], kept=True)
         else:
             actor, record = load_trained_actor(path)
             data = record_dataset(path, record, loaded, cache_dir, local_dir)
             env = get_env_spec(record["dataset"]["env"])
-            if cell["dataset"] not in datasets:
+            if cell["dataset"] not in dataset_rows:
                 name = display_name(cell["dataset"], record["dataset"].get("source", ""))
                 say(f"{name}: the data's own episodes, {reference_episodes} against the others")
-                datasets[cell["dataset"]] = data_coverage(
+                dataset_rows[cell["dataset"]] = data_coverage(
                     cell["dataset"], name, data, env.pitch_index, reference_episodes
                 )
-            reference = datasets[cell["dataset"]]
+            reference = dataset_rows[cell["dataset"]]
             states, score, length = visited_states(actor, env.name, data, count, eval_seed)
             distances = nearest_distances(states, data.states)
             entry = ActorCoverage(
@@ -335,10 +336,10 @@ def coverage_grid(
             f"{100 * entry.upside_down:.0f}%{kept}"
         )
 
-    written = write_table(coverage_table(actors, datasets), tables_dir)
+    written = write_table(coverage_table(actors, dataset_rows), tables_dir)
     # Entries of the actors left out of this table, whose records are still there, are written back unchanged.
     stored = {actor.record: actor for actor in actors}
-    stored_datasets = dict(datasets)
+    stored_datasets = dict(dataset_rows)
     for path in order_records(results_dir, records):
         carried = earlier_actors.get(str(path))
         if str(path) not in stored and carried is not None:
@@ -353,7 +354,7 @@ def coverage_grid(
         "actors": [{k: v for k, v in asdict(a).items() if k != "kept"} for a in stored.values()],
     }
     atomic_write_json(tables_dir / JSON_NAME, document)
-    return CoverageSummary(results_dir, actors, datasets, selection.skipped, [*written, tables_dir / JSON_NAME])
+    return CoverageSummary(results_dir, actors, dataset_rows, selection.skipped, [*written, tables_dir / JSON_NAME])
 
 
 def _percent(values: Sequence[float]) -> str:

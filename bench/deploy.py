@@ -557,10 +557,12 @@ class ActorRecords:
     skipped: list[str]
 
 
-def select_actor_records(results_dir: Path, architectures: Sequence[str] = ()) -> ActorRecords:
+def select_actor_records(
+    results_dir: Path, architectures: Sequence[str] = (), datasets: Sequence[str] = ()
+) -> ActorRecords:
     """The records under `results_dir` whose final actor is kept beside them, of `architectures` only (labels or
-    bare names, in that order) when given. BenchError when the folder is missing, an architecture has no actor
-    there, or no record is left."""
+    bare names, in that order) and of `datasets` only (as the grid names them) when given. BenchError when the
+    folder is missing, a name has no actor there, or no record is left."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise BenchError(f"results folder {results_dir} does not exist; run a grid first or name its records' folder")
@@ -581,6 +583,15 @@ def select_actor_records(results_dir: Path, architectures: Sequence[str] = ()) -
                     f"{did_you_mean(name, known, cutoff=0.5)}its architectures: {', '.join(known)}"
                 )
         chosen = {p: r for p, r in records.items() if labels[p] in architectures or r["cell"]["arch"] in architectures}
+    if datasets:
+        known = sorted({r["cell"]["dataset"] for r in records.values()})
+        for name in datasets:
+            if name not in known:
+                raise BenchError(
+                    f"--datasets: {name!r} has no trained actor under {results_dir}; "
+                    f"{did_you_mean(name, known, cutoff=0.5)}its datasets: {', '.join(known)}"
+                )
+        chosen = {p: r for p, r in chosen.items() if r["cell"]["dataset"] in datasets}
     if not chosen:
         raise BenchError(
             f"no finished record with its final actor (<record>.actor.pt beside seed<k>.json) under {results_dir}"

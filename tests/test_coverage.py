@@ -191,3 +191,33 @@ def test_the_command_replays_each_actors_evaluations_and_keeps_unchanged_numbers
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is not a coverage.json" in err and "--recompute" in err
     assert main([*command, "--recompute"]) == 0
+
+
+def test_datasets_narrow_the_table_and_the_file_keeps_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results" / "tiny"
+    names = []
+    for index, name in enumerate(("hopper-a", "hopper-b")):
+        data = write_small_d4rl_file(tmp_path / f"{name}.hdf5", env="hopper", seed=index)
+        config = tiny_config(data, steps=2, epoch_steps=2, eval_every=2, eval_episodes=1)
+        train_cell(config, results / name / "mlp-small" / "seed0.json", progress=False)
+        names.append(config.dataset)
+    tables = tmp_path / "tables"
+    command = ["coverage", str(results), "--tables", str(tables), "--reference-episodes", "2"]
+
+    assert main([*command, "--datasets", names[1]]) == 0
+    assert "hopper-a" not in capsys.readouterr().err
+    only_b = json.loads((tables / "coverage.json").read_text())
+    assert list(only_b["datasets"]) == [names[1]] and [a["dataset"] for a in only_b["actors"]] == [names[1]]
+    assert "hopper-a" not in (tables / "table9_coverage.md").read_text()
+
+    assert main([*command, "--datasets", names[0]]) == 0
+    capsys.readouterr()
+    both = json.loads((tables / "coverage.json").read_text())
+    assert sorted(both["datasets"]) == sorted(names)  # b's numbers stay in the file, out of the table
+    assert only_b["actors"][0] in both["actors"] and "hopper-b" not in (tables / "table9_coverage.md").read_text()
+
+    assert main([*command, "--datasets", names[1][:-6]]) == 2
+    err = capsys.readouterr().err
+    assert "--datasets: " in err and "has no trained actor under" in err and names[1] in err
