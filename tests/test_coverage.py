@@ -186,6 +186,15 @@ def test_the_command_replays_each_actors_evaluations_and_keeps_unchanged_numbers
 
     assert main([*command, "--episodes", "0"]) == 2
     assert "--episodes must be at least 1" in capsys.readouterr().err
+
+    # Another number of the data's episodes sets another threshold: every actor again, then kept; 20 asked of a
+    # file of 4 episodes measures all 4.
+    more = [*command[:-1], "20"]
+    assert main(more) == 0
+    assert "kept" not in capsys.readouterr().out
+    assert json.loads((tables / "coverage.json").read_text())["datasets"][dataset["dataset"]]["reference_episodes"] == 4
+    assert main(more) == 0
+    assert "(2 kept from the earlier coverage.json" in capsys.readouterr().out
     (tables / "coverage.json").write_text(json.dumps({"actors": [{"record": 3}], "datasets": {}}))
     assert main(command) == 2  # a file this version cannot read is never silently replaced
     err = capsys.readouterr().err
