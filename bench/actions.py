@@ -153,11 +153,11 @@ def actions_grid(
     recompute: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> ActionsSummary:
-    """Compare every trained actor under `results_dir` (of `architectures` only, when given) with its dataset's
-    actions; write Table 5 and actions.json into `tables_dir`. An actor whose file and data have the digests of
-    its entry in `tables_dir`'s earlier actions.json keeps that entry, unless `recompute`; the entries of actors
-    that `architectures` leaves out stay in actions.json as they were, so a table of a few architectures never
-    drops numbers whose data may be gone. `progress` gets one line per actor (default: stderr)."""
+    """Compare every trained actor under `results_dir` (of `architectures` and `datasets` only, when given) with
+    its dataset's actions; write Table 5 and actions.json into `tables_dir`. An actor whose file and data have the
+    digests of its entry in `tables_dir`'s earlier actions.json keeps that entry, unless `recompute`; the entries
+    of actors that `architectures` or `datasets` leave out stay in actions.json as they were, so a narrower table
+    never drops numbers whose data may be gone. `progress` gets one line per actor (default: stderr)."""
     results_dir = Path(results_dir)
     say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
     selection = select_actor_records(results_dir, architectures, datasets)
@@ -239,6 +239,8 @@ class ActorRow(Protocol):
 
 
 class DatasetRow(Protocol):
+    """What a table's notes name a dataset by."""
+
     dataset_name: str
 
 

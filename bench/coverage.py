@@ -20,7 +20,7 @@ Outputs: `table9_coverage.md` and `.tex` (mean ± std over seeds per dataset and
 the data's own episodes) and `coverage.json` with every number unrounded and the SHA-256 of the actor file and
 of the data each came from. A later run keeps an actor's numbers from the folder's `coverage.json` while both
 digests, the episodes and their seed are unchanged (unless `recompute`), and carries the entries of actors that
-`architectures` leaves out.
+`architectures` or `datasets` leave out.
 """
 
 from __future__ import annotations
@@ -262,10 +262,10 @@ def coverage_grid(
     recompute: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> CoverageSummary:
-    """Run every trained actor under `results_dir` (of `architectures` only, when given) for its record's
-    evaluation episodes (`episodes` of them, when given) and measure where they go against its dataset; write
-    Table 9 and coverage.json into `tables_dir`. Earlier entries are kept and carried as the module docstring
-    says. `progress` gets one line per actor (default: stderr)."""
+    """Run every trained actor under `results_dir` (of `architectures` and `datasets` only, when given) for its
+    record's evaluation episodes (`episodes` of them, when given) and measure where they go against its dataset;
+    write Table 9 and coverage.json into `tables_dir`. Earlier entries are kept and carried as the module
+    docstring says. `progress` gets one line per actor (default: stderr)."""
     if episodes is not None and episodes < 1:
         raise BenchError(f"--episodes must be at least 1, got {episodes}")
     if reference_episodes < 2:
