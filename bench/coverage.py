@@ -87,6 +87,7 @@ class ActorCoverage:
     median_distance: float
     off_data: float  # shares of the visited states, 0 to 1
     upside_down: float
+    threshold: float  # the distance beyond which a state counted as off the data (its dataset's row's)
     actor_sha256: str = ""  # of the actor file and of the dataset's transitions the numbers came from
     dataset_sha256: str = ""
     kept: bool = field(default=False, compare=False)  # taken from an earlier coverage.json, not written to it
@@ -280,6 +281,26 @@ def coverage_grid(
     )
     kept_actors, kept_datasets = ({}, {}) if recompute else (earlier_actors, earlier_datasets)
 
+    def save(actors: list[ActorCoverage], dataset_rows: dict[str, DatasetCoverage]) -> None:
+        """coverage.json: these actors' entries, then, for every other record still there, its earlier entry (an
+        actor left out of the table, or one not measured yet by a run that is saving as it goes)."""
+        stored = {actor.record: actor for actor in actors}
+        stored_datasets = dict(dataset_rows)
+        for path in order_records(results_dir, records):
+            carried = earlier_actors.get(str(path))
+            if str(path) not in stored and carried is not None:
+                stored[str(path)] = carried
+                key = (carried.dataset, carried.dataset_sha256)
+                if key in earlier_datasets:
+                    stored_datasets.setdefault(carried.dataset, earlier_datasets[key])
+        document = {
+            "results": str(results_dir),
+            "method": METHOD,
+            "datasets": {name: asdict(d) for name, d in stored_datasets.items()},
+            "actors": [{k: v for k, v in asdict(a).items() if k != "kept"} for a in stored.values()],
+        }
+        atomic_write_json(tables_dir / JSON_NAME, document)
+
     loaded: dict[tuple[str, bool], DatasetStates] = {}
     dataset_rows: dict[str, DatasetCoverage] = {}
     actors: list[ActorCoverage] = []
@@ -298,8 +319,8 @@ def coverage_grid(
         if (
             earlier is not None
             and earlier_data is not None
-            and (earlier.actor_sha256, earlier.dataset_sha256, earlier.episodes, earlier.eval_seed)
-            == (actor_digest, data_digest, count, eval_seed)
+            and (earlier.actor_sha256, earlier.dataset_sha256, earlier.episodes, earlier.eval_seed, earlier.threshold)
+            == (actor_digest, data_digest, count, eval_seed, earlier_data.threshold)
         ):
             dataset_rows.setdefault(cell["dataset"], earlier_data)
             entry = replace(earlier, arch=selection.labels[path], kept=True)
@@ -329,10 +350,13 @@ def coverage_grid(
                 median_distance=float(np.median(distances)),
                 off_data=float(np.mean(distances > reference.threshold)),
                 upside_down=upside_down_share(raw_pitch(states, data, env.pitch_index)),
+                threshold=reference.threshold,
                 actor_sha256=actor_digest,
                 dataset_sha256=data.sha256,
             )
         actors.append(entry)
+        if not entry.kept:
+            save(actors, dataset_rows)  # an interrupted run keeps what it measured: a rerun takes it from here
         kept = f" (kept from the earlier {JSON_NAME})" if entry.kept else ""
         say(
             f"{entry.dataset_name} {entry.arch} seed {entry.seed}: score {entry.score:.1f}, median distance "
@@ -341,22 +365,7 @@ def coverage_grid(
         )
 
     written = write_table(coverage_table(actors, dataset_rows), tables_dir)
-    # Entries of the actors left out of this table, whose records are still there, are written back unchanged.
-    stored = {actor.record: actor for actor in actors}
-    stored_datasets = dict(dataset_rows)
-    for path in order_records(results_dir, records):
-        carried = earlier_actors.get(str(path))
-        if str(path) not in stored and carried is not None:
-            stored[str(path)] = carried
-            if (carried.dataset, carried.dataset_sha256) in earlier_datasets:
-                stored_datasets.setdefault(carried.dataset, earlier_datasets[(carried.dataset, carried.dataset_sha256)])
-    document = {
-        "results": str(results_dir),
-        "method": METHOD,
-        "datasets": {name: asdict(d) for name, d in stored_datasets.items()},
-        "actors": [{k: v for k, v in asdict(a).items() if k != "kept"} for a in stored.values()],
-    }
-    atomic_write_json(tables_dir / JSON_NAME, document)
+    save(actors, dataset_rows)
     return CoverageSummary(results_dir, actors, dataset_rows, selection.skipped, [*written, tables_dir / JSON_NAME])
 
 

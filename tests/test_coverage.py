@@ -129,6 +129,7 @@ def test_the_table_puts_the_datas_own_row_above_each_datasets_actors_in_percent(
             1.5,
             off,
             0.9,
+            0.8,
             "x",
             "s",
         )
@@ -230,3 +231,44 @@ def test_datasets_narrow_the_table_and_the_file_keeps_the_others(
     assert main([*command, "--datasets", names[1][:-6]]) == 2
     err = capsys.readouterr().err
     assert "--datasets: " in err and "has no trained actor under" in err and names[1] in err
+
+
+def test_an_interrupted_run_keeps_the_actors_it_measured(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """coverage.json is written after every actor, so a run stopped halfway (a minute or more per actor on a
+    grid's data) resumes where it stopped; an actor measured against another threshold is measured again."""
+    data = write_small_d4rl_file(tmp_path / "hopper-tiny.hdf5", env="hopper")
+    results = tmp_path / "results" / "tiny"
+    for seed in (0, 1):
+        config = tiny_config(data, seed=seed, steps=2, epoch_steps=2, eval_every=2, eval_episodes=1)
+        train_cell(config, results / "hopper-tiny" / "mlp-small" / f"seed{seed}.json", progress=False)
+    tables = tmp_path / "tables"
+    command = ["coverage", str(results), "--tables", str(tables), "--reference-episodes", "3"]
+
+    measure = coverage.visited_states
+    calls: list[int] = []
+
+    def stopped_at_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return measure(*args, **kwargs)
+
+    monkeypatch.setattr(coverage, "visited_states", stopped_at_the_second)
+    assert main(command) == 130
+    partial = json.loads((tables / "coverage.json").read_text())
+    assert [a["seed"] for a in partial["actors"]] == [0] and len(partial["datasets"]) == 1
+    monkeypatch.setattr(coverage, "visited_states", measure)
+    capsys.readouterr()
+    assert main(command) == 0
+    out = capsys.readouterr()
+    assert "(1 kept from the earlier coverage.json" in out.out and "seed 1: score" in out.err
+    whole = json.loads((tables / "coverage.json").read_text())
+    assert whole["actors"][0] == partial["actors"][0] and [a["seed"] for a in whole["actors"]] == [0, 1]
+
+    # An entry whose threshold is not its dataset row's (measured against other reference episodes) is not kept.
+    whole["actors"][1]["threshold"] += 0.5
+    (tables / "coverage.json").write_text(json.dumps(whole))
+    assert main(command) == 0
+    assert "(1 kept from the earlier coverage.json" in capsys.readouterr().out
