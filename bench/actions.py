@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from bench.deploy import (
+    ActorRecords,
     DatasetStates,
     actions_on,
     actor_digests,
@@ -210,7 +211,9 @@ def actions_grid(
         kept = " (kept from the earlier actions.json)" if entry.kept else ""
         say(f"{entry.dataset_name} {entry.arch} seed {entry.seed}: MSE {entry.mse:.4f}, R^2 {entry.r2:.3f}{kept}")
 
-    written = write_table(actions_table(actors, dataset_rows), tables_dir)
+    written = write_table(
+        actions_table(actors, dataset_rows, narrowing(selection, architectures, datasets)), tables_dir
+    )
     # Entries of the actors left out of this table, whose records are still there, are written back unchanged.
     stored = {actor.record: actor for actor in actors}
     stored_datasets = dict(dataset_rows)
@@ -257,9 +260,12 @@ def cells_of(actors: list[A]) -> dict[tuple[str, str], list[A]]:
     return cells
 
 
-def actions_table(actors: list[ActorActions], datasets: dict[str, DatasetActions]) -> Table:
+def actions_table(
+    actors: list[ActorActions], datasets: dict[str, DatasetActions], narrowed: Sequence[str] = ()
+) -> Table:
     """Table 5: per dataset and architecture, the actors' error and R^2 against the data's actions beside their
-    final score, mean ± std over seeds, under the constant policy's row."""
+    final score, mean ± std over seeds, under the constant policy's row; `narrowed`: the options that left some of
+    the folder's actors out (`narrowing`)."""
     table = Table(
         stem=TABLE_STEM,
         number=5,
@@ -297,8 +303,24 @@ def actions_table(actors: list[ActorActions], datasets: dict[str, DatasetActions
     table.notes = [
         f"{d.dataset_name}: {d.transitions:,} transitions, {d.action_dim} action dimensions." for d in datasets.values()
     ]
-    table.notes += incomplete_notes(cells, datasets)
+    table.notes += incomplete_notes(cells, datasets) + narrowed_notes(narrowed)
     return table
+
+
+def narrowing(selection: ActorRecords, architectures: Sequence[str], datasets: Sequence[str]) -> list[str]:
+    """The options that narrowed a table to some of a folder's actors, as the command line gives them; none when
+    the table holds them all."""
+    if len(selection.chosen) == len(selection.records):
+        return []
+    options = (("architectures", architectures), ("datasets", datasets))
+    return [f"--{name} {','.join(values)}" for name, values in options if values]
+
+
+def narrowed_notes(narrowed: Sequence[str]) -> list[str]:
+    """A note saying that the table shows some of its folder's actors only, so that it is not read as all of them."""
+    if not narrowed:
+        return []
+    return [f"Narrowed with {' '.join(narrowed)}: the folder holds other trained actors than these rows."]
 
 
 def incomplete_notes(cells: dict[tuple[str, str], list[A]], datasets: Mapping[str, DatasetRow]) -> list[str]:

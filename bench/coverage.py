@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.actions import cells_of, incomplete_notes
+from bench.actions import cells_of, incomplete_notes, narrowed_notes, narrowing
 from bench.data.registry import get_env_spec
 from bench.deploy import (
     DatasetStates,
@@ -364,7 +364,9 @@ def coverage_grid(
             f"{100 * entry.upside_down:.0f}%{kept}"
         )
 
-    written = write_table(coverage_table(actors, dataset_rows), tables_dir)
+    written = write_table(
+        coverage_table(actors, dataset_rows, narrowing(selection, architectures, datasets)), tables_dir
+    )
     save(actors, dataset_rows)
     return CoverageSummary(results_dir, actors, dataset_rows, selection.skipped, [*written, tables_dir / JSON_NAME])
 
@@ -373,9 +375,11 @@ def _percent(values: Sequence[float]) -> str:
     return values_mean_std([100 * v for v in values], 0)
 
 
-def coverage_table(actors: list[ActorCoverage], datasets: dict[str, DatasetCoverage]) -> Table:
+def coverage_table(
+    actors: list[ActorCoverage], datasets: dict[str, DatasetCoverage], narrowed: Sequence[str] = ()
+) -> Table:
     """Table 9: per dataset and architecture, where the actors' episodes went, mean ± std over seeds, under the
-    row of the data's own episodes."""
+    row of the data's own episodes; `narrowed`: the options that left some of the folder's actors out."""
     table = Table(
         stem=TABLE_STEM,
         number=9,
@@ -441,5 +445,5 @@ def coverage_table(actors: list[ActorCoverage], datasets: dict[str, DatasetCover
         f"{' or '.join(map(str, episodes))} episode(s) per actor, from the seeds of its record's evaluations: the "
         "score is of these episodes (for a seed trained alone, its final evaluation's)."
     )
-    table.notes += incomplete_notes(cells, datasets)
+    table.notes += incomplete_notes(cells, datasets) + narrowed_notes(narrowed)
     return table

@@ -107,6 +107,7 @@ def test_the_command_measures_every_trained_actor_against_its_data(
         assert main(["actions", str(results), "--tables", str(tables), "--architectures", selection]) == 0
         table = (tables / "table5_actions.md").read_text()
         assert ("mlp-small" in table, "kan-small" in table) == ("," in selection, True)
+        assert ("Narrowed with --architectures kan-small: the folder holds other" in table) == ("," not in selection)
         # The architectures left out of the table keep their numbers, whose data a later run may lack.
         actors = json.loads((tables / "actions.json").read_text())["actors"]
         assert ",".join(a["arch"] for a in actors) == (

@@ -220,7 +220,8 @@ def test_datasets_narrow_the_table_and_the_file_keeps_the_others(
     assert "hopper-a" not in capsys.readouterr().err
     only_b = json.loads((tables / "coverage.json").read_text())
     assert list(only_b["datasets"]) == [names[1]] and [a["dataset"] for a in only_b["actors"]] == [names[1]]
-    assert "hopper-a" not in (tables / "table9_coverage.md").read_text()
+    table = (tables / "table9_coverage.md").read_text()
+    assert "hopper-a" not in table and f"Narrowed with --datasets {names[1]}: the folder holds other" in table
 
     assert main([*command, "--datasets", names[0]]) == 0
     capsys.readouterr()
