@@ -147,13 +147,14 @@ $(SAC_RUNS)/%/exported: | $(STAMP)
 	touch $@
 
 # MLP vs KAN actor on the local medium datasets, small enough for a 2-core CPU: regenerate the data, run
-# configs/demo.yaml (two cells at a time), then the tables and figures, Table 4 (deployment) and a look inside one
-# KAN actor (bench explain).
+# configs/demo.yaml (two cells at a time), then the tables and figures, Table 4 (deployment), Table 9 (where the
+# actors' episodes go) and a look inside one KAN actor (bench explain).
 demo: WORKERS := $(or $(WORKERS),2)
 demo: local-data
 	$(GRID_RUN) configs/demo.yaml --local-dir $(LOCAL_DATA)
 	$(PY) -m bench report $(RESULTS)/demo --tables tables/demo --figures figures/demo
 	$(PY) -m bench deploy $(RESULTS)/demo --tables tables/demo --calls 300 --local-dir $(LOCAL_DATA)
+	$(PY) -m bench coverage $(RESULTS)/demo --tables tables/demo --local-dir $(LOCAL_DATA)
 	$(PY) -m bench explain $(RESULTS)/demo/local-hopper-medium/kan-small/seed0.json \
 		--compare $(RESULTS)/demo/local-hopper-medium/mlp-small/seed0.json --out figures/demo/explain --local-dir $(LOCAL_DATA)
 
