@@ -61,7 +61,7 @@ gpu-check: setup
 # RAY_ADDRESS=host:port joins an existing Ray cluster; FORCE=1 retrains finished cells.
 # E.g. `make reproduce LAUNCHER=ray`.
 .PHONY: smoke demo reproduce reproduce-local local-data study-lr study study-ablations study-horizon study-horizon-medium-expert study-width study-quality study-algorithms-lr
-.PHONY: study-algorithms study-algorithms-medium-expert
+.PHONY: study-algorithms study-algorithms-medium-expert study-td3bc-alpha
 LAUNCHER ?= local
 WORKERS ?=
 RAY_ADDRESS ?=
@@ -269,6 +269,19 @@ study-algorithms-medium-expert: local-data
 	$(PY) -m bench report $(RESULTS)/algorithms-medium-expert --last-evaluations 5 --only tables
 	$(PY) -m bench actions $(RESULTS)/algorithms-medium-expert --local-dir $(LOCAL_DATA)
 	$(PY) -m bench coverage $(RESULTS)/algorithms-medium-expert --local-dir $(LOCAL_DATA)
+
+# TD3+BC's mlp[256] on local halfcheetah-medium-expert at alpha 1.0 and 0.25 beside CORL's 2.5
+# (configs/td3bc-alpha-medium-expert.yaml), the 2.5 cells adopted from the algorithms grid on medium-expert data:
+# does the Q term's weight take the actors out of the data? One worker, two groups of about 20 minutes; run it
+# again to resume. Then its report and Tables 5 and 9.
+study-td3bc-alpha: WORKERS := $(or $(WORKERS),1)
+study-td3bc-alpha: local-data
+	$(PY) -m bench grid adopt configs/td3bc-alpha-medium-expert.yaml --from $(RESULTS)/algorithms-medium-expert \
+		--results $(RESULTS) --local-dir $(LOCAL_DATA)
+	$(GRID_RUN) configs/td3bc-alpha-medium-expert.yaml --local-dir $(LOCAL_DATA) --no-progress
+	$(PY) -m bench report $(RESULTS)/td3bc-alpha-medium-expert
+	$(PY) -m bench actions $(RESULTS)/td3bc-alpha-medium-expert --local-dir $(LOCAL_DATA)
+	$(PY) -m bench coverage $(RESULTS)/td3bc-alpha-medium-expert --local-dir $(LOCAL_DATA)
 
 # Stops at once, naming every missing dataset and how to fetch or mirror it, before any cell runs.
 reproduce: setup

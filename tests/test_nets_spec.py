@@ -457,3 +457,34 @@ def test_the_medium_expert_algorithms_grid_trains_the_algorithms_grids_cells_on_
         else:
             assert config == plain, cell
     assert "$(GRID_RUN) configs/algorithms-medium-expert.yaml" in (root / "Makefile").read_text()
+
+
+def test_the_td3bc_alpha_grid_is_the_algorithms_grids_td3bc_mlp256_cell_at_other_alphas() -> None:
+    """configs/td3bc-alpha-medium-expert.yaml: the algorithms grid's TD3+BC mlp[256] cell on local
+    halfcheetah-medium-expert (actor, critics, settings, budget, seeds, groups) at alpha 2.5 under the same name, so
+    that its records are adopted, and at 1.0 and 0.25, every other TD3+BC setting CORL's."""
+    from dataclasses import replace
+
+    from bench.agents.td3_bc import TD3BCConfig
+    from bench.grid.spec import Cell, load_grid
+
+    root = Path(__file__).resolve().parents[1]
+    source = load_grid(root / "configs" / "algorithms-medium-expert.yaml")
+    spec = load_grid(root / "configs" / "td3bc-alpha-medium-expert.yaml")
+    assert spec.algorithms == ("td3bc",) and spec.datasets == ("local:halfcheetah-medium-expert",)
+    other_algorithms = {"algorithms", "bc", "iql"}
+    assert {k: v for k, v in spec.settings().items() if k not in other_algorithms} == {
+        k: v for k, v in source.settings().items() if k not in other_algorithms
+    }
+    assert spec.seeds == source.seeds
+    assert spec.seeds_per_process == source.seeds_per_process
+    alphas = {"mlp-c2": 2.5, "mlp-c2-alpha1": 1.0, "mlp-c2-alpha0.25": 0.25}
+    assert set(spec.architectures) == set(alphas)
+    for cell in spec.cells():
+        arch, mlp256 = spec.architectures[cell.arch], source.architectures["mlp-c2"]
+        assert (arch.actor, arch.critic, arch.kan) == (mlp256.actor, mlp256.critic, mlp256.kan)
+        assert spec.run_config(cell).td3bc == replace(TD3BCConfig(), alpha=alphas[cell.arch]), cell
+    plain = Cell("local:halfcheetah-medium-expert", "mlp-c2", 0, "td3bc")
+    assert spec.run_config(plain) == source.run_config(plain)
+    makefile = (root / "Makefile").read_text()
+    assert "$(GRID_RUN) configs/td3bc-alpha-medium-expert.yaml" in makefile
