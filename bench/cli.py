@@ -420,6 +420,7 @@ def _coverage(args: argparse.Namespace) -> int:
         args.tables or Path("tables") / args.results.resolve().name,
         architectures=_names(args.architectures),
         datasets=_names(args.datasets),
+        figures_dir=args.figures or Path("figures") / args.results.resolve().name,
         episodes=args.episodes,
         reference_episodes=args.reference_episodes,
         cache_dir=args.cache_dir,
@@ -850,6 +851,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--datasets",
         metavar="NAMES",
         help="these datasets only, as the grid names them (a,b,...), in the table; coverage.json keeps the others'",
+    )
+    p.add_argument(
+        "--figures",
+        type=Path,
+        help="output folder of Figure 9, score against the share off the data (default: figures/<results folder name>)",
     )
     p.add_argument(
         "--episodes",

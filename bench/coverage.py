@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.lines import Line2D
 
 from bench.actions import cells_of, incomplete_notes, narrowed_notes, narrowing
 from bench.data.registry import get_env_spec
@@ -50,12 +51,14 @@ from bench.deploy import (
 )
 from bench.errors import BenchError
 from bench.evaluate import evaluate_policy
-from bench.fileio import atomic_write_json
+from bench.fileio import atomic_save_figure, atomic_write_json
+from bench.report.figures import colors, new_figure
 from bench.report.records import display_name
 from bench.report.tables import Table, values_mean_std, write_table
 from bench.train import load_trained_actor
 
 TABLE_STEM = "table9_coverage"
+FIGURE_STEM = "coverage"
 JSON_NAME = "coverage.json"
 DEFAULT_REFERENCE_EPISODES = 20
 REFERENCE_QUANTILE = 0.99
@@ -140,8 +143,9 @@ class CoverageSummary:
                         f"(n={len(group)})"
                     )
         lines += [f"note: {note}" for note in self.skipped]
-        if self.written:
-            lines.append(f"wrote {', '.join(p.name for p in self.written)} to {self.written[0].parent}")
+        for folder in dict.fromkeys(p.parent for p in self.written):
+            names = ", ".join(p.name for p in self.written if p.parent == folder)
+            lines.append(f"wrote {names} to {folder}")
         return "\n".join(lines)
 
 
@@ -256,6 +260,7 @@ def coverage_grid(
     *,
     architectures: Sequence[str] = (),
     datasets: Sequence[str] = (),
+    figures_dir: Path | None = None,
     episodes: int | None = None,
     reference_episodes: int = DEFAULT_REFERENCE_EPISODES,
     cache_dir: Path | None = None,
@@ -265,8 +270,9 @@ def coverage_grid(
 ) -> CoverageSummary:
     """Run every trained actor under `results_dir` (of `architectures` and `datasets` only, when given) for its
     record's evaluation episodes (`episodes` of them, when given) and measure where they go against its dataset;
-    write Table 9 and coverage.json into `tables_dir`. Earlier entries are kept and carried as the module
-    docstring says. `progress` gets one line per actor (default: stderr)."""
+    write Table 9 and coverage.json into `tables_dir` and, when `figures_dir` is given, Figure 9 there. Earlier
+    entries are kept and carried as the module docstring says. `progress` gets one line per actor (default:
+    stderr)."""
     if episodes is not None and episodes < 1:
         raise BenchError(f"--episodes must be at least 1, got {episodes}")
     if reference_episodes < 2:
@@ -368,7 +374,10 @@ def coverage_grid(
         coverage_table(actors, dataset_rows, narrowing(selection, architectures, datasets)), tables_dir
     )
     save(actors, dataset_rows)
-    return CoverageSummary(results_dir, actors, dataset_rows, selection.skipped, [*written, tables_dir / JSON_NAME])
+    written.append(tables_dir / JSON_NAME)
+    if figures_dir is not None:
+        written += coverage_figure(actors, dataset_rows, figures_dir)
+    return CoverageSummary(results_dir, actors, dataset_rows, selection.skipped, written)
 
 
 def _percent(values: Sequence[float]) -> str:
@@ -447,3 +456,45 @@ def coverage_table(
     )
     table.notes += incomplete_notes(cells, datasets) + narrowed_notes(narrowed)
     return table
+
+
+def coverage_figure(actors: list[ActorCoverage], datasets: dict[str, DatasetCoverage], directory: Path) -> list[Path]:
+    """Figure 9 (`coverage.{pdf,png}` in `directory`): per dataset, each actor's score against the share of its
+    visited states off the data, a filled marker where it spent at least half of its steps upside down, and the
+    data's own share (about 1%) as a dotted line: whether the actors that score low are the ones that left the
+    data."""
+    cells = cells_of(actors)
+    archs = list(dict.fromkeys(arch for _, arch in cells))
+    palette = colors(archs)
+    names = list(dict.fromkeys(dataset for dataset, _ in cells))
+    columns = min(3, len(names))
+    rows = math.ceil(len(names) / columns)
+    figure = new_figure(max(3.4 * columns, 4.4) + 2.8, 2.9 * rows + 0.5)
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for ax, dataset in zip(axes.flat, names, strict=False):
+        reference = datasets[dataset]
+        ax.axvline(100 * reference.off_data, color="0.5", linestyle=":", linewidth=1)
+        for arch in archs:
+            group = cells.get((dataset, arch), [])
+            if not group:
+                continue
+            off = np.array([100 * a.off_data for a in group])
+            score = np.array([a.score for a in group])
+            flipped = np.array([a.upside_down >= 0.5 for a in group])
+            color = palette[arch]
+            ax.scatter(off[~flipped], score[~flipped], s=28, facecolors="none", edgecolors=[color])
+            ax.scatter(off[flipped], score[flipped], s=28, color=[color])
+        ax.set_xlim(-3, 103)
+        ax.set_title(reference.dataset_name, fontsize="medium")
+        ax.set_xlabel("states off the data (%)")
+        ax.set_ylabel("normalized score")
+    for ax in list(axes.flat)[len(names) :]:
+        ax.set_axis_off()
+    handles = [Line2D([], [], marker="o", linestyle="", color=palette[arch], label=arch) for arch in archs]
+    handles += [
+        Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor="black", label="upright"),
+        Line2D([], [], marker="o", linestyle="", color="black", label="upside down for half the steps or more"),
+        Line2D([], [], color="0.5", linestyle=":", linewidth=1, label="the data's own episodes (about 1%)"),
+    ]
+    figure.legend(handles=handles, loc="outside right upper", frameon=False, fontsize="small")
+    return atomic_save_figure(figure, Path(directory), FIGURE_STEM)

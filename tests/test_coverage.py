@@ -15,6 +15,7 @@ from bench.coverage import (
     DATA_ROW,
     ActorCoverage,
     DatasetCoverage,
+    coverage_figure,
     coverage_table,
     data_coverage,
     nearest_distances,
@@ -154,7 +155,16 @@ def test_the_command_replays_each_actors_evaluations_and_keeps_unchanged_numbers
     for arch in ("mlp-small", "kan-small"):
         train_cell(tiny_config(data, arch=arch, **short), results / "hopper-tiny" / arch / "seed0.json", progress=False)
     tables = tmp_path / "tables"
-    command = ["coverage", str(results), "--tables", str(tables), "--reference-episodes", "3"]
+    command = [
+        "coverage",
+        str(results),
+        "--tables",
+        str(tables),
+        "--figures",
+        str(tmp_path / "figures"),
+        "--reference-episodes",
+        "3",
+    ]
 
     assert main(command) == 0
     out = capsys.readouterr()
@@ -169,6 +179,10 @@ def test_the_command_replays_each_actors_evaluations_and_keeps_unchanged_numbers
         assert row["score"] == pytest.approx(record["final_score"], rel=1e-9)
         assert row["median_distance"] > 0 and 0 <= row["off_data"] <= 1 and 0 <= row["upside_down"] <= 1
     assert (tables / "table9_coverage.md").exists() and (tables / "table9_coverage.tex").exists()
+    assert (tmp_path / "figures" / "coverage.png").stat().st_size > 0 and (
+        tmp_path / "figures" / "coverage.pdf"
+    ).exists()
+    assert f"wrote coverage.pdf, coverage.png to {tmp_path / 'figures'}" in out.out
 
     data.rename(tmp_path / "elsewhere.hdf5")  # the data is gone: only kept numbers can fill the table
     assert main(command) == 0
@@ -214,7 +228,16 @@ def test_datasets_narrow_the_table_and_the_file_keeps_the_others(
         train_cell(config, results / name / "mlp-small" / "seed0.json", progress=False)
         names.append(config.dataset)
     tables = tmp_path / "tables"
-    command = ["coverage", str(results), "--tables", str(tables), "--reference-episodes", "2"]
+    command = [
+        "coverage",
+        str(results),
+        "--tables",
+        str(tables),
+        "--figures",
+        str(tmp_path / "figures"),
+        "--reference-episodes",
+        "2",
+    ]
 
     assert main([*command, "--datasets", names[1]]) == 0
     assert "hopper-a" not in capsys.readouterr().err
@@ -245,7 +268,16 @@ def test_an_interrupted_run_keeps_the_actors_it_measured(
         config = tiny_config(data, seed=seed, steps=2, epoch_steps=2, eval_every=2, eval_episodes=1)
         train_cell(config, results / "hopper-tiny" / "mlp-small" / f"seed{seed}.json", progress=False)
     tables = tmp_path / "tables"
-    command = ["coverage", str(results), "--tables", str(tables), "--reference-episodes", "3"]
+    command = [
+        "coverage",
+        str(results),
+        "--tables",
+        str(tables),
+        "--figures",
+        str(tmp_path / "figures"),
+        "--reference-episodes",
+        "3",
+    ]
 
     measure = coverage.visited_states
     calls: list[int] = []
@@ -273,3 +305,35 @@ def test_an_interrupted_run_keeps_the_actors_it_measured(
     (tables / "coverage.json").write_text(json.dumps(whole))
     assert main(command) == 0
     assert "(1 kept from the earlier coverage.json" in capsys.readouterr().out
+
+
+def test_the_figure_draws_one_panel_per_dataset(tmp_path: Path) -> None:
+    """Four datasets: two rows of three panels, the sixth left empty; an architecture absent from one dataset and an
+    actor upside down for half its steps (a filled marker) do not break it."""
+    datasets = {
+        f"local:d{i}": DatasetCoverage(f"local:d{i}", f"d{i} (local)", 100, 4, 4, 0.3, 1.0, 0.01, 0.0, 25.0, "s")
+        for i in range(4)
+    }
+    actors = [
+        ActorCoverage(
+            f"r{i}{arch}{seed}",
+            f"local:d{i}",
+            f"d{i} (local)",
+            arch,
+            seed,
+            10,
+            0,
+            20.0 - seed,
+            1000.0,
+            0.5,
+            0.2 * seed,
+            0.5 * seed,
+            1.0,
+        )
+        for i in range(4)
+        for arch in ("mlp", "kan")
+        for seed in (0, 1, 2)
+        if (i, arch) != (3, "kan")
+    ]
+    paths = coverage_figure(actors, datasets, tmp_path / "figures")
+    assert [p.name for p in paths] == ["coverage.pdf", "coverage.png"] and all(p.stat().st_size > 0 for p in paths)
