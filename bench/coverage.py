@@ -17,10 +17,12 @@ normalized as in training:
   moving its legs for the rest of the episode.
 
 Outputs: `table9_coverage.md` and `.tex` (mean ± std over seeds per dataset and architecture, under the row of
-the data's own episodes) and `coverage.json` with every number unrounded and the SHA-256 of the actor file and
-of the data each came from. A later run keeps an actor's numbers from the folder's `coverage.json` while both
-digests, the episodes and their seed are unchanged (unless `recompute`), and carries the entries of actors that
-`architectures` or `datasets` leave out.
+the data's own episodes), `coverage.json` with every number unrounded and the SHA-256 of the actor file and of
+the data each came from, and Figure 9 (`coverage.pdf`, `.png`: each actor's score against its share off the
+data). A later run keeps an actor's numbers from the folder's `coverage.json` while both digests, the episodes,
+their seed and the dataset's threshold are unchanged (unless `recompute`), and carries the entries of actors that
+`architectures` or `datasets` leave out. The file is written after every actor measured, so a run stopped
+halfway resumes where it stopped.
 """
 
 from __future__ import annotations
