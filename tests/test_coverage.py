@@ -35,6 +35,20 @@ def brute_force(queries: np.ndarray, data: np.ndarray) -> np.ndarray:
     return np.sqrt(((queries[:, None, :] - data[None, :, :]) ** 2).sum(axis=2)).min(axis=1)
 
 
+def coverage_command(tmp_path: Path, results: Path, reference_episodes: int) -> list[str]:
+    """`bench coverage` of `results`, its tables and figure written under `tmp_path`."""
+    return [
+        "coverage",
+        str(results),
+        "--tables",
+        str(tmp_path / "tables"),
+        "--figures",
+        str(tmp_path / "figures"),
+        "--reference-episodes",
+        str(reference_episodes),
+    ]
+
+
 def test_nearest_distances_are_the_brute_force_minimum_across_blocks_and_without_the_excluded_rows(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -155,16 +169,7 @@ def test_the_command_replays_each_actors_evaluations_and_keeps_unchanged_numbers
     for arch in ("mlp-small", "kan-small"):
         train_cell(tiny_config(data, arch=arch, **short), results / "hopper-tiny" / arch / "seed0.json", progress=False)
     tables = tmp_path / "tables"
-    command = [
-        "coverage",
-        str(results),
-        "--tables",
-        str(tables),
-        "--figures",
-        str(tmp_path / "figures"),
-        "--reference-episodes",
-        "3",
-    ]
+    command = coverage_command(tmp_path, results, reference_episodes=3)
 
     assert main(command) == 0
     out = capsys.readouterr()
@@ -228,16 +233,7 @@ def test_datasets_narrow_the_table_and_the_file_keeps_the_others(
         train_cell(config, results / name / "mlp-small" / "seed0.json", progress=False)
         names.append(config.dataset)
     tables = tmp_path / "tables"
-    command = [
-        "coverage",
-        str(results),
-        "--tables",
-        str(tables),
-        "--figures",
-        str(tmp_path / "figures"),
-        "--reference-episodes",
-        "2",
-    ]
+    command = coverage_command(tmp_path, results, reference_episodes=2)
 
     assert main([*command, "--datasets", names[1]]) == 0
     assert "hopper-a" not in capsys.readouterr().err
@@ -268,16 +264,7 @@ def test_an_interrupted_run_keeps_the_actors_it_measured(
         config = tiny_config(data, seed=seed, steps=2, epoch_steps=2, eval_every=2, eval_episodes=1)
         train_cell(config, results / "hopper-tiny" / "mlp-small" / f"seed{seed}.json", progress=False)
     tables = tmp_path / "tables"
-    command = [
-        "coverage",
-        str(results),
-        "--tables",
-        str(tables),
-        "--figures",
-        str(tmp_path / "figures"),
-        "--reference-episodes",
-        "3",
-    ]
+    command = coverage_command(tmp_path, results, reference_episodes=3)
 
     measure = coverage.visited_states
     calls: list[int] = []
