@@ -214,31 +214,20 @@ def actions_grid(
     written = write_table(
         actions_table(actors, dataset_rows, narrowing(selection, architectures, datasets)), tables_dir
     )
-    # Entries of the actors left out of this table, whose records are still there, are written back unchanged.
-    stored = {actor.record: actor for actor in actors}
-    stored_datasets = dict(dataset_rows)
-    for path in order_records(results_dir, records):
-        carried = earlier_actors.get(str(path))
-        if str(path) not in stored and carried is not None:
-            stored[str(path)] = carried
-            if (carried.dataset, carried.dataset_sha256) in earlier_datasets:
-                stored_datasets.setdefault(carried.dataset, earlier_datasets[(carried.dataset, carried.dataset_sha256)])
-    document = {
-        "results": str(results_dir),
-        "method": METHOD,
-        "datasets": {name: asdict(d) for name, d in stored_datasets.items()},
-        "actors": [{k: v for k, v in asdict(a).items() if k != "kept"} for a in stored.values()],
-    }
-    atomic_write_json(tables_dir / JSON_NAME, document)
+    write_entries(
+        tables_dir / JSON_NAME, results_dir, records, METHOD, actors, dataset_rows, earlier_actors, earlier_datasets
+    )
     return ActionsSummary(results_dir, actors, dataset_rows, skipped, [*written, tables_dir / JSON_NAME])
 
 
 class ActorRow(Protocol):
-    """What a table row groups an actor's numbers by."""
+    """What a table row groups an actor's numbers by, and what its stored entry is found by."""
 
+    record: str
     dataset: str
     arch: str
     seed: int
+    dataset_sha256: str
 
 
 class DatasetRow(Protocol):
@@ -248,6 +237,36 @@ class DatasetRow(Protocol):
 
 
 A = TypeVar("A", bound=ActorRow)
+
+
+def write_entries(
+    path: Path,
+    results_dir: Path,
+    records: dict[Path, dict[str, Any]],
+    method: str,
+    actors: Sequence[A],
+    dataset_rows: Mapping[str, Any],
+    earlier_actors: Mapping[str, A],
+    earlier_datasets: Mapping[tuple[str, str], Any],
+) -> None:
+    """The JSON at `path` (actions.json, coverage.json): the entries of `actors` and `dataset_rows`, then, for every
+    other record of `records` still there, its entry of the earlier file and its dataset's earlier row (an actor
+    left out of the table, or one a run saving as it goes has not reached), in table order."""
+    stored = {actor.record: actor for actor in actors}
+    stored_datasets = dict(dataset_rows)
+    for record in order_records(results_dir, records):
+        carried = earlier_actors.get(str(record))
+        if str(record) not in stored and carried is not None:
+            stored[str(record)] = carried
+            if (key := (carried.dataset, carried.dataset_sha256)) in earlier_datasets:
+                stored_datasets.setdefault(carried.dataset, earlier_datasets[key])
+    document = {
+        "results": str(results_dir),
+        "method": method,
+        "datasets": {name: asdict(d) for name, d in stored_datasets.items()},
+        "actors": [{k: v for k, v in asdict(a).items() if k != "kept"} for a in stored.values()],
+    }
+    atomic_write_json(path, document)
 
 
 def cells_of(actors: list[A]) -> dict[tuple[str, str], list[A]]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +38,13 @@ import numpy as np
 import torch
 from matplotlib.lines import Line2D
 
-from bench.actions import cells_of, incomplete_notes, narrowed_notes, narrowing
+from bench.actions import cells_of, incomplete_notes, narrowed_notes, narrowing, write_entries
 from bench.data.registry import get_env_spec
 from bench.deploy import (
     DatasetStates,
     actor_digests,
     dataclass_from,
     earlier_or_nothing,
-    order_records,
     read_earlier,
     record_dataset,
     select_actor_records,
@@ -53,7 +52,7 @@ from bench.deploy import (
 )
 from bench.errors import BenchError
 from bench.evaluate import evaluate_policy
-from bench.fileio import atomic_save_figure, atomic_write_json
+from bench.fileio import atomic_save_figure
 from bench.report.figures import colors, new_figure
 from bench.report.records import display_name
 from bench.report.tables import Table, values_mean_std, write_table
@@ -131,12 +130,13 @@ class CoverageSummary:
             f"episodes of {len(self.actors)} trained actor(s) of {self.results_dir} against their data"
             + (f" ({kept} kept from the earlier {JSON_NAME}, their actors and data unchanged)" if kept else "")
         ]
+        cells = cells_of(self.actors)
         for dataset, reference in self.datasets.items():
             lines.append(
                 f"{reference.dataset_name}, its own episodes: median distance {reference.median_distance:.2f}, "
                 f"off the data beyond {reference.threshold:.2f}"
             )
-            for (name, arch), group in cells_of(self.actors).items():
+            for (name, arch), group in cells.items():
                 if name == dataset:
                     off = 100 * np.mean([a.off_data for a in group])
                     upside_down = 100 * np.mean([a.upside_down for a in group])
@@ -224,8 +224,8 @@ def data_coverage(
 def visited_states(
     actor: torch.nn.Module, env: str, data: DatasetStates, episodes: int, seed: int
 ) -> tuple[np.ndarray, float, float]:
-    """The states (normalized as `data`'s) the actor acts in over `episodes` evaluation episodes seeded from
-    `seed`, with the episodes' mean normalized score and mean length."""
+    """The raw states the actor acts in over `episodes` evaluation episodes seeded from `seed` (its inputs
+    normalized as `data`'s), with the episodes' mean normalized score and mean length."""
     visited: list[np.ndarray] = []
     result = evaluate_policy(
         env,
@@ -236,10 +236,14 @@ def visited_states(
         state_std=data.state_std,
         visit=visited.append,
     )
-    raw = np.concatenate(visited)
+    return np.concatenate(visited), float(np.mean(result.normalized_scores)), float(np.mean(result.lengths))
+
+
+def normalized_as(raw: np.ndarray, data: DatasetStates) -> np.ndarray:
+    """Raw states normalized as `data`'s states are (float32), to measure them against those."""
     if data.state_mean is not None and data.state_std is not None:
         raw = (raw - np.ravel(data.state_mean)) / np.ravel(data.state_std)
-    return raw.astype(np.float32), float(np.mean(result.normalized_scores)), float(np.mean(result.lengths))
+    return raw.astype(np.float32)
 
 
 def earlier_results(path: Path) -> tuple[dict[str, ActorCoverage], dict[tuple[str, str], DatasetCoverage]]:
@@ -290,24 +294,9 @@ def coverage_grid(
     kept_actors, kept_datasets = ({}, {}) if recompute else (earlier_actors, earlier_datasets)
 
     def save(actors: list[ActorCoverage], dataset_rows: dict[str, DatasetCoverage]) -> None:
-        """coverage.json: these actors' entries, then, for every other record still there, its earlier entry (an
-        actor left out of the table, or one not measured yet by a run that is saving as it goes)."""
-        stored = {actor.record: actor for actor in actors}
-        stored_datasets = dict(dataset_rows)
-        for path in order_records(results_dir, records):
-            carried = earlier_actors.get(str(path))
-            if str(path) not in stored and carried is not None:
-                stored[str(path)] = carried
-                key = (carried.dataset, carried.dataset_sha256)
-                if key in earlier_datasets:
-                    stored_datasets.setdefault(carried.dataset, earlier_datasets[key])
-        document = {
-            "results": str(results_dir),
-            "method": METHOD,
-            "datasets": {name: asdict(d) for name, d in stored_datasets.items()},
-            "actors": [{k: v for k, v in asdict(a).items() if k != "kept"} for a in stored.values()],
-        }
-        atomic_write_json(tables_dir / JSON_NAME, document)
+        write_entries(
+            tables_dir / JSON_NAME, results_dir, records, METHOD, actors, dataset_rows, earlier_actors, earlier_datasets
+        )
 
     loaded: dict[tuple[str, bool], DatasetStates] = {}
     dataset_rows: dict[str, DatasetCoverage] = {}
@@ -343,8 +332,8 @@ def coverage_grid(
                     cell["dataset"], name, data, env.pitch_index, reference_episodes
                 )
             reference = dataset_rows[cell["dataset"]]
-            states, score, length = visited_states(actor, env.name, data, count, eval_seed)
-            distances = nearest_distances(states, data.states)
+            raw, score, length = visited_states(actor, env.name, data, count, eval_seed)
+            distances = nearest_distances(normalized_as(raw, data), data.states)
             entry = ActorCoverage(
                 record=str(path),
                 dataset=cell["dataset"],
@@ -357,7 +346,7 @@ def coverage_grid(
                 length=length,
                 median_distance=float(np.median(distances)),
                 off_data=float(np.mean(distances > reference.threshold)),
-                upside_down=upside_down_share(raw_pitch(states, data, env.pitch_index)),
+                upside_down=upside_down_share(raw[:, env.pitch_index]),
                 threshold=reference.threshold,
                 actor_sha256=actor_digest,
                 dataset_sha256=data.sha256,
