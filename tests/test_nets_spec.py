@@ -488,3 +488,32 @@ def test_the_td3bc_alpha_grid_is_the_algorithms_grids_td3bc_mlp256_cell_at_other
     assert spec.run_config(plain) == source.run_config(plain)
     makefile = (root / "Makefile").read_text()
     assert "$(GRID_RUN) configs/td3bc-alpha-medium-expert.yaml" in makefile
+
+
+def test_the_cql_alpha_grid_is_the_quality_grids_mlp256_cell_at_other_cql_alphas() -> None:
+    """configs/cql-alpha-medium-expert.yaml: the quality grid's mlp256 cell on local halfcheetah-medium-expert
+    (actor, critics, settings, budget, seeds, groups, compiled step) at cql_alpha 10 under the same name, so that its
+    records are adopted, and at 1 and 50, every other CQL setting CORL's."""
+    from dataclasses import replace
+
+    from bench.agents.cql import CQLConfig
+    from bench.grid.spec import Cell, load_grid
+
+    root = Path(__file__).resolve().parents[1]
+    source = load_grid(root / "configs" / "cpu-study-quality.yaml")
+    spec = load_grid(root / "configs" / "cql-alpha-medium-expert.yaml")
+    assert spec.algorithms == ("cql",) and spec.datasets == ("local:halfcheetah-medium-expert",)
+    assert spec.settings() == source.settings()
+    assert spec.seeds == source.seeds
+    assert spec.seeds_per_process == source.seeds_per_process
+    cql_alphas = {"mlp256": 10.0, "mlp256-cqlalpha1": 1.0, "mlp256-cqlalpha50": 50.0}
+    assert set(spec.architectures) == set(cql_alphas)
+    plain = Cell("local:halfcheetah-medium-expert", "mlp256", 0, "cql")
+    for cell in spec.cells():
+        arch, mlp256 = spec.architectures[cell.arch], source.architectures["mlp256"]
+        assert (arch.actor, arch.critic, arch.kan) == (mlp256.actor, mlp256.critic, mlp256.kan)
+        expected = replace(source.run_config(plain).cql, cql_alpha=cql_alphas[cell.arch])
+        assert spec.run_config(cell).cql == expected, cell
+        assert replace(expected, policy_lr=CQLConfig().policy_lr, cql_alpha=CQLConfig().cql_alpha) == CQLConfig()
+    assert spec.run_config(plain) == source.run_config(plain)
+    assert "$(GRID_RUN) configs/cql-alpha-medium-expert.yaml" in (root / "Makefile").read_text()
