@@ -702,53 +702,31 @@ def deploy_grid(
     line per actor (default: stderr).
     """
     results_dir = Path(results_dir)
-    if not results_dir.is_dir():
-        raise BenchError(f"results folder {results_dir} does not exist; run a grid first or name its records' folder")
     if calls < 1 or warmup < 0:
         raise BenchError(f"--calls must be at least 1 and --warmup at least 0, got {calls} and {warmup}")
     say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+    selection = select_actor_records(results_dir)
     # Kept rows export nothing, so a run asked to keep every actor's ONNX files (`onnx_dir`) deploys them all.
     keep = not recompute and onnx_dir is None
     earlier = EarlierDeployment.read(Path(tables_dir) / JSON_NAME, calls, warmup) if keep else EarlierDeployment()
-    paths, skipped = find_actor_records(results_dir)
-    for note in skipped:
+    for note in selection.skipped:
         say(f"note: {note}")
-    if not paths:
-        raise BenchError(
-            f"no finished record with its final actor (<record>.actor.pt beside seed<k>.json) under {results_dir}"
-            + (f"; {len(skipped)} JSON file(s) skipped, the notes above say why" if skipped else "")
-        )
-    records = {path: read_record(path) or {} for path in paths}
-    ordered = order_records(results_dir, records)
-    # As the report: with several algorithms in one folder every architecture is labelled per algorithm.
-    several_algorithms = len({record_algorithm(r) for r in records.values()}) > 1
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with contextlib.ExitStack() as stack:
             folder = onnx_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-deploy-")))
             actors, latencies = _deploy_records(
-                ordered,
-                records,
-                results_dir,
-                Path(folder),
-                calls,
-                warmup,
-                cache_dir,
-                local_dir,
-                say,
-                several_algorithms,
-                earlier,
+                selection, results_dir, Path(folder), calls, warmup, cache_dir, local_dir, say, earlier
             )
     finally:
         torch.set_num_threads(threads)
-    written = write_outputs(actors, latencies, skipped, results_dir, Path(tables_dir), calls, warmup)
-    return DeploySummary(results_dir, actors, latencies, skipped, written)
+    written = write_outputs(actors, latencies, selection.skipped, results_dir, Path(tables_dir), calls, warmup)
+    return DeploySummary(results_dir, actors, latencies, selection.skipped, written)
 
 
 def _deploy_records(
-    ordered: list[Path],
-    records: dict[Path, dict[str, Any]],
+    selection: ActorRecords,
     results_dir: Path,
     onnx_dir: Path,
     calls: int,
@@ -756,25 +734,19 @@ def _deploy_records(
     cache_dir: Path | None,
     local_dir: Path | None,
     say: Callable[[str], None],
-    several_algorithms: bool = False,
-    earlier: EarlierDeployment | None = None,
+    earlier: EarlierDeployment,
 ) -> tuple[list[ActorDeployment], list[ArchitectureLatency]]:
-    """Every record's (`records`, in the order of `ordered`) `ActorDeployment` and, once per (environment,
+    """The `ActorDeployment` of every chosen record of `selection`, in its order, and, once per (environment,
     architecture), its latencies (module docstring), those of `earlier` kept while unchanged; one progress line
-    per record. With `several_algorithms` an architecture is named per algorithm ("TD3+BC mlp"), so each
-    algorithm's actors get rows of their own."""
-    earlier = earlier or EarlierDeployment()
+    per record. Architectures are named as `selection` labels them: per algorithm ("TD3+BC mlp") when the folder
+    holds several, so each algorithm's actors get rows of their own."""
+    ordered = selection.chosen
     machine = device_info(torch.device("cpu"))["name"]
     datasets: dict[tuple[str, bool], DatasetStates] = {}
     actors: list[ActorDeployment] = []
     latencies: dict[tuple[str, str], ArchitectureLatency] = {}
     for index, path in enumerate(ordered, start=1):
-        record = records[path]
-        arch = (
-            arch_label(record_algorithm(record), record["cell"]["arch"])
-            if several_algorithms
-            else record["cell"]["arch"]
-        )
+        record, arch = selection.records[path], selection.labels[path]
         key = (record["dataset"]["env"], arch)
         digests = actor_digests(path, record)
         kept = earlier.actors.get(str(path))
