@@ -212,7 +212,7 @@ def actions_grid(
         say(f"{entry.dataset_name} {entry.arch} seed {entry.seed}: MSE {entry.mse:.4f}, R^2 {entry.r2:.3f}{kept}")
 
     written = write_table(
-        actions_table(actors, dataset_rows, narrowing(selection, architectures, datasets)), tables_dir
+        actions_table(actors, dataset_rows, narrowing(selection, architectures, datasets), selection), tables_dir
     )
     write_entries(
         tables_dir / JSON_NAME, results_dir, records, METHOD, actors, dataset_rows, earlier_actors, earlier_datasets
@@ -280,11 +280,15 @@ def cells_of(actors: list[A]) -> dict[tuple[str, str], list[A]]:
 
 
 def actions_table(
-    actors: list[ActorActions], datasets: dict[str, DatasetActions], narrowed: Sequence[str] = ()
+    actors: list[ActorActions],
+    datasets: dict[str, DatasetActions],
+    narrowed: Sequence[str] = (),
+    selection: ActorRecords | None = None,
 ) -> Table:
     """Table 5: per dataset and architecture, the actors' error and R^2 against the data's actions beside their
     final score, mean ± std over seeds, under the constant policy's row; `narrowed`: the options that left some of
-    the folder's actors out (`narrowing`)."""
+    the folder's actors out (`narrowing`); `selection`: the records chosen, whose grid file's cells the notes name
+    when the table lacks them."""
     table = Table(
         stem=TABLE_STEM,
         number=5,
@@ -322,7 +326,7 @@ def actions_table(
     table.notes = [
         f"{d.dataset_name}: {d.transitions:,} transitions, {d.action_dim} action dimensions." for d in datasets.values()
     ]
-    table.notes += incomplete_notes(cells, datasets) + narrowed_notes(narrowed)
+    table.notes += incomplete_notes(cells, datasets, selection) + narrowed_notes(narrowed)
     return table
 
 
@@ -342,11 +346,17 @@ def narrowed_notes(narrowed: Sequence[str]) -> list[str]:
     return [f"Narrowed with {' '.join(narrowed)}: the folder holds other trained actors than these rows."]
 
 
-def incomplete_notes(cells: dict[tuple[str, str], list[A]], datasets: Mapping[str, DatasetRow]) -> list[str]:
-    """Notes naming the architectures a dataset has no actor of, and the cells with fewer seeds than the most any
-    cell has, so a table read while a grid still trains does not pass a short row off as a whole one."""
-    archs = list(dict.fromkeys(arch for _, arch in cells))
-    most = max((len(group) for group in cells.values()), default=0)
+def incomplete_notes(
+    cells: dict[tuple[str, str], list[A]], datasets: Mapping[str, DatasetRow], selection: ActorRecords | None = None
+) -> list[str]:
+    """Notes naming the architectures a dataset has no actor of, the datasets with none at all, and the cells with
+    fewer seeds than the grid file's (else than the most any cell has), so a table read while a grid still trains
+    does not pass a short row off as a whole one. The expected cells are `selection`'s (its folder's grid file) and
+    those the table holds."""
+    expected_archs = selection.architectures if selection else []
+    archs = list(dict.fromkeys([*expected_archs, *(arch for _, arch in cells)]))
+    fullest = max((len(group) for group in cells.values()), default=0)
+    seeds = selection.seeds if selection else 0
     notes = []
     for dataset, reference in datasets.items():
         absent = [arch for arch in archs if (dataset, arch) not in cells]
@@ -354,11 +364,16 @@ def incomplete_notes(cells: dict[tuple[str, str], list[A]], datasets: Mapping[st
             notes.append(
                 f"{reference.dataset_name}: no trained actor of {', '.join(absent)} (not finished, or not run)."
             )
+    empty = [dataset for dataset in (selection.datasets if selection else []) if dataset not in datasets]
+    if empty:
+        notes.append(f"No trained actor yet on {', '.join(empty)} (not finished, or not run).")
+    most = max(seeds, fullest)
     short = [
         f"{datasets[dataset].dataset_name} {arch} ({len(group)})"
         for (dataset, arch), group in cells.items()
         if len(group) < most
     ]
     if short:
-        notes.append(f"Fewer seeds than the {most} of the fullest rows: {'; '.join(short)}.")
+        of = f"the grid file's {most}:" if seeds >= fullest else f"the {most} of the fullest rows:"
+        notes.append(f"Fewer seeds than {of} {'; '.join(short)}.")
     return notes

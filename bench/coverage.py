@@ -41,6 +41,7 @@ from matplotlib.lines import Line2D
 from bench.actions import cells_of, incomplete_notes, narrowed_notes, narrowing, write_entries
 from bench.data.registry import get_env_spec
 from bench.deploy import (
+    ActorRecords,
     DatasetStates,
     actor_digests,
     dataclass_from,
@@ -362,7 +363,7 @@ def coverage_grid(
         )
 
     written = write_table(
-        coverage_table(actors, dataset_rows, narrowing(selection, architectures, datasets)), tables_dir
+        coverage_table(actors, dataset_rows, narrowing(selection, architectures, datasets), selection), tables_dir
     )
     save(actors, dataset_rows)
     written.append(tables_dir / JSON_NAME)
@@ -376,10 +377,14 @@ def _percent(values: Sequence[float]) -> str:
 
 
 def coverage_table(
-    actors: list[ActorCoverage], datasets: dict[str, DatasetCoverage], narrowed: Sequence[str] = ()
+    actors: list[ActorCoverage],
+    datasets: dict[str, DatasetCoverage],
+    narrowed: Sequence[str] = (),
+    selection: ActorRecords | None = None,
 ) -> Table:
     """Table 9: per dataset and architecture, where the actors' episodes went, mean ± std over seeds, under the
-    row of the data's own episodes; `narrowed`: the options that left some of the folder's actors out."""
+    row of the data's own episodes; `narrowed`: the options that left some of the folder's actors out;
+    `selection`: the records chosen, whose grid file's cells the notes name when the table lacks them."""
     table = Table(
         stem=TABLE_STEM,
         number=9,
@@ -445,7 +450,7 @@ def coverage_table(
         f"{' or '.join(map(str, episodes))} episode(s) per actor, from the seeds of its record's evaluations: the "
         "score is of these episodes (for a seed trained alone, its final evaluation's)."
     )
-    table.notes += incomplete_notes(cells, datasets) + narrowed_notes(narrowed)
+    table.notes += incomplete_notes(cells, datasets, selection) + narrowed_notes(narrowed)
     return table
 
 

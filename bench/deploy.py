@@ -549,12 +549,38 @@ class ActorRecords:
     `records` holds every usable record (a table of a few architectures still carries the others' stored
     numbers), `chosen` the ones the table takes in table order, `labels` each record's architecture as tables
     name it (per algorithm, "TD3+BC mlp", when the folder holds several) and `skipped` a note per file left out.
+    `architectures`, `datasets` and `seeds` are the cells the table should hold, from the folder's grid file (of
+    the narrowed architectures and datasets only), so that a table read while its grid trains can name what is
+    not in it yet; empty, and 0 seeds, for records without a grid file.
     """
 
     records: dict[Path, dict[str, Any]]
     chosen: list[Path]
     labels: dict[Path, str]
     skipped: list[str]
+    architectures: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+    seeds: int = 0
+
+
+def expected_cells(
+    results_dir: Path, architectures: Sequence[str] = (), datasets: Sequence[str] = ()
+) -> tuple[list[str], list[str], int]:
+    """The architectures (labelled as the tables name them), datasets and seed count of the grid file of the
+    records under `results_dir`, of `architectures` (labels or bare names) and `datasets` only when given; empty
+    and 0 for records without a grid file."""
+    found = grid_file_of(Path(results_dir))
+    if found is None:
+        return [], [], 0
+    grid = read_grid_file(*found)
+    if len(grid.algorithms) > 1:
+        pairs = [
+            (arch_label(a, arch), arch) for a in grid.algorithms for arch in read_grid_file(found[0], a).architectures
+        ]
+    else:
+        pairs = [(arch, arch) for arch in grid.architectures]
+    archs = [label for label, bare in pairs if not architectures or label in architectures or bare in architectures]
+    return archs, [d for d in grid.datasets if not datasets or d in datasets], len(grid.seeds)
 
 
 def select_actor_records(
@@ -601,7 +627,7 @@ def select_actor_records(
     if architectures:
         rank = {name: i for i, name in enumerate(architectures)}
         ordered.sort(key=lambda p: rank.get(labels[p], rank.get(records[p]["cell"]["arch"], len(rank))))
-    return ActorRecords(records, ordered, labels, skipped)
+    return ActorRecords(records, ordered, labels, skipped, *expected_cells(results_dir, architectures, datasets))
 
 
 def dataclass_from(cls: type[T], entry: dict[str, Any]) -> T:

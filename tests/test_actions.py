@@ -12,7 +12,7 @@ import torch
 from bench.actions import CONSTANT, ActorActions, DatasetActions, action_errors, actions_table, constant_policy_mse
 from bench.cli import main
 from bench.data.loader import load_dataset
-from bench.deploy import normalized_states
+from bench.deploy import ActorRecords, expected_cells, normalized_states
 from bench.report.tables import MISSING, to_markdown
 from bench.train import load_trained_actor, train_cell
 from tests.d4rl_files import write_small_d4rl_file
@@ -71,6 +71,33 @@ def test_the_table_names_missing_actors_and_rows_with_fewer_seeds() -> None:
         "b (local): no trained actor of mlp (not finished, or not run).",
         "Fewer seeds than the 3 of the fullest rows: a (local) kan (2).",
     ]
+
+    # With the grid file's cells (the selection's), the notes also name what no record shows yet: an architecture
+    # without any actor, a dataset without any, and seeds the fullest rows lack too.
+    grid = ActorRecords({}, [], {}, [], ["kan", "mlp", "rbf"], ["local:a", "local:b", "local:c"], 5)
+    assert actions_table(whole, datasets, selection=grid).notes[2:] == [
+        "a (local): no trained actor of rbf (not finished, or not run).",
+        "b (local): no trained actor of rbf (not finished, or not run).",
+        "No trained actor yet on local:c (not finished, or not run).",
+        "Fewer seeds than the grid file's 5: a (local) kan (3); a (local) mlp (3); b (local) kan (3); "
+        "b (local) mlp (3).",
+    ]
+    complete = ActorRecords({}, [], {}, [], ["kan", "mlp"], ["local:a", "local:b"], 3)
+    assert actions_table(whole, datasets, selection=complete).notes[2:] == []
+
+
+def test_the_expected_cells_come_from_the_grid_file_labelled_and_narrowed() -> None:
+    """A multi-algorithm grid's architectures are labelled per algorithm as its tables name them; --architectures
+    (a label or a bare name) and --datasets narrow them; records without a grid file expect nothing."""
+    root = Path(__file__).resolve().parents[1] / "results"
+    archs, datasets, seeds = expected_cells(root / "algorithms-medium-expert")
+    assert len(archs) == 12 and archs[:2] == ["BC mlp-c2", "BC kan1-c2"] and "IQL matched-c2" in archs
+    assert len(datasets) == 3 and seeds == 5
+    narrowed = expected_cells(
+        root / "algorithms-medium-expert", ["mlp-c2", "IQL kan1-c2"], ["local:hopper-medium-expert"]
+    )
+    assert narrowed == (["BC mlp-c2", "TD3+BC mlp-c2", "IQL mlp-c2", "IQL kan1-c2"], ["local:hopper-medium-expert"], 5)
+    assert expected_cells(root / "cql-alpha-medium-expert-absent") == ([], [], 0)
 
 
 def test_the_command_measures_every_trained_actor_against_its_data(
