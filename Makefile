@@ -208,7 +208,7 @@ study-width: local-data
 # The CPU study on the other data qualities (configs/cpu-study-quality.yaml): mlp256, kan4, mlp38 and kan38 on the
 # nine recipe 2 local datasets, the medium cells adopted from the width grid and the study where they trained on
 # the same data, two groups of five seeds side by side at once (about 10 hours here); run it again to resume. Then
-# its reports (and their tables scored by the mean of the last 5 evaluations) and Table 5 of its actors.
+# its reports (and their tables scored by the mean of the last 5 evaluations), Tables 5 and 9 of its actors.
 study-quality: WORKERS := $(or $(WORKERS),2)
 study-quality: local-data
 	$(PY) -m bench grid adopt configs/cpu-study-quality.yaml --from $(RESULTS)/cpu-study-width --results $(RESULTS) \
@@ -219,6 +219,7 @@ study-quality: local-data
 	$(PY) -m bench report $(RESULTS)/cpu-study-quality
 	$(PY) -m bench report $(RESULTS)/cpu-study-quality --last-evaluations 5 --only tables
 	$(PY) -m bench actions $(RESULTS)/cpu-study-quality --local-dir $(LOCAL_DATA)
+	$(PY) -m bench coverage $(RESULTS)/cpu-study-quality --local-dir $(LOCAL_DATA)
 
 # The CPU study at twice its budget (configs/cpu-study-horizon.yaml): the ablations' kan4 and mlp38 for 100,000
 # steps on the recipe 2 walker2d-, hopper- and halfcheetah-medium, two groups of five seeds side by side at once;
