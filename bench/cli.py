@@ -431,6 +431,23 @@ def _coverage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _critics(args: argparse.Namespace) -> int:
+    from bench.critics import critics_grid
+
+    summary = critics_grid(
+        args.results,
+        args.tables or Path("tables") / args.results.resolve().name,
+        architectures=_names(args.architectures),
+        datasets=_names(args.datasets),
+        episodes=args.episodes,
+        cache_dir=args.cache_dir,
+        local_dir=args.local_dir,
+        recompute=args.recompute,
+    )
+    print(summary.format())
+    return 0
+
+
 def _deploy(args: argparse.Namespace) -> int:
     from bench.deploy import deploy_grid
 
@@ -880,6 +897,39 @@ def build_parser() -> argparse.ArgumentParser:
         "while its actor file, its data and its episodes are unchanged)",
     )
     p.set_defaults(func=_coverage)
+
+    p = sub.add_parser(
+        "critics",
+        help="Table 10: what the critics of every trained actor whose group kept its final state expect on the "
+        "actor's own episodes and on the data, against the returns that followed",
+    )
+    p.add_argument("results", type=Path, help="folder of run records with their actors and final states")
+    p.add_argument("--tables", type=Path, help="output folder (default: tables/<results folder name>)")
+    p.add_argument(
+        "--architectures",
+        metavar="NAMES",
+        help="these architectures only, in this order (a,b,...), in the table; critics.json keeps the others'",
+    )
+    p.add_argument(
+        "--datasets",
+        metavar="NAMES",
+        help="these datasets only, as the grid names them (a,b,...), in the table; critics.json keeps the others'",
+    )
+    p.add_argument(
+        "--episodes",
+        type=int,
+        metavar="N",
+        help="episodes per actor, from its record's evaluation seed (default: as many as its evaluations ran)",
+    )
+    p.add_argument("--cache-dir", type=Path, help="D4RL cache folder")
+    p.add_argument("--local-dir", type=Path, help=LOCAL_DIR_HELP)
+    p.add_argument(
+        "--recompute",
+        action="store_true",
+        help="measure every actor again (default: keep an actor's numbers from the output folder's critics.json "
+        "while its actor file, final state, data and episodes are unchanged)",
+    )
+    p.set_defaults(func=_critics)
 
     p = sub.add_parser(
         "explain",

@@ -235,7 +235,7 @@ def visited_states(
         seed=seed,
         state_mean=data.state_mean,
         state_std=data.state_std,
-        visit=visited.append,
+        on_step=lambda step: visited.append(step.states),
     )
     return np.concatenate(visited), float(np.mean(result.normalized_scores)), float(np.mean(result.lengths))
 

@@ -281,8 +281,8 @@ def normalized_states(dataset: OfflineDataset, normalize: bool) -> np.ndarray:
 @dataclass(frozen=True)
 class DatasetStates:
     """What deployment keeps of a dataset: its SHA-256, the state mean and std the actor's inputs were normalized
-    with (None without normalization), the states as the actor saw them, the dataset's actions in them and where
-    its episodes end."""
+    with (None without normalization), the states as the actor saw them, the dataset's actions in them, where
+    its episodes end, and its rewards and dones."""
 
     sha256: str
     state_mean: np.ndarray | None
@@ -290,12 +290,15 @@ class DatasetStates:
     states: np.ndarray
     actions: np.ndarray
     episode_ends: np.ndarray  # the index after each episode's last transition, in order
+    rewards: np.ndarray | None = None  # as in the file (before any reward normalization), and the dones
+    dones: np.ndarray | None = None
 
     @classmethod
     def of(cls, dataset: OfflineDataset, normalize: bool) -> DatasetStates:
         mean, std = (dataset.state_mean, dataset.state_std) if normalize else (None, None)
         states = normalized_states(dataset, normalize)
-        return cls(dataset.sha256, mean, std, states, dataset.transitions.actions, episode_ends(dataset))
+        t = dataset.transitions
+        return cls(dataset.sha256, mean, std, states, t.actions, episode_ends(dataset), t.rewards, t.dones)
 
 
 def episode_ends(dataset: OfflineDataset) -> np.ndarray:

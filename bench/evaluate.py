@@ -63,6 +63,20 @@ def make_env(env: str, *, max_episode_steps: int | None = None) -> gym.Env:
 
 
 @dataclass(frozen=True)
+class EpisodeStep:
+    """One step of the episodes still running, as `evaluate_policy` hands it to `on_step`: which episodes
+    (sub-environment indices) took it, the raw states they acted in (before normalization), the actions applied
+    (clipped to the action space), the rewards they got and whether the step ended an episode at a terminal
+    state (a fall; a time limit is not one)."""
+
+    episodes: np.ndarray
+    states: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminated: np.ndarray
+
+
+@dataclass(frozen=True)
 class EvaluationResult:
     """One evaluation: per-episode raw returns, lengths and D4RL-normalized scores (same order)."""
 
@@ -96,7 +110,7 @@ def evaluate_policy(
     state_mean: np.ndarray | None = None,
     state_std: np.ndarray | None = None,
     max_episode_steps: int | None = None,
-    visit: Callable[[np.ndarray], None] | None = None,
+    on_step: Callable[[EpisodeStep], None] | None = None,
 ) -> EvaluationResult:
     """Run `episodes` episodes of `policy` at once, one vector sub-environment per episode.
 
@@ -104,8 +118,8 @@ def evaluate_policy(
     the same seed. The policy sees `(obs - state_mean) / state_std` as a float32 batch of shape
     (n_envs, obs_dim) (the transform the CQL trainer applied to the dataset's states) and returns
     (n_envs, act_dim) actions, clipped to the action space before they are applied. Each sub-environment
-    contributes exactly its first episode; after it ends, its rewards are ignored. `visit`, when given, gets the
-    raw states (before normalization) the policy acts in at each step, those of finished episodes left out.
+    contributes exactly its first episode; after it ends, its rewards are ignored. `on_step`, when given, gets
+    every step of the episodes still running (`EpisodeStep`), those of finished episodes left out.
     """
     episodes = _positive_int(episodes, "episodes")
     spec = get_env_spec(env)
@@ -116,7 +130,7 @@ def evaluate_policy(
         autoreset_mode=AutoresetMode.NEXT_STEP,
     )
     try:
-        returns, lengths = _run_first_episodes(envs, policy, seed=seed, mean=mean, std=std, visit=visit)
+        returns, lengths = _run_first_episodes(envs, policy, seed=seed, mean=mean, std=std, on_step=on_step)
     finally:
         envs.close()
     scores = np.asarray(normalized_score(env, returns), dtype=np.float64)
@@ -130,7 +144,7 @@ def _run_first_episodes(
     seed: int,
     mean: np.ndarray,
     std: np.ndarray,
-    visit: Callable[[np.ndarray], None] | None = None,
+    on_step: Callable[[EpisodeStep], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Step all sub-environments until each has finished one episode; its return and length.
 
@@ -148,8 +162,6 @@ def _run_first_episodes(
     running = np.ones(n, dtype=bool)
     obs, _ = envs.reset(seed=seed)
     while running.any():
-        if visit is not None:
-            visit(obs[running])
         actions = np.asarray(policy(((obs - mean) / std).astype(np.float32)), dtype=np.float32)
         if actions.shape != act_shape:
             raise ValueError(f"policy returned actions of shape {actions.shape}, expected {act_shape}")
@@ -160,7 +172,10 @@ def _run_first_episodes(
             )
         # Finished sub-environments get a zero action: what they do in their second episode is ignored.
         actions = np.where(running[:, None], np.clip(actions, low, high), 0.0).astype(np.float32)
+        acting, states = np.flatnonzero(running), obs[running]
         obs, rewards, terminated, truncated, _ = envs.step(actions)
+        if on_step is not None:
+            on_step(EpisodeStep(acting, states, actions[acting], rewards[acting], terminated[acting]))
         returns[running] += rewards[running]
         lengths[running] += 1
         running &= ~(terminated | truncated)
