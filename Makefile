@@ -284,18 +284,17 @@ study-td3bc-alpha: local-data
 	$(PY) -m bench actions $(RESULTS)/td3bc-alpha-medium-expert --local-dir $(LOCAL_DATA)
 	$(PY) -m bench coverage $(RESULTS)/td3bc-alpha-medium-expert --local-dir $(LOCAL_DATA)
 
-# CQL's mlp256 on local halfcheetah-medium-expert at cql_alpha 1 and 50 beside CORL's 10
-# (configs/cql-alpha-medium-expert.yaml), the 10 cells adopted from the quality grid: does CQL's conservative
-# weight keep its actors in the data? Two workers, two groups of about an hour; run it again to resume. Then its
-# report and Tables 5 and 9.
+# CQL's mlp256 on local halfcheetah-medium-expert at cql_alpha 1, 10 (CORL's, the quality grid's cell trained again
+# to keep its critics) and 50 (configs/cql-alpha-medium-expert.yaml): does CQL's conservative weight keep its
+# actors in the data, and what do its critics expect where they go? Two workers, three groups of about an hour; run
+# it again to resume. Then its report and Tables 5, 9 and 10.
 study-cql-alpha: WORKERS := $(or $(WORKERS),2)
 study-cql-alpha: local-data
-	$(PY) -m bench grid adopt configs/cql-alpha-medium-expert.yaml --from $(RESULTS)/cpu-study-quality \
-		--results $(RESULTS) --local-dir $(LOCAL_DATA)
 	$(GRID_RUN) configs/cql-alpha-medium-expert.yaml --local-dir $(LOCAL_DATA) --no-progress
 	$(PY) -m bench report $(RESULTS)/cql-alpha-medium-expert
 	$(PY) -m bench actions $(RESULTS)/cql-alpha-medium-expert --local-dir $(LOCAL_DATA)
 	$(PY) -m bench coverage $(RESULTS)/cql-alpha-medium-expert --local-dir $(LOCAL_DATA)
+	$(PY) -m bench critics $(RESULTS)/cql-alpha-medium-expert --local-dir $(LOCAL_DATA)
 
 # Stops at once, naming every missing dataset and how to fetch or mirror it, before any cell runs.
 reproduce: setup

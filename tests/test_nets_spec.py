@@ -493,7 +493,8 @@ def test_the_td3bc_alpha_grid_is_the_algorithms_grids_td3bc_mlp256_cell_at_other
 def test_the_cql_alpha_grid_is_the_quality_grids_mlp256_cell_at_other_cql_alphas() -> None:
     """configs/cql-alpha-medium-expert.yaml: the quality grid's mlp256 cell on local halfcheetah-medium-expert
     (actor, critics, settings, budget, seeds, groups, compiled step) at cql_alpha 10 under the same name, so that its
-    records are adopted, and at 1 and 50, every other CQL setting CORL's."""
+    records repeat that grid's, and at 1 and 50, every other CQL setting CORL's; its groups keep their final
+    states, for Table 10."""
     from dataclasses import replace
 
     from bench.agents.cql import CQLConfig
@@ -516,4 +517,5 @@ def test_the_cql_alpha_grid_is_the_quality_grids_mlp256_cell_at_other_cql_alphas
         assert spec.run_config(cell).cql == expected, cell
         assert replace(expected, policy_lr=CQLConfig().policy_lr, cql_alpha=CQLConfig().cql_alpha) == CQLConfig()
     assert spec.run_config(plain) == source.run_config(plain)
+    assert spec.keep_final_state and not source.keep_final_state
     assert "$(GRID_RUN) configs/cql-alpha-medium-expert.yaml" in (root / "Makefile").read_text()
