@@ -19,7 +19,8 @@ from bench.report import build_report
 from bench.report.build import DEFAULT_REPS, named_reports, report_folder
 
 ROOT = Path(__file__).resolve().parents[1]
-OTHER_COMMANDS_TABLES = ("table4_deployment", "table5_actions", "table9_coverage")  # not the report's
+# Tables of other commands than the report, not rebuilt from the records here.
+OTHER_COMMANDS_TABLES = ("table4_deployment", "table5_actions", "table9_coverage", "table10_critics")
 
 
 Report = tuple[str, str, str | None, tuple[str, ...], tuple[str, ...], int | None, int]
