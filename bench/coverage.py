@@ -145,11 +145,16 @@ class CoverageSummary:
                         f"{reference.dataset_name} {arch}: off the data {off:.0f}%, upside down {upside_down:.0f}% "
                         f"(n={len(group)})"
                     )
-        lines += [f"note: {note}" for note in self.skipped]
-        for folder in dict.fromkeys(p.parent for p in self.written):
-            names = ", ".join(p.name for p in self.written if p.parent == folder)
-            lines.append(f"wrote {names} to {folder}")
-        return "\n".join(lines)
+        return "\n".join(lines + closing_lines(self.skipped, self.written))
+
+
+def closing_lines(skipped: Sequence[str], written: Sequence[Path]) -> list[str]:
+    """A command summary's last lines: a note per record left out, then the files written, per folder."""
+    lines = [f"note: {note}" for note in skipped]
+    for folder in dict.fromkeys(path.parent for path in written):
+        names = ", ".join(path.name for path in written if path.parent == folder)
+        lines.append(f"wrote {names} to {folder}")
+    return lines
 
 
 def nearest_distances(queries: np.ndarray, data: np.ndarray, *, exclude: tuple[int, int] | None = None) -> np.ndarray:

@@ -43,7 +43,7 @@ from scipy.signal import lfilter
 
 from bench.actions import cells_of, incomplete_notes, narrowed_notes, narrowing, write_entries
 from bench.agents.registry import get_algorithm
-from bench.coverage import normalized_as
+from bench.coverage import closing_lines, normalized_as
 from bench.data.download import file_sha256
 from bench.data.qlearning import return_range
 from bench.data.registry import get_env_spec
@@ -138,11 +138,7 @@ class CriticsSummary:
                 f"{np.mean([a.q_data for a in group]):.1f} against {np.mean([a.returns_data for a in group]):.1f} "
                 f"on the data's (n={len(group)})"
             )
-        lines += [f"note: {note}" for note in self.skipped]
-        for folder in dict.fromkeys(p.parent for p in self.written):
-            names = ", ".join(p.name for p in self.written if p.parent == folder)
-            lines.append(f"wrote {names} to {folder}")
-        return "\n".join(lines)
+        return "\n".join(lines + closing_lines(self.skipped, self.written))
 
 
 def return_horizon(discount: float) -> int:
