@@ -439,6 +439,7 @@ def _critics(args: argparse.Namespace) -> int:
         args.tables or Path("tables") / args.results.resolve().name,
         architectures=_names(args.architectures),
         datasets=_names(args.datasets),
+        figures_dir=args.figures or Path("figures") / args.results.resolve().name,
         episodes=args.episodes,
         cache_dir=args.cache_dir,
         local_dir=args.local_dir,
@@ -914,6 +915,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--datasets",
         metavar="NAMES",
         help="these datasets only, as the grid names them (a,b,...), in the table; critics.json keeps the others'",
+    )
+    p.add_argument(
+        "--figures",
+        type=Path,
+        help="output folder of Figure 10, Q against the return (default: figures/<results folder name>)",
     )
     p.add_argument(
         "--episodes",

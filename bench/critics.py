@@ -21,8 +21,9 @@ discounted by the algorithm's `discount`. A step counts only where the return af
 that ended at a terminal state, or at least `horizon` steps before the episode's last step, where discount **
 horizon < 1%, so the unseen remainder of a time-limited episode weighs less than 1% of the return.
 
-Outputs: `table10_critics.md` and `.tex` (mean ± std over seeds per dataset and architecture) and `critics.json`
-with every number unrounded and the SHA-256 of the actor file, of the final state and of the data. A later run
+Outputs: `table10_critics.md` and `.tex` (mean ± std over seeds per dataset and architecture), `critics.json`
+with every number unrounded and the SHA-256 of the actor file, of the final state and of the data, and Figure 10
+(`critics.pdf`, `.png`: each actor's mean Q against the mean return, on its own steps and on the data's). A later run
 keeps an actor's numbers while the three digests, its episodes and their seed are unchanged (unless
 `recompute`), carries the entries of actors that `architectures` or `datasets` leave out, and is written after
 every actor, so a run stopped halfway resumes where it stopped.
@@ -39,6 +40,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.lines import Line2D
 from scipy.signal import lfilter
 
 from bench.actions import cells_of, incomplete_notes, narrowed_notes, narrowing, write_entries
@@ -60,14 +62,17 @@ from bench.deploy import (
 )
 from bench.errors import BenchError
 from bench.evaluate import EpisodeStep, evaluate_policy
+from bench.fileio import atomic_save_figure
 from bench.nets.heads import EnsembleCritic
 from bench.nets.kan import KANOptions
 from bench.nets.spec import parse_network_spec
+from bench.report.figures import colors, new_figure
 from bench.report.records import display_name, record_algorithm
 from bench.report.tables import MISSING, Table, values_mean_std, write_table
 from bench.train import final_state_path, load_trained_actor
 
 TABLE_STEM = "table10_critics"
+FIGURE_STEM = "critics"
 JSON_NAME = "critics.json"
 UNSEEN_WEIGHT = 0.01  # a time-limited episode's step counts when the unseen rest weighs less than this
 CRITIC_CHUNK = 16_384  # transitions per critic call
@@ -284,6 +289,7 @@ def critics_grid(
     *,
     architectures: Sequence[str] = (),
     datasets: Sequence[str] = (),
+    figures_dir: Path | None = None,
     episodes: int | None = None,
     cache_dir: Path | None = None,
     local_dir: Path | None = None,
@@ -292,8 +298,9 @@ def critics_grid(
 ) -> CriticsSummary:
     """Measure the critics of every trained actor under `results_dir` whose group kept its final state (of
     `architectures` and `datasets` only, when given) on its record's evaluation episodes (`episodes` of them,
-    when given) and on its data; write Table 10 and critics.json into `tables_dir`, keeping and carrying earlier
-    entries as the module docstring says. `progress` gets one line per actor (default: stderr)."""
+    when given) and on its data; write Table 10 and critics.json into `tables_dir` and, when `figures_dir` is
+    given, Figure 10 there, keeping and carrying earlier entries as the module docstring says. `progress` gets one
+    line per actor (default: stderr)."""
     if episodes is not None and episodes < 1:
         raise BenchError(f"--episodes must be at least 1, got {episodes}")
     results_dir, tables_dir = Path(results_dir), Path(tables_dir)
@@ -352,6 +359,8 @@ def critics_grid(
     )
     save(actors, dataset_rows)
     written.append(tables_dir / JSON_NAME)
+    if figures_dir is not None:
+        written += critics_figure(actors, dataset_rows, figures_dir)
     return CriticsSummary(results_dir, actors, skipped, written)
 
 
@@ -502,3 +511,43 @@ def critics_table(
         )
     table.notes += incomplete_notes(cells, datasets, selection) + narrowed_notes(narrowed)
     return table
+
+
+def critics_figure(actors: list[ActorCritics], datasets: dict[str, DatasetCritics], directory: Path) -> list[Path]:
+    """Figure 10 (`critics.{pdf,png}` in `directory`): per dataset, each actor's mean critic value against the
+    mean discounted return that followed, a filled marker for its own steps and a hollow one for the data's, beside
+    the line where the two are equal: a filled marker far above the line, with the hollow one near it, is a critic
+    that overrates where its actor goes."""
+    cells = cells_of(actors)
+    archs = list(dict.fromkeys(arch for _, arch in cells))
+    palette = colors(archs)
+    names = list(dict.fromkeys(dataset for dataset, _ in cells))
+    columns = min(3, len(names))
+    rows = math.ceil(len(names) / columns)
+    figure = new_figure(max(3.4 * columns, 4.4) + 2.8, 2.9 * rows + 0.5)
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for ax, dataset in zip(axes.flat, names, strict=False):
+        shown = [a for a in actors if a.dataset == dataset]
+        values = [v for a in shown for v in (a.q, a.returns, a.q_data, a.returns_data)]
+        low, high = min(values), max(values)
+        ax.plot([low, high], [low, high], color="0.5", linestyle=":", linewidth=1)
+        for arch in archs:
+            group = cells.get((dataset, arch), [])
+            if group:
+                color = [palette[arch]]
+                ax.scatter([a.returns for a in group], [a.q for a in group], s=28, color=color)
+                ax.scatter([a.returns_data for a in group], [a.q_data for a in group], s=28, facecolors="none",
+                           edgecolors=color)  # fmt: skip
+        ax.set_title(datasets[dataset].dataset_name, fontsize="medium")
+        ax.set_xlabel("discounted return that followed")
+        ax.set_ylabel("critics' Q")
+    for ax in list(axes.flat)[len(names) :]:
+        ax.set_axis_off()
+    handles = [Line2D([], [], marker="o", linestyle="", color=palette[arch], label=arch) for arch in archs]
+    handles += [
+        Line2D([], [], marker="o", linestyle="", color="black", label="on the actor's own steps"),
+        Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor="black", label="on the data"),
+        Line2D([], [], color="0.5", linestyle=":", linewidth=1, label="Q equal to the return"),
+    ]
+    figure.legend(handles=handles, loc="outside right upper", frameon=False, fontsize="small")
+    return atomic_save_figure(figure, Path(directory), FIGURE_STEM)

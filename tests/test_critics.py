@@ -4,6 +4,7 @@ against the agent's own, the table, critics.json and the CLI."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,14 @@ import torch
 
 from bench.agents.registry import get_algorithm
 from bench.cli import main
-from bench.critics import ActorCritics, DatasetCritics, critics_table, discounted_returns, return_horizon
+from bench.critics import (
+    ActorCritics,
+    DatasetCritics,
+    critics_figure,
+    critics_table,
+    discounted_returns,
+    return_horizon,
+)
 from bench.data.loader import load_dataset
 from bench.evaluate import EpisodeStep, evaluate_policy
 from bench.nets.spec import get_architecture
@@ -54,7 +62,7 @@ def test_every_step_of_the_episodes_reaches_on_step_with_its_episode() -> None:
     assert all(len(s.states) == len(s.actions) == len(s.rewards) for s in steps)
 
 
-def test_the_table_puts_q_beside_the_return_and_leaves_upside_down_empty_without_such_steps() -> None:
+def test_the_table_puts_q_beside_the_return_and_leaves_upside_down_empty_without_such_steps(tmp_path: Path) -> None:
     def actor(arch: str, seed: int, flipped: float | None) -> ActorCritics:
         return ActorCritics(
             f"r/{arch}/{seed}", "local:a", "a (local)", arch, seed, 2, 0, 10.0 + seed, 100, 50.0 + seed, 20.0,
@@ -71,6 +79,12 @@ def test_the_table_puts_q_beside_the_return_and_leaves_upside_down_empty_without
         "| 10.5 ± 0.7 |"
     )
     assert rows[1].startswith("|  | kan | 2 | 50.5 ± 0.7 | 20.0 ± 0.0 | 80.0 | 5.0 |")
+    figures = critics_figure(
+        [actor("mlp", 0, None), actor("kan", 0, 80.0), replace(actor("kan", 1, None), dataset="local:b")],
+        {"local:a": DatasetCritics("local:a", "a (local)"), "local:b": DatasetCritics("local:b", "b (local)")},
+        tmp_path,
+    )
+    assert sorted(p.name for p in figures) == ["critics.pdf", "critics.png"] and figures[0].stat().st_size > 0
     assert "Discount 0.99: a step of an episode cut by its time limit counts when at least 459 steps" in table.notes[0]
     assert "over the seeds with counted steps upside down only: a (local) kan (1 of 2)." in table.notes[1]
 
@@ -105,7 +119,7 @@ def test_the_critics_are_the_groups_own_on_the_actors_episodes_and_on_the_data(
     alone = results / "hopper-tiny" / "kan-small" / "seed3.json"
     train_group(tiny_config(data, arch="kan-small", steps=4, eval_every=4), [3], [alone], progress=False)
     tables = tmp_path / "tables"
-    command = ["critics", str(results), "--tables", str(tables)]
+    command = ["critics", str(results), "--tables", str(tables), "--figures", str(tmp_path / "figures")]
 
     assert main(command) == 0
     out = capsys.readouterr()
@@ -171,6 +185,7 @@ def test_the_critics_are_the_groups_own_on_the_actors_episodes_and_on_the_data(
     )
     assert document["actors"][1]["returns"] == pytest.approx(returns.mean(), rel=1e-9)
     assert (tables / "table10_critics.md").exists() and (tables / "table10_critics.tex").exists()
+    assert (tmp_path / "figures" / "critics.png").stat().st_size > 0 and (tmp_path / "figures" / "critics.pdf").exists()
 
     # Unchanged actors, final state and data: kept, without the data.
     data.rename(tmp_path / "elsewhere.hdf5")
