@@ -210,3 +210,34 @@ def test_a_bc_record_has_no_critic_and_is_left_out(tmp_path: Path, capsys: pytes
     assert main(["critics", str(out.parents[2]), "--tables", str(tmp_path / "tables")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "trains no critic; skipped" in err
+
+
+@pytest.mark.parametrize("algo", ["td3bc", "iql"])
+def test_the_critics_of_td3bc_and_iql_are_their_agents_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], algo: str
+) -> None:
+    """The critics are rebuilt from the record (architecture, the algorithm's number of critics and discount) for
+    every algorithm that has them, here TD3+BC's and IQL's with a KAN actor."""
+    data = write_small_d4rl_file(tmp_path / "hopper-tiny.hdf5", env="hopper")
+    outs = [tmp_path / "results" / algo / "hopper-tiny" / "kan-small" / f"seed{seed}.json" for seed in (0, 1)]
+    train_group(
+        algorithm_config(data, algo, steps=4, eval_every=4), [0, 1], outs, progress=False, keep_final_state=True
+    )
+    assert main(["critics", str(outs[0].parents[2]), "--tables", str(tmp_path / "tables")]) == 0
+    capsys.readouterr()
+    rows = json.loads((tmp_path / "tables" / "critics.json").read_text())["actors"]
+    dataset = load_dataset(f"local:{data}")
+    normalized = (dataset.transitions.observations - dataset.state_mean) / dataset.state_std
+    ends = np.cumsum([59, 45, 79, 34])
+    _, counted = discounted_returns(
+        dataset.transitions.rewards, ends, dataset.transitions.dones[ends - 1] > 0, 0.99, 459
+    )
+    for member, row in enumerate(rows):
+        q = group_critic_values(
+            final_state_path(outs),
+            outs[member],
+            member,
+            torch.as_tensor(normalized[counted], dtype=torch.float32),
+            torch.as_tensor(dataset.transitions.actions[counted]),
+        )
+        assert row["q_data"] == pytest.approx(q.mean(), rel=1e-5) and row["data_steps"] == counted.sum()
