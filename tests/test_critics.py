@@ -207,7 +207,7 @@ def test_a_bc_record_has_no_critic_and_is_left_out(tmp_path: Path, capsys: pytes
     data = write_small_d4rl_file(tmp_path / "hopper-tiny.hdf5", env="hopper")
     out = tmp_path / "results" / "bc" / "hopper-tiny" / "kan-small" / "seed0.json"
     train_group(algorithm_config(data, "bc"), [0], [out], progress=False, keep_final_state=True)
-    assert main(["critics", str(out.parents[2]), "--tables", str(tmp_path / "tables")]) == 2
+    assert main(["critics", str(out.parents[2]), "--tables", str(tmp_path / "tables"), "--figures", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "trains no critic; skipped" in err
 
@@ -223,7 +223,8 @@ def test_the_critics_of_td3bc_and_iql_are_their_agents_own(
     train_group(
         algorithm_config(data, algo, steps=4, eval_every=4), [0, 1], outs, progress=False, keep_final_state=True
     )
-    assert main(["critics", str(outs[0].parents[2]), "--tables", str(tmp_path / "tables")]) == 0
+    figures = ["--figures", str(tmp_path / "figures")]
+    assert main(["critics", str(outs[0].parents[2]), "--tables", str(tmp_path / "tables"), *figures]) == 0
     capsys.readouterr()
     rows = json.loads((tmp_path / "tables" / "critics.json").read_text())["actors"]
     dataset = load_dataset(f"local:{data}")
