@@ -344,7 +344,13 @@ def critics_grid(
             entry = replace(previous, arch=selection.labels[path], kept=True)
         else:
             entry = measure_actor(path, final, count, eval_seed, loaded, cache_dir, local_dir)
-            entry = replace(entry, dataset_name=name, arch=selection.labels[path], state_sha256=state_digest)
+            entry = replace(
+                entry,
+                dataset_name=name,
+                arch=selection.labels[path],
+                actor_sha256=actor_digest,
+                state_sha256=state_digest,
+            )
         actors.append(entry)
         if not entry.kept:
             save(actors, dataset_rows)  # an interrupted run keeps what it measured: a rerun takes it from here
@@ -373,7 +379,8 @@ def measure_actor(
     cache_dir: Path | None,
     local_dir: Path | None,
 ) -> ActorCritics:
-    """One actor's entry (named by its cell; the caller sets the table's names and the state's digest): its
+    """One actor's entry (named by its cell; the caller sets the table's names and the actor's and state's
+    digests, which it has computed already): its
     critics from the final state `final` on its episodes and on its data."""
     actor, record = load_trained_actor(path)
     data = record_dataset(path, record, loaded, cache_dir, local_dir)
@@ -432,7 +439,6 @@ def measure_actor(
         returns_data=float(np.mean(data_returns[data_counted])),
         discount=discount,
         horizon=horizon,
-        actor_sha256=actor_digests(path, record)[0],
         dataset_sha256=data.sha256,
     )
 
