@@ -286,11 +286,13 @@ study-td3bc-alpha: local-data
 
 # CQL's mlp256 on local halfcheetah-medium-expert at cql_alpha 1, 10 (CORL's, the quality grid's cell trained again
 # to keep its critics) and 50 (configs/cql-alpha-medium-expert.yaml): does CQL's conservative weight keep its
-# actors in the data, and what do its critics expect where they go? Two workers, three groups of about an hour; run
-# it again to resume. Then its report and Tables 5, 9 and 10.
+# actors in the data, and what do its critics expect where they go? Two workers, three groups of about an hour, the
+# new weights first (a stop then leaves them done and the repeat of alpha 10 to come); run it again to resume. Then
+# its report and Tables 5, 9 and 10.
 study-cql-alpha: WORKERS := $(or $(WORKERS),2)
 study-cql-alpha: local-data
-	$(GRID_RUN) configs/cql-alpha-medium-expert.yaml --local-dir $(LOCAL_DATA) --no-progress
+	$(GRID_RUN) configs/cql-alpha-medium-expert.yaml --local-dir $(LOCAL_DATA) --no-progress \
+		--first mlp256-cqlalpha1,mlp256-cqlalpha50
 	$(PY) -m bench report $(RESULTS)/cql-alpha-medium-expert
 	$(PY) -m bench actions $(RESULTS)/cql-alpha-medium-expert --local-dir $(LOCAL_DATA)
 	$(PY) -m bench coverage $(RESULTS)/cql-alpha-medium-expert --local-dir $(LOCAL_DATA)
