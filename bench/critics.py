@@ -170,35 +170,45 @@ def discounted_returns(
     return returns, counted
 
 
-def group_critics(
-    final_state: dict[str, Any], record: dict[str, Any], obs_dim: int, act_dim: int, num_critics: int
+def seed_critics(
+    final_state: dict[str, Any], record: dict[str, Any], obs_dim: int, act_dim: int, num_critics: int, member: int
 ) -> EnsembleCritic:
-    """The critics of every seed of a group, from its final state (`critic_values` picks one seed's)."""
+    """Seed `member`'s critics alone, cut from its group's final state, so that evaluating them costs a seed's
+    arithmetic, not the group's. The group's ensemble is critic-major (critic c of seed p is member c * P + p), so
+    seed p's critics are members p, P + p, ...; a tensor without the member dimension is shared and copied."""
     arch = record["architecture"]
     population = int(final_state["agent"].get("population", 1))
     critic = EnsembleCritic(
-        obs_dim,
-        act_dim,
-        parse_network_spec(arch["critic"]),
-        KANOptions(**arch["kan"]),
-        num_critics=num_critics,
-        population=population,
+        obs_dim, act_dim, parse_network_spec(arch["critic"]), KANOptions(**arch["kan"]), num_critics=num_critics
     )
-    critic.load_state_dict(final_state["agent"]["critic"])
+    members = torch.arange(num_critics) * population + member
+    own = critic.state_dict()
+    group = final_state["agent"]["critic"]
+    if set(group) != set(own):
+        raise BenchError(f"its critics do not match the record's critic {arch['critic']!r}")
+    sliced = {}
+    for key, value in group.items():
+        if value.shape == own[key].shape:
+            sliced[key] = value
+        elif value.shape[:1] == (num_critics * population,) and value.shape[1:] == own[key].shape[1:]:
+            sliced[key] = value[members]
+        else:
+            raise BenchError(
+                f"its critic tensor {key} has shape {tuple(value.shape)}, not that of "
+                f"{population} seed(s) of {num_critics} critics {arch['critic']!r}"
+            )
+    critic.load_state_dict(sliced)
     return critic.eval()
 
 
-def critic_values(critic: EnsembleCritic, member: int, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
-    """min over the critics of member `member`'s Q(state, action), states normalized as in training; the same
-    inputs go to every member of the group (one call serves them all), in chunks of CRITIC_CHUNK."""
-    population = critic.population or 1
+def critic_values(critic: EnsembleCritic, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """min over the critics of Q(state, action), states normalized as in training, in chunks of CRITIC_CHUNK."""
     values = np.empty(len(states), dtype=np.float64)
     with torch.inference_mode():
         for i in range(0, len(states), CRITIC_CHUNK):
             obs = torch.as_tensor(np.ascontiguousarray(states[i : i + CRITIC_CHUNK], dtype=np.float32))
             act = torch.as_tensor(np.ascontiguousarray(actions[i : i + CRITIC_CHUNK], dtype=np.float32))
-            q = critic(obs.expand(population, -1, -1), act.expand(population, -1, -1))
-            values[i : i + len(obs)] = q[:, member].min(dim=0).values.double().numpy()
+            values[i : i + len(obs)] = critic(obs, act).min(dim=0).values.double().numpy()
     return values
 
 
@@ -401,20 +411,23 @@ def measure_actor(
             f"final state {final} is not the end of {path} (its step differs from the record's "
             f"{record['steps_done']:,}); train the group again with keep_final_state: true"
         )
-    critic = group_critics(state, record, env.obs_dim, env.act_dim, settings.num_critics)
+    try:
+        critic = seed_critics(state, record, env.obs_dim, env.act_dim, settings.num_critics, member)
+    except BenchError as exc:
+        raise BenchError(f"final state {final}: {exc}; train its group again") from None
     discount = float(settings.discount)
     horizon = return_horizon(discount)
     factor = reward_factor(record, data, env.max_episode_steps)
 
     run = actor_episodes(actor, env.name, data, episodes, eval_seed)
     returns, counted = discounted_returns(run.rewards * factor, run.ends, run.terminal, discount, horizon)
-    q = critic_values(critic, member, normalized_as(run.states, data)[counted], run.actions[counted])
+    q = critic_values(critic, normalized_as(run.states, data)[counted], run.actions[counted])
     flipped = np.abs(run.states[counted, env.pitch_index]) > math.pi / 2
 
     data_returns, data_counted = discounted_returns(
         data.rewards * factor, data.episode_ends, data.dones[data.episode_ends - 1] > 0, discount, horizon
     )
-    q_data = critic_values(critic, member, data.states[data_counted], data.actions[data_counted])
+    q_data = critic_values(critic, data.states[data_counted], data.actions[data_counted])
 
     def mean_or_none(values: np.ndarray) -> float | None:
         return float(np.mean(values)) if len(values) else None

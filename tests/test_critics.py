@@ -4,7 +4,7 @@ against the agent's own, the table, critics.json and the CLI."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +16,19 @@ from bench.cli import main
 from bench.critics import (
     ActorCritics,
     DatasetCritics,
+    critic_values,
     critics_figure,
     critics_table,
     discounted_returns,
     return_horizon,
+    seed_critics,
 )
 from bench.data.loader import load_dataset
+from bench.errors import BenchError
 from bench.evaluate import EpisodeStep, evaluate_policy
-from bench.nets.spec import get_architecture
+from bench.nets.heads import EnsembleCritic
+from bench.nets.kan import KANOptions
+from bench.nets.spec import get_architecture, parse_network_spec
 from bench.report.records import record_algorithm
 from bench.report.tables import MISSING, to_markdown
 from bench.train import final_state_path, load_trained_actor, train_group
@@ -87,6 +92,28 @@ def test_the_table_puts_q_beside_the_return_and_leaves_upside_down_empty_without
     assert sorted(p.name for p in figures) == ["critics.pdf", "critics.png"] and figures[0].stat().st_size > 0
     assert "Discount 0.99: a step of an episode cut by its time limit counts when at least 459 steps" in table.notes[0]
     assert "over the seeds with counted steps upside down only: a (local) kan (1 of 2)." in table.notes[1]
+
+
+@pytest.mark.parametrize("spec", ["mlp[8,8]", "kan[3]"])
+def test_one_seeds_critics_cut_from_its_group_give_its_values(spec: str) -> None:
+    torch.manual_seed(0)
+    kan = KANOptions()
+    group = EnsembleCritic(5, 2, parse_network_spec(spec), kan, num_critics=2, population=3)
+    with torch.no_grad():
+        for parameter in group.parameters():  # every member different, the KAN's spline weights included
+            parameter.add_(torch.randn_like(parameter))
+    final_state = {"agent": {"population": 3, "critic": group.state_dict()}}
+    record = {"architecture": {"critic": spec, "kan": asdict(kan)}}
+    states = np.random.default_rng(0).normal(size=(40, 5)).astype(np.float32)
+    actions = np.random.default_rng(1).uniform(-1, 1, size=(40, 2)).astype(np.float32)
+    with torch.no_grad():
+        q = group(torch.as_tensor(states).expand(3, -1, -1), torch.as_tensor(actions).expand(3, -1, -1))
+    for member in range(3):
+        alone = seed_critics(final_state, record, 5, 2, 2, member)
+        expected = q[:, member].min(dim=0).values.double().numpy()
+        np.testing.assert_allclose(critic_values(alone, states, actions), expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(BenchError, match="shape"):
+        seed_critics(final_state, record, 5, 2, 3, 0)  # the record says 3 critics, the state holds 2 per seed
 
 
 def group_critic_values(
