@@ -449,6 +449,14 @@ def _critics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from bench.compare import compare_results
+
+    summary = compare_results(args.first, args.second)
+    print(summary.format())
+    return 0 if summary.same else 1
+
+
 def _deploy(args: argparse.Namespace) -> int:
     from bench.deploy import deploy_grid
 
@@ -936,6 +944,15 @@ def build_parser() -> argparse.ArgumentParser:
         "while its actor file, final state, data and episodes are unchanged)",
     )
     p.set_defaults(func=_critics)
+
+    p = sub.add_parser(
+        "compare",
+        help="do two folders of records hold the same runs with the same outcomes? (exit 0 if every shared cell "
+        "is identical, 1 if not)",
+    )
+    p.add_argument("first", type=Path, metavar="A", help="a results folder (results/<grid>) or one record file")
+    p.add_argument("second", type=Path, metavar="B", help="another, e.g. the same cells trained again")
+    p.set_defaults(func=_compare)
 
     p = sub.add_parser(
         "explain",
