@@ -288,7 +288,8 @@ study-td3bc-alpha: local-data
 # to keep its critics) and 50 (configs/cql-alpha-medium-expert.yaml): does CQL's conservative weight keep its
 # actors in the data, and what do its critics expect where they go? Two workers, three groups of about an hour, the
 # new weights first (a stop then leaves them done and the repeat of alpha 10 to come); run it again to resume. Then
-# its report and Tables 5, 9 and 10.
+# its report and Tables 5, 9 and 10, and whether its cells at 10 repeat the quality grid's (`bench compare`: on
+# another machine they part, and it says from which evaluation; make goes on).
 study-cql-alpha: WORKERS := $(or $(WORKERS),2)
 study-cql-alpha: local-data
 	$(GRID_RUN) configs/cql-alpha-medium-expert.yaml --local-dir $(LOCAL_DATA) --no-progress \
@@ -297,6 +298,8 @@ study-cql-alpha: local-data
 	$(PY) -m bench actions $(RESULTS)/cql-alpha-medium-expert --local-dir $(LOCAL_DATA)
 	$(PY) -m bench coverage $(RESULTS)/cql-alpha-medium-expert --local-dir $(LOCAL_DATA)
 	$(PY) -m bench critics $(RESULTS)/cql-alpha-medium-expert --local-dir $(LOCAL_DATA)
+	-$(PY) -m bench compare $(RESULTS)/cpu-study-quality/local-halfcheetah-medium-expert/mlp256 \
+		$(RESULTS)/cql-alpha-medium-expert/local-halfcheetah-medium-expert/mlp256
 
 # Stops at once, naming every missing dataset and how to fetch or mirror it, before any cell runs.
 reproduce: setup

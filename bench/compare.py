@@ -10,9 +10,9 @@ are matched by their cell (algorithm, dataset, architecture name, seed) and each
 - same run, other outcome: named by the first evaluation whose numbers differ, with each side's device and torch;
 - other run: named by the settings that differ (`config.cql.cql_alpha: 10.0 vs 1.0`).
 
-Timings and provenance (`seconds_per_epoch`, `started_at`, `finished_at`, `git_commit`, `versions`, `device`,
-`grid_overrides`, `config_fingerprint`) are not compared: they differ between any two trainings. Cells found on
-one side only are counted, not compared.
+Nothing else is compared: timings and provenance (`seconds_per_epoch`, `started_at`, `finished_at`, `git_commit`,
+`versions`, `device`, `grid_overrides`, `adopted_from`) differ between any two trainings or grids, and
+`config_fingerprint` follows the configuration. Cells found on one side only are counted, not compared.
 """
 
 from __future__ import annotations
