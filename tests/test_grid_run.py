@@ -255,7 +255,7 @@ def test_a_killed_cell_is_partial_until_the_next_run_resumes_it(
     hopper_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     grid = tiny_grid(
-        tmp_path, [f"local:{hopper_file}"], seeds=(0, 1), steps=200, epoch_steps=50, eval_every=200, checkpoint_every=1
+        tmp_path, [f"local:{hopper_file}"], seeds=(0, 1), steps=200, epoch_steps=50, eval_every=100, checkpoint_every=1
     )
     results = tmp_path / "results"
     spec = load_grid(grid)
@@ -271,6 +271,10 @@ def test_a_killed_cell_is_partial_until_the_next_run_resumes_it(
     status = capsys.readouterr().out
     row = next(line for line in status.splitlines() if " partial " in line)
     assert "150/200" in row and "resumes from it" in row and row.split()[2] == "0"
+    # No final score yet: the checkpoint's latest evaluation (step 100), in parentheses.
+    checkpoint = torch.load(train.checkpoint_path(store.record_path(killed)), weights_only=False)
+    latest = checkpoint["curve"][-1] if "curve" in checkpoint else checkpoint["records"][0]["curve"][-1]
+    assert latest["step"] == 100 and f"({latest['normalized_score']:.1f} at 100)" in row
     assert re.search(r"resumes from it; about \d+s left$", row.rstrip())
     assert "running 0, partial 1, missing 1 (of 2 cells)" in status
     assert re.search(
@@ -279,7 +283,8 @@ def test_a_killed_cell_is_partial_until_the_next_run_resumes_it(
     # The summary: one row for the grid's one dataset and architecture, at its least advanced seed's steps.
     assert main(["grid", "status", str(grid), "--results", str(results), "--summary"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if "mlp-small" in line]
-    assert len(rows) == 1 and "1 partial, 1 missing" in rows[0] and rows[0].rstrip().endswith("0/200")
+    assert len(rows) == 1 and "1 partial, 1 missing" in rows[0]
+    assert re.search(rf"0/200 +\({latest['normalized_score']:.1f} at 100\)$", rows[0].rstrip())
 
     assert main(["grid", "run", str(grid), "--dry-run", "--results", str(results)]) == 0
     plan = capsys.readouterr().out

@@ -340,6 +340,13 @@ def _cell_row(spec: GridSpec, state: CellState) -> list[object]:
     steps = _steps(state)
     left = _seconds_left(spec, state)
     note = state.note if left is None else f"{state.note}; about {format_duration(left)} left"
+    latest = _latest_evaluation(state)
+    if score is not None:
+        shown = f"{score:.1f}"
+    elif latest is not None:
+        shown = f"({latest[1]:.1f} at {latest[0]:,})"  # not final: where the unfinished run stands
+    else:
+        shown = ""
     return [
         *_algorithm_column(spec, state.cell),
         state.cell.dataset,
@@ -347,9 +354,17 @@ def _cell_row(spec: GridSpec, state: CellState) -> list[object]:
         state.cell.seed,
         state.state,
         "" if steps is None else f"{steps:,}/{spec.steps:,}",
-        "" if score is None else f"{score:.1f}",
+        shown,
         note,
     ]
+
+
+def _latest_evaluation(state: CellState) -> tuple[int, float] | None:
+    """An unfinished cell's latest evaluation (step, score) from its checkpoint; None for a finished cell or
+    without one (a cell that extends another grid's final state has not evaluated in this grid yet)."""
+    if state.finished or state.progress is None:
+        return None
+    return state.progress.last_evaluation
 
 
 def _seconds_left(spec: GridSpec, state: CellState) -> float | None:
@@ -445,7 +460,8 @@ def _steps(state: CellState) -> int | None:
 def _summary_rows(spec: GridSpec, states: list[CellState]) -> list[list[object]]:
     """One row per (algorithm,) dataset and architecture, in the grid's order: how many of its seeds are in each
     state, the steps of its least advanced seed, and the mean ± sample std of its seeds' final scores (with how
-    many seeds have one, when not all)."""
+    many seeds have one, when not all); before any has one, that of the unfinished seeds' latest evaluations in
+    parentheses, at the earliest of their steps."""
     from bench.report.tables import mean_std  # the tables' format; imported here, as the report's libraries are slow
 
     groups: dict[tuple[str, str, str], list[CellState]] = defaultdict(list)
@@ -456,11 +472,18 @@ def _summary_rows(spec: GridSpec, states: list[CellState]) -> list[list[object]]
         counts = Counter(m.state for m in members)
         steps = [_steps(m) or 0 for m in members]
         scores = [m.record["final_score"] for m in members if m.record and m.record.get("final_score") is not None]
+        latest = [e for m in members if (e := _latest_evaluation(m)) is not None]
         score = ""
         if scores:
             std = statistics.stdev(scores) if len(scores) > 1 else float("nan")
             score = mean_std(statistics.fmean(scores), std, len(scores), decimals=1)
             score += f" ({len(scores)} of {len(members)})" if len(scores) < len(members) else ""
+        elif latest:
+            # No final score yet: where the unfinished seeds stand, at the least advanced one's latest evaluation.
+            values = [value for _, value in latest]
+            std = statistics.stdev(values) if len(values) > 1 else float("nan")
+            latest_mean = mean_std(statistics.fmean(values), std, len(values), decimals=1)
+            score = f"({latest_mean} at {min(step for step, _ in latest):,})"
         rows.append(
             [
                 *_algorithm_column(spec, members[0].cell),

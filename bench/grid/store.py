@@ -44,6 +44,7 @@ class CheckpointProgress:
     path: Path
     steps: int
     seconds_per_epoch: tuple[float, ...] = ()
+    last_evaluation: tuple[int, float] | None = None  # (step, normalized score) of the seed's latest evaluation
 
     def seconds_left(self, steps: int, recent: int = 10) -> float | None:
         """The time to reach `steps` at the median pace of the last `recent` epochs; None without timed epochs.
@@ -116,8 +117,18 @@ def checkpoint_progress(record: Path, suffix: str = ".ckpt.pt") -> CheckpointPro
             return None
         seconds = progress.get("seconds_per_epoch")
         timed = tuple(float(s) for s in seconds) if isinstance(seconds, list) else ()
-        return CheckpointProgress(path, steps, timed)
+        return CheckpointProgress(path, steps, timed, _last_evaluation(progress.get("curve")))
     return None
+
+
+def _last_evaluation(curve: Any) -> tuple[int, float] | None:
+    """The step and normalized score of a checkpoint's latest evaluation; None without a readable one."""
+    if not isinstance(curve, list) or not curve or not isinstance(curve[-1], dict):
+        return None
+    step, score = curve[-1].get("step"), curve[-1].get("normalized_score")
+    if not isinstance(step, int) or not isinstance(score, int | float):
+        return None
+    return step, float(score)
 
 
 class ResultsStore:
