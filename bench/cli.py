@@ -452,7 +452,7 @@ def _critics(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from bench.compare import compare_results
 
-    summary = compare_results(args.first, args.second)
+    summary = compare_results(args.first, args.second, at_step=args.at_step)
     print(summary.format())
     return 0 if summary.same else 1
 
@@ -952,6 +952,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("first", type=Path, metavar="A", help="a results folder (results/<grid>) or one record file")
     p.add_argument("second", type=Path, metavar="B", help="another, e.g. the same cells trained again")
+    p.add_argument(
+        "--at-step",
+        type=int,
+        metavar="N",
+        help="compare the runs as they stood at gradient step N (an evaluation step of both), whatever their budgets",
+    )
     p.set_defaults(func=_compare)
 
     p = sub.add_parser(

@@ -10,6 +10,12 @@ are matched by their cell (algorithm, dataset, architecture name, seed) and each
 - same run, other outcome: named by the first evaluation whose numbers differ, with each side's device and torch;
 - other run: named by the settings that differ (`config.cql.cql_alpha: 10.0 vs 1.0`).
 
+With `at_step` (`--at-step N`) both sides are compared as they stood at gradient step N (the report's
+`record_at_step`): a run's first N steps against a shorter run's N, say, since on CPU the first N steps of a longer
+CQL, TD3+BC or BC run are the run of N steps. The budget (`config.steps`) then does not make another run, and only
+what the cut records hold is compared: status, steps, every evaluation and diagnostic up to N and the score at N
+(not the final actor, the last epoch's losses or the best score, which a longer run has moved past).
+
 Nothing else is compared: timings and provenance (`seconds_per_epoch`, `started_at`, `finished_at`, `git_commit`,
 `versions`, `device`, `grid_overrides`, `adopted_from`) differ between any two trainings or grids, and
 `config_fingerprint` follows the configuration. Cells found on one side only are counted, not compared.
@@ -26,7 +32,7 @@ from typing import Any
 import torch
 
 from bench.errors import BenchError
-from bench.report.records import arch_label, flatten, record_algorithm, validate_record
+from bench.report.records import arch_label, flatten, record_algorithm, record_at_step, validate_record
 from bench.train import actor_path
 
 # What makes two records the same run, and what that run produced.
@@ -48,6 +54,8 @@ OUTCOME_KEYS = (
 # architecture is compared instead), as the report's PER_CELL_CONFIG_KEYS.
 NOT_THE_RUN = frozenset({"config.checkpoint_every", "config.device", "config.arch_file"})
 SHOWN_DIFFERENCES = 3  # settings named per other run
+# What two records cut at one step (`record_at_step`) are compared by.
+OUTCOME_KEYS_AT_STEP = ("status", "steps_done", "curve", "diagnostics", "final_score")
 
 CellKey = tuple[str, str, str, int]  # algorithm, dataset, architecture, seed
 
@@ -122,11 +130,13 @@ def read_records(folder: Path) -> dict[CellKey, tuple[Path, dict[str, Any]]]:
     return records
 
 
-def differences(first: Mapping[str, Any], second: Mapping[str, Any], keys: tuple[str, ...]) -> list[str]:
-    """The dotted names of the settings under `keys` that differ (but NOT_THE_RUN), with both values."""
+def differences(
+    first: Mapping[str, Any], second: Mapping[str, Any], keys: tuple[str, ...], ignored: frozenset[str] = NOT_THE_RUN
+) -> list[str]:
+    """The dotted names of the settings under `keys` that differ (but those `ignored`), with both values."""
     a = flatten({key: first.get(key) for key in keys})
     b = flatten({key: second.get(key) for key in keys})
-    names = sorted((set(a) | set(b)) - NOT_THE_RUN)
+    names = sorted((set(a) | set(b)) - ignored)
     return [f"{name}: {short(a.get(name))} vs {short(b.get(name))}" for name in names if a.get(name) != b.get(name)]
 
 
@@ -145,7 +155,7 @@ def same_weights(first: Path, second: Path) -> bool | None:
     return a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
 
 
-def first_difference(first: Mapping[str, Any], second: Mapping[str, Any]) -> str:
+def first_difference(first: Mapping[str, Any], second: Mapping[str, Any], outcome: tuple[str, ...]) -> str:
     """Where two outcomes of one run part: the first evaluation whose numbers differ, else what else differs."""
     for a, b in zip(first["curve"], second["curve"], strict=False):
         if a != b:
@@ -155,7 +165,7 @@ def first_difference(first: Mapping[str, Any], second: Mapping[str, Any]) -> str
             )
     if len(first["curve"]) != len(second["curve"]):
         return f"{len(first['curve'])} vs {len(second['curve'])} evaluations"
-    parts = [key for key in OUTCOME_KEYS if key != "curve" and first.get(key) != second.get(key)]
+    parts = [key for key in outcome if key != "curve" and first.get(key) != second.get(key)]
     return f"every evaluation equal, {', '.join(parts) if parts else 'the final actor weights'} not"
 
 
@@ -165,28 +175,42 @@ def machine(record: Mapping[str, Any]) -> str:
     return f"{device.get('type', '?')} {device.get('name', '')}".strip() + f" (torch {torch_version})"
 
 
-def compare_pair(first: tuple[Path, dict[str, Any]], second: tuple[Path, dict[str, Any]]) -> tuple[str, str]:
-    """The kind of one pair of records of a cell, and what tells them apart."""
+def compare_pair(
+    first: tuple[Path, dict[str, Any]], second: tuple[Path, dict[str, Any]], at_step: int | None = None
+) -> tuple[str, str]:
+    """The kind of one pair of records of a cell, and what tells them apart (cut at `at_step` already, if given)."""
     (path_a, a), (path_b, b) = first, second
-    settings = differences(a, b, RUN_KEYS)
+    ignored = NOT_THE_RUN if at_step is None else NOT_THE_RUN | {"config.steps"}
+    settings = differences(a, b, RUN_KEYS, ignored)
     if settings:
         more = f"; {len(settings) - SHOWN_DIFFERENCES} more" if len(settings) > SHOWN_DIFFERENCES else ""
         return "other run", "; ".join(settings[:SHOWN_DIFFERENCES]) + more
-    weights = same_weights(path_a, path_b)
-    if all(a.get(key) == b.get(key) for key in OUTCOME_KEYS) and weights is not False:
+    outcome = OUTCOME_KEYS if at_step is None else OUTCOME_KEYS_AT_STEP
+    weights = same_weights(path_a, path_b) if at_step is None else None
+    if all(a.get(key) == b.get(key) for key in outcome) and weights is not False:
+        if at_step is not None:
+            return "identical", ""
         return "identical", "" if weights else "the records (no final actor beside both to compare)"
-    where = first_difference(a, b)
+    where = first_difference(a, b, outcome)
     final = ""
     if a.get("final_score") is not None and b.get("final_score") is not None:
-        final = f"; final {a['final_score']:.4g} vs {b['final_score']:.4g}"
+        final = (
+            f"; {'final' if at_step is None else f'at {at_step:,}'} {a['final_score']:.4g} vs {b['final_score']:.4g}"
+        )
     return "other outcome", f"{where}{final}; trained on {machine(a)} vs {machine(b)}"
 
 
-def compare_results(first: Path, second: Path) -> ComparisonSummary:
-    """Compare every cell that both folders (or record files) hold; see the module docstring."""
+def compare_results(first: Path, second: Path, at_step: int | None = None) -> ComparisonSummary:
+    """Compare every cell that both folders (or record files) hold, as they stood at gradient step `at_step` if
+    given; see the module docstring."""
     records_a, records_b = read_records(first), read_records(second)
+    if at_step is not None:
+        records_a, records_b = (
+            {key: (path, record_at_step(path, record, at_step)) for key, (path, record) in records.items()}
+            for records in (records_a, records_b)
+        )
     shared = sorted(records_a.keys() & records_b.keys())
-    comparisons = [Comparison(key, *compare_pair(records_a[key], records_b[key])) for key in shared]
+    comparisons = [Comparison(key, *compare_pair(records_a[key], records_b[key], at_step)) for key in shared]
     return ComparisonSummary(
         Path(first),
         Path(second),

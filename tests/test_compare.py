@@ -128,3 +128,22 @@ def test_a_folder_without_records_or_with_one_cell_twice_is_an_error(
     assert main(["compare", str(first), str(twice)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "are records of the same cell" in err
+
+
+def test_a_longer_run_at_a_shorter_runs_budget_is_that_run(
+    trained_twice: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, _ = trained_twice
+    data = Path(dataset_of(first).removeprefix("local:"))
+    longer = tmp_path / "longer" / "hopper-tiny" / "mlp-small"
+    train_group(
+        tiny_config(data, steps=6, eval_every=2), [0, 1], [longer / "seed0.json", longer / "seed1.json"], progress=False
+    )
+    assert main(["compare", str(first), str(tmp_path / "longer")]) == 1
+    assert "other run: config.steps: 4 vs 6" in capsys.readouterr().out
+    assert main(["compare", str(first), str(tmp_path / "longer"), "--at-step", "4"]) == 0
+    assert "2 cell(s) on both sides, 2 identical" in capsys.readouterr().out
+    # At an earlier step still the same; a step without an evaluation is refused, naming the record.
+    assert compare_results(first, tmp_path / "longer", at_step=2).same
+    assert main(["compare", str(first), str(tmp_path / "longer"), "--at-step", "3"]) == 2
+    assert "no evaluation at step 3" in capsys.readouterr().err
