@@ -61,7 +61,7 @@ gpu-check: setup
 # RAY_ADDRESS=host:port joins an existing Ray cluster; FORCE=1 retrains finished cells.
 # E.g. `make reproduce LAUNCHER=ray`.
 .PHONY: smoke demo reproduce reproduce-local local-data study-lr study study-ablations study-horizon study-horizon-medium-expert study-width study-quality study-algorithms-lr
-.PHONY: study-algorithms study-algorithms-medium-expert study-td3bc-alpha study-cql-alpha
+.PHONY: study-algorithms study-algorithms-medium-expert study-td3bc-alpha study-cql-alpha study-cql-alpha50-actors
 LAUNCHER ?= local
 WORKERS ?=
 RAY_ADDRESS ?=
@@ -300,6 +300,19 @@ study-cql-alpha: local-data
 	$(PY) -m bench critics $(RESULTS)/cql-alpha-medium-expert --local-dir $(LOCAL_DATA)
 	-$(PY) -m bench compare $(RESULTS)/cpu-study-quality/local-halfcheetah-medium-expert/mlp256 \
 		$(RESULTS)/cql-alpha-medium-expert/local-halfcheetah-medium-expert/mlp256
+
+# The quality grid's kan4 and mlp38 on local halfcheetah-medium-expert at cql_alpha 50, where the CQL alpha grid's
+# mlp256 learns that data (configs/cql-alpha50-actors-medium-expert.yaml): once CQL learns it, does the KAN actor
+# match the MLP of its size? Two workers, two groups of about an hour; run it again to resume. Then its report
+# (kan4 against mlp38) and Tables 5, 9 and 10.
+study-cql-alpha50-actors: WORKERS := $(or $(WORKERS),2)
+study-cql-alpha50-actors: local-data
+	$(GRID_RUN) configs/cql-alpha50-actors-medium-expert.yaml --local-dir $(LOCAL_DATA) --no-progress
+	$(PY) -m bench report $(RESULTS)/cql-alpha50-actors-medium-expert
+	$(PY) -m bench report $(RESULTS)/cql-alpha50-actors-medium-expert --last-evaluations 5 --only tables
+	$(PY) -m bench actions $(RESULTS)/cql-alpha50-actors-medium-expert --local-dir $(LOCAL_DATA)
+	$(PY) -m bench coverage $(RESULTS)/cql-alpha50-actors-medium-expert --local-dir $(LOCAL_DATA)
+	$(PY) -m bench critics $(RESULTS)/cql-alpha50-actors-medium-expert --local-dir $(LOCAL_DATA)
 
 # Stops at once, naming every missing dataset and how to fetch or mirror it, before any cell runs.
 reproduce: setup
