@@ -204,13 +204,15 @@ def compare_results(first: Path, second: Path, at_step: int | None = None) -> Co
     """Compare every cell that both folders (or record files) hold, as they stood at gradient step `at_step` if
     given; see the module docstring."""
     records_a, records_b = read_records(first), read_records(second)
-    if at_step is not None:
-        records_a, records_b = (
-            {key: (path, record_at_step(path, record, at_step)) for key, (path, record) in records.items()}
-            for records in (records_a, records_b)
-        )
     shared = sorted(records_a.keys() & records_b.keys())
-    comparisons = [Comparison(key, *compare_pair(records_a[key], records_b[key], at_step)) for key in shared]
+
+    def as_compared(path: Path, record: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+        return path, record if at_step is None else record_at_step(path, record, at_step)
+
+    comparisons = [
+        Comparison(key, *compare_pair(as_compared(*records_a[key]), as_compared(*records_b[key]), at_step))
+        for key in shared
+    ]
     return ComparisonSummary(
         Path(first),
         Path(second),
