@@ -455,8 +455,32 @@ def coverage_table(
         f"{' or '.join(map(str, episodes))} episode(s) per actor, from the seeds of its record's evaluations: the "
         "score is of these episodes (for a seed trained alone, its final evaluation's)."
     )
+    correlations = score_off_data_correlations(actors)
+    if correlations:
+        shown = "; ".join(
+            f"{datasets[dataset].dataset_name} {rho:.2f} ({n} actors)" for dataset, (n, rho) in correlations.items()
+        )
+        table.notes.append(f"Spearman's rank correlation of the score with the share off the data: {shown}.")
     table.notes += incomplete_notes(cells, datasets, selection) + narrowed_notes(narrowed)
     return table
+
+
+def score_off_data_correlations(actors: Sequence[ActorCoverage], minimum: int = 5) -> dict[str, tuple[int, float]]:
+    """Per dataset with at least `minimum` actors, their number and Spearman's rank correlation of the score with
+    the share of states off the data (does an actor score lower the further it leaves the data?); a dataset whose
+    scores or shares are all equal has none."""
+    from scipy.stats import spearmanr
+
+    by_dataset: dict[str, list[ActorCoverage]] = {}
+    for actor in actors:
+        by_dataset.setdefault(actor.dataset, []).append(actor)
+    correlations = {}
+    for dataset, group in by_dataset.items():
+        scores, off = [a.score for a in group], [a.off_data for a in group]
+        if len(group) < minimum or len(set(scores)) < 2 or len(set(off)) < 2:
+            continue
+        correlations[dataset] = (len(group), float(spearmanr(scores, off).statistic))
+    return correlations
 
 
 def coverage_figure(actors: list[ActorCoverage], datasets: dict[str, DatasetCoverage], directory: Path) -> list[Path]:

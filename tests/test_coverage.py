@@ -20,6 +20,7 @@ from bench.coverage import (
     data_coverage,
     nearest_distances,
     raw_pitch,
+    score_off_data_correlations,
     upside_down_share,
 )
 from bench.data.loader import load_dataset
@@ -158,6 +159,16 @@ def test_the_table_puts_the_datas_own_row_above_each_datasets_actors_in_percent(
     assert rows[2] == "|  | mlp | 1 | 1.50 | 10 | 90 | 1000 | 30.0 |"
     assert "off the data beyond distance 0.80, measured on 4 of its episodes" in text
     assert "Fewer seeds than the 2 of the fullest rows: a (local) mlp (1)." in text
+    assert "Spearman" not in text  # three actors are too few for a correlation
+
+    # Five or more: the score's rank correlation with the share off the data, per dataset.
+    five = [actor("kan", s, off, score) for s, (off, score) in enumerate([(0.1, 9.0), (0.3, 7.0), (0.2, 8.0)])]
+    five += [actor("mlp", s, off, score) for s, (off, score) in enumerate([(0.9, 1.0), (0.5, 6.0)])]
+    assert score_off_data_correlations(five) == {"local:a": (5, pytest.approx(-1.0))}
+    notes = coverage_table(five, datasets).notes
+    assert "Spearman's rank correlation of the score with the share off the data: a (local) -1.00 (5 actors)." in notes
+    tied = [actor("kan", s, 0.5, 1.0 + s) for s in range(5)]
+    assert score_off_data_correlations(tied) == {}
 
 
 def test_the_command_replays_each_actors_evaluations_and_keeps_unchanged_numbers(
