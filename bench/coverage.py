@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.lines import Line2D
+from scipy.stats import spearmanr
 
 from bench.actions import cells_of, incomplete_notes, narrowed_notes, narrowing, write_entries
 from bench.data.registry import get_env_spec
@@ -469,8 +470,6 @@ def score_off_data_correlations(actors: Sequence[ActorCoverage], minimum: int = 
     """Per dataset with at least `minimum` actors, their number and Spearman's rank correlation of the score with
     the share of states off the data (does an actor score lower the further it leaves the data?); a dataset whose
     scores or shares are all equal has none."""
-    from scipy.stats import spearmanr
-
     by_dataset: dict[str, list[ActorCoverage]] = {}
     for actor in actors:
         by_dataset.setdefault(actor.dataset, []).append(actor)
