@@ -188,9 +188,8 @@ def compare_pair(
     outcome = OUTCOME_KEYS if at_step is None else OUTCOME_KEYS_AT_STEP
     weights = same_weights(path_a, path_b) if at_step is None else None
     if all(a.get(key) == b.get(key) for key in outcome) and weights is not False:
-        if at_step is not None:
-            return "identical", ""
-        return "identical", "" if weights else "the records (no final actor beside both to compare)"
+        unchecked = weights is None and at_step is None  # records cut at a step never compare actors
+        return "identical", "the records (no final actor beside both to compare)" if unchecked else ""
     where = first_difference(a, b, outcome)
     final = ""
     if a.get("final_score") is not None and b.get("final_score") is not None:
