@@ -301,11 +301,12 @@ study-cql-alpha: local-data
 	-$(PY) -m bench compare $(RESULTS)/cpu-study-quality/local-halfcheetah-medium-expert/mlp256 \
 		$(RESULTS)/cql-alpha-medium-expert/local-halfcheetah-medium-expert/mlp256
 
-# The quality grid's kan4 and mlp38 on local halfcheetah-medium-expert at cql_alpha 50, where the CQL alpha grid's
-# mlp256 learns that data (configs/cql-alpha50-actors-medium-expert.yaml): once CQL learns it, does the KAN actor
-# match the MLP of its size? Two workers, two groups of about an hour; run it again to resume. Then its report
-# (kan4 against mlp38) and Tables 5, 9 and 10.
-study-cql-alpha50-actors: WORKERS := $(or $(WORKERS),2)
+# The quality grid's kan4, mlp38 and kan38 on local halfcheetah-medium-expert at cql_alpha 50, where the CQL alpha
+# grid's mlp256 learns that data (configs/cql-alpha50-actors-medium-expert.yaml): once CQL learns it, do the KAN
+# actors match the MLPs? Three workers, three groups of about an hour of one core each; run it again to resume.
+# Then its reports (kan4 and kan38 against mlp38; the four actors against the CQL alpha grid's mlp256 at 50) and
+# Tables 5, 9 and 10.
+study-cql-alpha50-actors: WORKERS := $(or $(WORKERS),3)
 study-cql-alpha50-actors: local-data
 	$(GRID_RUN) configs/cql-alpha50-actors-medium-expert.yaml --local-dir $(LOCAL_DATA) --no-progress
 	$(PY) -m bench report $(RESULTS)/cql-alpha50-actors-medium-expert

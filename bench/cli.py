@@ -334,7 +334,7 @@ def _report(args: argparse.Namespace) -> int:
     from bench.report.build import NoRecordsSelected, build_report, named_reports, report_folder
 
     jobs = _report_jobs(args, named_reports(args.results))
-    for name, architectures, baseline, datasets in jobs:
+    for name, architectures, baseline, datasets, also in jobs:
         folder = report_folder(name, args.at_step, args.last_evaluations)
         tables = None if args.only == "figures" else args.tables or Path("tables") / folder
         figures = None if args.only == "tables" else args.figures or Path("figures") / folder
@@ -343,6 +343,7 @@ def _report(args: argparse.Namespace) -> int:
                 args.results,
                 tables,
                 figures,
+                also=[*also, *args.also],
                 baseline=args.baseline or baseline,
                 reps=args.reps,
                 seed=args.seed,
@@ -368,14 +369,29 @@ def _report(args: argparse.Namespace) -> int:
 
 def _report_jobs(
     args: argparse.Namespace, reports: dict[str, NamedReport]
-) -> list[tuple[str, tuple[str, ...], str | None, tuple[str, ...]]]:
-    """(output name, architectures, baseline, datasets) of each report to build: --architectures and/or
-    --datasets, or --report NAME of the grid file's reports, or every one of them, or one report of all the records
-    under the results folder's name."""
+) -> list[tuple[str, tuple[str, ...], str | None, tuple[str, ...], tuple[Path, ...]]]:
+    """(output name, architectures, baseline, datasets, other grids' folders) of each report to build:
+    --architectures and/or --datasets, or --report NAME of the grid file's reports, or every one of them, or one
+    report of all the records under the results folder's name."""
     grid = args.results.resolve().name
     for option in ("architectures", "datasets"):
         if args.report and getattr(args, option):
             raise BenchError(f"--report and --{option} both pick the {option}; pass one of them")
+    if args.also:
+        if args.report:
+            raise BenchError(
+                "--report picks one of the grid file's reports of one folder; with --with pick the "
+                "architectures and datasets with --architectures and --datasets instead"
+            )
+        unnamed = [
+            f"--{kind}" for kind in ("tables", "figures") if args.only in (None, kind) and not getattr(args, kind)
+        ]
+        if unnamed:
+            raise BenchError(
+                f"--with sets other records beside {args.results}'s: name the output with {' and '.join(unnamed)} "
+                f"(e.g. {unnamed[0]} {unnamed[0][2:]}/<name>), so the report does not write over {grid}'s own"
+            )
+        return [(grid, _names(args.architectures), None, _names(args.datasets), ())]
     if args.report:
         if args.report not in reports:
             known = f"its reports: {', '.join(reports)}" if reports else "it names no reports"
@@ -385,7 +401,7 @@ def _report_jobs(
             )
         chosen = {args.report: reports[args.report]}
     elif args.architectures or args.datasets or not reports:
-        return [(grid, _names(args.architectures), None, _names(args.datasets))]
+        return [(grid, _names(args.architectures), None, _names(args.datasets), ())]
     else:
         chosen = reports
         if len(chosen) > 1 and (args.tables or args.figures):
@@ -393,7 +409,9 @@ def _report_jobs(
                 f"{args.results / 'grid.yaml'} names {len(chosen)} reports ({', '.join(chosen)}), each with its "
                 "own folders; pick one with --report NAME to write it to --tables/--figures"
             )
-    return [(name, report.architectures, report.baseline, report.datasets) for name, report in chosen.items()]
+    return [
+        (name, report.architectures, report.baseline, report.datasets, report.also) for name, report in chosen.items()
+    ]
 
 
 def _actions(args: argparse.Namespace) -> int:
@@ -784,6 +802,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", type=Path, help="output folder of the tables (default: tables/<results folder name>)")
     p.add_argument("--figures", type=Path, help="output folder of the figures (default: figures/<results folder name>)")
     p.add_argument("--only", choices=["tables", "figures"], help="write only the tables or only the figures")
+    p.add_argument(
+        "--with",
+        dest="also",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FOLDER",
+        help="also report the records of this folder (another grid's cells beside these; repeatable); then name "
+        "the output folders with --tables/--figures",
+    )
     p.add_argument(
         "--baseline", help="architecture the others are compared with (default: the grid file's baseline, else mlp)"
     )

@@ -232,6 +232,7 @@ def write_grid_file(
             lines += [f"  {name}:", f"    architectures: [{', '.join(entry['architectures'])}]"]
             lines += [f"    baseline: {entry['baseline']}"] if entry.get("baseline") else []
             lines += [f"    datasets: [{', '.join(entry['datasets'])}]"] if entry.get("datasets") else []
+            lines += [f"    with: [{', '.join(entry['with'])}]"] if entry.get("with") else []
     lines.append("architectures:")
     for name, entry in architectures.items():
         lines += [f"  {name}:", f"    actor: {entry['actor']}", f"    critic: {entry['critic']}"]

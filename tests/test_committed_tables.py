@@ -23,13 +23,13 @@ ROOT = Path(__file__).resolve().parents[1]
 OTHER_COMMANDS_TABLES = ("table4_deployment", "table5_actions", "table9_coverage", "table10_critics")
 
 
-Report = tuple[str, str, str | None, tuple[str, ...], tuple[str, ...], int | None, int]
+Report = tuple[str, str, str | None, tuple[str, ...], tuple[str, ...], tuple[str, ...], int | None, int]
 
 
 def committed_reports() -> list[Report]:
-    """(tables folder, grid, baseline, architectures, datasets, step, last evaluations) of every committed report
-    folder: each report of each committed grid, at its end and at each of its evaluation steps, scored by its final
-    evaluation or by the mean of its last K, whose folder is under tables/."""
+    """(tables folder, grid, baseline, architectures, datasets, other grids beside it, step, last evaluations) of
+    every committed report folder: each report of each committed grid, at its end and at each of its evaluation
+    steps, scored by its final evaluation or by the mean of its last K, whose folder is under tables/."""
     folders = {p.parent.name for p in (ROOT / "tables").glob("*/table1_score.md")}
     found = []
     for grid_file in sorted((ROOT / "results").glob("*/grid.yaml")):
@@ -38,12 +38,13 @@ def committed_reports() -> list[Report]:
         steps = [None, *range(settings["eval_every"], settings["steps"] + 1, settings["eval_every"])]
         lasts = range(1, len(steps) + 1)
         reports = {
-            name: (r.baseline, r.architectures, r.datasets) for name, r in named_reports(grid_file.parent).items()
+            name: (r.baseline, r.architectures, r.datasets, tuple(folder.name for folder in r.also))
+            for name, r in named_reports(grid_file.parent).items()
         }
-        for name, (baseline, architectures, datasets) in (reports or {grid: (None, (), ())}).items():
+        for name, (baseline, architectures, datasets, also) in (reports or {grid: (None, (), (), ())}).items():
             for step, last in itertools.product(steps, lasts):
                 if (folder := report_folder(name, step, last)) in folders:
-                    found.append((folder, grid, baseline, architectures, datasets, step, last))
+                    found.append((folder, grid, baseline, architectures, datasets, also, step, last))
     return sorted(found)
 
 
@@ -66,7 +67,9 @@ def test_every_committed_latex_table_is_plain_ascii() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("folder", "grid", "baseline", "architectures", "datasets", "step", "last"), REPORTS, ids=[r[0] for r in REPORTS]
+    ("folder", "grid", "baseline", "architectures", "datasets", "also", "step", "last"),
+    REPORTS,
+    ids=[r[0] for r in REPORTS],
 )
 def test_committed_tables_are_what_the_committed_records_give(
     tmp_path: Path,
@@ -75,6 +78,7 @@ def test_committed_tables_are_what_the_committed_records_give(
     baseline: str | None,
     architectures: tuple[str, ...],
     datasets: tuple[str, ...],
+    also: tuple[str, ...],
     step: int | None,
     last: int,
 ) -> None:
@@ -82,6 +86,7 @@ def test_committed_tables_are_what_the_committed_records_give(
         ROOT / "results" / grid,
         tmp_path,
         None,
+        also=[ROOT / "results" / other for other in also],
         baseline=baseline,
         reps=DEFAULT_REPS,
         seed=0,

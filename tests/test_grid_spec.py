@@ -138,6 +138,28 @@ def test_a_named_report_may_name_some_of_the_grids_datasets(tmp_path: Path) -> N
         assert message in str(error.value)
 
 
+def test_a_named_report_may_set_other_grids_records_beside_the_grids(tmp_path: Path) -> None:
+    """`with:` in a report: other grids of the same results folder, into the resolved grid; the report's
+    architectures may then be theirs (checked against their records when the report is built). A report without
+    `with` still names the grid's architectures only, and `with` naming this grid, a grid twice or no grid is
+    refused where it is written."""
+    reports = "reports:\n  beside: {architectures: [mlp-small, mlp-big], with: [%s]}\narchitectures:"
+    spec = load_grid(write(tmp_path, GOOD.replace("architectures:", reports % "tiny-big", 1)))
+    assert spec.reports["beside"].with_grids == ("tiny-big",)
+    assert spec.resolved()["reports"]["beside"] == {"architectures": ["mlp-small", "mlp-big"], "with": ["tiny-big"]}
+    with pytest.raises(BenchError, match=r"reports\.beside\.architectures\[1\]"):
+        load_grid(write(tmp_path, GOOD.replace("architectures:", reports.replace(", with: [%s]", ""), 1)))
+    for value, key, message in (
+        ("tiny", r"reports\.beside\.with\[0\]", "names this grid ('tiny'); name other grids only"),
+        ("tiny-big, tiny-big", r"reports\.beside\.with", "names a grid twice"),
+        ("", r"reports\.beside\.with", "expected a non-empty list of other grids' names"),
+        ("../tiny-big", r"reports\.beside\.with\[0\]", "is not a grid name"),
+    ):
+        with pytest.raises(BenchError, match=key) as error:
+            load_grid(write(tmp_path, GOOD.replace("architectures:", reports % value, 1)))
+        assert message in str(error.value)
+
+
 def test_defaults_and_name_from_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, "architectures: [mlp]\ndatasets: [d4rl:hopper-medium-v2]\nseeds: [0]\nsteps: 2000\n")
     spec = load_grid(path)

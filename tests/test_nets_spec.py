@@ -521,8 +521,8 @@ def test_the_cql_alpha_grid_is_the_quality_grids_mlp256_cell_at_other_cql_alphas
     assert "$(GRID_RUN) configs/cql-alpha-medium-expert.yaml" in (root / "Makefile").read_text()
 
 
-def test_the_cql_alpha50_actors_grid_is_the_quality_grids_kan4_and_mlp38_at_the_cql_alpha_grids_largest() -> None:
-    """configs/cql-alpha50-actors-medium-expert.yaml: the quality grid's kan4 and mlp38 cells on local
+def test_the_cql_alpha50_actors_grid_is_the_quality_grids_small_actors_at_the_cql_alpha_grids_largest() -> None:
+    """configs/cql-alpha50-actors-medium-expert.yaml: the quality grid's kan4, mlp38 and kan38 cells on local
     halfcheetah-medium-expert (actors, critics, settings, budget, seeds, groups, compiled step) at the CQL alpha
     grid's cql_alpha 50, every other CQL setting the quality grid's; its groups keep their final states."""
     from dataclasses import replace
@@ -537,7 +537,8 @@ def test_the_cql_alpha50_actors_grid_is_the_quality_grids_kan4_and_mlp38_at_the_
     assert spec.algorithms == ("cql",) and spec.datasets == (dataset,)
     assert spec.settings() == source.settings()
     assert (spec.seeds, spec.seeds_per_process) == (source.seeds, source.seeds_per_process)
-    assert set(spec.architectures) == {"kan4-cqlalpha50", "mlp38-cqlalpha50"} and spec.baseline == "mlp38-cqlalpha50"
+    assert set(spec.architectures) == {"kan4-cqlalpha50", "mlp38-cqlalpha50", "kan38-cqlalpha50"}
+    assert spec.baseline == "mlp38-cqlalpha50"
     cql_alpha = alphas.run_config(Cell(dataset, "mlp256-cqlalpha50", 0, "cql")).cql.cql_alpha
     assert cql_alpha == 50.0
     for cell in spec.cells():

@@ -140,6 +140,84 @@ def test_a_report_of_several_algorithms_names_the_algorithms_of_its_columns(tmp_
     assert "Algorithm: TD3+BC." in table2 and "BC trains no critic" not in table2
 
 
+def test_with_sets_another_grids_records_beside_these(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`bench report A --with B`: B's cells beside A's (each folder's grid file, where it has one, says which
+    cells it expects), A's baseline; the output folders must be named so that A's own report is not written over,
+    and folders that hold each other or the same cell are refused."""
+    a, b = tmp_path / "results" / "a", tmp_path / "results" / "b"
+    write_fixture(a)
+    write_grid_file(a, baseline="mlp")
+    renamed = [r for r in fixture_records() if r["cell"]["arch"] == "kan"]
+    for record in renamed:
+        record["cell"]["arch"] = record["config"]["arch"] = "kan-b"
+    write_records(b, renamed)
+    analysis = analyze_folder(a, also=[b], reps=REPS)
+    assert analysis.records.architectures == ["mlp", "kan", "kan-b"] and analysis.baseline == "mlp"
+    assert analysis.records.expected.source == "grid.yaml and observed records"
+    assert analysis.records.label == f"{a} with {b}" and len(analysis.records.runs) == 18
+
+    tables, figures = tmp_path / "tables" / "a-b", tmp_path / "figures" / "a-b"
+    argv = ["report", str(a), "--with", str(b), "--reps", str(REPS)]
+    assert main(argv) == 2
+    assert "name the output with --tables and --figures (e.g. --tables tables/<name>)" in capsys.readouterr().err
+    assert main([*argv, "--only", "figures", "--tables", str(tables)]) == 2
+    assert "name the output with --figures (e.g. --figures figures/<name>)" in capsys.readouterr().err
+    assert main([*argv, "--report", "main", "--tables", str(tables), "--figures", str(figures)]) == 2
+    assert "with --with pick the architectures and datasets" in capsys.readouterr().err
+    assert main([*argv, "--tables", str(tables), "--figures", str(figures)]) == 0
+    out = capsys.readouterr().out
+    assert f"report of {a} with {b}: 18 records (18 done); 18 of 18 expected runs have a score" in out
+    assert "| mlp | kan | kan-b |" in (tables / "table1_score.md").read_text()
+    assert "| kan | kan-b |" in (tables / "table6_improvement.md").read_text()
+    assert (figures / "captions.md").read_text().startswith(f"# Figures for {a} with {b}")
+
+    assert main([*argv, "--with", str(a / "d4rl-hopper-medium-v2"), "--only", "tables", "--tables", str(tables)]) == 2
+    assert "overlap (one holds the other)" in capsys.readouterr().err
+    write_records(b, [fixture_records()[0]])  # a's first cell, in b as well
+    assert main([*argv, "--only", "tables", "--tables", str(tables)]) == 2
+    assert "two records for the same cell" in capsys.readouterr().err
+
+
+def test_a_grid_files_report_with_other_grids_sets_their_records_beside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A named report with `with: [b]` reads results/b beside results/a into tables/<report>/, as `--with`
+    would; the grid's other reports read results/a alone."""
+    results = tmp_path / "results"
+    write_fixture(results / "a")
+    reports = {"a": {"architectures": ["mlp", "kan"]}, "a-with-b": {"architectures": ["mlp", "kan-b"], "with": ["b"]}}
+    write_grid_file(results / "a", baseline="mlp", reports=reports)
+    renamed = [r for r in fixture_records() if r["cell"]["arch"] == "kan"]
+    for record in renamed:
+        record["cell"]["arch"] = record["config"]["arch"] = "kan-b"
+    write_records(results / "b", renamed)
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "results/a", "--reps", str(REPS), "--only", "tables"]) == 0
+    out = capsys.readouterr().out
+    assert "report of results/a: 12 records" in out and "report of results/a with results/b: 12 records" in out
+    assert "| mlp | kan |" in (tmp_path / "tables" / "a" / "table1_score.md").read_text()
+    assert "| mlp | kan-b |" in (tmp_path / "tables" / "a-with-b" / "table1_score.md").read_text()
+    shutil.rmtree(results / "b")
+    assert main(["report", "results/a", "--report", "a-with-b", "--reps", str(REPS), "--only", "tables"]) == 2
+    assert "results folder results/b does not exist" in capsys.readouterr().err
+
+
+def test_with_sets_another_algorithms_grid_beside_these_under_labelled_columns(tmp_path: Path) -> None:
+    """A CQL grid beside a BC grid: every column is labelled by its algorithm, as in a grid of several
+    algorithms, and a bare baseline means it under the first folder's algorithm."""
+    cql, bc = tmp_path / "cql", tmp_path / "bc"
+    write_fixture(cql)
+    write_grid_file(cql, baseline="mlp")
+    write_records(bc, [as_algorithm(r, "bc", {"actor_lr": 3e-4}) for r in fixture_records()])
+    write_grid_file(bc, algorithms=("bc",))
+    analysis = analyze_folder(cql, also=[bc], reps=REPS)
+    assert analysis.records.architectures == ["CQL mlp", "CQL kan", "BC mlp", "BC kan"]
+    assert analysis.baseline == "CQL mlp" and analysis.records.algorithms == ["cql", "bc"]
+    assert analysis.records.expected.source == "grid.yaml of each folder"
+    narrowed = analyze_folder(cql, also=[bc], reps=REPS, architectures=["kan"], baseline="BC kan")
+    assert narrowed.records.architectures == ["CQL kan", "BC kan"] and narrowed.baseline == "BC kan"
+
+
 @pytest.mark.parametrize("seed", [-1, 2**32])
 def test_a_seed_numpys_generator_cannot_take_is_an_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], seed: int

@@ -563,6 +563,26 @@ def test_override_notes_of_several_algorithms_name_the_labelled_columns(tmp_path
     ) in notes
 
 
+def test_override_notes_say_nothing_of_the_other_columns_when_they_are_another_algorithms() -> None:
+    """A report of one grid's CQL columns beside another grid's BC columns (`bench report A --with B`): the CQL
+    column's cql_alpha is named, and no grid-wide value is claimed for the BC columns, which have other settings."""
+    config = {
+        "grid_overrides.architecture_overrides.mlp-a50.cql_alpha": 50.0,
+        "grid_overrides.architecture_overrides.mlp-a50.policy_lr": 1e-4,
+        "cql.cql_alpha": 10.0,
+        "cql.policy_lr": 3e-5,
+    }
+    columns = {"CQL mlp-a50": ("mlp-a50", "cql"), "BC mlp": ("mlp", "bc")}
+    expected = "Settings per column (the grid's architecture_overrides): CQL mlp-a50: cql_alpha 50, policy_lr 0.0001"
+    assert override_notes(config, list(columns), [], {}, ["cql", "bc"], columns) == [f"{expected}."]
+    columns["CQL mlp"] = ("mlp", "cql")
+    assert override_notes(config, list(columns), [], {}, ["cql", "bc"], columns) == [f"{expected}."]
+    del columns["BC mlp"]
+    assert override_notes(config, list(columns), [], {}, ["cql"], columns) == [
+        f"{expected}; the other columns at the grid's cql_alpha 10, policy_lr 3e-05."
+    ]
+
+
 def test_override_notes_name_an_algorithms_settings_only_where_its_records_are() -> None:
     row = "grid_overrides.dataset_overrides.local:hopper-medium"
     config = {f"{row}.iql.tau": 0.001, f"{row}.normalize_reward": True, "iql.tau": 0.005, "normalize_reward": False}

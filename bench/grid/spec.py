@@ -9,6 +9,7 @@ A grid file is flat; every key but the three lists has a default:
       main: {architectures: [mlp-small, kan-wide]}
       kans: {architectures: [kan-wide, kan-small], baseline: kan-wide}
       hopper: {architectures: [mlp-small, kan-wide], datasets: [local:hopper-random]}
+      beside: {architectures: [mlp-small, mlp-big], with: [smoke-big]}   # smoke-big's mlp-big beside these
     architectures:                   # built-in names and/or inline definitions (architectures.yaml format)
       - mlp-small
       - kan-wide:
@@ -52,8 +53,10 @@ go to results/<name>/<algorithm>/..., while a grid of one algorithm keeps result
 
 `reports` splits one grid's records into the questions they answer: `python -m bench report results/<name>`
 writes each named report to tables/<report>/ and figures/<report>/ (its architectures, in that order, against
-its baseline, else the grid's, on its datasets, else all of the grid's), and `--report NAME` writes one. Reports
-change no record.
+its baseline, else the grid's, on its datasets, else all of the grid's), and `--report NAME` writes one. A report's
+`with` names other grids of the same results folder whose records it sets beside this grid's (`bench report
+--with`): its architectures may then be theirs too, which the report checks against their records. Reports change
+no record.
 
 Every problem is reported as a BenchError naming the file, the line and the key, found through the node marks
 of `yaml.compose`.
@@ -93,7 +96,7 @@ KEYS: dict[str, str] = {
     "name": "the grid's name, also its results folder results/<name>/",
     "description": "free text",
     "baseline": "the architecture the report compares the others with (one of the grid's architectures)",
-    "reports": "named reports, {report: {architectures: [...], baseline: NAME, datasets: [...]}}",
+    "reports": "named reports, {report: {architectures: [...], baseline: NAME, datasets: [...], with: [GRID]}}",
     "architectures": "list of built-in architecture names or {name: {actor, critic, kan, description}}",
     "datasets": "list of dataset names with a source prefix (d4rl:, local:, minari:)",
     "seeds": "list of integer seeds",
@@ -118,7 +121,7 @@ KEYS: dict[str, str] = {
     "architecture_overrides": "settings for some architectures only, {architecture: {setting: value}}",
 }
 REQUIRED = ("architectures", "datasets", "seeds", "steps")
-REPORT_KEYS = ("architectures", "baseline", "datasets")
+REPORT_KEYS = ("architectures", "baseline", "datasets", "with")
 RESOURCE_KEYS = ("num_cpus", "num_gpus")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DEFAULTS = RunConfig(dataset="", arch="")
@@ -145,11 +148,14 @@ class Resources:
 @dataclass(frozen=True)
 class ReportSpec:
     """A named report of a grid's records: these architectures, in this order, against `baseline` (None: the
-    grid's baseline), on these datasets, in this order (empty: every dataset of the grid)."""
+    grid's baseline), on these datasets, in this order (empty: every dataset of the grid), beside the records of the
+    grids `with_grids` names."""
 
     architectures: tuple[str, ...]
     baseline: str | None = None
     datasets: tuple[str, ...] = ()
+    # Other grids of the same results folder whose records the report sets beside this grid's (`with:`).
+    with_grids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -326,6 +332,8 @@ def report_entry(report: ReportSpec) -> dict[str, Any]:
         entry["baseline"] = report.baseline
     if report.datasets:
         entry["datasets"] = list(report.datasets)
+    if report.with_grids:
+        entry["with"] = list(report.with_grids)
     return entry
 
 
@@ -450,7 +458,9 @@ def load_grid(path: Path) -> GridSpec:
         path=path,
         description=_string(doc, data, "description", default=""),
         baseline=_baseline(doc, data, architectures),
-        reports=_reports(doc, data.get("reports", {}), architectures, datasets, _baseline(doc, data, architectures)),
+        reports=_reports(
+            doc, data.get("reports", {}), architectures, datasets, _baseline(doc, data, architectures), name
+        ),
         architectures=architectures,
         inline=inline,
         datasets=datasets,
@@ -502,6 +512,7 @@ def _reports(
     architectures: dict[str, Architecture],
     datasets: tuple[str, ...],
     grid_baseline: str | None,
+    grid_name: str,
 ) -> dict[str, ReportSpec]:
     if not isinstance(value, dict):
         raise doc.error(("reports",), f"expected a mapping {KEYS['reports']}, got {_type_name(value)}")
@@ -520,6 +531,7 @@ def _reports(
                     (*key, str(item)),
                     f"unknown key; {did_you_mean(item, REPORT_KEYS)}allowed: {', '.join(REPORT_KEYS)}",
                 )
+        with_grids = _report_with(doc, key, entry.get("with"), grid_name)
         names = entry.get("architectures")
         if not isinstance(names, list) or not names:
             raise doc.error(
@@ -527,7 +539,8 @@ def _reports(
                 f"expected a non-empty list of the grid's architectures, got {_type_name(names)}",
             )
         for i, arch in enumerate(names):
-            if not isinstance(arch, str) or arch not in architectures:
+            # Another grid's architecture is checked against its records when the report is built.
+            if not isinstance(arch, str) or (arch not in architectures and not with_grids):
                 hint = did_you_mean(arch, architectures, cutoff=0.5) if isinstance(arch, str) else ""
                 raise doc.error(
                     (*key, "architectures", i),
@@ -548,8 +561,25 @@ def _reports(
                 f"the grid's baseline {grid_baseline!r} is not among this report's architectures; "
                 "add it, or give the report its own (baseline: NAME, one of its architectures)",
             )
-        reports[name] = ReportSpec(tuple(names), baseline, _report_datasets(doc, key, entry.get("datasets"), datasets))
+        report_datasets = _report_datasets(doc, key, entry.get("datasets"), datasets)
+        reports[name] = ReportSpec(tuple(names), baseline, report_datasets, with_grids)
     return reports
+
+
+def _report_with(doc: _Document, key: Key, value: Any, grid_name: str) -> tuple[str, ...]:
+    """A report's `with:`, a non-empty list of other grids' names; () when it names none."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value:
+        raise doc.error((*key, "with"), f"expected a non-empty list of other grids' names, got {_type_name(value)}")
+    for i, other in enumerate(value):
+        if not isinstance(other, str) or not _SAFE_NAME.match(other):
+            raise doc.error((*key, "with", i), f"{other!r} is not a grid name; name a grid of the same results folder")
+        if other == grid_name:
+            raise doc.error((*key, "with", i), f"names this grid ({grid_name!r}); name other grids only")
+    if len(set(value)) < len(value):
+        raise doc.error((*key, "with"), "names a grid twice; keep one")
+    return tuple(value)
 
 
 def _report_datasets(doc: _Document, key: Key, value: Any, datasets: tuple[str, ...]) -> tuple[str, ...]:

@@ -32,7 +32,7 @@ DEFAULT_REPS = 2000
 class ReportSummary:
     """What a report read and wrote; `format()` is the text `python -m bench report` prints."""
 
-    results_dir: Path
+    results_dir: str  # the folder(s) read, as RecordSet.label names them
     baseline: str
     records: int
     statuses: dict[str, int]
@@ -101,7 +101,7 @@ def resolve_baseline(records: RecordSet, baseline: str | None) -> str:
         name = next((label for label in labels if label in records.architectures), name)
     if name not in records.architectures:
         raise BenchError(
-            f"baseline architecture {name!r} is not among the architectures of {records.root} "
+            f"baseline architecture {name!r} is not among the architectures of {records.label} "
             f"({', '.join(records.architectures)}); pass --baseline NAME (make tables BASELINE=NAME)"
         )
     return name
@@ -128,7 +128,7 @@ def select_architectures(records: RecordSet, names: Sequence[str]) -> RecordSet:
         if not labels:
             hint = did_you_mean(name, records.architectures, cutoff=0.5)
             raise BenchError(
-                f"--architectures: {name!r} is not an architecture of {records.root}; {hint}"
+                f"--architectures: {name!r} is not an architecture of {records.label}; {hint}"
                 f"its architectures: {', '.join(records.architectures)}"
             )
         selected += [label for label in labels if label not in selected]
@@ -158,7 +158,7 @@ def select_datasets(records: RecordSet, names: Sequence[str]) -> RecordSet:
     for name in names:
         if name not in records.datasets:
             raise BenchError(
-                f"--datasets: {name!r} is not a dataset of {records.root}; "
+                f"--datasets: {name!r} is not a dataset of {records.label}; "
                 f"{did_you_mean(name, records.datasets, cutoff=0.5)}its datasets: {', '.join(records.datasets)}"
             )
     selected = list(dict.fromkeys(names))
@@ -180,7 +180,7 @@ def summarize(analysis: Analysis, tables: list[Path], figures: list[Path]) -> Re
             elif (n := int(analysis.cells.loc[(dataset, arch), "n"])) < len(rec.seeds):
                 partial.append(f"{names[dataset]}/{arch} n={n}")
     return ReportSummary(
-        results_dir=rec.root,
+        results_dir=rec.label,
         baseline=analysis.baseline,
         records=len(rec.runs),
         statuses=dict(Counter(rec.runs["status"])),
@@ -209,6 +209,7 @@ def summarize(analysis: Analysis, tables: list[Path], figures: list[Path]) -> Re
 def analyze_folder(
     results_dir: Path,
     *,
+    also: Sequence[Path] = (),
     baseline: str | None = None,
     reps: int = DEFAULT_REPS,
     seed: int = 0,
@@ -218,15 +219,15 @@ def analyze_folder(
     at_step: int | None = None,
     last_evaluations: int = 1,
 ) -> Analysis:
-    """Load the records under `results_dir` (of `architectures` and `datasets` only, when given; as they stood at
-    gradient step `at_step`, when given; each run scored by the mean of its last `last_evaluations` evaluations)
-    and compute every statistic the tables and figures show."""
+    """Load the records under `results_dir` and the folders `also` (of `architectures` and `datasets` only, when
+    given; as they stood at gradient step `at_step`, when given; each run scored by the mean of its last
+    `last_evaluations` evaluations) and compute every statistic the tables and figures show."""
     if reps < 1:
         raise BenchError(f"--reps must be positive, got {reps}")
     if not 0 <= seed < 2**32:  # NumPy's global generator, which the bootstraps draw from, takes no other seed
         raise BenchError(f"--seed must be between 0 and 2**32 - 1, got {seed}")
     records = load_records(
-        Path(results_dir), allow_mixed=allow_mixed, at_step=at_step, last_evaluations=last_evaluations
+        Path(results_dir), also=also, allow_mixed=allow_mixed, at_step=at_step, last_evaluations=last_evaluations
     )
     if architectures:
         records = select_architectures(records, architectures)
@@ -235,7 +236,7 @@ def analyze_folder(
     if records.runs.empty:
         raise NoRecordsSelected(
             f"no record of {', '.join(records.architectures)} on {', '.join(records.datasets)} under "
-            f"{records.root} yet; train those cells first"
+            f"{records.label} yet; train those cells first"
         )
     name = resolve_baseline(records, baseline)
     # A selection is in the order given; otherwise the grid file's, or the baseline first.
@@ -262,6 +263,7 @@ def build_report(
     tables_dir: Path | None,
     figures_dir: Path | None,
     *,
+    also: Sequence[Path] = (),
     baseline: str | None = None,
     reps: int = DEFAULT_REPS,
     seed: int = 0,
@@ -273,14 +275,15 @@ def build_report(
 ) -> ReportSummary:
     """Read the records under `results_dir`, write Tables 1-3 and 6-8 to `tables_dir` and the figures to `figures_dir`.
 
-    Either output folder may be None to skip it; `baseline=None` means the grid file's `baseline:`, else `mlp`.
-    `architectures` and `datasets` report those only, in that order; `at_step` the runs as they stood at that
-    gradient step (an evaluation step of every finished run); `last_evaluations` K scores each run by the mean of
-    its last K evaluations (1: its final evaluation). Bootstrap CIs use `reps` resamples and are
-    reproducible for a given `seed`.
+    `also` sets the records of further folders (other grids' cells) beside them. Either output folder may be None
+    to skip it; `baseline=None` means the grid file's `baseline:`, else `mlp`. `architectures` and `datasets`
+    report those only, in that order; `at_step` the runs as they stood at that gradient step (an evaluation step of
+    every finished run); `last_evaluations` K scores each run by the mean of its last K evaluations (1: its final
+    evaluation). Bootstrap CIs use `reps` resamples and are reproducible for a given `seed`.
     """
     analysis = analyze_folder(
         results_dir,
+        also=also,
         baseline=baseline,
         reps=reps,
         seed=seed,

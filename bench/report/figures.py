@@ -574,7 +574,7 @@ def write_captions(outputs: Sequence[FigureOutput], analysis: Analysis, director
     """`captions.md`: what each figure shows and which runs it covers."""
     selection = analysis.selection
     names = analysis.records.display_names()
-    lines = [f"# Figures for {analysis.records.root}", ""]
+    lines = [f"# Figures for {analysis.records.label}", ""]
     covered = ", ".join(names[d] for d in selection.datasets) or "none"
     lines.append(
         f"Aggregates (all figures but the learning curves and the training diagnostics, which show every dataset) "

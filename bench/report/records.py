@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -103,12 +103,14 @@ class SkippedFile:
 
 @dataclass(frozen=True)
 class NamedReport:
-    """One report a grid file names (`reports:`): its architectures, in order, its baseline (None: the grid's)
-    and its datasets, in order (empty: the grid's)."""
+    """One report a grid file names (`reports:`): its architectures, in order, its baseline (None: the grid's),
+    its datasets, in order (empty: the grid's), and the folders of the other grids whose records it sets beside
+    the grid's (`with:`, grids of the same results folder)."""
 
     architectures: tuple[str, ...]
     baseline: str | None = None
     datasets: tuple[str, ...] = ()
+    also: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,8 @@ class ExpectedGrid:
 
 @dataclass
 class RecordSet:
-    """Every record of one results folder as tidy frames, plus what was skipped and what the grid expects."""
+    """Every record of a results folder (and of the folders beside it, `also`) as tidy frames, plus what was
+    skipped and what the grid expects."""
 
     root: Path
     runs: pd.DataFrame  # one row per record, RECORD_COLUMNS
@@ -150,6 +153,13 @@ class RecordSet:
     at_step: int | None = None
     # How many of a run's last evaluations its score averages (1: the final evaluation, CORL's protocol).
     last_evaluations: int = 1
+    # Further folders whose records the report sets beside `root`'s (`load_records(also=...)`).
+    also: tuple[Path, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """The folder(s) the records came from, as messages and the figures' index name them."""
+        return " with ".join(str(root) for root in (self.root, *self.also))
 
     def display_names(self) -> dict[str, str]:
         """Dataset key -> the name shown in tables and figures (from the key alone when no record has it)."""
@@ -195,35 +205,30 @@ class RecordSet:
 
 
 def load_records(
-    results_dir: Path, *, allow_mixed: bool = False, at_step: int | None = None, last_evaluations: int = 1
+    results_dir: Path,
+    *,
+    also: Sequence[Path] = (),
+    allow_mixed: bool = False,
+    at_step: int | None = None,
+    last_evaluations: int = 1,
 ) -> RecordSet:
     """Read every record under `results_dir` into a RecordSet; see the module docstring for the rules. With
-    `at_step`, every record as it stood at that gradient step (`record_at_step`); with `last_evaluations` K, each
-    run scored by the mean of its last K evaluations (`usable_score`)."""
-    root = Path(results_dir)
+    `also`, the records of those folders too (another grid's cells beside this one's: each folder's own grid file
+    says which cells it expects, and the report expects them all); the records of all folders must pass the same
+    checks as one folder's. With `at_step`, every record as it stood at that gradient step (`record_at_step`);
+    with `last_evaluations` K, each run scored by the mean of its last K evaluations (`usable_score`)."""
+    roots = [Path(results_dir), *(Path(folder) for folder in also)]
     if last_evaluations < 1:
         raise BenchError(f"--last-evaluations must be at least 1 (1: the final evaluation), got {last_evaluations}")
-    if not root.is_dir():
-        raise BenchError(f"results folder {root} does not exist; run a grid first or name the folder of its records")
+    _refuse_nested_folders(roots)
     records: list[tuple[Path, dict[str, Any]]] = []
     skipped: list[SkippedFile] = []
     ignored: list[SkippedFile] = []
-    for path in sorted(root.rglob("*.json")):
-        if path.name.startswith(".") or not path.is_file():
-            continue  # temporary files of atomic writes
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            skipped.append(SkippedFile(path, f"corrupt JSON ({exc}); rerun the cell or delete the file"))
-            continue
-        if not isinstance(data, dict) or not {"schema_version", "cell"} & data.keys():
-            ignored.append(SkippedFile(path, "not a run record (no schema_version or cell)"))
-            continue
-        record = validate_record(path, data)
-        records.append((path, record if at_step is None else record_at_step(path, record, at_step)))
-    if not records:
-        found = f"; skipped {len(skipped)} corrupt file(s), e.g. {skipped[0].path}" if skipped else ""
-        raise BenchError(f"no run records (*.json with schema_version {SCHEMA_VERSION}) under {root}{found}")
+    bounds: list[tuple[int, int]] = []  # each folder's records: records[start:stop]
+    for root in roots:
+        start = len(records)
+        records += _read_folder(root, skipped, ignored, at_step)
+        bounds.append((start, len(records)))
 
     _refuse_duplicate_cells(records)
     _refuse_mixed_data(records)
@@ -241,14 +246,30 @@ def load_records(
         runs["steps"] = at_step  # the budget the tables judge the runs by
     # The folder of a whole multi-algorithm grid is labelled by the algorithms its grid file lists, so records of
     # only some of them are still that grid's (the others' cells are missing, not another grid's).
-    if len(set(runs["algo"]) | set(listed_algorithms(root))) > 1:
+    algorithms_of = [
+        set(runs["algo"].iloc[start:stop]) | set(listed_algorithms(root))
+        for root, (start, stop) in zip(roots, bounds, strict=True)
+    ]
+    labelled = len(set().union(*algorithms_of)) > 1
+    grids = []
+    for root, (start, stop), algos in zip(roots, bounds, algorithms_of, strict=True):
+        own = runs.iloc[start:stop].copy()
+        if len(algos) > 1:
+            own["arch"] = [arch_label(a, arch) for a, arch in zip(own["algo"], own["arch"], strict=True)]
+        grid = expected_grid(root, own, allow_mixed=allow_mixed)
+        if labelled and len(algos) == 1:
+            # One algorithm's folder beside another algorithm's: its columns are labelled as theirs are.
+            (algo,) = algos
+            grid = replace(grid, architectures=[arch_label(algo, a) for a in grid.architectures])
+        grids.append(grid)
+    if labelled:
         # Every architecture once per algorithm: the tables, statistics and figures group by the label.
         for frame in (runs, curves, diagnostics):
             frame["arch"] = [arch_label(a, arch) for a, arch in zip(frame["algo"], frame["arch"], strict=True)]
-    expected = expected_grid(root, runs, allow_mixed=allow_mixed)
+    expected = _merged_grids(grids)
     algorithms = [a for a in expected.algorithms if a in set(runs["algo"])]
     return RecordSet(
-        root,
+        roots[0],
         runs,
         curves,
         expected,
@@ -260,6 +281,74 @@ def load_records(
         diagnostics,
         at_step=at_step,
         last_evaluations=last_evaluations,
+        also=tuple(roots[1:]),
+    )
+
+
+def _read_folder(
+    root: Path, skipped: list[SkippedFile], ignored: list[SkippedFile], at_step: int | None
+) -> list[tuple[Path, dict[str, Any]]]:
+    """The records under `root` (cut at `at_step` when given); corrupt files go to `skipped`, JSON files that are
+    not records to `ignored`. A folder without records is an error: a report of it would show nothing."""
+    if not root.is_dir():
+        raise BenchError(f"results folder {root} does not exist; run a grid first or name the folder of its records")
+    records: list[tuple[Path, dict[str, Any]]] = []
+    corrupt = len(skipped)
+    for path in sorted(root.rglob("*.json")):
+        if path.name.startswith(".") or not path.is_file():
+            continue  # temporary files of atomic writes
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            skipped.append(SkippedFile(path, f"corrupt JSON ({exc}); rerun the cell or delete the file"))
+            continue
+        if not isinstance(data, dict) or not {"schema_version", "cell"} & data.keys():
+            ignored.append(SkippedFile(path, "not a run record (no schema_version or cell)"))
+            continue
+        record = validate_record(path, data)
+        records.append((path, record if at_step is None else record_at_step(path, record, at_step)))
+    if not records:
+        found = (
+            f"; skipped {len(skipped) - corrupt} corrupt file(s), e.g. {skipped[corrupt].path}"
+            if skipped[corrupt:]
+            else ""
+        )
+        raise BenchError(f"no run records (*.json with schema_version {SCHEMA_VERSION}) under {root}{found}")
+    return records
+
+
+def _refuse_nested_folders(roots: Sequence[Path]) -> None:
+    """Folders of one report must not hold each other: their records would be read twice."""
+    resolved = [root.resolve() for root in roots]
+    for i, first in enumerate(resolved):
+        for j in range(i + 1, len(resolved)):
+            second = resolved[j]
+            if first == second or first in second.parents or second in first.parents:
+                raise BenchError(
+                    f"results folders {roots[i]} and {roots[j]} overlap (one holds the other); name each grid's "
+                    "folder once"
+                )
+
+
+def _merged_grids(grids: Sequence[ExpectedGrid]) -> ExpectedGrid:
+    """The cells of several folders' reports together: their architectures, datasets and seeds in the first
+    folder's order, then the others' new ones; the first folder's baseline and named reports."""
+    first = grids[0]
+    if len(grids) == 1:
+        return first
+
+    def union(values: Iterable[list[Any]]) -> list[Any]:
+        return list(dict.fromkeys(v for listed in values for v in listed))
+
+    sources = {grid.source for grid in grids}
+    return ExpectedGrid(
+        architectures=union(g.architectures for g in grids),
+        datasets=union(g.datasets for g in grids),
+        seeds=union(g.seeds for g in grids),
+        source=f"{GRID_FILE} of each folder" if sources == {GRID_FILE} else " and ".join(sorted(sources)),
+        baseline=first.baseline,
+        reports=first.reports,
+        algorithms=union(g.algorithms for g in grids),
     )
 
 
@@ -835,7 +924,7 @@ def check_same_configuration(
             keys = _differences(reference, compared)
             if keys and not allow_mixed:
                 raise BenchError(
-                    f"records from different configurations in one folder: {other_path} and {path} differ in "
+                    f"records from different configurations in one report: {other_path} and {path} differ in "
                     f"{_describe(keys, reference, compared)}. Keep each grid's records in its own folder, or pass "
                     "--allow-mixed to report them together (the tables then say which keys differ)"
                 )
@@ -855,7 +944,7 @@ def check_same_configuration(
         first_conflict = next(iter(conflicts.values()))
         more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
         raise BenchError(
-            f"records from different configurations in one folder: {first_conflict}{more}. Keep each grid's "
+            f"records from different configurations in one report: {first_conflict}{more}. Keep each grid's "
             "records in its own folder, or pass --allow-mixed to report them together"
         )
     mixed.update(conflicts)
@@ -963,7 +1052,7 @@ def _baseline(value: Any, path: Path) -> str | None:
 def _reports(value: Any, path: Path) -> dict[str, NamedReport]:
     if not isinstance(value, Mapping):
         raise BenchError(
-            f"{path}: 'reports' should map report names to {{architectures, baseline, datasets}}, got {value!r}"
+            f"{path}: 'reports' should map report names to {{architectures, baseline, datasets, with}}, got {value!r}"
         )
     reports = {}
     for name, entry in value.items():
@@ -973,7 +1062,13 @@ def _reports(value: Any, path: Path) -> dict[str, NamedReport]:
         datasets = entry.get("datasets") or []
         if not isinstance(datasets, list) or not all(isinstance(d, str) for d in datasets):
             raise BenchError(f"{path}: report {name!r} should list its datasets or name none, got {entry!r}")
-        reports[str(name)] = NamedReport(tuple(names), _baseline(entry.get("baseline"), path), tuple(datasets))
+        grids = entry.get("with") or []
+        if not isinstance(grids, list) or not all(isinstance(g, str) and g and "/" not in g for g in grids):
+            raise BenchError(f"{path}: report {name!r} should list other grids' names in 'with', got {entry!r}")
+        baseline = _baseline(entry.get("baseline"), path)
+        # The other grids' folders are the grid folder's siblings in one results folder.
+        also = tuple(path.parent.parent / grid for grid in grids)
+        reports[str(name)] = NamedReport(tuple(names), baseline, tuple(datasets), also)
     return reports
 
 

@@ -412,8 +412,10 @@ def override_notes(
     ):
         given: dict[str, list[str]] = {}
         settings: list[str] = []
+        algorithm_of: dict[str, str | None] = {}
         for key in keys:
             target, own = (arch_keys or {}).get(key, (key, None)) if what == "column" else (key, None)
+            algorithm_of[key] = own
             prefix = f"grid_overrides.{kind}.{target}."
             for name, value in config.items():
                 if name.startswith(prefix):
@@ -430,6 +432,9 @@ def override_notes(
         grid_values = {s: _grid_value(config, s) for s in settings}
         others = ", ".join(f"{s} {value}" for s, value in grid_values.items() if value)
         rest = f"; the other {what}s at the grid's {others}" if others and len(given) < len(keys) else ""
+        overridden = {algorithm_of[key] for key in keys if names.get(key, key) in given}
+        if any(algorithm_of[key] not in overridden for key in keys if names.get(key, key) not in given):
+            rest = ""  # the other columns include another algorithm's, whose settings are not these
         notes.append(f"Settings per {what} (the grid's {kind}): {listed}{rest}.")
     return notes
 
