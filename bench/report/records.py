@@ -4,7 +4,8 @@ The folder is walked recursively for `*.json`; checkpoints, locks and temporary 
 that is not valid JSON is reported and skipped (an interrupted copy, a disk error); a JSON object that claims
 to be a record but lacks a key or holds a value of the wrong type is an error, because skipping it would drop a
 run without anyone noticing. Records of one dataset that trained on different data (their `dataset.sha256`
-differs: the file was regenerated between runs) are refused, like records of different configurations.
+differs: the file was regenerated between runs) are refused, like records of different configurations. Records
+of other folders set beside the first (`also`: other grids' cells) are read and checked as if they were one folder.
 
 How a run's status becomes a score (documented in the tables' footnotes):
 - done: the final evaluation's normalized score;
