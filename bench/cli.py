@@ -339,6 +339,13 @@ def _report(args: argparse.Namespace) -> int:
         tables = None if args.only == "figures" else args.tables or Path("tables") / folder
         figures = None if args.only == "tables" else args.figures or Path("figures") / folder
         try:
+            for other in also:
+                if not other.is_dir():
+                    raise NoRecordsSelected(
+                        f"grid {other.name}'s records, which report {name!r} sets beside these (with: in "
+                        f"{args.results}/grid.yaml), are not here ({other} does not exist): run that grid first, or "
+                        "copy its records there"
+                    )
             summary = build_report(
                 args.results,
                 tables,
@@ -356,7 +363,8 @@ def _report(args: argparse.Namespace) -> int:
         except NoRecordsSelected as error:
             if len(jobs) == 1:
                 raise
-            # One of several named reports of a grid still training: the others are written.
+            # One of several named reports of a grid still training (or beside a grid not run here): the others
+            # are written.
             print(f"report {name} skipped: {error}", file=sys.stderr)
             continue
         if len(jobs) > 1 or name != args.results.resolve().name:

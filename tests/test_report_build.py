@@ -198,8 +198,13 @@ def test_a_grid_files_report_with_other_grids_sets_their_records_beside(
     assert "| mlp | kan |" in (tmp_path / "tables" / "a" / "table1_score.md").read_text()
     assert "| mlp | kan-b |" in (tmp_path / "tables" / "a-with-b" / "table1_score.md").read_text()
     shutil.rmtree(results / "b")
+    assert main(["report", "results/a", "--reps", str(REPS), "--only", "tables"]) == 0
+    assert (
+        "report a-with-b skipped: grid b's records, which report 'a-with-b' sets beside these"
+        in capsys.readouterr().err
+    )
     assert main(["report", "results/a", "--report", "a-with-b", "--reps", str(REPS), "--only", "tables"]) == 2
-    assert "results folder results/b does not exist" in capsys.readouterr().err
+    assert "are not here (results/b does not exist): run that grid first" in capsys.readouterr().err
 
 
 def test_with_sets_another_algorithms_grid_beside_these_under_labelled_columns(tmp_path: Path) -> None:
