@@ -334,12 +334,12 @@ def _report(args: argparse.Namespace) -> int:
     from bench.report.build import NoRecordsSelected, build_report, named_reports, report_folder
 
     jobs = _report_jobs(args, named_reports(args.results))
-    for name, architectures, baseline, datasets, also in jobs:
+    for name, report in jobs:
         folder = report_folder(name, args.at_step, args.last_evaluations)
         tables = None if args.only == "figures" else args.tables or Path("tables") / folder
         figures = None if args.only == "tables" else args.figures or Path("figures") / folder
         try:
-            for other in also:
+            for other in report.also:
                 if not other.is_dir():
                     raise NoRecordsSelected(
                         f"grid {other.name}'s records, which report {name!r} sets beside these (with: in "
@@ -350,13 +350,13 @@ def _report(args: argparse.Namespace) -> int:
                 args.results,
                 tables,
                 figures,
-                also=[*also, *args.also],
-                baseline=args.baseline or baseline,
+                also=[*report.also, *args.also],
+                baseline=args.baseline or report.baseline,
                 reps=args.reps,
                 seed=args.seed,
                 allow_mixed=args.allow_mixed,
-                architectures=architectures,
-                datasets=datasets,
+                architectures=report.architectures,
+                datasets=report.datasets,
                 at_step=args.at_step,
                 last_evaluations=args.last_evaluations,
             )
@@ -370,17 +370,17 @@ def _report(args: argparse.Namespace) -> int:
         if len(jobs) > 1 or name != args.results.resolve().name:
             # A grid file's named reports: say which one each summary is (after it is built, so a skipped one
             # leaves no header without a summary).
-            print(f"report {name} ({', '.join(architectures)}):")
+            print(f"report {name} ({', '.join(report.architectures)}):")
         print(summary.format())
     return 0
 
 
-def _report_jobs(
-    args: argparse.Namespace, reports: dict[str, NamedReport]
-) -> list[tuple[str, tuple[str, ...], str | None, tuple[str, ...], tuple[Path, ...]]]:
-    """(output name, architectures, baseline, datasets, other grids' folders) of each report to build:
-    --architectures and/or --datasets, or --report NAME of the grid file's reports, or every one of them, or one
-    report of all the records under the results folder's name."""
+def _report_jobs(args: argparse.Namespace, reports: dict[str, NamedReport]) -> list[tuple[str, NamedReport]]:
+    """(output name, report) of each report to build: --architectures and/or --datasets, or --report NAME of the
+    grid file's reports, or every one of them, or one report of all the records under the results folder's name."""
+    from bench.report.records import NamedReport
+
+    whole = NamedReport(_names(args.architectures), None, _names(args.datasets))
     grid = args.results.resolve().name
     for option in ("architectures", "datasets"):
         if args.report and getattr(args, option):
@@ -399,7 +399,7 @@ def _report_jobs(
                 f"--with sets other records beside {args.results}'s: name the output with {' and '.join(unnamed)} "
                 f"(e.g. {unnamed[0]} {unnamed[0][2:]}/<name>), so the report does not write over {grid}'s own"
             )
-        return [(grid, _names(args.architectures), None, _names(args.datasets), ())]
+        return [(grid, whole)]
     if args.report:
         if args.report not in reports:
             known = f"its reports: {', '.join(reports)}" if reports else "it names no reports"
@@ -409,7 +409,7 @@ def _report_jobs(
             )
         chosen = {args.report: reports[args.report]}
     elif args.architectures or args.datasets or not reports:
-        return [(grid, _names(args.architectures), None, _names(args.datasets), ())]
+        return [(grid, whole)]
     else:
         chosen = reports
         if len(chosen) > 1 and (args.tables or args.figures):
@@ -417,9 +417,7 @@ def _report_jobs(
                 f"{args.results / 'grid.yaml'} names {len(chosen)} reports ({', '.join(chosen)}), each with its "
                 "own folders; pick one with --report NAME to write it to --tables/--figures"
             )
-    return [
-        (name, report.architectures, report.baseline, report.datasets, report.also) for name, report in chosen.items()
-    ]
+    return list(chosen.items())
 
 
 def _actions(args: argparse.Namespace) -> int:

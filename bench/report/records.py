@@ -227,9 +227,11 @@ def load_records(
     ignored: list[SkippedFile] = []
     bounds: list[tuple[int, int]] = []  # each folder's records: records[start:stop]
     for root in roots:
-        start = len(records)
-        records += _read_folder(root, skipped, ignored, at_step)
-        bounds.append((start, len(records)))
+        found, corrupt, not_records = _read_folder(root, at_step)
+        bounds.append((len(records), len(records) + len(found)))
+        records += found
+        skipped += corrupt
+        ignored += not_records
 
     _refuse_duplicate_cells(records)
     _refuse_mixed_data(records)
@@ -256,7 +258,7 @@ def load_records(
     for root, (start, stop), algos in zip(roots, bounds, algorithms_of, strict=True):
         own = runs.iloc[start:stop].copy()
         if len(algos) > 1:
-            own["arch"] = [arch_label(a, arch) for a, arch in zip(own["algo"], own["arch"], strict=True)]
+            own["arch"] = _labelled_architectures(own)
         grid = expected_grid(root, own, allow_mixed=allow_mixed)
         if labelled and len(algos) == 1:
             # One algorithm's folder beside another algorithm's: its columns are labelled as theirs are.
@@ -266,7 +268,7 @@ def load_records(
     if labelled:
         # Every architecture once per algorithm: the tables, statistics and figures group by the label.
         for frame in (runs, curves, diagnostics):
-            frame["arch"] = [arch_label(a, arch) for a, arch in zip(frame["algo"], frame["arch"], strict=True)]
+            frame["arch"] = _labelled_architectures(frame)
     expected = _merged_grids(grids)
     algorithms = [a for a in expected.algorithms if a in set(runs["algo"])]
     return RecordSet(
@@ -286,15 +288,21 @@ def load_records(
     )
 
 
+def _labelled_architectures(frame: pd.DataFrame) -> list[str]:
+    """The frame's architectures labelled by their algorithm ("TD3+BC mlp"), for a report of several algorithms."""
+    return [arch_label(algo, arch) for algo, arch in zip(frame["algo"], frame["arch"], strict=True)]
+
+
 def _read_folder(
-    root: Path, skipped: list[SkippedFile], ignored: list[SkippedFile], at_step: int | None
-) -> list[tuple[Path, dict[str, Any]]]:
-    """The records under `root` (cut at `at_step` when given); corrupt files go to `skipped`, JSON files that are
-    not records to `ignored`. A folder without records is an error: a report of it would show nothing."""
+    root: Path, at_step: int | None
+) -> tuple[list[tuple[Path, dict[str, Any]]], list[SkippedFile], list[SkippedFile]]:
+    """The records under `root` (cut at `at_step` when given), the corrupt files skipped and the JSON files that
+    are not records. A folder without records is an error: a report of it would show nothing."""
     if not root.is_dir():
         raise BenchError(f"results folder {root} does not exist; run a grid first or name the folder of its records")
     records: list[tuple[Path, dict[str, Any]]] = []
-    corrupt = len(skipped)
+    skipped: list[SkippedFile] = []
+    ignored: list[SkippedFile] = []
     for path in sorted(root.rglob("*.json")):
         if path.name.startswith(".") or not path.is_file():
             continue  # temporary files of atomic writes
@@ -309,13 +317,9 @@ def _read_folder(
         record = validate_record(path, data)
         records.append((path, record if at_step is None else record_at_step(path, record, at_step)))
     if not records:
-        found = (
-            f"; skipped {len(skipped) - corrupt} corrupt file(s), e.g. {skipped[corrupt].path}"
-            if skipped[corrupt:]
-            else ""
-        )
+        found = f"; skipped {len(skipped)} corrupt file(s), e.g. {skipped[0].path}" if skipped else ""
         raise BenchError(f"no run records (*.json with schema_version {SCHEMA_VERSION}) under {root}{found}")
-    return records
+    return records, skipped, ignored
 
 
 def _refuse_nested_folders(roots: Sequence[Path]) -> None:
