@@ -61,7 +61,7 @@ gpu-check: setup
 # RAY_ADDRESS=host:port joins an existing Ray cluster; FORCE=1 retrains finished cells.
 # E.g. `make reproduce LAUNCHER=ray`.
 .PHONY: smoke demo reproduce reproduce-local local-data study-lr study study-ablations study-horizon study-horizon-medium-expert study-width study-quality study-algorithms-lr
-.PHONY: study-algorithms study-algorithms-medium-expert study-td3bc-alpha study-cql-alpha study-cql-alpha50-actors
+.PHONY: study-algorithms study-algorithms-medium-expert study-td3bc-alpha study-cql-alpha study-cql-alpha50-actors study-kan-width
 LAUNCHER ?= local
 WORKERS ?=
 RAY_ADDRESS ?=
@@ -314,6 +314,19 @@ study-cql-alpha50-actors: local-data
 	$(PY) -m bench actions $(RESULTS)/cql-alpha50-actors-medium-expert --local-dir $(LOCAL_DATA)
 	$(PY) -m bench coverage $(RESULTS)/cql-alpha50-actors-medium-expert --local-dir $(LOCAL_DATA)
 	$(PY) -m bench critics $(RESULTS)/cql-alpha50-actors-medium-expert --local-dir $(LOCAL_DATA)
+
+# A KAN actor of kan4's parameters at twice its width (configs/cpu-study-kan-width.yaml): kan[8] with
+# piecewise-linear edges (G = 2, k = 1) on the width grid's data, whose kan4, mlp4, mlp38 and kan38 records its
+# reports set beside it. Three workers, three groups of about an hour of one core each; run it again to resume.
+# Then its reports (against kan4 and against mlp38) and Tables 5, 9 and 10 of its actors.
+study-kan-width: WORKERS := $(or $(WORKERS),3)
+study-kan-width: local-data
+	$(GRID_RUN) configs/cpu-study-kan-width.yaml --local-dir $(LOCAL_DATA) --no-progress
+	$(PY) -m bench report $(RESULTS)/cpu-study-kan-width
+	$(PY) -m bench report $(RESULTS)/cpu-study-kan-width --last-evaluations 5 --only tables
+	$(PY) -m bench actions $(RESULTS)/cpu-study-kan-width --local-dir $(LOCAL_DATA)
+	$(PY) -m bench coverage $(RESULTS)/cpu-study-kan-width --local-dir $(LOCAL_DATA)
+	$(PY) -m bench critics $(RESULTS)/cpu-study-kan-width --local-dir $(LOCAL_DATA)
 
 # Stops at once, naming every missing dataset and how to fetch or mirror it, before any cell runs.
 reproduce: setup

@@ -549,3 +549,38 @@ def test_the_cql_alpha50_actors_grid_is_the_quality_grids_small_actors_at_the_cq
         assert spec.run_config(cell).cql == replace(source.run_config(quality_cell).cql, cql_alpha=cql_alpha), cell
     assert spec.keep_final_state
     assert "$(GRID_RUN) configs/cql-alpha50-actors-medium-expert.yaml" in (root / "Makefile").read_text()
+
+
+def test_the_kan_width_grid_trains_a_kan_of_kan4s_parameters_at_twice_its_width_as_the_width_grid_did() -> None:
+    """configs/cpu-study-kan-width.yaml: kan[8] with G = 2, k = 1 has exactly kan4's actor parameters on every
+    dataset of the grid, and trains with the width grid's data, settings, critics and rate, so that its reports can
+    set the width grid's records beside it."""
+    from dataclasses import replace
+
+    from bench.grid.spec import Cell, load_grid
+
+    root = Path(__file__).resolve().parents[1]
+    width = load_grid(root / "configs" / "cpu-study-width.yaml")
+    spec = load_grid(root / "configs" / "cpu-study-kan-width.yaml")
+    assert list(spec.architectures) == ["kan8-g2k1"]
+    assert spec.datasets == width.datasets and spec.algorithms == width.algorithms
+    assert spec.settings() == width.settings()
+    assert (spec.seeds, spec.seeds_per_process) == (width.seeds, width.seeds_per_process)
+    assert spec.keep_final_state
+    assert {name: (report.baseline, report.with_grids) for name, report in spec.reports.items()} == {
+        "cpu-study-kan-width": ("kan4", ("cpu-study-width",)),
+        "cpu-study-kan-width-vs-mlp38": ("mlp38", ("cpu-study-width",)),
+    }
+    for report in spec.reports.values():
+        assert set(report.architectures) - {"kan8-g2k1"} <= set(width.architectures)
+    kan8, kan4 = spec.architectures["kan8-g2k1"], width.architectures["kan4"]
+    assert (kan8.actor.kind, kan8.actor.hidden) == ("kan", (8,)) and kan8.critic == kan4.critic
+    assert kan8.kan == replace(kan4.kan, grid_size=2, spline_order=1)
+    for obs_dim, act_dim in ((17, 6), (11, 3)):  # Walker2d and HalfCheetah, Hopper
+        kan8_actor = build_network(kan8.actor, obs_dim, 2 * act_dim, kan8.kan)
+        kan4_actor = build_network(kan4.actor, obs_dim, 2 * act_dim, kan4.kan)
+        assert count_parameters(kan8_actor) == count_parameters(kan4_actor) == {17: 1160, 11: 680}[obs_dim]
+    for dataset in spec.datasets:
+        kan4_config = width.run_config(Cell(dataset, "kan4", 0)).cql
+        assert spec.run_config(Cell(dataset, "kan8-g2k1", 0)).cql == kan4_config, dataset
+    assert "$(GRID_RUN) configs/cpu-study-kan-width.yaml" in (root / "Makefile").read_text()
