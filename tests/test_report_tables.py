@@ -581,6 +581,10 @@ def test_override_notes_say_nothing_of_the_other_columns_when_they_are_another_a
     assert override_notes(config, list(columns), [], {}, ["cql"], columns) == [
         f"{expected}; the other columns at the grid's cql_alpha 10, policy_lr 3e-05."
     ]
+    two_grids = expected.replace("the grid's", "the grids'")
+    assert override_notes(config, list(columns), [], {}, ["cql"], columns, grids=2) == [
+        f"{two_grids}; the other columns at the grids' cql_alpha 10, policy_lr 3e-05."
+    ]
 
 
 def test_override_notes_name_an_algorithms_settings_only_where_its_records_are() -> None:

@@ -374,7 +374,8 @@ def score_notes(
     columns = runs.drop_duplicates("arch")
     # A labelled column ("TD3+BC kan") takes the overrides of its architecture and its algorithm's settings.
     arch_keys = dict(zip(columns["arch"], zip(columns["cell_arch"], columns["algo"], strict=True), strict=True))
-    notes.extend(override_notes(rec.config, list(arch_keys), rec.datasets, names, rec.algorithms, arch_keys))
+    grids = 1 + len(rec.also)
+    notes.extend(override_notes(rec.config, list(arch_keys), rec.datasets, names, rec.algorithms, arch_keys, grids))
     return notes
 
 
@@ -396,13 +397,14 @@ def override_notes(
     names: dict[str, str],
     algorithms: Sequence[str] = (),
     arch_keys: Mapping[str, tuple[str, str]] | None = None,
+    grids: int = 1,
 ) -> list[str]:
     """Notes naming the settings a grid gives some columns (architecture_overrides) or rows (dataset_overrides),
     with the grid-wide value the others keep, e.g. each actor's policy learning rate. A setting scoped to an
     algorithm (`iql.tau`) is named only when the report holds that algorithm's records (`algorithms`, when given).
     `arch_keys` maps a column to (the architecture the grid's map names, the column's algorithm) where they
     differ: with several algorithms the columns are labelled ("TD3+BC kan"), and a column shows its own
-    algorithm's settings only.
+    algorithm's settings only. `grids`: how many grids' records the report sets side by side (`--with`).
     """
     foreign = {algo for algo in ALGORITHM_LABELS if algorithms and algo not in algorithms}
     notes = []
@@ -431,11 +433,12 @@ def override_notes(
         listed = "; ".join(f"{key}: {', '.join(items)}" for key, items in given.items())
         grid_values = {s: _grid_value(config, s) for s in settings}
         others = ", ".join(f"{s} {value}" for s, value in grid_values.items() if value)
-        rest = f"; the other {what}s at the grid's {others}" if others and len(given) < len(keys) else ""
+        whose = "the grid's" if grids == 1 else "the grids'"
+        rest = f"; the other {what}s at {whose} {others}" if others and len(given) < len(keys) else ""
         overridden = {algorithm_of[key] for key in keys if names.get(key, key) in given}
         if any(algorithm_of[key] not in overridden for key in keys if names.get(key, key) not in given):
             rest = ""  # the other columns include another algorithm's, whose settings are not these
-        notes.append(f"Settings per {what} (the grid's {kind}): {listed}{rest}.")
+        notes.append(f"Settings per {what} ({whose} {kind}): {listed}{rest}.")
     return notes
 
 
