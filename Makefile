@@ -316,8 +316,8 @@ study-cql-alpha50-actors: local-data
 	$(PY) -m bench critics $(RESULTS)/cql-alpha50-actors-medium-expert --local-dir $(LOCAL_DATA)
 
 # A KAN actor of kan4's parameters at twice its width (configs/cpu-study-kan-width.yaml): kan[8] with
-# piecewise-linear edges (G = 2, k = 1) on the width grid's data, whose kan4, mlp4, mlp38 and kan38 records its
-# reports set beside it. Three workers, three groups of about 1h15m of one core each; run it again to resume.
+# piecewise-linear edges (G = 2, k = 1), and an MLP of that width (mlp8), on the width grid's data, whose kan4,
+# mlp4, mlp38 and kan38 records its reports set beside them. Three workers, three groups of about 1h15m of one core each; run it again to resume.
 # Then its reports (against kan4 and against mlp38) and Tables 5, 9 and 10 of its actors.
 study-kan-width: WORKERS := $(or $(WORKERS),3)
 study-kan-width: local-data

@@ -553,8 +553,8 @@ def test_the_cql_alpha50_actors_grid_is_the_quality_grids_small_actors_at_the_cq
 
 def test_the_kan_width_grid_trains_a_kan_of_kan4s_parameters_at_twice_its_width_as_the_width_grid_did() -> None:
     """configs/cpu-study-kan-width.yaml: kan[8] with G = 2, k = 1 has exactly kan4's actor parameters on every
-    dataset of the grid, and trains with the width grid's data, settings, critics and rate, so that its reports can
-    set the width grid's records beside it."""
+    dataset of the grid, and it and an MLP of its width train with the width grid's data, settings, critics and
+    rate, so that its reports can set the width grid's records beside them."""
     from dataclasses import replace
 
     from bench.grid.spec import Cell, load_grid
@@ -562,7 +562,7 @@ def test_the_kan_width_grid_trains_a_kan_of_kan4s_parameters_at_twice_its_width_
     root = Path(__file__).resolve().parents[1]
     width = load_grid(root / "configs" / "cpu-study-width.yaml")
     spec = load_grid(root / "configs" / "cpu-study-kan-width.yaml")
-    assert list(spec.architectures) == ["kan8-g2k1"]
+    assert list(spec.architectures) == ["kan8-g2k1", "mlp8"]
     assert spec.datasets == width.datasets and spec.algorithms == width.algorithms
     assert spec.settings() == width.settings()
     assert (spec.seeds, spec.seeds_per_process) == (width.seeds, width.seeds_per_process)
@@ -580,7 +580,10 @@ def test_the_kan_width_grid_trains_a_kan_of_kan4s_parameters_at_twice_its_width_
         kan8_actor = build_network(kan8.actor, obs_dim, 2 * act_dim, kan8.kan)
         kan4_actor = build_network(kan4.actor, obs_dim, 2 * act_dim, kan4.kan)
         assert count_parameters(kan8_actor) == count_parameters(kan4_actor) == {17: 1160, 11: 680}[obs_dim]
+    mlp8 = spec.architectures["mlp8"]
+    assert (mlp8.actor.kind, mlp8.actor.hidden, mlp8.critic) == ("mlp", kan8.actor.hidden, kan4.critic)
     for dataset in spec.datasets:
         kan4_config = width.run_config(Cell(dataset, "kan4", 0)).cql
-        assert spec.run_config(Cell(dataset, "kan8-g2k1", 0)).cql == kan4_config, dataset
+        for name in ("kan8-g2k1", "mlp8"):
+            assert spec.run_config(Cell(dataset, name, 0)).cql == kan4_config, (dataset, name)
     assert "$(GRID_RUN) configs/cpu-study-kan-width.yaml" in (root / "Makefile").read_text()
