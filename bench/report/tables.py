@@ -407,6 +407,7 @@ def override_notes(
     algorithm's settings only. `grids`: how many grids' records the report sets side by side (`--with`).
     """
     foreign = {algo for algo in ALGORITHM_LABELS if algorithms and algo not in algorithms}
+    whose = "the grid's" if grids == 1 else "the grids'"
     notes = []
     for kind, keys, what in (
         ("architecture_overrides", archs, "column"),
@@ -433,7 +434,6 @@ def override_notes(
         listed = "; ".join(f"{key}: {', '.join(items)}" for key, items in given.items())
         grid_values = {s: _grid_value(config, s) for s in settings}
         others = ", ".join(f"{s} {value}" for s, value in grid_values.items() if value)
-        whose = "the grid's" if grids == 1 else "the grids'"
         rest = f"; the other {what}s at {whose} {others}" if others and len(given) < len(keys) else ""
         overridden = {algorithm_of[key] for key in keys if names.get(key, key) in given}
         if any(algorithm_of[key] not in overridden for key in keys if names.get(key, key) not in given):
